@@ -1,0 +1,443 @@
+/*
+ * kextlog_core.c - the portable core (see kextlog_core.h).
+ *
+ * Order of the stream a client sees: HELLO, then (after RESUME or the
+ * timeout) possibly one RELEASED LOSS for what is no longer held, then the
+ * ring from the requested seq on, in seq order.  Losses that happen while the
+ * ring is full wait in core->pending and enter the ring, as one LOSS frame,
+ * before the next record that fits: the ring stays in seq order and every seq
+ * is accounted for exactly once.
+ */
+#include "kextlog_codec.h"
+#include "kextlog_core.h"
+
+/* A LOG frame under construction, with room for the stack-formatted message
+ * and vsnprintf's terminating NUL. */
+union stack_frame {
+	struct kextlog_log_frame log;
+	uint8_t bytes[KEXTLOG_FRAME_ALIGNED(sizeof(struct kextlog_log_frame) +
+	    KEXTLOG_STACK_MESSAGE + 1u)];
+};
+
+void kextlog_core_init(struct kextlog_core *core, const struct kextlog_ops *ops, void *context,
+    const struct kextlog_config *config, uint8_t *ring_memory, uint32_t ring_bytes,
+    uint32_t ring_records)
+{
+	memset(core, 0, sizeof *core);
+	core->ops = ops;
+	core->context = context;
+	core->config = *config;
+	kextlog_ring_init(&core->ring, ring_memory, ring_bytes, ring_records);
+	core->next_seq = 1;
+}
+
+/* The first seq not yet in the ring: where a new pending loss would start. */
+static uint64_t oldest_held_seq(struct kextlog_core *core)
+{
+	uint64_t position = core->ring.head;
+	const struct kextlog_frame_header *oldest = kextlog_ring_frame(&core->ring, &position);
+
+	if (oldest != NULL)
+		return kextlog_frame_first_seq(oldest);
+	return core->loss_pending ? core->pending.first_seq : core->next_seq;
+}
+
+static bool flush_pending_loss(struct kextlog_core *core)
+{
+	struct kextlog_loss_frame frame;
+
+	if (!core->loss_pending)
+		return true;
+	kextlog_encode_loss(&frame, core->pending.first_seq, core->pending.last_seq,
+	    core->pending.first_time_ns, core->pending.last_time_ns, KEXTLOG_LOSS_RING_FULL);
+	if (!kextlog_ring_push(&core->ring, &frame, sizeof frame))
+		return false;
+	core->loss_pending = false;
+	return true;
+}
+
+static void add_pending_loss(struct kextlog_core *core, uint64_t seq, uint64_t time_ns)
+{
+	if (!core->loss_pending) {
+		core->loss_pending = true;
+		core->pending.first_seq = seq;
+		core->pending.first_time_ns = time_ns;
+	}
+	core->pending.last_seq = seq;
+	core->pending.last_time_ns = time_ns;
+}
+
+void kextlog_core_vlog(struct kextlog_core *core, uint32_t level, const char *format,
+    va_list arguments)
+{
+	union stack_frame frame;
+	struct kextlog_task task;
+	uint64_t time_ns, mono_ns, seq;
+	uint16_t flags = 0;
+	uint32_t length;
+	int formatted;
+	bool kept;
+
+	if (level < KEXTLOG_LEVEL_TRACE)
+		level = KEXTLOG_LEVEL_TRACE;
+	if (level > KEXTLOG_LEVEL_ERROR)
+		level = KEXTLOG_LEVEL_ERROR;
+	/* Read unlocked: a new minimum level applies from the next message on. */
+	if (level < core->config.min_level) {
+		core->ops->lock(core->context);
+		core->counters.below_min_level++;
+		core->ops->unlock(core->context);
+		return;
+	}
+
+	time_ns = core->ops->wall_time_ns(core->context);
+	mono_ns = core->ops->mono_time_ns(core->context);
+	memset(&task, 0, sizeof task);
+	core->ops->current_task(core->context, &task);
+	formatted = vsnprintf(frame.log.message, KEXTLOG_STACK_MESSAGE + 1u, format, arguments);
+	if (formatted < 0)
+		formatted = 0;
+	if ((uint32_t)formatted > KEXTLOG_STACK_MESSAGE) {
+		formatted = KEXTLOG_STACK_MESSAGE;
+		flags |= KEXTLOG_LOG_TRUNCATED;
+	}
+
+	core->ops->lock(core->context);
+	seq = core->next_seq++;
+	length = kextlog_encode_log(&frame.log, seq, time_ns, mono_ns, task.pid, task.tid,
+	    task.name, level, flags, frame.log.message, (uint16_t)formatted);
+	core->counters.logged++;
+	if (flags & KEXTLOG_LOG_TRUNCATED)
+		core->counters.truncated++;
+	if (core->ops->tap != NULL)
+		core->ops->tap(core->context, &frame.log);
+	kept = flush_pending_loss(core) && kextlog_ring_push(&core->ring, &frame, length);
+	if (!kept) {
+		add_pending_loss(core, seq, time_ns);
+		core->counters.lost++;
+	}
+	core->ops->unlock(core->context);
+
+	if (!kept) {
+		frame.log.message[formatted] = '\0'; /* the union has room for it */
+		core->ops->last_resort(core->context, level, seq, frame.log.message);
+	}
+}
+
+void kextlog_core_log(struct kextlog_core *core, uint32_t level, const char *format, ...)
+{
+	va_list arguments;
+
+	va_start(arguments, format);
+	kextlog_core_vlog(core, level, format, arguments);
+	va_end(arguments);
+}
+
+static void queue_control(struct kextlog_core *core, const void *frame, uint32_t length)
+{
+	memcpy(core->control + core->control_length, frame, length);
+	core->control_length += length;
+}
+
+void kextlog_core_connect(struct kextlog_core *core)
+{
+	struct kextlog_hello_frame hello;
+
+	core->ops->lock(core->context);
+	core->connection = KEXTLOG_AWAITING_RESUME;
+	core->connected_at_ns = core->ops->mono_time_ns(core->context);
+	core->control_length = 0;
+	core->control_sent = 0;
+	core->input_length = 0;
+	core->input_skip = 0;
+	core->counters.connects++;
+	kextlog_encode_hello(&hello, core->config.instance_id, core->config.boot_id,
+	    oldest_held_seq(core), core->next_seq, core->ring.max_records, core->ring.size,
+	    core->config.producer_version, core->config.name);
+	queue_control(core, &hello, sizeof hello);
+	core->ops->unlock(core->context);
+	kextlog_core_pump(core);
+}
+
+void kextlog_core_disconnect(struct kextlog_core *core)
+{
+	core->ops->lock(core->context);
+	core->connection = KEXTLOG_DISCONNECTED;
+	core->control_length = 0;
+	core->control_sent = 0;
+	core->ops->unlock(core->context);
+}
+
+/* Acknowledged frames leave the ring; room may let a pending loss in. */
+static void release(struct kextlog_core *core, uint64_t seq)
+{
+	const struct kextlog_frame_header *oldest;
+	uint64_t position;
+
+	for (;;) {
+		position = core->ring.head;
+		oldest = kextlog_ring_frame(&core->ring, &position);
+		if (oldest == NULL || kextlog_frame_last_seq(oldest) > seq)
+			break;
+		kextlog_ring_pop(&core->ring);
+	}
+	if (seq > core->counters.acked_seq)
+		core->counters.acked_seq = seq;
+	flush_pending_loss(core);
+}
+
+/* Start streaming from seq: what the client already has is released, what
+ * the ring no longer holds is reported as one RELEASED loss. */
+static void start_streaming(struct kextlog_core *core, uint64_t seq)
+{
+	uint64_t first_unheld = core->loss_pending ? core->pending.first_seq : core->next_seq;
+	uint64_t oldest;
+	struct kextlog_loss_frame gap;
+
+	if (seq == 0)
+		seq = 1;
+	if (seq > first_unheld)
+		seq = first_unheld;
+	release(core, seq - 1);
+	oldest = oldest_held_seq(core);
+	core->sent_seq = seq - 1;
+	if (seq < oldest) {
+		queue_control(core, &gap, kextlog_encode_loss(&gap, seq, oldest - 1, 0, 0,
+		    KEXTLOG_LOSS_RELEASED));
+		core->sent_seq = oldest - 1;
+	}
+	core->cursor = core->ring.head;
+	core->cursor_frame = core->ring.head;
+	core->connection = KEXTLOG_STREAMING;
+}
+
+/* Acts on one well-formed frame from the client; a frame that makes no
+ * sense now (or comes from the wrong side) is refused as BAD_FIELD. */
+static enum kextlog_wire_status handle_frame(struct kextlog_core *core, const uint8_t *data)
+{
+	struct kextlog_frame_header header;
+
+	memcpy(&header, data, sizeof header);
+	if (header.type == KEXTLOG_FRAME_ACK && core->connection == KEXTLOG_STREAMING) {
+		struct kextlog_ack_frame ack;
+
+		memcpy(&ack, data, sizeof ack);
+		/* Only what this connection has sent can be acknowledged. */
+		release(core, ack.seq < core->sent_seq ? ack.seq : core->sent_seq);
+		return KEXTLOG_WIRE_OK;
+	}
+	if (header.type == KEXTLOG_FRAME_RESUME && core->connection != KEXTLOG_DISCONNECTED) {
+		struct kextlog_resume_frame resume;
+
+		memcpy(&resume, data, sizeof resume);
+		if (memcmp(resume.instance_id, core->config.instance_id, KEXTLOG_ID_SIZE) != 0)
+			return KEXTLOG_WIRE_BAD_FIELD;
+		start_streaming(core, resume.seq);
+		return KEXTLOG_WIRE_OK;
+	}
+	return KEXTLOG_WIRE_BAD_FIELD;
+}
+
+/* Handles every whole frame in core->input; returns the first problem. */
+static enum kextlog_wire_status drain_input(struct kextlog_core *core)
+{
+	enum kextlog_wire_status result = KEXTLOG_WIRE_OK;
+
+	for (;;) {
+		uint32_t frame_length = 0;
+		enum kextlog_wire_status status =
+		    kextlog_wire_check(core->input, core->input_length, &frame_length);
+
+		if (status == KEXTLOG_WIRE_SHORT) {
+			if (core->input_length < sizeof core->input)
+				return result; /* wait for the rest */
+			status = KEXTLOG_WIRE_BAD_LENGTH; /* longer than any client frame */
+		}
+		if (status == KEXTLOG_WIRE_OK) {
+			status = handle_frame(core, core->input);
+		} else if (status == KEXTLOG_WIRE_UNKNOWN) {
+			status = KEXTLOG_WIRE_OK;
+			if (frame_length > core->input_length) {
+				core->input_skip = frame_length - core->input_length;
+				frame_length = core->input_length;
+			}
+		} else {
+			/* Malformed: drop what is buffered, read the rest anew. */
+			core->input_length = 0;
+			return result == KEXTLOG_WIRE_OK ? status : result;
+		}
+		if (result == KEXTLOG_WIRE_OK)
+			result = status;
+		memmove(core->input, core->input + frame_length, core->input_length - frame_length);
+		core->input_length -= frame_length;
+	}
+}
+
+enum kextlog_wire_status kextlog_core_receive(struct kextlog_core *core, const uint8_t *data,
+    size_t length)
+{
+	enum kextlog_wire_status result = KEXTLOG_WIRE_OK;
+	size_t used = 0;
+
+	core->ops->lock(core->context);
+	while (used < length) {
+		enum kextlog_wire_status status;
+		size_t take;
+
+		if (core->input_skip > 0) {
+			take = length - used < core->input_skip ? length - used : core->input_skip;
+			core->input_skip -= take;
+			used += take;
+			continue;
+		}
+		take = sizeof core->input - core->input_length;
+		if (take > length - used)
+			take = length - used;
+		memcpy(core->input + core->input_length, data + used, take);
+		core->input_length += (uint32_t)take;
+		used += take;
+		status = drain_input(core);
+		if (result == KEXTLOG_WIRE_OK)
+			result = status;
+	}
+	if (result != KEXTLOG_WIRE_OK)
+		core->counters.bad_input++; /* once per write, not per byte of garbage */
+	core->ops->unlock(core->context);
+	kextlog_core_pump(core);
+	return result;
+}
+
+/* Sends the rest of the control frames; false while some remain. */
+static bool pump_control(struct kextlog_core *core)
+{
+	uint32_t length = core->control_length - core->control_sent;
+	uint32_t taken;
+
+	if (length == 0)
+		return true;
+	taken = core->ops->send(core->context, core->control + core->control_sent, length);
+	core->control_sent += taken;
+	if (taken < length) {
+		core->counters.send_busy++;
+		return false;
+	}
+	core->control_length = 0;
+	core->control_sent = 0;
+	return true;
+}
+
+/* One send of the frames after the cursor: a contiguous run of whole frames
+ * (or the rest of a partly sent one), at most send_batch_bytes unless a
+ * single frame is larger.  Returns false when nothing more can go now. */
+static bool pump_ring_once(struct kextlog_core *core)
+{
+	const struct kextlog_frame_header *frame;
+	uint64_t position = core->cursor_frame;
+	uint64_t start, end;
+	uint32_t taken;
+
+	frame = kextlog_ring_frame(&core->ring, &position);
+	if (frame == NULL)
+		return false;
+	if (core->cursor == core->cursor_frame || core->cursor < position)
+		core->cursor = position;
+	core->cursor_frame = position;
+	start = core->cursor;
+	end = position + frame->length;
+	/* Extend over the following frames while they are contiguous. */
+	while (end < core->ring.tail) {
+		uint64_t next = end;
+		const struct kextlog_frame_header *following = kextlog_ring_frame(&core->ring, &next);
+
+		if (following == NULL || next != end ||
+		    end + following->length - start > core->config.send_batch_bytes)
+			break;
+		end += following->length;
+	}
+
+	taken = core->ops->send(core->context, core->ring.buffer + (start % core->ring.size),
+	    (uint32_t)(end - start));
+	if (taken == 0) {
+		core->counters.send_busy++;
+		return false;
+	}
+	core->cursor = start + taken;
+	/* Account for every frame that went out whole. */
+	position = core->cursor_frame;
+	while ((frame = kextlog_ring_frame(&core->ring, &position)) != NULL &&
+	    position + frame->length <= core->cursor) {
+		core->sent_seq = kextlog_frame_last_seq(frame);
+		core->counters.frames_sent++;
+		position += frame->length;
+	}
+	core->cursor_frame = position;
+	if (core->cursor < position)
+		core->cursor = position;
+	return taken == end - start;
+}
+
+void kextlog_core_pump(struct kextlog_core *core)
+{
+	core->ops->lock(core->context);
+	if (core->connection != KEXTLOG_DISCONNECTED && pump_control(core) &&
+	    core->connection == KEXTLOG_STREAMING) {
+		while (pump_ring_once(core))
+			;
+	}
+	core->ops->unlock(core->context);
+}
+
+void kextlog_core_tick(struct kextlog_core *core)
+{
+	core->ops->lock(core->context);
+	if (core->connection == KEXTLOG_AWAITING_RESUME &&
+	    core->ops->mono_time_ns(core->context) - core->connected_at_ns >=
+	    core->config.resume_timeout_ns)
+		start_streaming(core, oldest_held_seq(core));
+	flush_pending_loss(core);
+	core->ops->unlock(core->context);
+	kextlog_core_pump(core);
+}
+
+bool kextlog_core_backlogged(struct kextlog_core *core)
+{
+	uint64_t position;
+	bool backlogged;
+
+	core->ops->lock(core->context);
+	position = core->cursor_frame;
+	backlogged = core->control_length > core->control_sent ||
+	    (core->connection == KEXTLOG_STREAMING &&
+	    kextlog_ring_frame(&core->ring, &position) != NULL);
+	core->ops->unlock(core->context);
+	return backlogged;
+}
+
+bool kextlog_core_idle(struct kextlog_core *core)
+{
+	bool idle;
+
+	core->ops->lock(core->context);
+	idle = kextlog_ring_empty(&core->ring) && !core->loss_pending;
+	core->ops->unlock(core->context);
+	return idle;
+}
+
+void kextlog_core_set_min_level(struct kextlog_core *core, uint32_t level)
+{
+	core->ops->lock(core->context);
+	core->config.min_level = level;
+	core->ops->unlock(core->context);
+}
+
+void kextlog_core_counters(struct kextlog_core *core, struct kextlog_counters *counters)
+{
+	core->ops->lock(core->context);
+	*counters = core->counters;
+	counters->next_seq = core->next_seq;
+	counters->ring_records = core->ring.records;
+	counters->ring_bytes_used = core->ring.tail - core->ring.head;
+	counters->ring_high_water = core->ring.high_water;
+	counters->ring_capacity = core->ring.max_records;
+	core->ops->unlock(core->context);
+}

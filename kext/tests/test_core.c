@@ -1,0 +1,916 @@
+/*
+ * test_core.c - the delivery contract of the portable core, driven through a
+ * fake platform: a clock the test moves, a task it chooses, a client whose
+ * room it sets (none: the ENOBUFS case; a prefix: a stream socket), and
+ * observers for the last-resort print and the tap.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kextlog_codec.h"
+#include "kextlog_core.h"
+#include "kextlog_test.h"
+
+#define UNLIMITED UINT32_MAX
+#define TAPS_MAX 1024u
+#define LOG_FRAME_MAX KEXTLOG_FRAME_ALIGNED(sizeof(struct kextlog_log_frame) + KEXTLOG_STACK_MESSAGE)
+#define BATCH_BYTES (64u * 1024u)
+#define WALL_START 1700000000000000000ull
+
+struct last_resort_call {
+	uint32_t level;
+	uint64_t seq;
+	char     message[KEXTLOG_STACK_MESSAGE + 1];
+};
+
+struct platform {
+	struct kextlog_core core;
+	uint32_t ring_records;
+	uint32_t ring_bytes;
+	_Alignas(8) uint8_t ring_memory[64 * 1024];
+
+	uint64_t wall_ns; /* moves on at every read, so each record has its own time */
+	uint64_t mono_ns; /* moved by the test only */
+	struct kextlog_task task;
+	bool locked;
+
+	/* The client: takes up to room bytes (UNLIMITED: all), whole sends only
+	 * unless it is a stream. */
+	bool     stream;
+	uint32_t room;
+	uint32_t largest_batch; /* the longest send of several frames */
+	uint32_t sends;
+	_Alignas(8) uint8_t sent[1024 * 1024];
+	uint32_t sent_length;
+	uint32_t read;    /* next_frame() has read the frames before this */
+	_Alignas(8) uint8_t frame[KEXTLOG_FRAME_MAX]; /* the last one, aligned */
+
+	struct last_resort_call last_resort[16];
+	uint32_t last_resort_calls;
+	_Alignas(8) uint8_t taps[TAPS_MAX][LOG_FRAME_MAX]; /* tap i holds seq i + 1 */
+	uint32_t tap_count;
+	uint64_t messages;
+};
+
+static const uint8_t instance_id[KEXTLOG_ID_SIZE] = {
+	1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+};
+static const uint8_t boot_id[KEXTLOG_ID_SIZE] = {
+	0xb0, 0xb1, 0xb2, 0xb3, 0xb4, 0xb5, 0xb6, 0xb7,
+	0xb8, 0xb9, 0xba, 0xbb, 0xbc, 0xbd, 0xbe, 0xbf,
+};
+
+/* ---- the fake platform ---- */
+
+static void fake_lock(void *context)
+{
+	struct platform *p = context;
+
+	CHECK(!p->locked); /* the core never re-enters its lock */
+	p->locked = true;
+}
+
+static void fake_unlock(void *context)
+{
+	struct platform *p = context;
+
+	CHECK(p->locked);
+	p->locked = false;
+}
+
+static uint64_t fake_wall_time(void *context)
+{
+	struct platform *p = context;
+
+	p->wall_ns += 1000;
+	return p->wall_ns;
+}
+
+static uint64_t fake_mono_time(void *context)
+{
+	return ((struct platform *)context)->mono_ns;
+}
+
+static void fake_current_task(void *context, struct kextlog_task *task)
+{
+	struct platform *p = context;
+
+	CHECK(!p->locked);
+	*task = p->task;
+}
+
+/* A datagram carries whole, valid frames; returns how many. */
+static uint32_t check_datagram(const uint8_t *data, uint32_t length)
+{
+	uint32_t offset = 0, frames = 0, frame_length = 0;
+
+	while (offset < length) {
+		CHECK_EQ(kextlog_wire_check(data + offset, length - offset, &frame_length),
+		    KEXTLOG_WIRE_OK);
+		REQUIRE(frame_length > 0);
+		offset += frame_length;
+		frames++;
+	}
+	CHECK_EQ(offset, length);
+	return frames;
+}
+
+static uint32_t fake_send(void *context, const uint8_t *data, uint32_t length)
+{
+	struct platform *p = context;
+	uint32_t taken = length;
+
+	CHECK(p->locked);
+	CHECK(length > 0);
+	p->sends++;
+	if (!p->stream && check_datagram(data, length) > 1 && length > p->largest_batch)
+		p->largest_batch = length;
+	if (p->room < length) {
+		if (!p->stream || p->room == 0)
+			return 0;
+		taken = p->room;
+	}
+	REQUIRE(p->sent_length + taken <= sizeof p->sent);
+	memcpy(p->sent + p->sent_length, data, taken);
+	p->sent_length += taken;
+	if (p->room != UNLIMITED)
+		p->room -= taken;
+	return taken;
+}
+
+static void fake_last_resort(void *context, uint32_t level, uint64_t seq, const char *message)
+{
+	struct platform *p = context;
+	struct last_resort_call *call;
+
+	CHECK(!p->locked);
+	REQUIRE(p->last_resort_calls < sizeof p->last_resort / sizeof p->last_resort[0]);
+	call = &p->last_resort[p->last_resort_calls++];
+	call->level = level;
+	call->seq = seq;
+	REQUIRE(strlen(message) <= KEXTLOG_STACK_MESSAGE);
+	strcpy(call->message, message);
+}
+
+static void fake_tap(void *context, const struct kextlog_log_frame *frame)
+{
+	struct platform *p = context;
+	uint32_t length;
+
+	CHECK(p->locked);
+	REQUIRE(p->tap_count < TAPS_MAX);
+	REQUIRE(frame->header.length <= LOG_FRAME_MAX);
+	CHECK_EQ(kextlog_wire_check((const uint8_t *)frame, frame->header.length, &length),
+	    KEXTLOG_WIRE_OK);
+	CHECK_EQ(frame->seq, p->tap_count + 1); /* dense from 1, lost or kept */
+	memcpy(p->taps[p->tap_count++], frame, frame->header.length);
+}
+
+static const struct kextlog_ops fake_ops = {
+	.lock = fake_lock,
+	.unlock = fake_unlock,
+	.wall_time_ns = fake_wall_time,
+	.mono_time_ns = fake_mono_time,
+	.current_task = fake_current_task,
+	.send = fake_send,
+	.last_resort = fake_last_resort,
+	.tap = fake_tap,
+};
+
+static struct kextlog_config default_config(void)
+{
+	struct kextlog_config config = {
+		.producer_version = 0x010203,
+		.min_level = KEXTLOG_LEVEL_TRACE,
+		.send_batch_bytes = BATCH_BYTES,
+		.resume_timeout_ns = KEXTLOG_RESUME_TIMEOUT_NS,
+	};
+
+	memcpy(config.instance_id, instance_id, sizeof instance_id);
+	memcpy(config.boot_id, boot_id, sizeof boot_id);
+	strcpy(config.name, "com.example.kextlog.test");
+	return config;
+}
+
+static struct platform *start_with(const struct kextlog_config *config, uint32_t records)
+{
+	struct platform *p = calloc(1, sizeof *p);
+
+	REQUIRE(p != NULL);
+	p->ring_records = records;
+	p->ring_bytes = kextlog_ring_bytes(records);
+	REQUIRE(p->ring_bytes <= sizeof p->ring_memory);
+	p->wall_ns = WALL_START;
+	p->mono_ns = 5000000;
+	p->task = (struct kextlog_task){ .pid = 4242, .tid = 0x1a2b3c4d5eull, .name = "mds_stores" };
+	p->room = UNLIMITED;
+	kextlog_core_init(&p->core, &fake_ops, p, config, p->ring_memory, p->ring_bytes, records);
+	return p;
+}
+
+static struct platform *start(uint32_t records)
+{
+	struct kextlog_config config = default_config();
+
+	return start_with(&config, records);
+}
+
+/* Every lock was released; frees the platform. */
+static void finish(struct platform *p)
+{
+	CHECK(!p->locked);
+	free(p);
+}
+
+/* ---- driving the core ---- */
+
+static struct kextlog_counters counters(struct platform *p)
+{
+	struct kextlog_counters snapshot;
+
+	kextlog_core_counters(&p->core, &snapshot);
+	return snapshot;
+}
+
+/* One message of exactly `length` characters. */
+static void log_length(struct platform *p, uint32_t level, uint32_t length)
+{
+	char text[KEXTLOG_MESSAGE_MAX + 1];
+	int prefix = snprintf(text, sizeof text, "message %llu:", (unsigned long long)++p->messages);
+
+	REQUIRE(length < sizeof text);
+	for (uint32_t i = (uint32_t)prefix; i < length; i++)
+		text[i] = (char)('a' + (p->messages + i) % 26);
+	text[length] = '\0';
+	kextlog_core_log(&p->core, level, "%s", text);
+}
+
+static void log_some(struct platform *p, uint32_t count)
+{
+	for (uint32_t i = 0; i < count; i++)
+		log_length(p, KEXTLOG_LEVEL_INFO, 20 + (uint32_t)(p->messages * 37 % 120));
+}
+
+static void receive(struct platform *p, const void *frame, uint32_t length)
+{
+	CHECK_EQ(kextlog_core_receive(&p->core, frame, length), KEXTLOG_WIRE_OK);
+}
+
+static void resume_at(struct platform *p, uint64_t seq)
+{
+	struct kextlog_resume_frame resume;
+
+	receive(p, &resume, kextlog_encode_resume(&resume, instance_id, seq));
+	kextlog_core_pump(&p->core);
+}
+
+static void ack(struct platform *p, uint64_t seq)
+{
+	struct kextlog_ack_frame frame;
+
+	receive(p, &frame, kextlog_encode_ack(&frame, seq));
+}
+
+static void connect_client(struct platform *p)
+{
+	kextlog_core_connect(&p->core);
+	kextlog_core_pump(&p->core);
+}
+
+/* ---- reading what the client got ---- */
+
+/* The next frame the client got, copied out: after a stream was cut in the
+ * middle of a frame, the next connection's frames are not aligned. */
+static const struct kextlog_frame_header *next_frame(struct platform *p, uint16_t type)
+{
+	const struct kextlog_frame_header *header = (const void *)p->frame;
+	uint32_t length = 0;
+
+	REQUIRE(p->read < p->sent_length);
+	REQUIRE(kextlog_wire_check(p->sent + p->read, p->sent_length - p->read, &length) ==
+	    KEXTLOG_WIRE_OK);
+	memcpy(p->frame, p->sent + p->read, length);
+	CHECK_EQ(header->type, type);
+	p->read += length;
+	return header;
+}
+
+static void expect_nothing(struct platform *p)
+{
+	CHECK_EQ(p->sent_length, p->read);
+}
+
+static void expect_hello(struct platform *p, uint64_t oldest_seq, uint64_t next_seq)
+{
+	const struct kextlog_hello_frame *hello =
+	    (const void *)next_frame(p, KEXTLOG_FRAME_HELLO);
+
+	CHECK(memcmp(hello->instance_id, instance_id, KEXTLOG_ID_SIZE) == 0);
+	CHECK(memcmp(hello->boot_id, boot_id, KEXTLOG_ID_SIZE) == 0);
+	CHECK_EQ(hello->oldest_seq, oldest_seq);
+	CHECK_EQ(hello->next_seq, next_seq);
+	CHECK_EQ(hello->ring_records, p->ring_records);
+	CHECK_EQ(hello->ring_bytes, p->ring_bytes);
+	CHECK_EQ(hello->producer_version, 0x010203);
+	CHECK(strcmp(hello->name, "com.example.kextlog.test") == 0);
+}
+
+static const struct kextlog_log_frame *tap(struct platform *p, uint64_t seq)
+{
+	REQUIRE(seq >= 1 && seq <= p->tap_count);
+	return (const void *)p->taps[seq - 1];
+}
+
+static bool has_message(const struct kextlog_log_frame *log, const char *text)
+{
+	return log->message_length == strlen(text) &&
+	    memcmp(log->message, text, log->message_length) == 0;
+}
+
+/* The frame the client got for seq is the one the tap saw, byte for byte. */
+static void expect_logs(struct platform *p, uint64_t first_seq, uint64_t last_seq)
+{
+	for (uint64_t seq = first_seq; seq <= last_seq; seq++) {
+		const struct kextlog_log_frame *log = (const void *)next_frame(p, KEXTLOG_FRAME_LOG);
+
+		CHECK_EQ(log->seq, seq);
+		CHECK(memcmp(log, tap(p, seq), tap(p, seq)->header.length) == 0);
+	}
+}
+
+static const struct kextlog_loss_frame *expect_loss(struct platform *p, uint64_t first_seq,
+    uint64_t last_seq, uint32_t reason)
+{
+	const struct kextlog_loss_frame *loss = (const void *)next_frame(p, KEXTLOG_FRAME_LOSS);
+
+	CHECK_EQ(loss->first_seq, first_seq);
+	CHECK_EQ(loss->last_seq, last_seq);
+	CHECK_EQ(loss->count, last_seq - first_seq + 1);
+	CHECK_EQ(loss->reason, reason);
+	return loss;
+}
+
+/* ---- the contract ---- */
+
+static void test_seqs(void)
+{
+	struct kextlog_config config = default_config();
+	struct platform *p;
+	const struct kextlog_log_frame *log;
+
+	config.min_level = KEXTLOG_LEVEL_INFO;
+	p = start_with(&config, 64);
+	CHECK(kextlog_core_idle(&p->core));
+	kextlog_core_log(&p->core, KEXTLOG_LEVEL_TRACE, "below %d", 1);
+	kextlog_core_log(&p->core, KEXTLOG_LEVEL_INFO, "vnode %s opened by %d", "/usr/lib/dyld", 42);
+	kextlog_core_log(&p->core, KEXTLOG_LEVEL_DEBUG, "below %d", 2);
+	p->task = (struct kextlog_task){ .pid = 1, .tid = 0x65, .name = "launchd" };
+	kextlog_core_log(&p->core, KEXTLOG_LEVEL_ERROR, "error %u", 7u);
+	/* A name that fills the field has no NUL. */
+	memcpy(p->task.name, "0123456789abcdef0123456789ABCDEF", KEXTLOG_PROCESS_NAME_MAX);
+	kextlog_core_log(&p->core, KEXTLOG_LEVEL_WARNING, "warning");
+	kextlog_core_set_min_level(&p->core, KEXTLOG_LEVEL_TRACE);
+	kextlog_core_log(&p->core, KEXTLOG_LEVEL_TRACE, "trace");
+	kextlog_core_set_min_level(&p->core, KEXTLOG_LEVEL_ERROR);
+	kextlog_core_log(&p->core, KEXTLOG_LEVEL_WARNING, "below %d", 3);
+	kextlog_core_log(&p->core, KEXTLOG_LEVEL_ERROR, "error %u", 8u);
+
+	CHECK_EQ(p->tap_count, 5);
+	CHECK_EQ(counters(p).logged, 5);
+	CHECK_EQ(counters(p).below_min_level, 3);
+	CHECK_EQ(counters(p).next_seq, 6);
+	CHECK_EQ(counters(p).ring_records, 5);
+	CHECK_EQ(counters(p).ring_capacity, 64);
+	CHECK_EQ(counters(p).lost, 0);
+	CHECK(counters(p).ring_bytes_used > 0);
+	CHECK_EQ(p->sends, 0); /* no client */
+	CHECK(!kextlog_core_idle(&p->core));
+
+	static const uint8_t levels[] = {
+		KEXTLOG_LEVEL_INFO, KEXTLOG_LEVEL_ERROR, KEXTLOG_LEVEL_WARNING,
+		KEXTLOG_LEVEL_TRACE, KEXTLOG_LEVEL_ERROR,
+	};
+	for (uint64_t seq = 1; seq <= 5; seq++) {
+		log = tap(p, seq);
+		CHECK_EQ(log->level, levels[seq - 1]);
+		CHECK_EQ(log->flags, 0);
+		CHECK_EQ(log->mono_ns, p->mono_ns);
+		CHECK(log->time_ns > WALL_START && log->time_ns <= p->wall_ns);
+		if (seq > 1)
+			CHECK(log->time_ns > tap(p, seq - 1)->time_ns);
+	}
+	log = tap(p, 1);
+	CHECK_EQ(log->pid, 4242);
+	CHECK_EQ(log->tid, 0x1a2b3c4d5eull);
+	CHECK(strcmp(log->process, "mds_stores") == 0);
+	CHECK(has_message(log, "vnode /usr/lib/dyld opened by 42"));
+	log = tap(p, 2);
+	CHECK_EQ(log->pid, 1);
+	CHECK_EQ(log->tid, 0x65);
+	CHECK(strcmp(log->process, "launchd") == 0);
+	CHECK(has_message(log, "error 7"));
+	CHECK(memcmp(tap(p, 3)->process, p->task.name, KEXTLOG_PROCESS_NAME_MAX) == 0);
+	CHECK(has_message(tap(p, 4), "trace"));
+	CHECK(has_message(tap(p, 5), "error 8"));
+	finish(p);
+}
+
+static void test_hello_then_resume(void)
+{
+	struct platform *p = start(64);
+
+	log_some(p, 3);
+	connect_client(p);
+	expect_hello(p, 1, 4);
+	expect_nothing(p);
+	CHECK_EQ(counters(p).connects, 1);
+
+	/* Nothing but HELLO until RESUME. */
+	log_some(p, 2);
+	kextlog_core_pump(&p->core);
+	kextlog_core_tick(&p->core);
+	expect_nothing(p);
+	CHECK_EQ(counters(p).frames_sent, 0);
+
+	resume_at(p, 1);
+	expect_logs(p, 1, 5);
+	expect_nothing(p);
+	CHECK_EQ(counters(p).frames_sent, 5);
+
+	/* Live: a log is kept, the pump sends it. */
+	log_some(p, 1);
+	expect_nothing(p);
+	kextlog_core_pump(&p->core);
+	expect_logs(p, 6, 6);
+	expect_nothing(p);
+	finish(p);
+}
+
+static void test_resume_other_instance(void)
+{
+	struct platform *p = start(64);
+	struct kextlog_resume_frame resume;
+	uint8_t other[KEXTLOG_ID_SIZE] = { 99 };
+
+	log_some(p, 2);
+	connect_client(p);
+	expect_hello(p, 1, 3);
+	CHECK(kextlog_core_receive(&p->core, (const uint8_t *)&resume,
+	    kextlog_encode_resume(&resume, other, 1)) != KEXTLOG_WIRE_OK);
+	CHECK_EQ(counters(p).bad_input, 1);
+	kextlog_core_pump(&p->core);
+	expect_nothing(p);
+
+	resume_at(p, 1);
+	expect_logs(p, 1, 2);
+	expect_nothing(p);
+	finish(p);
+}
+
+static void test_ack(void)
+{
+	struct platform *p = start(64);
+
+	log_some(p, 10);
+	connect_client(p);
+	expect_hello(p, 1, 11);
+	resume_at(p, 1);
+	expect_logs(p, 1, 10);
+
+	ack(p, 4);
+	CHECK_EQ(counters(p).acked_seq, 4);
+	CHECK_EQ(counters(p).ring_records, 6);
+	CHECK(!kextlog_core_idle(&p->core));
+	ack(p, 2); /* stale: changes nothing */
+	CHECK_EQ(counters(p).acked_seq, 4);
+	CHECK_EQ(counters(p).ring_records, 6);
+
+	/* 11 and 12 are kept but not sent: an ACK cannot release them. */
+	log_some(p, 2);
+	ack(p, 1000);
+	CHECK_EQ(counters(p).acked_seq, 10);
+	CHECK_EQ(counters(p).ring_records, 2);
+	kextlog_core_pump(&p->core);
+	expect_logs(p, 11, 12);
+	expect_nothing(p);
+	ack(p, 12);
+	CHECK_EQ(counters(p).ring_records, 0);
+	CHECK_EQ(counters(p).ring_high_water, 10);
+	CHECK(kextlog_core_idle(&p->core));
+	finish(p);
+}
+
+static void test_reconnect(void)
+{
+	struct platform *p = start(64);
+	uint32_t sends;
+
+	log_some(p, 10);
+	connect_client(p);
+	expect_hello(p, 1, 11);
+	resume_at(p, 1);
+	expect_logs(p, 1, 10);
+	ack(p, 4);
+	kextlog_core_disconnect(&p->core);
+
+	/* Kept while nobody listens. */
+	sends = p->sends;
+	log_some(p, 1);
+	kextlog_core_pump(&p->core);
+	kextlog_core_tick(&p->core);
+	CHECK_EQ(p->sends, sends);
+
+	/* The new client gets everything not acknowledged again. */
+	connect_client(p);
+	expect_hello(p, 5, 12);
+	expect_nothing(p);
+	resume_at(p, 5);
+	expect_logs(p, 5, 11);
+	expect_nothing(p);
+	CHECK_EQ(counters(p).connects, 2);
+	CHECK_EQ(counters(p).frames_sent, 17);
+
+	/* A client that committed up to 7 but whose ACK never arrived. */
+	kextlog_core_disconnect(&p->core);
+	connect_client(p);
+	expect_hello(p, 5, 12);
+	resume_at(p, 8);
+	expect_logs(p, 8, 11);
+	expect_nothing(p);
+	finish(p);
+}
+
+static void test_resume_released(void)
+{
+	struct platform *p = start(64);
+
+	log_some(p, 10);
+	connect_client(p);
+	resume_at(p, 1);
+	ack(p, 6);
+	kextlog_core_disconnect(&p->core);
+	p->read = p->sent_length;
+
+	/* This client's store only has 1 and 2: 3..6 are gone. */
+	connect_client(p);
+	expect_hello(p, 7, 11);
+	resume_at(p, 3);
+	expect_loss(p, 3, 6, KEXTLOG_LOSS_RELEASED);
+	expect_logs(p, 7, 10);
+	expect_nothing(p);
+	CHECK_EQ(counters(p).frames_sent, 10 + 4); /* ring frames only */
+	finish(p);
+}
+
+static void test_resume_timeout(void)
+{
+	struct kextlog_config config = default_config();
+	struct platform *p;
+	uint64_t connected;
+
+	config.resume_timeout_ns = 2000000;
+	p = start_with(&config, 64);
+	log_some(p, 3);
+	connected = p->mono_ns;
+	connect_client(p);
+	expect_hello(p, 1, 4);
+	p->mono_ns += config.resume_timeout_ns / 2;
+	kextlog_core_tick(&p->core);
+	expect_nothing(p);
+
+	p->mono_ns = connected + config.resume_timeout_ns;
+	kextlog_core_tick(&p->core);
+	expect_logs(p, 1, 3);
+	expect_nothing(p);
+	log_some(p, 1);
+	kextlog_core_pump(&p->core);
+	expect_logs(p, 4, 4);
+
+	/* After a reconnect, the timeout replays from the oldest frame held. */
+	ack(p, 2);
+	kextlog_core_disconnect(&p->core);
+	connected = p->mono_ns;
+	connect_client(p);
+	expect_hello(p, 3, 5);
+	p->mono_ns = connected + config.resume_timeout_ns;
+	kextlog_core_tick(&p->core);
+	expect_logs(p, 3, 4);
+	expect_nothing(p);
+	finish(p);
+}
+
+static void test_ring_full(void)
+{
+	struct platform *p = start(4);
+	const struct kextlog_loss_frame *loss;
+
+	connect_client(p);
+	expect_hello(p, 1, 1);
+	resume_at(p, 1);
+	log_some(p, 4);
+	kextlog_core_pump(&p->core);
+	expect_logs(p, 1, 4);
+
+	/* Nothing acknowledged, the ring is full: these go to the last resort. */
+	kextlog_core_log(&p->core, KEXTLOG_LEVEL_WARNING, "lost %d", 5);
+	kextlog_core_log(&p->core, KEXTLOG_LEVEL_ERROR, "lost %d", 6);
+	kextlog_core_log(&p->core, KEXTLOG_LEVEL_TRACE, "lost %d", 7);
+	CHECK_EQ(p->last_resort_calls, 3);
+	CHECK_EQ(p->last_resort[0].level, KEXTLOG_LEVEL_WARNING);
+	CHECK_EQ(p->last_resort[0].seq, 5);
+	CHECK(strcmp(p->last_resort[0].message, "lost 5") == 0);
+	CHECK_EQ(p->last_resort[1].level, KEXTLOG_LEVEL_ERROR);
+	CHECK_EQ(p->last_resort[1].seq, 6);
+	CHECK(strcmp(p->last_resort[1].message, "lost 6") == 0);
+	CHECK_EQ(p->last_resort[2].level, KEXTLOG_LEVEL_TRACE);
+	CHECK_EQ(p->last_resort[2].seq, 7);
+	CHECK(strcmp(p->last_resort[2].message, "lost 7") == 0);
+	CHECK_EQ(counters(p).lost, 3);
+	CHECK_EQ(counters(p).logged, 7);
+	CHECK_EQ(counters(p).ring_records, 4);
+	CHECK_EQ(p->tap_count, 7);
+	kextlog_core_pump(&p->core);
+	expect_nothing(p);
+	CHECK(!kextlog_core_idle(&p->core));
+
+	/* The older frames were kept: a new client gets all of them. */
+	kextlog_core_disconnect(&p->core);
+	connect_client(p);
+	expect_hello(p, 1, 8);
+	resume_at(p, 1);
+	expect_logs(p, 1, 4);
+	expect_nothing(p);
+
+	/* Room again: the loss is reported, in seq order, before the next record. */
+	ack(p, 4);
+	CHECK(!kextlog_core_idle(&p->core)); /* the loss is not reported yet */
+	log_some(p, 1);
+	kextlog_core_pump(&p->core);
+	loss = expect_loss(p, 5, 7, KEXTLOG_LOSS_RING_FULL);
+	CHECK_EQ(loss->first_time_ns, tap(p, 5)->time_ns);
+	CHECK_EQ(loss->last_time_ns, tap(p, 7)->time_ns);
+	expect_logs(p, 8, 8);
+	expect_nothing(p);
+	ack(p, 8);
+	CHECK(kextlog_core_idle(&p->core));
+	CHECK_EQ(counters(p).lost, 3);
+	CHECK_EQ(p->last_resort_calls, 3);
+	finish(p);
+}
+
+static void test_send_busy(void)
+{
+	struct platform *p = start(64);
+	uint64_t busy;
+
+	log_some(p, 5);
+	p->room = 0;
+	connect_client(p);
+	expect_nothing(p);
+	CHECK(counters(p).send_busy >= 1);
+	CHECK(kextlog_core_backlogged(&p->core));
+
+	p->room = UNLIMITED;
+	kextlog_core_pump(&p->core);
+	expect_hello(p, 1, 6);
+	CHECK(!kextlog_core_backlogged(&p->core)); /* the records wait for RESUME, not room */
+
+	busy = counters(p).send_busy;
+	p->room = 0;
+	resume_at(p, 1);
+	kextlog_core_pump(&p->core);
+	expect_nothing(p);
+	CHECK(counters(p).send_busy > busy);
+	CHECK_EQ(counters(p).frames_sent, 0);
+	CHECK(kextlog_core_backlogged(&p->core));
+
+	p->room = UNLIMITED;
+	kextlog_core_pump(&p->core);
+	expect_logs(p, 1, 5);
+	expect_nothing(p);
+	CHECK_EQ(counters(p).frames_sent, 5);
+	CHECK(!kextlog_core_backlogged(&p->core));
+	finish(p);
+}
+
+/* Pumps with a stream client that takes `chunk` bytes at a time, or 1..300
+ * bytes chosen by *random when chunk is 0, until nothing more comes. */
+static void drain(struct platform *p, uint32_t chunk, uint64_t *random)
+{
+	uint32_t before;
+
+	do {
+		*random = *random * 6364136223846793005ull + 1442695040888963407ull;
+		p->room = chunk != 0 ? chunk : 1 + (uint32_t)(*random >> 33) % 300;
+		before = p->sent_length;
+		kextlog_core_pump(&p->core);
+	} while (p->sent_length != before);
+	p->room = UNLIMITED;
+}
+
+/* The same story told to a client that takes everything and to one that takes
+ * a few bytes at a time: the bytes must be the same. */
+static void stream_story(struct platform *p, uint32_t chunk)
+{
+	uint64_t random = 42;
+
+	p->stream = true;
+	for (uint32_t i = 0; i < 40; i++)
+		log_length(p, KEXTLOG_LEVEL_INFO, 1 + i * 29 % 400);
+	connect_client(p);
+	drain(p, chunk, &random);
+	resume_at(p, 1);
+	drain(p, chunk, &random);
+	ack(p, 20);
+	for (uint32_t i = 0; i < 10; i++)
+		log_length(p, KEXTLOG_LEVEL_ERROR, 60 + i * 13);
+	drain(p, chunk, &random);
+}
+
+static void test_stream(void)
+{
+	struct platform *whole = start(64), *trickle = start(64);
+	uint64_t random = 7;
+
+	stream_story(whole, UNLIMITED);
+	stream_story(trickle, 0);
+	CHECK_EQ(trickle->sent_length, whole->sent_length);
+	CHECK(memcmp(trickle->sent, whole->sent, whole->sent_length) == 0);
+	expect_hello(whole, 1, 41);
+	expect_logs(whole, 1, 50);
+	expect_nothing(whole);
+
+	/* Cut in the middle of a frame: the next connection starts clean. */
+	ack(trickle, 50);
+	trickle->read = trickle->sent_length;
+	log_some(trickle, 5);
+	trickle->room = 150;
+	kextlog_core_pump(&trickle->core);
+	CHECK_EQ(trickle->sent_length, trickle->read + 150);
+	kextlog_core_disconnect(&trickle->core);
+	trickle->read = trickle->sent_length;
+	connect_client(trickle);
+	drain(trickle, 0, &random);
+	resume_at(trickle, 51);
+	drain(trickle, 0, &random);
+	expect_hello(trickle, 51, 56);
+	expect_logs(trickle, 51, 55);
+	expect_nothing(trickle);
+	finish(whole);
+	finish(trickle);
+}
+
+/* LOG frames take 104..352 bytes: under a 256-byte batch the longer go alone. */
+static void test_batch(uint32_t batch_bytes)
+{
+	struct kextlog_config config = default_config();
+	struct platform *p;
+
+	config.send_batch_bytes = batch_bytes;
+	p = start_with(&config, 200);
+	for (uint32_t i = 0; i < 100; i++)
+		log_length(p, KEXTLOG_LEVEL_INFO, 1 + i * 53 % 300);
+	connect_client(p);
+	resume_at(p, 1);
+	expect_hello(p, 1, 101);
+	expect_logs(p, 1, 100);
+	expect_nothing(p);
+	CHECK_EQ(counters(p).lost, 0);
+	/* Several frames in one send never exceed the batch; one frame alone may. */
+	CHECK(p->largest_batch > 0);
+	CHECK(p->largest_batch <= batch_bytes);
+	finish(p);
+}
+
+static void test_truncation(void)
+{
+	struct platform *p = start(64);
+	const struct kextlog_log_frame *log;
+	char text[1001];
+
+	log_length(p, KEXTLOG_LEVEL_INFO, KEXTLOG_STACK_MESSAGE - 1);
+	log_length(p, KEXTLOG_LEVEL_INFO, KEXTLOG_STACK_MESSAGE);
+	log_length(p, KEXTLOG_LEVEL_INFO, KEXTLOG_STACK_MESSAGE + 1);
+	memset(text, 'x', 1000);
+	text[1000] = '\0';
+	kextlog_core_log(&p->core, KEXTLOG_LEVEL_INFO, "%s", text);
+
+	CHECK_EQ(tap(p, 1)->message_length, KEXTLOG_STACK_MESSAGE - 1);
+	CHECK_EQ(tap(p, 1)->flags, 0);
+	CHECK_EQ(tap(p, 2)->message_length, KEXTLOG_STACK_MESSAGE);
+	CHECK_EQ(tap(p, 2)->flags, 0);
+	CHECK_EQ(tap(p, 3)->message_length, KEXTLOG_STACK_MESSAGE);
+	CHECK_EQ(tap(p, 3)->flags, KEXTLOG_LOG_TRUNCATED);
+	log = tap(p, 4);
+	CHECK_EQ(log->message_length, KEXTLOG_STACK_MESSAGE);
+	CHECK_EQ(log->flags, KEXTLOG_LOG_TRUNCATED);
+	CHECK(memcmp(log->message, text, KEXTLOG_STACK_MESSAGE) == 0);
+	CHECK_EQ(counters(p).truncated, 2);
+
+	connect_client(p);
+	resume_at(p, 1);
+	expect_hello(p, 1, 5);
+	expect_logs(p, 1, 4);
+	expect_nothing(p);
+	finish(p);
+}
+
+static void test_receive_split(void)
+{
+	struct platform *p = start(64);
+	struct kextlog_resume_frame resume;
+	uint8_t glued[3 * sizeof(struct kextlog_ack_frame) + 32];
+	uint32_t length, resume_length;
+
+	log_some(p, 10);
+	connect_client(p);
+	expect_hello(p, 1, 11);
+
+	/* RESUME one byte at a time: nothing happens before its last byte. */
+	resume_length = kextlog_encode_resume(&resume, instance_id, 1);
+	for (uint32_t i = 0; i < resume_length; i++) {
+		CHECK_EQ(kextlog_core_receive(&p->core, (const uint8_t *)&resume + i, 1),
+		    KEXTLOG_WIRE_OK);
+		kextlog_core_pump(&p->core);
+		if (i + 1 < resume_length)
+			expect_nothing(p);
+	}
+	expect_logs(p, 1, 10);
+
+	/* Two ACKs in one write. */
+	length = kextlog_encode_ack((struct kextlog_ack_frame *)glued, 3);
+	length += kextlog_encode_ack((struct kextlog_ack_frame *)(glued + length), 5);
+	receive(p, glued, length);
+	CHECK_EQ(counters(p).acked_seq, 5);
+
+	/* ACK, a frame this core does not know (skipped), ACK: in 5-byte pieces. */
+	length = kextlog_encode_ack((struct kextlog_ack_frame *)glued, 7);
+	memset(glued + length, 0, 32);
+	kextlog_encode_header((struct kextlog_frame_header *)(glued + length), 100, 32);
+	length += 32;
+	length += kextlog_encode_ack((struct kextlog_ack_frame *)(glued + length), 8);
+	for (uint32_t offset = 0; offset < length; offset += 5)
+		kextlog_core_receive(&p->core, glued + offset, length - offset < 5 ? length - offset : 5);
+	CHECK_EQ(counters(p).acked_seq, 8);
+	CHECK_EQ(counters(p).ring_records, 2);
+	finish(p);
+}
+
+static void test_bad_input(void)
+{
+	struct platform *p = start(64);
+	struct kextlog_ack_frame frame;
+	uint32_t length;
+
+	log_some(p, 3);
+	connect_client(p);
+	resume_at(p, 1);
+
+	length = kextlog_encode_ack(&frame, 2);
+	frame.header.magic = 0x12345678;
+	CHECK_EQ(kextlog_core_receive(&p->core, (const uint8_t *)&frame, length),
+	    KEXTLOG_WIRE_BAD_MAGIC);
+	CHECK_EQ(counters(p).bad_input, 1);
+	CHECK_EQ(counters(p).acked_seq, 0);
+	ack(p, 1); /* the next write is read afresh */
+	CHECK_EQ(counters(p).acked_seq, 1);
+
+	length = kextlog_encode_ack(&frame, 2);
+	frame.header.version = 9;
+	CHECK_EQ(kextlog_core_receive(&p->core, (const uint8_t *)&frame, length),
+	    KEXTLOG_WIRE_BAD_VERSION);
+	CHECK_EQ(counters(p).bad_input, 2);
+	ack(p, 2);
+	CHECK_EQ(counters(p).acked_seq, 2);
+
+	kextlog_encode_ack(&frame, 3);
+	frame.header.length = 16;
+	CHECK_EQ(kextlog_core_receive(&p->core, (const uint8_t *)&frame, 16),
+	    KEXTLOG_WIRE_BAD_LENGTH);
+	CHECK_EQ(counters(p).bad_input, 3);
+	CHECK_EQ(counters(p).acked_seq, 2);
+	ack(p, 3);
+	CHECK_EQ(counters(p).acked_seq, 3);
+	CHECK(kextlog_core_idle(&p->core));
+	finish(p);
+}
+
+int main(void)
+{
+	test_seqs();
+	test_hello_then_resume();
+	test_resume_other_instance();
+	test_ack();
+	test_reconnect();
+	test_resume_released();
+	test_resume_timeout();
+	test_ring_full();
+	test_send_busy();
+	test_stream();
+	test_batch(256);
+	test_batch(1500);
+	test_truncation();
+	test_receive_split();
+	test_bad_input();
+	return kextlog_test_done("test_core");
+}

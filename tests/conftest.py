@@ -1,0 +1,297 @@
+"""Shared fixtures: temporary databases, a populated store, the CLI as a subprocess.
+
+Every test names its database explicitly (a temporary path): we run as root,
+and without --db / KEXTLOG_DB kextlog would use the system store.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert
+
+from kextlog_store import migrate, store
+from kextlog_store.levels import Level
+from kextlog_store.records import Record
+
+ROOT = Path(__file__).resolve().parents[1]
+NS = 1_000_000_000
+
+# Relative --since/--until values the tests use; no generated record lies
+# within GUARD seconds of one of these ages, so the few seconds between
+# building the store and running a query never change the expected rows.
+BOUNDARIES_S = (600, 1800, 3600)
+GUARD_S = 60
+
+PROCESSES = {
+    1: "launchd",
+    88: "syslogd",
+    312: "mds_stores",
+    501: "Finder",
+    777: "santad",
+    4242: "Google Chrome Helper",
+}
+MESSAGES = (
+    "vnode open {path}",
+    "fileop rename {path} -> {path}.bak",
+    "process exec {path} (argc=3)",
+    'denied "{path}": policy \\strict\\',
+    "cache miss for {path}\twill retry",
+    "café ✓ {path}",
+)
+PATHS = ("/usr/bin/true", "/Users/dev/project/main.c", "/private/var/db/x", "/tmp/ü.txt")
+LEVEL_WEIGHTS = {
+    Level.TRACE: 20,
+    Level.DEBUG: 25,
+    Level.INFO: 30,
+    Level.WARNING: 15,
+    Level.ERROR: 10,
+}
+
+
+@dataclass(frozen=True)
+class Instance:
+    id: int
+    uuid: str
+    source: str
+    count: int
+
+
+@dataclass(frozen=True)
+class PopulatedStore:
+    path: Path
+    url: str
+    now_ns: int  # the "now" record times were made relative to
+    instances: tuple[Instance, ...]
+    records: tuple[Record, ...]  # every stored record, in logged order
+
+    def select(
+        self,
+        *,
+        levels: Iterable[Level] | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        pids: Iterable[int] | None = None,
+    ) -> list[Record]:
+        """The expected result of a filter, computed from the inserted data."""
+        wanted_levels = None if levels is None else set(levels)
+        wanted_pids = None if pids is None else set(pids)
+        return [
+            record
+            for record in self.records
+            if (wanted_levels is None or record.level in wanted_levels)
+            and (since_ns is None or record.time_ns >= since_ns)
+            and (until_ns is None or record.time_ns <= until_ns)
+            and (wanted_pids is None or record.pid in wanted_pids)
+        ]
+
+
+def _age_s(rng: random.Random) -> float:
+    """A record age in seconds, within three hours, away from BOUNDARIES_S."""
+    while True:
+        age = rng.uniform(5, 3 * 3600)
+        if all(abs(age - boundary) > GUARD_S for boundary in BOUNDARIES_S):
+            return age
+
+
+def make_records(now_ns: int) -> tuple[tuple[Instance, ...], list[Record]]:
+    """Deterministic records of two instances, in no particular order."""
+    rng = random.Random(20261127)
+    # Instance 1's uuid sorts after instance 2's: ties must order by instance
+    # id (the order they were logged in the store), not by uuid text.
+    instances = (
+        Instance(1, "f" + uuid.UUID(int=rng.getrandbits(128)).hex[1:], "unix:/run/sim-a.sock", 180),
+        Instance(2, "0" + uuid.UUID(int=rng.getrandbits(128)).hex[1:], "unix:/run/sim-b.sock", 120),
+    )
+    levels = list(LEVEL_WEIGHTS)
+    weights = list(LEVEL_WEIGHTS.values())
+    times: dict[int, list[int]] = {}
+    for instance in instances:
+        ages = [_age_s(rng) for _ in range(instance.count - 4)]
+        ages += [30.5, 90.25, 200.0, 400.75]  # recent records, so --since 10m is never empty
+        times[instance.id] = sorted(now_ns - int(age * NS) for age in ages)
+    # Exact ties: across instances, and within one instance (consecutive seqs).
+    times[2][10] = times[1][40]
+    times[2][60] = times[1][100]
+    times[1][70] = times[1][69]
+    times[2].sort()
+    # The four most recent records of instance 1 have fixed levels and pid 312.
+    fixed = {177: Level.ERROR, 178: Level.WARNING, 179: Level.ERROR, 180: Level.INFO}
+    records: list[Record] = []
+    for instance in instances:
+        for seq, time_ns in enumerate(times[instance.id], start=1):
+            pid = rng.choice(list(PROCESSES))
+            level = rng.choices(levels, weights)[0]
+            if instance.id == 1 and seq in fixed:
+                pid, level = 312, fixed[seq]
+            records.append(
+                Record(
+                    time_ns=time_ns,
+                    level=level,
+                    pid=pid,
+                    tid=2**40 + seq if seq == 5 else pid * 100 + rng.randrange(4),
+                    process=PROCESSES[pid],
+                    message=rng.choice(MESSAGES).format(path=rng.choice(PATHS)) + f" #{seq}",
+                    seq=seq,
+                    instance=instance.uuid,
+                    source=instance.source,
+                    flags=1 if seq % 17 == 0 else 0,
+                )
+            )
+    return instances, records
+
+
+def insert_records(url: str, instances: Iterable[Instance], records: Iterable[Record]) -> None:
+    """Insert through the store's tables, as ingest does."""
+    instances = tuple(instances)
+    ids = {instance.uuid: instance.id for instance in instances}
+    rows = [
+        {
+            "instance_id": ids[record.instance],
+            "seq": record.seq,
+            "time_ns": record.time_ns,
+            "mono_ns": record.time_ns % 10**13,
+            "level": int(record.level),
+            "flags": record.flags,
+            "pid": record.pid,
+            "tid": record.tid,
+            "process": record.process,
+            "message": record.message,
+        }
+        for record in records
+    ]
+    engine = store.write_engine(url)
+    with engine.begin() as connection:
+        for instance in instances:
+            connection.execute(
+                insert(store.instances).values(
+                    id=instance.id,
+                    uuid=instance.uuid,
+                    source=instance.source,
+                    name="com.example.kextlog.sim",
+                    boot_id="boot-1",
+                    producer_version="0.1.0",
+                    first_seen_ns=0,
+                    last_seen_ns=0,
+                    high_water=instance.count,
+                )
+            )
+        if rows:
+            connection.execute(insert(store.records), rows)
+    engine.dispose()
+
+
+def logged_order(instances: Iterable[Instance], records: Iterable[Record]) -> tuple[Record, ...]:
+    """Records sorted as kextlog shows them: time, then instance id, then seq."""
+    ids = {instance.uuid: instance.id for instance in instances}
+    return tuple(sorted(records, key=lambda r: (r.time_ns, ids[r.instance], r.seq)))
+
+
+def content_checksum(path: Path) -> str:
+    """A digest of every row of every table and the schema, read read-only."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        for line in connection.iterdump():
+            digest.update(line.encode())
+        for pragma in ("user_version", "journal_mode", "auto_vacuum", "page_count"):
+            digest.update(repr(connection.execute(f"PRAGMA {pragma}").fetchall()).encode())
+    finally:
+        connection.close()
+    return digest.hexdigest()
+
+
+@pytest.fixture
+def system_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The process's local zone is Asia/Kolkata (+05:30, no DST) for the test."""
+    if not hasattr(time, "tzset"):
+        pytest.skip("needs time.tzset")
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    yield "+05:30"
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.fixture(scope="session")
+def schema_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty database at the newest revision, made once and copied per test."""
+    path = tmp_path_factory.mktemp("template") / "kextlog.db"
+    migrate.upgrade(store.database_url(str(path))).dispose()
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.close()
+    return path
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """A temporary database path; nothing is created there."""
+    return tmp_path / "kextlog.db"
+
+
+@pytest.fixture
+def db_url(db_path: Path) -> str:
+    """The URL of db_path."""
+    return store.database_url(str(db_path))
+
+
+@pytest.fixture
+def empty_store(schema_template: Path, db_path: Path) -> Path:
+    """A migrated database without records."""
+    shutil.copyfile(schema_template, db_path)
+    return db_path
+
+
+@pytest.fixture
+def populated(empty_store: Path, db_url: str) -> PopulatedStore:
+    """Three hundred records of two instances, at all levels, from six pids,
+    over the three hours before now."""
+    now_ns = time.time_ns()
+    instances, records = make_records(now_ns)
+    insert_records(db_url, instances, records)
+    return PopulatedStore(empty_store, db_url, now_ns, instances, logged_order(instances, records))
+
+
+Kextlog = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def kextlog(db_path: Path) -> Iterator[Kextlog]:
+    """Run `python -m kextlog_store.cli ARGS` with KEXTLOG_DB=db_path and TZ=UTC."""
+
+    def run(
+        *args: str, env: dict[str, str] | None = None, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        environment = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+            "KEXTLOG_DB": str(db_path),
+            "TZ": "UTC",
+            "NO_COLOR": "1",
+            **(env or {}),
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "kextlog_store.cli", *args],
+            env=environment,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    yield run

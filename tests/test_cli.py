@@ -1,0 +1,449 @@
+"""The CLI as a user runs it: real subprocesses, exact output checked against
+the stored data, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from kextlog_store import __version__, migrate
+from kextlog_store.levels import Level
+from kextlog_store.records import Record
+from tests.conftest import NS, ROOT, Kextlog, PopulatedStore, content_checksum
+
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+MINUTE = 60 * NS
+
+
+def wall(time_ns: int, offset: timedelta) -> tuple[datetime, int]:
+    """Wall-clock time at offset and the microseconds, by integer arithmetic."""
+    seconds, nanos = divmod(time_ns, NS)
+    return datetime(1970, 1, 1) + timedelta(seconds=seconds) + offset, nanos // 1000
+
+
+def short(record: Record, offset: timedelta = timedelta(0)) -> str:
+    moment, micros = wall(record.time_ns, offset)
+    return (
+        f"{MONTHS[moment.month - 1]} {moment.day:02d} {moment.hour:02d}:{moment.minute:02d}:"
+        f"{moment.second:02d}.{micros:06d} {record.level.name:<7} "
+        f"{record.process}[{record.pid}:{record.tid}]: {record.message}"
+    )
+
+
+def as_json(record: Record, offset: timedelta = timedelta(0)) -> dict[str, object]:
+    moment, micros = wall(record.time_ns, offset)
+    minutes = int(offset.total_seconds()) // 60
+    zone = f"{'+' if minutes >= 0 else '-'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+    return {
+        "time": f"{moment:%Y-%m-%dT%H:%M:%S}.{micros:06d}{zone}",
+        "level": record.level.name.lower(),
+        "pid": record.pid,
+        "tid": record.tid,
+        "process": record.process,
+        "message": record.message,
+        "seq": record.seq,
+        "instance": record.instance,
+    }
+
+
+def lines_of(result: subprocess.CompletedProcess[str]) -> list[str]:
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    return result.stdout.splitlines()
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], fragment: str = "") -> None:
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert result.stderr.endswith("\n")
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("kextlog: error: "), lines[0]
+    assert "Traceback" not in result.stderr
+    assert fragment in lines[0]
+
+
+# --- query ------------------------------------------------------------------
+
+
+def test_query_prints_everything_in_logged_order(
+    kextlog: Kextlog, populated: PopulatedStore
+) -> None:
+    assert lines_of(kextlog("query")) == [short(record) for record in populated.records]
+
+
+@pytest.mark.parametrize(
+    ("spec", "levels"),
+    [
+        ("warning", {Level.WARNING, Level.ERROR}),
+        ("WARN", {Level.WARNING, Level.ERROR}),
+        ("err", {Level.ERROR}),
+        ("debug..info", {Level.DEBUG, Level.INFO}),
+        ("trace", set(Level)),
+    ],
+)
+def test_query_level(
+    kextlog: Kextlog, populated: PopulatedStore, spec: str, levels: set[Level]
+) -> None:
+    expected = populated.select(levels=levels)
+    assert expected
+    assert lines_of(kextlog("query", "--level", spec)) == [short(record) for record in expected]
+    assert lines_of(kextlog("query", "-p", spec)) == [short(record) for record in expected]
+
+
+def test_level_warning_is_all_warnings_and_errors_and_nothing_else(
+    kextlog: Kextlog, populated: PopulatedStore
+) -> None:
+    got = [
+        json.loads(line) for line in lines_of(kextlog("query", "--level", "warning", "-o", "json"))
+    ]
+    assert {item["level"] for item in got} == {"warning", "error"}
+    wanted = [record for record in populated.records if record.level >= Level.WARNING]
+    assert [(item["instance"], item["seq"]) for item in got] == [
+        (record.instance, record.seq) for record in wanted
+    ]
+
+
+@pytest.mark.parametrize("pids", [["312"], ["1", "4242"]])
+def test_query_pid(kextlog: Kextlog, populated: PopulatedStore, pids: list[str]) -> None:
+    expected = populated.select(pids={int(pid) for pid in pids})
+    assert expected
+    args = [arg for pid in pids for arg in ("--pid", pid)]
+    assert lines_of(kextlog("query", *args)) == [short(record) for record in expected]
+
+
+def test_query_since_10m_shows_nothing_older(kextlog: Kextlog, populated: PopulatedStore) -> None:
+    started = time.time_ns()
+    got = [json.loads(line) for line in lines_of(kextlog("query", "--since", "10m", "-o", "json"))]
+    # No record lies within a minute of the boundary (see conftest), so the
+    # moment the command ran does not matter.
+    expected = populated.select(since_ns=populated.now_ns - 10 * MINUTE)
+    assert expected
+    assert got == [as_json(record) for record in expected]
+    assert all(record.time_ns >= started - 10 * MINUTE - 60 * NS for record in expected)
+    older = [r for r in populated.records if r.time_ns < populated.now_ns - 10 * MINUTE]
+    assert older and not {(r.instance, r.seq) for r in older} & {
+        (item["instance"], item["seq"]) for item in got
+    }
+
+
+@pytest.mark.parametrize("spec", ["1h ago", "-1h", "60m", "3600s", "1 hour"])
+def test_query_relative_forms(kextlog: Kextlog, populated: PopulatedStore, spec: str) -> None:
+    expected = populated.select(since_ns=populated.now_ns - 60 * MINUTE)
+    assert lines_of(kextlog("query", "--since", spec)) == [short(record) for record in expected]
+
+
+def test_query_until_and_absolute_times(kextlog: Kextlog, populated: PopulatedStore) -> None:
+    first, last = populated.records[50], populated.records[120]
+    since = datetime.fromtimestamp(first.time_ns // NS, timezone.utc)
+    since_text = since.strftime("%Y-%m-%dT%H:%M:%S") + f".{first.time_ns % NS:09d}Z"
+    until_text = f"@{last.time_ns // NS}.{last.time_ns % NS:09d}"
+    expected = populated.select(since_ns=first.time_ns, until_ns=last.time_ns)
+    assert expected[0] == first and expected[-1] == last
+    got = lines_of(kextlog("query", "-S", since_text, "-U", until_text))
+    assert got == [short(record) for record in expected]
+    # The same bound as local time without a zone (the tests run with TZ=UTC).
+    local = since.strftime("%Y-%m-%d %H:%M:%S") + f".{first.time_ns % NS:09d}"
+    assert lines_of(kextlog("query", "--since", local, "--until", until_text)) == got
+
+
+def test_query_lines(kextlog: Kextlog, populated: PopulatedStore) -> None:
+    assert lines_of(kextlog("query", "-n", "5")) == [short(r) for r in populated.records[-5:]]
+    assert lines_of(kextlog("query", "--lines", "0")) == []
+    errors = populated.select(levels={Level.ERROR})
+    assert lines_of(kextlog("query", "-n", "3", "-p", "error")) == [short(r) for r in errors[-3:]]
+
+
+def test_query_filters_combine(kextlog: Kextlog, populated: PopulatedStore) -> None:
+    expected = populated.select(
+        levels={Level.WARNING, Level.ERROR},
+        since_ns=populated.now_ns - 60 * MINUTE,
+        until_ns=populated.now_ns - 10 * MINUTE,
+        pids={312, 88, 1},
+    )
+    args = ["-p", "warning", "-S", "1h", "-U", "10m", "--pid", "312", "--pid", "88", "--pid", "1"]
+    assert lines_of(kextlog("query", *args)) == [short(record) for record in expected]
+
+
+def test_query_json(kextlog: Kextlog, populated: PopulatedStore) -> None:
+    lines = lines_of(kextlog("query", "-o", "json"))
+    assert [json.loads(line) for line in lines] == [as_json(r) for r in populated.records]
+    assert list(json.loads(lines[0])) == [
+        "time",
+        "level",
+        "pid",
+        "tid",
+        "process",
+        "message",
+        "seq",
+        "instance",
+    ]
+
+
+def test_query_local_time_and_utc(kextlog: Kextlog, populated: PopulatedStore) -> None:
+    kolkata = {"TZ": "Asia/Kolkata"}
+    offset = timedelta(hours=5, minutes=30)
+    local = lines_of(kextlog("query", "-n", "20", "-o", "json", env=kolkata))
+    assert [json.loads(line) for line in local] == [
+        as_json(record, offset) for record in populated.records[-20:]
+    ]
+    utc = lines_of(kextlog("query", "-n", "20", "-o", "json", "--utc", env=kolkata))
+    assert [json.loads(line) for line in utc] == [as_json(r) for r in populated.records[-20:]]
+    assert lines_of(kextlog("query", "-n", "20", env=kolkata)) == [
+        short(record, offset) for record in populated.records[-20:]
+    ]
+    assert lines_of(kextlog("query", "-n", "20", "--utc", env=kolkata)) == [
+        short(record) for record in populated.records[-20:]
+    ]
+
+
+def test_query_db_option_wins_over_the_environment(
+    kextlog: Kextlog, populated: PopulatedStore, tmp_path: Path
+) -> None:
+    result = kextlog("query", "--db", str(populated.path), "-n", "2", env={"KEXTLOG_DB": "/nope"})
+    assert lines_of(result) == [short(record) for record in populated.records[-2:]]
+    result = kextlog("query", "--db", populated.url, "-n", "2", env={"KEXTLOG_DB": "/nope"})
+    assert lines_of(result) == [short(record) for record in populated.records[-2:]]
+
+
+def test_query_on_an_empty_store(kextlog: Kextlog, empty_store: Path) -> None:
+    assert lines_of(kextlog("query")) == []
+
+
+def test_query_on_a_missing_database_does_not_create_it(kextlog: Kextlog, tmp_path: Path) -> None:
+    path = tmp_path / "absent" / "kextlog.db"
+    result = kextlog("query", env={"KEXTLOG_DB": str(path)})
+    assert_one_line_error(result, f"no kextlog database at {path}")
+    assert result.returncode == 1
+    assert not path.parent.exists()
+    assert_one_line_error(kextlog("query", "--db", str(path)), "no kextlog database")
+    assert not path.parent.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment", "code"),
+    [
+        (["query", "--level", "bogus"], "--level: unknown level 'bogus'", 2),
+        (["query", "--level", "error..info"], "empty level range", 2),
+        (["query", "--since", "yesterdayish"], "--since: invalid time 'yesterdayish'", 2),
+        (["query", "--until", "2026-13-01"], "--until: invalid time '2026-13-01'", 2),
+        (["query", "--since", "1h", "--until", "2h"], "is later than --until", 2),
+        (["query", "--bogus"], "No such option: --bogus", 2),
+        (["query", "--lines", "x"], "Invalid value for '--lines'", 2),
+        (["query", "--lines", "-1"], "Invalid value for '--lines'", 2),
+        (["query", "--pid", "abc"], "Invalid value for '--pid'", 2),
+        (["query", "-o", "xml"], "'xml' is not one of", 2),
+        (["query", "--since"], "requires an argument", 2),
+        (["bogus"], "No such command 'bogus'", 2),
+        (["sql"], "Missing argument 'SQL'", 2),
+        (["sql", "SELEC 1"], 'near "SELEC": syntax error', 2),
+        (["sql", "SELECT * FROM nowhere"], "no such table: nowhere", 2),
+        (["sql", "-o", "csv", "SELECT 1"], "'csv' is not one of", 2),
+    ],
+)
+def test_bad_input_is_one_line(
+    kextlog: Kextlog, populated: PopulatedStore, args: list[str], fragment: str, code: int
+) -> None:
+    result = kextlog(*args)
+    assert_one_line_error(result, fragment)
+    assert result.returncode == code
+
+
+def test_query_streams_into_a_closed_pipe_quietly(populated: PopulatedStore) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), KEXTLOG_DB=str(populated.path))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kextlog_store.cli", "query"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    error = process.stderr.read()
+    process.wait(timeout=60)
+    assert error == ""
+    assert process.returncode == 1
+
+
+def test_query_does_not_load_alembic_or_cffi(populated: PopulatedStore) -> None:
+    probe = (
+        "import sys\n"
+        "from kextlog_store import cli\n"
+        "sys.argv = ['kextlog', 'query', '-n', '1', '-p', 'error', '-S', '1d']\n"
+        "try:\n"
+        "    cli.main()\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 0, exit.code\n"
+        "heavy = {'alembic', 'cffi', '_cffi_backend', 'rich', 'mako'}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy\n"
+        "             or m.startswith('kextlog_store._native')), file=sys.stderr)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT), KEXTLOG_DB=str(populated.path))
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "[]"
+    assert len(result.stdout.splitlines()) == 1
+
+
+# --- sql --------------------------------------------------------------------
+
+
+def test_sql_delete_fails_and_deletes_nothing(kextlog: Kextlog, populated: PopulatedStore) -> None:
+    before = content_checksum(populated.path)
+    for table in ("records", "instances", "losses", "levels"):
+        result = kextlog("sql", f"DELETE FROM {table}")
+        assert_one_line_error(result, f"read-only: DELETE on table {table}")
+        assert result.returncode == 1
+    assert content_checksum(populated.path) == before
+    with sqlite3.connect(f"file:{populated.path}?mode=ro", uri=True) as connection:
+        assert connection.execute("SELECT count(*) FROM records").fetchone() == (300,)
+    connection.close()
+
+
+def test_sql_table(kextlog: Kextlog, populated: PopulatedStore) -> None:
+    counts = {level: len(populated.select(levels={level})) for level in Level}
+    result = kextlog(
+        "sql", "SELECT level, count(*) AS n FROM log GROUP BY level ORDER BY level_number"
+    )
+    width = max(len(str(n)) for n in counts.values())
+    assert lines_of(result) == [
+        "level    " + "n".rjust(width),
+        "-------  " + "-" * width,
+        *(f"{level.label:<7}  {counts[level]:>{width}}" for level in Level),
+    ]
+
+
+def test_sql_json_and_stdin(kextlog: Kextlog, populated: PopulatedStore) -> None:
+    sql = "SELECT seq, process, message FROM log WHERE pid = 312 ORDER BY time_ns, seq LIMIT 5"
+    expected = [
+        {"seq": r.seq, "process": r.process, "message": r.message}
+        for r in sorted(populated.select(pids={312}), key=lambda r: (r.time_ns, r.seq))[:5]
+    ]
+    got = lines_of(kextlog("sql", "-o", "json", sql))
+    assert [json.loads(line) for line in got] == expected
+    assert lines_of(kextlog("sql", "--output", "json", "-", input=sql + "\n")) == got
+
+
+def test_sql_attach_writes_no_file(
+    kextlog: Kextlog, populated: PopulatedStore, tmp_path: Path
+) -> None:
+    target = tmp_path / "stolen.db"
+    assert_one_line_error(kextlog("sql", f"VACUUM INTO '{target}'"), "read-only")
+    assert_one_line_error(kextlog("sql", f"ATTACH '{target}' AS x"), "read-only")
+    assert not target.exists()
+
+
+def test_sql_on_a_missing_database(kextlog: Kextlog, db_path: Path) -> None:
+    assert_one_line_error(kextlog("sql", "SELECT 1"), "no kextlog database")
+    assert not db_path.exists()
+
+
+def test_sql_is_interrupted_by_ctrl_c(populated: PopulatedStore) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), KEXTLOG_DB=str(populated.path))
+    endless = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT max(i) FROM n"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kextlog_store.cli", "sql", endless],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)  # into the statement (Python handles SIGINT from start-up on)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert (process.returncode, out, err) == (130, "", "")
+
+
+# --- db, version, help ------------------------------------------------------
+
+
+def test_db_upgrade_and_current(kextlog: Kextlog, db_path: Path) -> None:
+    assert_one_line_error(kextlog("db", "current"), "no kextlog database")
+    assert not db_path.exists()
+    assert lines_of(kextlog("db", "upgrade")) == [migrate.head()]
+    assert db_path.exists()
+    assert lines_of(kextlog("db", "current")) == [migrate.head()]
+    assert lines_of(kextlog("db", "upgrade")) == [migrate.head()]  # idempotent
+    assert lines_of(kextlog("query")) == []
+
+
+def test_db_current_of_an_empty_database(kextlog: Kextlog, db_path: Path) -> None:
+    sqlite3.connect(db_path).close()
+    assert lines_of(kextlog("db", "current")) == ["none"]
+
+
+def test_db_upgrade_refuses_a_foreign_database(kextlog: Kextlog, db_path: Path) -> None:
+    connection = sqlite3.connect(db_path)
+    connection.execute("CREATE TABLE t (x)")
+    connection.close()
+    assert_one_line_error(kextlog("db", "upgrade"), "not a kextlog database")
+
+
+def test_version(kextlog: Kextlog) -> None:
+    assert lines_of(kextlog("--version")) == [f"kextlog {__version__}"]
+
+
+def test_help(kextlog: Kextlog) -> None:
+    text = "\n".join(lines_of(kextlog("query", "--help")))
+    for option in ("--level", "--since", "--until", "--pid", "--lines", "--output", "--utc"):
+        assert option in text
+    assert "kextlog query --level error --since 1h" in text
+    assert "sql" in "\n".join(lines_of(kextlog("--help")))
+
+
+# --- main() in-process: the error paths a subprocess cannot easily provoke ----
+
+
+def run_main(args: list[str]) -> int:
+    from kextlog_store import cli
+
+    with pytest.raises(SystemExit) as caught:
+        cli.main(args)
+    return int(caught.value.code or 0)
+
+
+def test_an_unexpected_failure_is_still_one_line(
+    populated: PopulatedStore, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kextlog_store import query
+
+    def broken(*_args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(query, "records", broken)
+    monkeypatch.delenv("KEXTLOG_DEBUG", raising=False)
+    assert run_main(["query", "--db", str(populated.path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        "kextlog: error: OSError: [Errno 28] No space left on device"
+        " (KEXTLOG_DEBUG=1 shows the traceback)\n"
+    )
+    monkeypatch.setenv("KEXTLOG_DEBUG", "1")
+    with pytest.raises(OSError):
+        run_main(["query", "--db", str(populated.path)])
+
+
+def test_ctrl_c_exits_130_quietly(
+    populated: PopulatedStore, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kextlog_store import query
+
+    def interrupted(*_args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(query, "records", interrupted)
+    assert run_main(["query", "--db", str(populated.path)]) == 130
+    assert capsys.readouterr() == ("", "")

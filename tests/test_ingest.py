@@ -1,0 +1,182 @@
+"""The pipeline end to end: the simulated kext and the ingest daemon as real
+processes, a real socket of each type, a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from tests.processes import connect, kextlog, start, wait_for_socket
+
+SOCKET_TYPES = ["seqpacket", "stream"]
+
+
+def stored(db: Path) -> list[tuple]:
+    with sqlite3.connect(db) as connection:
+        return connection.execute(
+            "SELECT seq, level, pid, tid, process, message, instance FROM log ORDER BY seq"
+        ).fetchall()
+
+
+def recorded(record: Path) -> list[tuple]:
+    rows = []
+    levels = {"trace": 1, "debug": 2, "info": 3, "warning": 4, "error": 5}
+    for line in record.read_text().splitlines():
+        item = json.loads(line)
+        rows.append(
+            (
+                item["seq"],
+                item["level"],
+                item["pid"],
+                item["tid"],
+                item["process"],
+                item["message"],
+                item["instance"],
+            )
+        )
+        assert item["level"] in levels
+    return rows
+
+
+@pytest.mark.parametrize("socket_type", SOCKET_TYPES)
+def test_every_record_stored_exactly_once(tmp_path: Path, socket_type: str) -> None:
+    sock, db, record = tmp_path / "sim.sock", tmp_path / "k.db", tmp_path / "sent.jsonl"
+    simulator = start(
+        "simulate", "--socket", str(sock), "--socket-type", socket_type,
+        "--count", "100000", "--rate", "0", "--record", str(record),
+    )  # fmt: skip
+    wait_for_socket(sock)
+    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db))
+    # The simulator exits once every record it generated is acknowledged.
+    out, err = simulator.communicate(timeout=120)
+    assert simulator.returncode == 0, err
+    counters = json.loads(out)
+    assert counters["first_seq"] == 1 and counters["last_seq"] == 100000
+    assert counters["generated"] == 100000 and counters["lost"] == 0
+    ingest.send_signal(signal.SIGTERM)
+    assert ingest.wait(timeout=30) == 0
+
+    rows = stored(db)
+    assert [row[0] for row in rows] == list(range(1, 100001))
+    assert rows == recorded(record)
+    assert {row[6] for row in rows} == {counters["instance"]}
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT high_water, filtered FROM instances").fetchall() == [
+            (100000, 0)
+        ]
+        assert connection.execute("SELECT count(*) FROM losses").fetchone() == (0,)
+
+
+def test_min_level_records_are_acknowledged_and_counted(tmp_path: Path) -> None:
+    sock, db, record = tmp_path / "sim.sock", tmp_path / "k.db", tmp_path / "sent.jsonl"
+    simulator = start(
+        "simulate", "--socket", str(sock), "--count", "20000", "--rate", "0",
+        "--record", str(record),
+    )  # fmt: skip
+    wait_for_socket(sock)
+    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), "--min-level", "warning")
+    # Filtered records are acknowledged too, or the simulator would not finish.
+    assert simulator.wait(timeout=60) == 0
+    ingest.send_signal(signal.SIGINT)
+    assert ingest.wait(timeout=30) == 0
+
+    sent = recorded(record)
+    wanted = [row for row in sent if row[1] in ("warning", "error")]
+    assert stored(db) == wanted
+    with sqlite3.connect(db) as connection:
+        high_water, filtered = connection.execute(
+            "SELECT high_water, filtered FROM instances"
+        ).fetchone()
+    assert (high_water, filtered) == (20000, len(sent) - len(wanted))
+
+
+def test_echo_prints_what_is_stored(tmp_path: Path) -> None:
+    sock, db = tmp_path / "sim.sock", tmp_path / "k.db"
+    simulator = start("simulate", "--socket", str(sock), "--count", "500", "--rate", "0")
+    wait_for_socket(sock)
+    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), "--echo")
+    assert simulator.wait(timeout=60) == 0
+    ingest.send_signal(signal.SIGTERM)
+    out, _ = ingest.communicate(timeout=30)
+    assert ingest.returncode == 0
+    lines = out.splitlines()
+    assert len(lines) == 500
+    first = stored(db)[0]
+    assert lines[0].endswith(f"{first[4]}[{first[2]}:{first[3]}]: {first[5]}")
+
+
+def test_ingest_waits_for_a_producer_that_starts_later(tmp_path: Path) -> None:
+    sock, db = tmp_path / "sim.sock", tmp_path / "k.db"
+    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db))
+    assert ingest.stderr is not None
+    first_complaint = ingest.stderr.readline()
+    assert "No such file or directory; retrying" in first_complaint
+    simulator = start("simulate", "--socket", str(sock), "--count", "3000", "--rate", "0")
+    assert simulator.wait(timeout=60) == 0
+    ingest.send_signal(signal.SIGTERM)
+    _, err = ingest.communicate(timeout=30)
+    assert ingest.returncode == 0
+    assert [row[0] for row in stored(db)] == list(range(1, 3001))
+    assert "retrying" not in err  # an outage is reported once, not at every attempt
+
+
+def test_simulator_serves_one_client_on_a_private_socket(tmp_path: Path) -> None:
+    sock = tmp_path / "sim.sock"
+    simulator = start("simulate", "--socket", str(sock), "--count", "10", "--rate", "0")
+    try:
+        first = connect(sock)
+        assert len(first.recv(65536)) == 144  # HELLO
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+        second = connect(sock)
+        assert second.recv(65536) == b""  # refused: closed without a word
+        first.close()
+        second.close()
+    finally:
+        simulator.send_signal(signal.SIGTERM)
+        out, _ = simulator.communicate(timeout=30)
+    assert simulator.returncode == 0
+    assert json.loads(out)["generated"] == 10
+
+
+def test_bad_source_is_a_one_line_error(tmp_path: Path) -> None:
+    result = kextlog("ingest", "--source", "tcp:1.2.3.4", "--db", str(tmp_path / "k.db"))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "unknown source" in result.stderr
+    assert not (tmp_path / "k.db").exists()
+
+
+def test_simulator_refuses_a_path_in_use(tmp_path: Path) -> None:
+    sock = tmp_path / "sim.sock"
+    simulator = start("simulate", "--socket", str(sock), "--rate", "10")
+    try:
+        wait_for_socket(sock)
+        second = kextlog("simulate", "--socket", str(sock), "--count", "1")
+        assert second.returncode == 1
+        assert second.stderr.strip().endswith("is in use by another producer")
+    finally:
+        simulator.send_signal(signal.SIGINT)
+        simulator.communicate(timeout=30)
+    assert simulator.returncode == 0
+
+
+def test_simulator_replaces_a_stale_socket(tmp_path: Path) -> None:
+    sock = tmp_path / "sim.sock"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    stale.bind(str(sock))
+    stale.close()  # a socket file nobody listens on: what a killed simulator leaves
+    simulator = start("simulate", "--socket", str(sock), "--rate", "10")
+    try:
+        wait_for_socket(sock)
+        client = connect(sock)
+        assert len(client.recv(65536)) == 144  # HELLO from the new simulator
+        client.close()
+    finally:
+        simulator.send_signal(signal.SIGTERM)
+        simulator.communicate(timeout=30)
+    assert simulator.returncode == 0

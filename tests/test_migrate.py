@@ -1,0 +1,89 @@
+"""Migrations: one head, a full cycle with data in place, and the schema the
+models describe."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from kextlog_store import migrate, store
+from kextlog_store.errors import DatabaseError
+
+
+def test_single_head() -> None:
+    assert len(ScriptDirectory(str(migrate.MIGRATIONS)).get_heads()) == 1
+
+
+def test_new_database_is_wal_with_incremental_vacuum(tmp_path: Path) -> None:
+    url = store.database_url(str(tmp_path / "k.db"))
+    migrate.upgrade(url)
+    with sqlite3.connect(tmp_path / "k.db") as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert connection.execute("PRAGMA auto_vacuum").fetchone() == (2,)  # incremental
+    assert migrate.current(url) == migrate.head()
+
+
+def test_models_match_the_migrated_schema(tmp_path: Path) -> None:
+    engine = migrate.upgrade(store.database_url(str(tmp_path / "k.db")))
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), store.metadata) == []
+
+
+def _insert_sample(path: Path) -> None:
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "INSERT INTO instances (uuid, source, name, boot_id, producer_version,"
+            " first_seen_ns, last_seen_ns, high_water) VALUES ('ab', 'unix:/s', 'sim', '', '1',"
+            " 1, 2, 3)"
+        )
+        connection.executemany(
+            "INSERT INTO records (instance_id, seq, time_ns, mono_ns, level, flags, pid, tid,"
+            " process, message) VALUES (1, ?, ?, 0, 3, 0, 10, 11, 'launchd', ?)",
+            [(seq, 1_000_000_000 * seq, f"message {seq}") for seq in (1, 2, 3)],
+        )
+
+
+def test_upgrade_downgrade_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "k.db"
+    url = store.database_url(str(path))
+    migrate.upgrade(url)
+    _insert_sample(path)
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("SELECT time, level, message FROM log ORDER BY seq").fetchall()[
+            0
+        ] == ("1970-01-01T00:00:01.000000Z", "info", "message 1")
+    migrate.downgrade(url, "base")
+    assert migrate.current(url) is None
+    with sqlite3.connect(path) as connection:
+        tables = connection.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
+        ).fetchall()
+    assert tables == [("alembic_version",)]
+    migrate.upgrade(url)
+    _insert_sample(path)
+    assert migrate.current(url) == migrate.head()
+
+
+def test_unknown_newer_revision_is_refused_and_kept(tmp_path: Path) -> None:
+    path = tmp_path / "k.db"
+    url = store.database_url(str(path))
+    migrate.upgrade(url)
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '9999'")
+    before = path.read_bytes()
+    with pytest.raises(DatabaseError, match="newer than this kextlog knows"):
+        migrate.upgrade(url)
+    assert path.read_bytes() == before
+
+
+def test_foreign_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE notes (body TEXT)")
+    with pytest.raises(DatabaseError, match="not a kextlog database"):
+        migrate.upgrade(store.database_url(str(path)))

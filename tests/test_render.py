@@ -1,0 +1,224 @@
+"""Output formats: exact text for records and for SQL results."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kextlog_store.levels import Level
+from kextlog_store.records import Record
+from kextlog_store.render import (
+    RecordFormat,
+    SqlFormat,
+    iso_time,
+    record_json,
+    record_short,
+    table_lines,
+    write_records,
+    write_rows,
+)
+
+UTC = timezone.utc
+NS = 1_000_000_000
+# 2026-11-27T10:22:36.123456789Z
+T = 1_795_774_956_123_456_789
+INSTANCE = "0123456789abcdef0123456789abcdef"
+
+
+def record(**changes: object) -> Record:
+    fields: dict[str, object] = {
+        "time_ns": T,
+        "level": Level.ERROR,
+        "pid": 312,
+        "tid": 4411,
+        "process": "mds_stores",
+        "message": "message",
+        "seq": 7,
+        "instance": INSTANCE,
+        "source": "unix:/run/sim.sock",
+        "flags": 0,
+    }
+    fields.update(changes)
+    return Record(**fields)  # type: ignore[arg-type]
+
+
+def test_short() -> None:
+    assert (
+        record_short(record(), UTC)
+        == "Nov 27 10:22:36.123456 ERROR   mds_stores[312:4411]: message"
+    )
+
+
+@pytest.mark.parametrize(
+    ("level", "text"),
+    [
+        (Level.TRACE, "TRACE   "),
+        (Level.DEBUG, "DEBUG   "),
+        (Level.INFO, "INFO    "),
+        (Level.WARNING, "WARNING "),
+        (Level.ERROR, "ERROR   "),
+    ],
+)
+def test_short_pads_the_level_to_seven(level: Level, text: str) -> None:
+    assert record_short(record(level=level), UTC) == (
+        f"Nov 27 10:22:36.123456 {text}mds_stores[312:4411]: message"
+    )
+
+
+@pytest.mark.parametrize("month", range(1, 13))
+def test_short_month_names_do_not_depend_on_the_locale(month: int) -> None:
+    moment = datetime(2026, month, 3, 4, 5, 6, 7, tzinfo=UTC)
+    time_ns = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000
+    name = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")[
+        month - 1
+    ]
+    assert record_short(record(time_ns=time_ns), UTC).startswith(f"{name} 03 04:05:06.000007 ")
+
+
+def test_short_in_another_zone() -> None:
+    zone = timezone(timedelta(hours=-5))
+    assert record_short(record(), zone).startswith("Nov 27 05:22:36.123456 ERROR ")
+
+
+def test_short_in_the_system_zone(system_zone: str) -> None:
+    assert record_short(record()).startswith("Nov 27 15:52:36.123456 ERROR ")
+
+
+def test_short_message_lines() -> None:
+    head = "Nov 27 10:22:36.123456 ERROR   mds_stores[312:4411]: "
+    assert record_short(record(message="done\n"), UTC) == head + "done"
+    assert record_short(record(message="one\ntwo\n"), UTC) == (
+        head + "one\n" + " " * len(head) + "two"
+    )
+    assert record_short(record(message="a\tb"), UTC) == head + "a\tb"
+    assert record_short(record(message="bell\x07 esc\x1b[31m"), UTC) == (
+        head + "bell\\x07 esc\\x1b[31m"
+    )
+    assert record_short(record(process="evil\x1b]0;"), UTC).endswith(
+        "evil\\x1b]0;[312:4411]: message"
+    )
+
+
+def test_json_keys_values_and_order() -> None:
+    line = record_json(record(message='say "hi"\n café ✓'), utc=True)
+    assert line == (
+        '{"time": "2026-11-27T10:22:36.123456+00:00", "level": "error", "pid": 312,'
+        ' "tid": 4411, "process": "mds_stores", "message": "say \\"hi\\"\\n café ✓",'
+        ' "seq": 7, "instance": "0123456789abcdef0123456789abcdef"}'
+    )
+    assert list(json.loads(line)) == [
+        "time",
+        "level",
+        "pid",
+        "tid",
+        "process",
+        "message",
+        "seq",
+        "instance",
+    ]
+
+
+def test_json_local_time_by_default(system_zone: str) -> None:
+    assert json.loads(record_json(record()))["time"] == "2026-11-27T15:52:36.123456+05:30"
+    assert json.loads(record_json(record(), utc=True))["time"] == (
+        "2026-11-27T10:22:36.123456+00:00"
+    )
+
+
+@pytest.mark.parametrize(
+    ("time_ns", "text"),
+    [
+        (0, "1970-01-01T00:00:00.000000+00:00"),
+        (999, "1970-01-01T00:00:00.000000+00:00"),
+        (1_000, "1970-01-01T00:00:00.000001+00:00"),
+        (-1, "1969-12-31T23:59:59.999999+00:00"),
+        # a float would round these up to the next second
+        (1_795_774_956_999_999_999, "2026-11-27T10:22:36.999999+00:00"),
+        (4_102_444_799_999_999_999, "2099-12-31T23:59:59.999999+00:00"),
+    ],
+)
+def test_times_are_truncated_to_microseconds_exactly(time_ns: int, text: str) -> None:
+    assert iso_time(time_ns, UTC) == text
+
+
+@given(st.integers(min_value=-(2**62), max_value=2**63 - 1))
+def test_iso_time_matches_integer_arithmetic(time_ns: int) -> None:
+    seconds, nanos = divmod(time_ns, NS)
+    expected = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
+    assert iso_time(time_ns, UTC) == (
+        expected.strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos // 1000:06d}+00:00"
+    )
+
+
+def generated(count: int) -> Iterator[Record]:
+    for seq in range(1, count + 1):
+        yield record(seq=seq, time_ns=T + seq * NS, level=Level(1 + seq % 5))
+
+
+def test_write_records_short_and_json() -> None:
+    out = io.StringIO()
+    write_records(generated(3), RecordFormat.SHORT, out, utc=True)
+    assert out.getvalue().splitlines() == [
+        "Nov 27 10:22:37.123456 DEBUG   mds_stores[312:4411]: message",
+        "Nov 27 10:22:38.123456 INFO    mds_stores[312:4411]: message",
+        "Nov 27 10:22:39.123456 WARNING mds_stores[312:4411]: message",
+    ]
+    out = io.StringIO()
+    write_records(generated(3), RecordFormat.JSON, out, utc=True)
+    lines = out.getvalue().splitlines()
+    assert [json.loads(line)["seq"] for line in lines] == [1, 2, 3]
+    assert lines == [record_json(item, utc=True) for item in generated(3)]
+
+
+def test_write_records_of_nothing() -> None:
+    out = io.StringIO()
+    write_records(iter(()), RecordFormat.SHORT, out)
+    assert out.getvalue() == ""
+
+
+def test_table() -> None:
+    columns = ["level", "count", "note"]
+    rows = [("error", 12, None), ("warning", 1234, "two\nlines"), ("x", 5, b"\x01\xff")]
+    assert table_lines(columns, rows) == [
+        "level    count  note",
+        "-------  -----  ----------",
+        "error       12",
+        "warning   1234  two\\nlines",
+        "x            5  x'01ff'",
+    ]
+    assert table_lines(columns, rows, header=False) == [
+        "error      12",
+        "warning  1234  two\\nlines",
+        "x           5  x'01ff'",
+    ]
+
+
+def test_table_of_no_rows_has_the_header() -> None:
+    assert table_lines(["a", "bb"], []) == ["a  bb", "-  --"]
+
+
+def test_table_mixed_column_is_left_aligned() -> None:
+    assert table_lines(["v"], [(1,), ("abc",), (None,), (2.5,)]) == [
+        "v",
+        "---",
+        "1",
+        "abc",
+        "",
+        "2.5",
+    ]
+
+
+def test_write_rows() -> None:
+    out = io.StringIO()
+    write_rows(["level", "count(*)"], [("error", 3), ("info", 10)], SqlFormat.TABLE, out)
+    assert out.getvalue() == "level  count(*)\n-----  --------\nerror         3\ninfo         10\n"
+    out = io.StringIO()
+    rows = [(1, None, b"\x00", "é", 1.5)]
+    write_rows(["a", "a", "blob", "text", "a_2"], rows, SqlFormat.JSON, out)
+    assert out.getvalue() == ('{"a": 1, "a_3": null, "blob": "x\'00\'", "text": "é", "a_2": 1.5}\n')

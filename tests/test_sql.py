@@ -1,0 +1,251 @@
+"""`kextlog sql` is strictly read-only: every write, in every form, fails and
+changes nothing, and no file is written anywhere."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from kextlog_store import store
+from kextlog_store.errors import DatabaseError, KextlogError, ReadOnlyError, UsageError
+from kextlog_store.query import run_sql
+from tests.conftest import PopulatedStore, content_checksum
+
+TABLES = ("records", "instances", "losses", "levels")
+
+
+def snapshot(path: Path) -> tuple[dict[str, int], str, str]:
+    """Row counts, a checksum of the content, and the bytes of the file."""
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        counts = {
+            table: connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in TABLES
+        }
+    finally:
+        connection.close()
+    return counts, content_checksum(path), hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+WRITES = [
+    "INSERT INTO levels (level, name) VALUES (9, 'fatal')",
+    "INSERT INTO records SELECT * FROM records",
+    "UPDATE records SET message = 'x'",
+    "UPDATE instances SET high_water = 0",
+    "DELETE FROM records",
+    "DELETE FROM instances",
+    "DELETE FROM losses",
+    "DELETE FROM records RETURNING seq",
+    "REPLACE INTO levels (level, name) VALUES (1, 'noise')",
+    "INSERT OR REPLACE INTO levels (level, name) VALUES (1, 'noise')",
+    "WITH doomed AS (SELECT id FROM records) DELETE FROM records WHERE id IN doomed",
+    "WITH x AS (SELECT 1) INSERT INTO levels SELECT 9, 'fatal' FROM x",
+    "WITH x AS (SELECT 1) UPDATE records SET pid = 0",
+    "DROP TABLE records",
+    "DROP VIEW log",
+    "DROP INDEX ix_records_time_ns",
+    "CREATE TABLE t (x)",
+    "CREATE INDEX ix_message ON records (message)",
+    "CREATE VIEW v AS SELECT 1",
+    "CREATE TRIGGER tr AFTER INSERT ON records BEGIN DELETE FROM records; END",
+    "CREATE TEMP TABLE t (x)",
+    "CREATE TEMPORARY TABLE t AS SELECT * FROM records",
+    "CREATE TEMP VIEW v AS SELECT 1",
+    "CREATE TEMP TRIGGER tr AFTER INSERT ON records BEGIN SELECT 1; END",
+    "CREATE VIRTUAL TABLE f USING fts5(x)",
+    "ALTER TABLE records ADD COLUMN extra TEXT",
+    "ALTER TABLE records RENAME TO old_records",
+    "UPDATE sqlite_master SET sql = '' WHERE name = 'records'",
+    "ANALYZE",
+    "REINDEX",
+    "VACUUM",
+    "BEGIN",
+    "BEGIN IMMEDIATE",
+    "SAVEPOINT s",
+    "DETACH DATABASE main",
+    "PRAGMA query_only = 0",
+    "PRAGMA query_only = OFF",
+    "PRAGMA journal_mode = delete",
+    "PRAGMA user_version = 5",
+    "PRAGMA main.user_version = 5",
+    "PRAGMA writable_schema = 1",
+    "PRAGMA auto_vacuum = 0",
+    "PRAGMA incremental_vacuum",
+    "PRAGMA wal_checkpoint(TRUNCATE)",
+    "PRAGMA wal_checkpoint",
+    "PRAGMA optimize",
+    "SELECT load_extension('/tmp/nothing')",
+]
+
+
+@pytest.mark.parametrize("sql", WRITES)
+def test_writes_fail_and_change_nothing(populated: PopulatedStore, sql: str) -> None:
+    before = snapshot(populated.path)
+    with pytest.raises(ReadOnlyError) as caught:
+        run_sql(populated.url, sql)
+    message = str(caught.value)
+    assert message.startswith("read-only: ")
+    assert "\n" not in message
+    assert snapshot(populated.path) == before
+    assert before[0]["records"] == 300
+
+
+def test_a_second_statement_never_runs(populated: PopulatedStore) -> None:
+    before = snapshot(populated.path)
+    with pytest.raises(UsageError, match="one statement"):
+        run_sql(populated.url, "SELECT count(*) FROM records; DELETE FROM records")
+    assert snapshot(populated.path) == before
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "ATTACH DATABASE '{path}' AS other",
+        "ATTACH '{path}' AS other",
+        "VACUUM INTO '{path}'",
+        "VACUUM main INTO '{path}'",
+    ],
+)
+def test_no_file_is_written(populated: PopulatedStore, tmp_path: Path, sql: str) -> None:
+    target = tmp_path / "elsewhere" / "copy.db"
+    target.parent.mkdir()
+    before = snapshot(populated.path)
+    with pytest.raises(ReadOnlyError, match="attaching a database"):
+        run_sql(populated.url, sql.format(path=target))
+    assert list(target.parent.iterdir()) == []
+    assert snapshot(populated.path) == before
+
+
+def test_no_file_is_written_through_a_uri(populated: PopulatedStore, tmp_path: Path) -> None:
+    target = tmp_path / "uri.db"
+    with pytest.raises(ReadOnlyError):
+        run_sql(populated.url, f"ATTACH 'file:{target}?mode=rwc' AS other")
+    assert not target.exists()
+
+
+def test_reading(populated: PopulatedStore) -> None:
+    columns, rows = run_sql(
+        populated.url, "SELECT level, count(*) AS n FROM log GROUP BY level ORDER BY level_number"
+    )
+    assert columns == ("level", "n")
+    counts: dict[str, int] = {}
+    for record in populated.records:
+        counts[record.level.label] = counts.get(record.level.label, 0) + 1
+    assert rows == [(name, counts[name]) for name in ("trace", "debug", "info", "warning", "error")]
+
+
+def test_the_log_view(populated: PopulatedStore) -> None:
+    last = populated.records[-1]
+    columns, rows = run_sql(
+        populated.url,
+        "SELECT time, level, pid, tid, process, message, seq, instance, source, time_ns"
+        " FROM log ORDER BY time_ns DESC, seq DESC LIMIT 1",
+    )
+    assert columns[:3] == ("time", "level", "pid")
+    (row,) = rows
+    assert row[1:] == (
+        last.level.label,
+        last.pid,
+        last.tid,
+        last.process,
+        last.message,
+        last.seq,
+        last.instance,
+        last.source,
+        last.time_ns,
+    )
+    assert row[0].endswith("Z") and row[0].startswith("20")
+
+
+@pytest.mark.parametrize(
+    ("sql", "params"),
+    [
+        ("SELECT count(*) FROM records WHERE pid = ?", (312,)),
+        ("SELECT count(*) FROM records WHERE pid = :pid", {"pid": 312}),
+    ],
+)
+def test_parameters(populated: PopulatedStore, sql: str, params: tuple | dict) -> None:
+    _, rows = run_sql(populated.url, sql, params)
+    assert rows == [(len(populated.select(pids={312})),)]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5)"
+        " SELECT sum(i) FROM n",
+        "SELECT sum(value) FROM json_each('[1, 2, 3, 4, 5]')",
+        "SELECT count(*) * 7 + 1 FROM pragma_table_info('levels')",
+        "SELECT 15",
+    ],
+)
+def test_queries_beyond_plain_select(populated: PopulatedStore, sql: str) -> None:
+    assert run_sql(populated.url, sql).rows == [(15,)]
+
+
+def test_introspection_pragmas(populated: PopulatedStore) -> None:
+    columns, rows = run_sql(populated.url, "PRAGMA table_info(records)")
+    assert "name" in columns
+    assert [row[columns.index("name")] for row in rows][:3] == ["id", "instance_id", "seq"]
+    assert run_sql(populated.url, "PRAGMA index_list(records)").rows
+    assert run_sql(populated.url, "PRAGMA user_version").rows == [(0,)]
+    assert run_sql(populated.url, "PRAGMA main.journal_mode").rows == [("wal",)]
+    assert run_sql(populated.url, "PRAGMA auto_vacuum").rows == [(2,)]
+    assert run_sql(populated.url, "PRAGMA query_only").rows == [(1,)]
+    _, databases = run_sql(populated.url, "PRAGMA database_list")
+    assert [row[1] for row in databases] == ["main"]
+
+
+def test_a_statement_without_rows(populated: PopulatedStore) -> None:
+    assert run_sql(populated.url, "SELECT 1 WHERE 0") == (("1",), [])
+
+
+@pytest.mark.parametrize(
+    ("sql", "fragment"),
+    [
+        ("SELEC 1", 'near "SELEC": syntax error'),
+        ("SELECT nope FROM records", "no such column: nope"),
+        ("SELECT * FROM nowhere", "no such table: nowhere"),
+        ("SELECT ?", "bindings"),
+        ("", "no SQL statement"),
+        ("  \n ", "no SQL statement"),
+    ],
+)
+def test_bad_sql_is_a_one_line_usage_error(
+    populated: PopulatedStore, sql: str, fragment: str
+) -> None:
+    with pytest.raises(UsageError) as caught:
+        run_sql(populated.url, sql)
+    assert fragment in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_time_limit(populated: PopulatedStore) -> None:
+    endless = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT max(i) FROM n"
+    with pytest.raises(DatabaseError, match=r"time limit of 0\.2 s"):
+        run_sql(populated.url, endless, time_limit=0.2)
+    assert run_sql(populated.url, "SELECT 1", time_limit=5).rows == [(1,)]
+
+
+def test_missing_database_is_not_created(tmp_path: Path) -> None:
+    path = tmp_path / "absent.db"
+    with pytest.raises(DatabaseError, match="no kextlog database"):
+        run_sql(store.database_url(str(path)), "SELECT 1")
+    assert not path.exists()
+
+
+def test_other_back_ends_are_refused() -> None:
+    with pytest.raises(DatabaseError, match="SQLite"):
+        run_sql("postgresql://localhost/kextlog", "SELECT 1")
+
+
+def test_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"junk" * 1000)
+    with pytest.raises(KextlogError) as caught:
+        run_sql(store.database_url(str(path)), "SELECT 1 FROM records")
+    assert "not a database" in str(caught.value)
+    assert path.read_bytes() == b"junk" * 1000
