@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine, inspect
 
 from . import migrations
 from .errors import DatabaseError
-from .store import sqlite_path, write_engine
+from .store import read_engine, sqlite_path, write_engine
 
 MIGRATIONS = Path(migrations.__file__).parent
 
@@ -60,9 +60,14 @@ def downgrade(url: str, revision: str) -> None:
 
 
 def current(url: str) -> str | None:
-    """The revision the database is at, None for an empty database."""
-    with write_engine(url).connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+    """The revision the database is at, None for an empty database; asking
+    never creates one."""
+    engine = read_engine(url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
 
 
 def _check_known(connection: Connection, url: str) -> None:
