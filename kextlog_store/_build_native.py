@@ -24,7 +24,7 @@ CDEF = """
 #define KEXTLOG_RESUME_TIMEOUT_NS ...
 
 enum kextlog_frame_type {
-    KEXTLOG_FRAME_HELLO, KEXTLOG_FRAME_LOG, KEXTLOG_FRAME_LOSS,
+    KEXTLOG_FRAME_HELLO, KEXTLOG_FRAME_LOG, KEXTLOG_FRAME_LOSS, KEXTLOG_FRAME_STATUS,
     KEXTLOG_FRAME_ACK, KEXTLOG_FRAME_RESUME, ...
 };
 enum kextlog_level {
@@ -81,6 +81,16 @@ struct kextlog_loss_frame {
     uint32_t reason;
     uint32_t padding;
 };
+struct kextlog_status_frame {
+    struct kextlog_frame_header header;
+    uint64_t next_seq;
+    uint64_t lost;
+    uint64_t time_ns;
+    uint32_t ring_records;
+    uint32_t ring_capacity;
+    uint32_t ring_bytes_used;
+    uint32_t ring_bytes;
+};
 struct kextlog_ack_frame {
     struct kextlog_frame_header header;
     uint64_t seq;
@@ -102,6 +112,9 @@ uint32_t kextlog_encode_log(struct kextlog_log_frame *frame, uint64_t seq, uint6
     uint16_t flags, const char *message, uint16_t message_length);
 uint32_t kextlog_encode_loss(struct kextlog_loss_frame *frame, uint64_t first_seq,
     uint64_t last_seq, uint64_t first_time_ns, uint64_t last_time_ns, uint32_t reason);
+uint32_t kextlog_encode_status(struct kextlog_status_frame *frame, uint64_t next_seq,
+    uint64_t lost, uint64_t time_ns, uint32_t ring_records, uint32_t ring_capacity,
+    uint32_t ring_bytes_used, uint32_t ring_bytes);
 uint32_t kextlog_encode_ack(struct kextlog_ack_frame *frame, uint64_t seq);
 uint32_t kextlog_encode_resume(struct kextlog_resume_frame *frame,
     const uint8_t *instance_id, uint64_t seq);

@@ -125,11 +125,32 @@ def query_command(
 ) -> None:
     """Show stored records in the order they were logged.
 
+    Where records are missing, the short format shows a marked line in place,
+    as journalctl shows "-- missed N kernel messages --":
+
+    \b
+      -- 120 records lost (seqs 5001..5120 of instance 0690a5df, ring full) --
+
+    Reasons: ring full (the kext's ring was full, they went to the kernel's
+    printf), no longer held (acknowledged to an earlier client and released),
+    never sent (seqs skipped by the producer). A marker stands at the time of
+    the first missing record; when that is unknown, just before the next
+    stored record of its instance, else at the time the loss was recorded.
+    It comes before records of the same time. --since/--until apply to
+    markers too; --level and --pid never hide them (the lost records could
+    have been anything). When -n N leaves older records out, the markers
+    before the first record shown go with them; every later marker is shown,
+    also after the last record: records are missing at the end of the log.
+
+    -o json prints one record object per line and no markers: read losses
+    with kextlog sql -o json "SELECT * FROM lost".
+
     \b
     Examples:
       kextlog query --level error --since 1h
       kextlog query -p warning..error --pid 312 -n 20 -o json
       kextlog query --since '2026-11-27 10:00' --until '30m ago' --utc
+      kextlog query --since 1h | grep '^-- .* lost ('
     """
     from . import query, render, store, timespec
     from .levels import parse_level_range
@@ -146,7 +167,7 @@ def query_command(
         raise UsageError(f"--since {since!r} is later than --until {until!r}")
     engine = store.read_engine(store.database_url(db))
     try:
-        with closing(query.records(engine, record_filter)) as found:
+        with closing(query.entries(engine, record_filter)) as found:
             render.write_records(found, output, sys.stdout, utc=utc)
     finally:
         engine.dispose()
@@ -203,6 +224,11 @@ def db_current_command(db: DbOption = None) -> None:
 # --- producing ------------------------------------------------------------
 
 
+class StatusFormat(str, Enum):
+    TEXT = "text"
+    JSON = "json"
+
+
 class SocketType(str, Enum):
     SEQPACKET = "seqpacket"
     STREAM = "stream"
@@ -248,7 +274,7 @@ def ingest_command(
       kextlog ingest --source unix:/tmp/kextlog-sim.sock
       kextlog ingest --source unix:/run/a.sock --source unix:/run/b.sock --min-level info
     """
-    from . import ingest, migrate, render, store
+    from . import ingest, migrate, render, status, store
     from .levels import parse_level
     from .sources import parse_source
     from .wire import LogFrame
@@ -260,9 +286,9 @@ def ingest_command(
         batch_records=batch_records,
         batch_seconds=batch_seconds,
     )
-    _log_to_stderr()
+    live = _LiveLine() if sys.stderr.isatty() and not echo else None
+    _log_to_stderr(clear_line=live is not None)
     stop = _stop_on_signals(threading.Event())
-    writer = store.Writer(migrate.upgrade(store.database_url(db)))
     echo_record = None
     if echo:
         local = render.zone(utc=False)
@@ -271,14 +297,59 @@ def ingest_command(
             record = frame.record(session.hello.instance, session.source.spec)
             sys.stdout.write(render.record_short(record, local) + "\n")
 
-    daemon = ingest.Ingest(writer, options, stop, echo=echo_record)
+    url = store.database_url(db)
+    writer = store.Writer(migrate.upgrade(url))
+    publisher = status.Publisher(url)
+
+    def publish(snapshot: dict) -> None:
+        publisher(snapshot)
+        if live is not None:
+            live(snapshot)
+
+    daemon = ingest.Ingest(writer, options, stop, echo=echo_record, publish=publish)
     totals = daemon.run()
+    if live is not None:
+        live.finish()
     logging.getLogger("kextlog.ingest").info(
         "stopped: %d records stored, %d lost, %d filtered",
         totals.stored,
         totals.lost,
         totals.filtered,
     )
+
+
+@app.command("status")
+def status_command(
+    db: DbOption = None,
+    output: Annotated[
+        StatusFormat, typer.Option("--output", "-o", help="Output format.")
+    ] = StatusFormat.TEXT,
+) -> None:
+    """Show the ingest daemon's live state: per source, connected or not, the
+    instance, the last committed seq, the lag, the kext's ring fill and losses.
+
+    Exits 0 while ingest runs, 3 when it does not (as systemctl status).
+
+    \b
+    Examples:
+      kextlog status
+      kextlog status -o json
+    """
+    import json
+
+    from . import status, store
+
+    url = store.database_url(db)
+    current = status.read_status(url)
+    if current is None:
+        sys.stdout.write(f"ingest: never ran on this store (no {status.status_path(url)})\n")
+        raise typer.Exit(3)
+    if output is StatusFormat.JSON:
+        sys.stdout.write(json.dumps({**current.snapshot, "state": current.state}) + "\n")
+    else:
+        sys.stdout.write("\n".join(status.describe(current)) + "\n")
+    if not current.alive:
+        raise typer.Exit(3)
 
 
 @app.command("simulate")
@@ -366,14 +437,43 @@ def _stop_on_signals(stop: threading.Event) -> threading.Event:
 class _DaemonFormatter(logging.Formatter):
     """`kextlog ingest: message`, like the command that says it."""
 
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
     def format(self, record: logging.LogRecord) -> str:
-        return f"{record.name.replace('.', ' ')}: {record.getMessage()}"
+        return f"{self.prefix}{record.name.replace('.', ' ')}: {record.getMessage()}"
 
 
-def _log_to_stderr() -> None:
-    """The daemon's own diagnostics go to stderr, never into the store."""
+class _LiveLine:
+    """Ingest's one-line progress on a terminal, rewritten in place."""
+
+    def __init__(self) -> None:
+        self._last: tuple[float, int] | None = None
+
+    def __call__(self, snapshot: dict) -> None:
+        now, stored = snapshot["updated_ns"] / 1e9, snapshot["stored"]
+        rate = 0.0
+        if self._last is not None and now > self._last[0]:
+            rate = (stored - self._last[1]) / (now - self._last[0])
+        self._last = (now, stored)
+        connected = sum(source["connected"] for source in snapshot["sources"])
+        line = (
+            f"stored {stored:,} ({rate:,.0f}/s), lost {snapshot['lost']:,}, "
+            f"{connected}/{len(snapshot['sources'])} sources connected"
+        )
+        sys.stderr.write(f"\r\033[K{line}")
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        sys.stderr.write("\n")
+
+
+def _log_to_stderr(clear_line: bool = False) -> None:
+    """The daemon's own diagnostics go to stderr, never into the store; over
+    the live line when there is one (it is redrawn within a second)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_DaemonFormatter())
+    handler.setFormatter(_DaemonFormatter("\r\033[K" if clear_line else ""))
     root = logging.getLogger("kextlog")
     root.addHandler(handler)
     root.setLevel(logging.INFO)

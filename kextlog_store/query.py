@@ -1,5 +1,5 @@
 """The read path: records matching a filter, in the order they were logged,
-and read-only SQL for `kextlog sql`.
+with the losses among them, and read-only SQL for `kextlog sql`.
 
 Only what reading needs is imported here (SQLAlchemy Core and the store's
 table definitions): never Alembic, cffi or the CLI.
@@ -10,17 +10,17 @@ from __future__ import annotations
 import sqlite3
 import sys
 import time
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Engine, Select, select
+from sqlalchemy import ColumnElement, Connection, Engine, Select, func, select
 from sqlalchemy import exc as sa_exc
 
 from . import store
 from .errors import DatabaseError, ReadOnlyError, UsageError
 from .levels import Level
-from .records import Record
+from .records import Entry, Loss, Record
 
 # --- records --------------------------------------------------------------
 
@@ -136,6 +136,137 @@ def _database_error(exc: BaseException) -> DatabaseError:
             f"not a kextlog database, or an older schema ({message}); run `kextlog db upgrade`"
         )
     return DatabaseError(message)
+
+
+# --- losses among the records ----------------------------------------------
+
+_losses = store.losses
+# The time of the instance's first stored record after the loss: one search
+# of the UNIQUE (instance_id, seq) index per loss, made only when the loss's
+# own time is unknown (COALESCE stops at the first value that is not NULL).
+_NEXT_RECORD_TIME = (
+    select(_records.c.time_ns)
+    .where(_records.c.instance_id == _losses.c.instance_id, _records.c.seq > _losses.c.last_seq)
+    .order_by(_records.c.seq)
+    .limit(1)
+    .correlate(_losses)
+    .scalar_subquery()
+)
+_PLACED = (
+    select(
+        func.coalesce(_losses.c.first_time_ns, _NEXT_RECORD_TIME, _losses.c.recorded_ns).label(
+            "time_ns"
+        ),
+        _instances.c.uuid.label("instance"),
+        _losses.c.first_seq,
+        _losses.c.last_seq,
+        _losses.c.count,
+        _losses.c.reason,
+        _losses.c.first_time_ns,
+        _losses.c.last_time_ns,
+        _losses.c.recorded_ns,
+        _instances.c.source,
+        _losses.c.instance_id,
+    )
+    .select_from(_losses.join(_instances, _losses.c.instance_id == _instances.c.id))
+    .subquery("placed")
+)
+
+
+def select_losses(since_ns: int | None = None, until_ns: int | None = None) -> Select[Any]:
+    """The SELECT behind losses(): every loss placed within [since_ns, until_ns]
+    (both included, None for open), in logged order (time, instance, first seq)."""
+    terms: list[ColumnElement[bool]] = []
+    if since_ns is not None:
+        terms.append(_PLACED.c.time_ns >= since_ns)
+    if until_ns is not None:
+        terms.append(_PLACED.c.time_ns <= until_ns)
+    columns = [column for column in _PLACED.c if column.name != "instance_id"]
+    return (
+        select(*columns)
+        .where(*terms)
+        .order_by(_PLACED.c.time_ns, _PLACED.c.instance_id, _PLACED.c.first_seq)
+    )
+
+
+def losses(
+    engine: Engine, *, since_ns: int | None = None, until_ns: int | None = None
+) -> list[Loss]:
+    """The losses placed within [since_ns, until_ns], in logged order.
+
+    A loss is placed at the time of its first missing record; when that is
+    unknown, just before the instance's first stored record after it; when
+    there is none (yet), at the time ingest recorded it (see records.Loss).
+    """
+    try:
+        with engine.connect() as connection:
+            return _fetch_losses(connection, since_ns, until_ns)
+    except sa_exc.DBAPIError as exc:
+        raise _database_error(exc.orig if exc.orig is not None else exc) from None
+
+
+def _fetch_losses(connection: Connection, since_ns: int | None, until_ns: int | None) -> list[Loss]:
+    statement = select_losses(since_ns, until_ns)
+    return [Loss(**row._mapping) for row in connection.execute(statement)]
+
+
+def entries(engine: Engine, record_filter: RecordFilter) -> Generator[Entry, None, None]:
+    """What `kextlog query` shows: the matching records in logged order, and
+    a Loss wherever records are missing, streamed.
+
+    A loss is shown when its time (records.Loss) lies within --since/--until;
+    level and pid filters never hide one, since the missing records could
+    have been of any level and pid.  A loss comes before records of the same
+    time.  With lines (-n N) the output is the tail of that whole output that
+    starts at the first of the last N records: losses before it are left out
+    with the older records (also one at the same time, as it comes before
+    that record), and every loss after the last record is shown up to
+    until_ns: those records are the newest that match, so such a loss may
+    have taken newer ones, which is what someone watching the end of the
+    log needs to see.  When N covers every matching record, -n changes
+    nothing; -n 0 shows nothing.
+
+    Close the generator (contextlib.closing) before disposing of the engine.
+    Errors of the database come out as errors.DatabaseError while iterating.
+    """
+    since_ns, until_ns = record_filter.since_ns, record_filter.until_ns
+    lines = record_filter.lines
+    try:
+        with engine.connect() as connection:
+            if lines is None:
+                # Losses are few: all of them in the window first, then the
+                # records streamed past them.
+                found = _fetch_losses(connection, since_ns, until_ns)
+                rows = connection.execute(select_records(record_filter))
+                yield from _merge((_record(row) for row in rows), found)
+                return
+            # One more than asked for tells whether -n left records out.
+            newest = connection.execute(select_records(record_filter).limit(lines + 1)).all()
+            if lines == 0:
+                return
+            shown = [_record(row) for row in reversed(newest[:lines])]
+            if len(newest) > lines:
+                # A loss at the time of the first shown record comes before
+                # it, so it goes with the records left out.
+                since_ns = shown[0].time_ns + 1
+            yield from _merge(shown, _fetch_losses(connection, since_ns, until_ns))
+    except sa_exc.DBAPIError as exc:
+        raise _database_error(exc.orig if exc.orig is not None else exc) from None
+
+
+def _merge(found: Iterable[Record], lost: Sequence[Loss]) -> Iterator[Entry]:
+    """Records and losses, both in logged order, into one: a loss before the
+    records of its time."""
+    pending = iter(lost)
+    loss = next(pending, None)
+    for record in found:
+        while loss is not None and loss.time_ns <= record.time_ns:
+            yield loss
+            loss = next(pending, None)
+        yield record
+    if loss is not None:
+        yield loss
+        yield from pending
 
 
 # --- read-only SQL --------------------------------------------------------

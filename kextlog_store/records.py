@@ -1,5 +1,5 @@
-"""The record as the read path, the renderers and the simulator's --record
-file see it.  Cheap to import: no SQLAlchemy, no cffi."""
+"""The record and the loss as the read path, the renderers and the
+simulator's --record file see them.  Cheap to import: no SQLAlchemy, no cffi."""
 
 from __future__ import annotations
 
@@ -22,3 +22,31 @@ class Record:
     instance: str  # the instance id of HELLO, 32 hex digits
     source: str = ""  # where ingest read it, e.g. unix:/run/kextlog-sim.sock
     flags: int = 0  # the wire's record flags (truncated etc.)
+
+
+@dataclass(frozen=True, slots=True)
+class Loss:
+    """Seqs first_seq..last_seq of one instance that the store will never
+    have (one row of the losses table), placed in the log at time_ns.
+
+    time_ns is where the loss belongs among the records: the time of its
+    first missing record (first_time_ns) when known, else the time of the
+    instance's first stored record after last_seq (the loss comes just
+    before it), else recorded_ns.  A loss comes before records of the same
+    time.
+    """
+
+    time_ns: int  # where it is placed in logged order (see above)
+    instance: str  # the instance id of HELLO, 32 hex digits
+    first_seq: int
+    last_seq: int
+    count: int  # last_seq - first_seq + 1
+    reason: str  # ring-full, released or gap (as the losses table stores it)
+    first_time_ns: int | None  # wall clock of the first missing record, None if unknown
+    last_time_ns: int | None  # wall clock of the last missing record, None if unknown
+    recorded_ns: int  # when ingest stored the loss
+    source: str = ""  # where ingest read the instance
+
+
+# What `kextlog query` shows, in logged order: records, and losses where records are missing.
+Entry = Record | Loss

@@ -1,10 +1,12 @@
 """One renderer for every output format, of records and of SQL results.
 
-A record format is a function that writes an iterable of records to a text
-stream; line formats are built from a function of one record.  Adding a
-format (csv, table, cat, json-pretty, short-iso) is one RecordFormat member
-and one entry in WRITERS.  Times are computed from integer nanoseconds
-without floating point: microseconds are truncated, never rounded.
+A record format is a function that writes an iterable of entries (records,
+and losses where records are missing) to a text stream; line formats are
+built from a function of one record and one of a loss (None: losses are not
+shown in that format).  Adding a format (csv, table, cat, json-pretty,
+short-iso) is one RecordFormat member and one entry in WRITERS.  Times are
+computed from integer nanoseconds without floating point: microseconds are
+truncated, never rounded.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from enum import Enum
 from typing import Any, TextIO
 
-from .records import Record
+from .records import Entry, Loss, Record
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -85,13 +87,46 @@ def record_json(record: Record, *, utc: bool = False) -> str:
     return json.dumps(record_fields(record, zone(utc)), ensure_ascii=False)
 
 
-RecordWriter = Callable[[Iterable[Record], TextIO, tzinfo | None], None]
+# The reasons of the losses table, in words.
+LOSS_REASON_WORDS = {
+    "ring-full": "ring full",  # the kext's ring was full: they went to the kernel's printf
+    "released": "no longer held",  # acknowledged to an earlier client, then released
+    "gap": "never sent",  # seqs the producer skipped without a LOSS
+}
 
 
-def _lines(line: Callable[[Record, tzinfo | None], str]) -> RecordWriter:
-    def write(records: Iterable[Record], out: TextIO, tz: tzinfo | None) -> None:
-        for record in records:
-            out.write(line(record, tz))
+def loss_short(loss: Loss) -> str:
+    """-- 120 records lost (seqs 5001..5120 of instance 0690a5df, ring full) --
+
+    The marker `kextlog query` shows where records are missing, as journalctl
+    shows "-- missed N kernel messages --": the instance by its first 8 hex
+    digits (as git abbreviates), the reason in words (an unknown one as
+    stored).  Every marker starts with "-- " and has " lost (" in it.
+    """
+    if loss.first_seq == loss.last_seq:
+        seqs = f"seq {loss.first_seq}"
+    else:
+        seqs = f"seqs {loss.first_seq}..{loss.last_seq}"
+    noun = "record" if loss.count == 1 else "records"
+    reason = _clean(LOSS_REASON_WORDS.get(loss.reason, loss.reason)).replace("\n", "\\n")
+    instance = _clean(loss.instance[:8])
+    return f"-- {loss.count} {noun} lost ({seqs} of instance {instance}, {reason}) --"
+
+
+RecordWriter = Callable[[Iterable[Entry], TextIO, tzinfo | None], None]
+
+
+def _lines(
+    line: Callable[[Record, tzinfo | None], str], marker: Callable[[Loss], str] | None
+) -> RecordWriter:
+    def write(entries: Iterable[Entry], out: TextIO, tz: tzinfo | None) -> None:
+        for entry in entries:
+            if isinstance(entry, Record):
+                out.write(line(entry, tz))
+            elif marker is not None:
+                out.write(marker(entry))
+            else:
+                continue
             out.write("\n")
 
     return write
@@ -102,16 +137,19 @@ def _json_line(record: Record, tz: tzinfo | None) -> str:
 
 
 WRITERS: dict[RecordFormat, RecordWriter] = {
-    RecordFormat.SHORT: _lines(record_short),
-    RecordFormat.JSON: _lines(_json_line),
+    RecordFormat.SHORT: _lines(record_short, loss_short),
+    # One record object per line and nothing else: machines read losses from
+    # the `lost` view (kextlog sql -o json "SELECT * FROM lost").
+    RecordFormat.JSON: _lines(_json_line, None),
 }
 
 
 def write_records(
-    records: Iterable[Record], output: RecordFormat, out: TextIO, *, utc: bool = False
+    entries: Iterable[Entry], output: RecordFormat, out: TextIO, *, utc: bool = False
 ) -> None:
-    """Write records in the given format, as they come (streaming)."""
-    WRITERS[output](records, out, zone(utc))
+    """Write records, and markers where records are lost (short only), in the
+    given format, as they come (streaming)."""
+    WRITERS[output](entries, out, zone(utc))
 
 
 # --- SQL results ----------------------------------------------------------

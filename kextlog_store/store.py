@@ -30,6 +30,7 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     event,
+    func,
     insert,
     make_url,
     select,
@@ -188,6 +189,7 @@ class InstanceState:
     uuid: str
     high_water: int  # every seq up to here is stored, lost or filtered
     filtered: int
+    lost: int
 
 
 class Writer:
@@ -220,7 +222,12 @@ class Writer:
                     .where(instances.c.id == row.id)
                     .values(source=source, last_seen_ns=now_ns)
                 )
-                return InstanceState(row.id, uuid, row.high_water, row.filtered)
+                lost = connection.execute(
+                    select(func.coalesce(func.sum(losses.c.count), 0)).where(
+                        losses.c.instance_id == row.id
+                    )
+                ).scalar_one()
+                return InstanceState(row.id, uuid, row.high_water, row.filtered, lost)
             new_id = connection.execute(
                 insert(instances).values(
                     uuid=uuid,
@@ -232,7 +239,7 @@ class Writer:
                     last_seen_ns=now_ns,
                 )
             ).inserted_primary_key[0]
-            return InstanceState(new_id, uuid, 0, 0)
+            return InstanceState(new_id, uuid, 0, 0, 0)
 
     def high_water(self, uuid: str) -> int:
         with self.engine.connect() as connection:

@@ -90,7 +90,20 @@ class Loss:
         return self.last_seq - self.first_seq + 1
 
 
-Frame = Hello | LogFrame | Loss
+@dataclass(frozen=True, slots=True)
+class Status:
+    """The producer's periodic report: what `kextlog status` shows of it."""
+
+    next_seq: int
+    lost: int
+    time_ns: int
+    ring_records: int
+    ring_capacity: int
+    ring_bytes_used: int
+    ring_bytes: int
+
+
+Frame = Hello | LogFrame | Loss | Status
 
 
 def _text(raw: bytes) -> str:
@@ -120,6 +133,17 @@ def _decode(kind: int, pointer) -> Frame | None:
             loss.first_time_ns or None,
             loss.last_time_ns or None,
             LOSS_REASONS.get(loss.reason, f"reason-{loss.reason}"),
+        )
+    if kind == lib.KEXTLOG_FRAME_STATUS:
+        status = ffi.cast("struct kextlog_status_frame *", pointer)
+        return Status(
+            status.next_seq,
+            status.lost,
+            status.time_ns,
+            status.ring_records,
+            status.ring_capacity,
+            status.ring_bytes_used,
+            status.ring_bytes,
         )
     if kind == lib.KEXTLOG_FRAME_HELLO:
         hello = ffi.cast("struct kextlog_hello_frame *", pointer)

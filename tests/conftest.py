@@ -1,4 +1,5 @@
-"""Shared fixtures: temporary databases, a populated store, the CLI as a subprocess.
+"""Shared fixtures: temporary databases, a populated store (also one with
+losses), the CLI as a subprocess.
 
 Every test names its database explicitly (a temporary path): we run as root,
 and without --db / KEXTLOG_DB kextlog would use the system store.
@@ -19,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 
 from kextlog_store import migrate, store
 from kextlog_store.levels import Level
-from kextlog_store.records import Record
+from kextlog_store.records import Entry, Loss, Record
 
 ROOT = Path(__file__).resolve().parents[1]
 NS = 1_000_000_000
@@ -69,12 +70,38 @@ class Instance:
 
 
 @dataclass(frozen=True)
+class LossRow:
+    """A row of the losses table, as a test inserts it."""
+
+    instance_id: int
+    first_seq: int
+    last_seq: int
+    reason: str
+    first_time_ns: int | None
+    last_time_ns: int | None
+    recorded_ns: int
+
+
+@dataclass(frozen=True)
 class PopulatedStore:
     path: Path
     url: str
     now_ns: int  # the "now" record times were made relative to
     instances: tuple[Instance, ...]
     records: tuple[Record, ...]  # every stored record, in logged order
+    losses: tuple[Loss, ...] = ()  # every stored loss where `kextlog query` places it, in order
+
+    def loss(self, instance_id: int, first_seq: int) -> Loss:
+        """The stored loss of instance_id (1 or 2) that starts at first_seq."""
+        uuid = self.instances[instance_id - 1].uuid
+        (found,) = (x for x in self.losses if (x.instance, x.first_seq) == (uuid, first_seq))
+        return found
+
+    def record(self, instance_id: int, seq: int) -> Record:
+        """The stored record of instance_id (1 or 2) with seq."""
+        uuid = self.instances[instance_id - 1].uuid
+        (found,) = (r for r in self.records if (r.instance, r.seq) == (uuid, seq))
+        return found
 
     def select(
         self,
@@ -95,6 +122,40 @@ class PopulatedStore:
             and (until_ns is None or record.time_ns <= until_ns)
             and (wanted_pids is None or record.pid in wanted_pids)
         ]
+
+    def entries(
+        self,
+        *,
+        levels: Iterable[Level] | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        pids: Iterable[int] | None = None,
+        lines: int | None = None,
+    ) -> list[Entry]:
+        """The expected output of `kextlog query`, computed from the inserted
+        data: the selected records and the losses placed within the window,
+        a loss before records of its time; with lines, the tail of that
+        starting at the lines-th last record (all of it when fewer match)."""
+        ids = {instance.uuid: instance.id for instance in self.instances}
+        chosen = self.select(levels=levels, since_ns=since_ns, until_ns=until_ns, pids=pids)
+        markers = [
+            loss
+            for loss in self.losses
+            if (since_ns is None or loss.time_ns >= since_ns)
+            and (until_ns is None or loss.time_ns <= until_ns)
+        ]
+
+        def key(entry: Entry) -> tuple[int, int, int, int]:
+            if isinstance(entry, Loss):
+                return (entry.time_ns, 0, ids[entry.instance], entry.first_seq)
+            return (entry.time_ns, 1, ids[entry.instance], entry.seq)
+
+        merged: list[Entry] = sorted([*chosen, *markers], key=key)
+        if lines == 0:
+            return []
+        if lines is None or len(chosen) <= lines:
+            return merged
+        return merged[merged.index(chosen[-lines]) :]
 
 
 def _age_s(rng: random.Random) -> float:
@@ -192,6 +253,66 @@ def insert_records(url: str, instances: Iterable[Instance], records: Iterable[Re
     engine.dispose()
 
 
+def insert_losses(url: str, rows: Iterable[LossRow]) -> None:
+    """Insert losses as ingest does, and raise each instance's high-water mark
+    over them."""
+    rows = tuple(rows)
+    engine = store.write_engine(url)
+    with engine.begin() as connection:
+        for row in rows:
+            connection.execute(
+                insert(store.losses).values(
+                    instance_id=row.instance_id,
+                    first_seq=row.first_seq,
+                    last_seq=row.last_seq,
+                    count=row.last_seq - row.first_seq + 1,
+                    first_time_ns=row.first_time_ns,
+                    last_time_ns=row.last_time_ns,
+                    reason=row.reason,
+                    recorded_ns=row.recorded_ns,
+                )
+            )
+            connection.execute(
+                update(store.instances)
+                .where(
+                    store.instances.c.id == row.instance_id,
+                    store.instances.c.high_water < row.last_seq,
+                )
+                .values(high_water=row.last_seq)
+            )
+    engine.dispose()
+
+
+def placed(row: LossRow, instances: Iterable[Instance], stored: Iterable[Record]) -> Loss:
+    """The loss as `kextlog query` shows it: at its first missing record's
+    time; unknown, at the instance's first stored record after it; none,
+    at the time it was recorded."""
+    instance = next(instance for instance in instances if instance.id == row.instance_id)
+    later = sorted(
+        (record.seq, record.time_ns)
+        for record in stored
+        if record.instance == instance.uuid and record.seq > row.last_seq
+    )
+    if row.first_time_ns is not None:
+        time_ns = row.first_time_ns
+    elif later:
+        time_ns = later[0][1]
+    else:
+        time_ns = row.recorded_ns
+    return Loss(
+        time_ns=time_ns,
+        instance=instance.uuid,
+        first_seq=row.first_seq,
+        last_seq=row.last_seq,
+        count=row.last_seq - row.first_seq + 1,
+        reason=row.reason,
+        first_time_ns=row.first_time_ns,
+        last_time_ns=row.last_time_ns,
+        recorded_ns=row.recorded_ns,
+        source=instance.source,
+    )
+
+
 def logged_order(instances: Iterable[Instance], records: Iterable[Record]) -> tuple[Record, ...]:
     """Records sorted as kextlog shows them: time, then instance id, then seq."""
     ids = {instance.uuid: instance.id for instance in instances}
@@ -264,6 +385,65 @@ def populated(empty_store: Path, db_url: str) -> PopulatedStore:
     instances, records = make_records(now_ns)
     insert_records(db_url, instances, records)
     return PopulatedStore(empty_store, db_url, now_ns, instances, logged_order(instances, records))
+
+
+@pytest.fixture
+def lossy(empty_store: Path, db_url: str) -> PopulatedStore:
+    """The populated store's records with some missing, and a loss row for
+    (almost) each gap, of every reason, with known and unknown times:
+
+    instance 1 seqs 1..3    released, time unknown; seqs 4..6 were pruned (no
+                            loss), so it belongs before seq 7, about 3 h ago
+    instance 2 seqs 24..25  ring full, known time: the time of instance 1 seq
+                            41 (a tie across instances), about 2 h 20 m ago
+    instance 1 seqs 50..52  ring full, known time, about 2 h 15 m ago
+    instance 2 seqs 55..60  released, time unknown: before instance 2 seq 61,
+                            which ties with instance 1 seq 101, about 1 h 20 m ago
+    instance 1 seqs 150..151 ring full, known time, about 18 m ago
+    instance 2 seqs 110..111 gap, time unknown: before instance 2 seq 112
+                            (pid 4242, debug), about 8 m ago
+    instance 1 seq 181      ring full, 3 s ago, after every record
+    instance 2 seqs 121..125 gap, time unknown, no later record: at the time
+                            it was recorded, 1 s ago
+    """
+    now_ns = time.time_ns()
+    instances, made = make_records(now_ns)
+    first, second = instances
+    by_key = {(record.instance, record.seq): record for record in made}
+
+    def at(instance: Instance, seq: int) -> int:
+        return by_key[(instance.uuid, seq)].time_ns
+
+    assert at(second, 24) == at(first, 41) and at(second, 61) == at(first, 101)
+    recorded = now_ns - NS
+    rows = (
+        LossRow(1, 1, 3, "released", None, None, recorded),
+        LossRow(2, 24, 25, "ring-full", at(second, 24), at(second, 25), recorded),
+        LossRow(1, 50, 52, "ring-full", at(first, 50), at(first, 52), recorded),
+        LossRow(2, 55, 60, "released", None, None, recorded),
+        LossRow(1, 150, 151, "ring-full", at(first, 150), at(first, 151), recorded),
+        LossRow(2, 110, 111, "gap", None, None, recorded),
+        LossRow(1, 181, 181, "ring-full", now_ns - 3 * NS, now_ns - 3 * NS, recorded),
+        LossRow(2, 121, 125, "gap", None, None, recorded),
+    )
+    ids = {instance.id: instance.uuid for instance in instances}
+    ids_of = {instance.uuid: instance.id for instance in instances}
+    missing = {
+        (ids[row.instance_id], seq)
+        for row in rows
+        for seq in range(row.first_seq, row.last_seq + 1)
+    }
+    missing |= {(first.uuid, seq) for seq in (4, 5, 6)}  # pruned
+    kept = [record for record in made if (record.instance, record.seq) not in missing]
+    insert_records(db_url, instances, kept)
+    insert_losses(db_url, rows)
+    losses = sorted(
+        (placed(row, instances, kept) for row in rows),
+        key=lambda loss: (loss.time_ns, ids_of[loss.instance], loss.first_seq),
+    )
+    return PopulatedStore(
+        empty_store, db_url, now_ns, instances, logged_order(instances, kept), tuple(losses)
+    )
 
 
 Kextlog = Callable[..., subprocess.CompletedProcess[str]]

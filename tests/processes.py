@@ -31,13 +31,14 @@ def kextlog(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProc
     )
 
 
-def start(*args: str, **env: str) -> subprocess.Popen[str]:
-    """Starts a long-running command (simulate, ingest)."""
+def start(*args: str, log: Path | None = None, **env: str) -> subprocess.Popen[str]:
+    """Starts a long-running command (simulate, ingest); its stderr goes to
+    log when given (a chatty process must not fill a pipe nobody reads)."""
     return subprocess.Popen(
         [*COMMAND, *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.PIPE if log is None else log.open("a"),
         text=True,
         env=environment(**env),
     )

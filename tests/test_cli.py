@@ -17,7 +17,7 @@ import pytest
 
 from kextlog_store import __version__, migrate
 from kextlog_store.levels import Level
-from kextlog_store.records import Record
+from kextlog_store.records import Entry, Loss, Record
 from tests.conftest import NS, ROOT, Kextlog, PopulatedStore, content_checksum
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -37,6 +37,23 @@ def short(record: Record, offset: timedelta = timedelta(0)) -> str:
         f"{moment.second:02d}.{micros:06d} {record.level.name:<7} "
         f"{record.process}[{record.pid}:{record.tid}]: {record.message}"
     )
+
+
+REASONS = {"ring-full": "ring full", "released": "no longer held", "gap": "never sent"}
+
+
+def marker(loss: Loss) -> str:
+    """The line `kextlog query` shows where records are missing."""
+    if loss.count == 1:
+        what = f"1 record lost (seq {loss.first_seq}"
+    else:
+        what = f"{loss.count} records lost (seqs {loss.first_seq}..{loss.last_seq}"
+    return f"-- {what} of instance {loss.instance[:8]}, {REASONS[loss.reason]}) --"
+
+
+def as_text(entries: list[Entry]) -> list[str]:
+    """The short format of entries: records as `short`, losses as `marker`."""
+    return [marker(entry) if isinstance(entry, Loss) else short(entry) for entry in entries]
 
 
 def as_json(record: Record, offset: timedelta = timedelta(0)) -> dict[str, object]:
@@ -187,6 +204,57 @@ def test_query_json(kextlog: Kextlog, populated: PopulatedStore) -> None:
         "seq",
         "instance",
     ]
+
+
+def test_query_marks_where_records_are_lost(kextlog: Kextlog, lossy: PopulatedStore) -> None:
+    got = lines_of(kextlog("query"))
+    assert got == as_text(lossy.entries())
+    markers = [line for line in got if line.startswith("-- ")]
+    assert markers == [
+        "-- 3 records lost (seqs 1..3 of instance f13c513a, no longer held) --",
+        "-- 2 records lost (seqs 24..25 of instance 05abd89b, ring full) --",
+        "-- 3 records lost (seqs 50..52 of instance f13c513a, ring full) --",
+        "-- 6 records lost (seqs 55..60 of instance 05abd89b, no longer held) --",
+        "-- 2 records lost (seqs 150..151 of instance f13c513a, ring full) --",
+        "-- 2 records lost (seqs 110..111 of instance 05abd89b, never sent) --",
+        "-- 1 record lost (seq 181 of instance f13c513a, ring full) --",
+        "-- 5 records lost (seqs 121..125 of instance 05abd89b, never sent) --",
+    ]
+    # In place: before the next stored record, before records of the same time.
+    at = got.index(markers[3])
+    assert got[at + 1 : at + 3] == [short(lossy.record(1, 101)), short(lossy.record(2, 61))]
+    assert got.index(markers[0]) + 1 == got.index(short(lossy.record(1, 7)))
+    assert got[-3:] == [short(lossy.records[-1]), markers[6], markers[7]]
+
+
+def test_query_markers_with_filters_and_lines(kextlog: Kextlog, lossy: PopulatedStore) -> None:
+    since = lossy.now_ns - 60 * MINUTE
+    got = lines_of(kextlog("query", "-p", "error", "--pid", "312", "-S", "1h"))
+    assert got == as_text(lossy.entries(levels={Level.ERROR}, pids={312}, since_ns=since))
+    assert [line for line in got if line.startswith("-- ")] == [
+        marker(lossy.loss(1, 150)),
+        marker(lossy.loss(2, 110)),
+        marker(lossy.loss(1, 181)),
+        marker(lossy.loss(2, 121)),
+    ]
+    assert lines_of(kextlog("query", "-n", "2")) == [
+        short(lossy.records[-2]),
+        short(lossy.records[-1]),
+        marker(lossy.loss(1, 181)),
+        marker(lossy.loss(2, 121)),
+    ]
+    # Up to --until only; a marker among the records shown is in place.
+    got = lines_of(kextlog("query", "-n", "12", "-U", "10m"))
+    assert got == as_text(lossy.entries(until_ns=lossy.now_ns - 10 * MINUTE, lines=12))
+    assert [line for line in got if line.startswith("-- ")] == [marker(lossy.loss(1, 150))]
+    assert len(got) == 13
+
+
+def test_query_json_has_no_markers(kextlog: Kextlog, lossy: PopulatedStore) -> None:
+    lines = lines_of(kextlog("query", "-o", "json"))
+    assert [json.loads(line) for line in lines] == [as_json(r) for r in lossy.records]
+    assert not [line for line in lines if "lost" in line or not line.startswith("{")]
+    assert lines_of(kextlog("query", "-o", "json", "-S", "@" + str(lossy.now_ns // NS - 4))) == []
 
 
 def test_query_local_time_and_utc(kextlog: Kextlog, populated: PopulatedStore) -> None:
@@ -400,6 +468,9 @@ def test_help(kextlog: Kextlog) -> None:
     for option in ("--level", "--since", "--until", "--pid", "--lines", "--output", "--utc"):
         assert option in text
     assert "kextlog query --level error --since 1h" in text
+    assert "-- 120 records lost (seqs 5001..5120 of instance 0690a5df, ring full) --" in text
+    words = " ".join(text.split())
+    assert "no markers" in words and 'kextlog sql -o json "SELECT * FROM lost"' in words
     assert "sql" in "\n".join(lines_of(kextlog("--help")))
 
 
@@ -422,7 +493,7 @@ def test_an_unexpected_failure_is_still_one_line(
     def broken(*_args: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(query, "records", broken)
+    monkeypatch.setattr(query, "entries", broken)
     monkeypatch.delenv("KEXTLOG_DEBUG", raising=False)
     assert run_main(["query", "--db", str(populated.path)]) == 1
     out, err = capsys.readouterr()
@@ -444,6 +515,6 @@ def test_ctrl_c_exits_130_quietly(
     def interrupted(*_args: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(query, "records", interrupted)
+    monkeypatch.setattr(query, "entries", interrupted)
     assert run_main(["query", "--db", str(populated.path)]) == 130
     assert capsys.readouterr() == ("", "")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from kextlog_store.ingest import Latencies
 from tests.processes import connect, kextlog, start, wait_for_socket
 
 SOCKET_TYPES = ["seqpacket", "stream"]
@@ -180,3 +181,14 @@ def test_simulator_replaces_a_stale_socket(tmp_path: Path) -> None:
         simulator.send_signal(signal.SIGTERM)
         simulator.communicate(timeout=30)
     assert simulator.returncode == 0
+
+
+def test_latency_percentiles_are_within_two_percent() -> None:
+    latencies = Latencies()
+    assert latencies.summary() == {"p50": None, "p99": None, "samples": 0}
+    for ms in range(1, 1001):  # 1 ms .. 1 s, evenly
+        latencies.add(ms * 1_000_000)
+    summary = latencies.summary()
+    assert summary["samples"] == 1000
+    assert 500 <= summary["p50"] <= 500 * 1.02 + 1e-9
+    assert 990 <= summary["p99"] <= 990 * 1.02 + 1e-9

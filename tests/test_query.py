@@ -1,4 +1,5 @@
-"""The read path: records(), checked against the data the fixture stored."""
+"""The read path: records() and entries() (records with the losses among
+them), checked against the data the fixtures stored."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from kextlog_store import store
 from kextlog_store.errors import DatabaseError, UsageError
 from kextlog_store.levels import Level
-from kextlog_store.query import RecordFilter, records
+from kextlog_store.query import RecordFilter, entries, losses, records, select_losses
+from kextlog_store.records import Entry, Loss, Record
 from tests.conftest import NS, PopulatedStore
 
 MINUTE = 60 * NS
@@ -187,3 +190,256 @@ def test_reading_while_a_writer_holds_its_transaction(
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+# --- losses among the records --------------------------------------------
+
+
+@pytest.fixture
+def lossy_engine(lossy: PopulatedStore) -> Iterator[Engine]:
+    engine = store.read_engine(lossy.url)
+    yield engine
+    engine.dispose()
+
+
+def fetch_entries(engine: Engine, **fields: object) -> list[Entry]:
+    return list(entries(engine, RecordFilter(**fields)))  # type: ignore[arg-type]
+
+
+def test_the_lossy_fixture_places_losses_by_each_rule(lossy: PopulatedStore) -> None:
+    # Known time: the first missing record's.
+    assert lossy.loss(1, 50).time_ns == lossy.loss(1, 50).first_time_ns
+    # Unknown: the instance's first stored record after it (seqs 4..6 were pruned).
+    assert lossy.loss(1, 1).first_time_ns is None
+    assert lossy.loss(1, 1).time_ns == lossy.record(1, 7).time_ns
+    assert lossy.loss(2, 55).time_ns == lossy.record(2, 61).time_ns
+    # Unknown and nothing stored after it: when it was recorded.
+    assert lossy.loss(2, 121).time_ns == lossy.loss(2, 121).recorded_ns == lossy.now_ns - NS
+    # Ties with records of the other instance, which sorts first.
+    assert lossy.loss(2, 24).time_ns == lossy.record(1, 41).time_ns
+    assert lossy.loss(2, 55).time_ns == lossy.record(1, 101).time_ns
+    assert len(lossy.records) == 300 - 3 - 3 - 2 - 3 - 6 - 2 - 2
+    assert [loss.reason for loss in lossy.losses].count("gap") == 2
+
+
+def test_losses_are_placed_and_ordered(lossy_engine: Engine, lossy: PopulatedStore) -> None:
+    got = losses(lossy_engine)
+    assert got == list(lossy.losses)
+    assert [(loss.instance == lossy.instances[0].uuid, loss.first_seq) for loss in got] == [
+        (True, 1),
+        (False, 24),
+        (True, 50),
+        (False, 55),
+        (True, 150),
+        (False, 110),
+        (True, 181),
+        (False, 121),
+    ]
+    assert got[0] == Loss(
+        time_ns=lossy.record(1, 7).time_ns,
+        instance=lossy.instances[0].uuid,
+        first_seq=1,
+        last_seq=3,
+        count=3,
+        reason="released",
+        first_time_ns=None,
+        last_time_ns=None,
+        recorded_ns=lossy.now_ns - NS,
+        source="unix:/run/sim-a.sock",
+    )
+
+
+def test_losses_in_a_window_by_their_placed_time(
+    lossy_engine: Engine, lossy: PopulatedStore
+) -> None:
+    tie = lossy.record(1, 101).time_ns
+    assert losses(lossy_engine, since_ns=tie, until_ns=tie) == [lossy.loss(2, 55)]
+    assert losses(lossy_engine, since_ns=tie + 1, until_ns=lossy.now_ns - 2 * NS) == [
+        lossy.loss(1, 150),
+        lossy.loss(2, 110),
+        lossy.loss(1, 181),
+    ]
+    assert losses(lossy_engine, until_ns=tie - 1) == [
+        lossy.loss(1, 1),
+        lossy.loss(2, 24),
+        lossy.loss(1, 50),
+    ]
+
+
+def test_entries_put_each_loss_in_place(lossy_engine: Engine, lossy: PopulatedStore) -> None:
+    got = fetch_entries(lossy_engine)
+    assert got == lossy.entries()
+    assert [entry for entry in got if isinstance(entry, Record)] == list(lossy.records)
+    assert [entry for entry in got if isinstance(entry, Loss)] == list(lossy.losses)
+
+    def around(entry: Entry) -> list[Entry]:
+        at = got.index(entry)
+        return got[at - 1 : at + 2]
+
+    # Unknown time: just before the instance's first stored record after it.
+    assert got.index(lossy.loss(1, 1)) + 1 == got.index(lossy.record(1, 7))
+    assert got.index(lossy.loss(2, 110)) + 1 == got.index(lossy.record(2, 112))
+    # Known time: after the records before it, before the ones after it.
+    before, _, after = around(lossy.loss(1, 50))
+    assert before.time_ns < lossy.loss(1, 50).time_ns < after.time_ns
+    assert lossy.record(1, 49).time_ns <= before.time_ns
+    # Ties: the loss goes before every record of its time, of either instance.
+    assert around(lossy.loss(2, 24))[1:] == [lossy.loss(2, 24), lossy.record(1, 41)]
+    assert around(lossy.loss(2, 55))[1:] == [lossy.loss(2, 55), lossy.record(1, 101)]
+    assert got[got.index(lossy.record(1, 101)) + 1] == lossy.record(2, 61)
+    # After the last record: known time, then the time it was recorded.
+    assert got[-3:] == [lossy.records[-1], lossy.loss(1, 181), lossy.loss(2, 121)]
+
+
+def test_entries_without_losses_are_the_records(engine: Engine, populated: PopulatedStore) -> None:
+    assert fetch_entries(engine) == list(populated.records)
+    assert fetch_entries(engine, lines=7) == list(populated.records[-7:])
+
+
+@pytest.mark.parametrize(
+    ("since_min", "until_min"),
+    [(60, None), (10, None), (30, 10), (None, 60), (None, 30), (200, 100)],
+)
+def test_entries_in_a_window(
+    lossy_engine: Engine,
+    lossy: PopulatedStore,
+    since_min: int | None,
+    until_min: int | None,
+) -> None:
+    since = None if since_min is None else lossy.now_ns - since_min * MINUTE
+    until = None if until_min is None else lossy.now_ns - until_min * MINUTE
+    got = fetch_entries(lossy_engine, since_ns=since, until_ns=until)
+    assert got == lossy.entries(since_ns=since, until_ns=until)
+    shown = [entry for entry in got if isinstance(entry, Loss)]
+    assert shown and len(shown) < len(lossy.losses)  # never vacuous, never everything
+
+
+def test_window_bounds_apply_to_where_a_loss_is_placed(
+    lossy_engine: Engine, lossy: PopulatedStore
+) -> None:
+    tie = lossy.record(1, 101).time_ns
+    assert fetch_entries(lossy_engine, since_ns=tie, until_ns=tie) == [
+        lossy.loss(2, 55),
+        lossy.record(1, 101),
+        lossy.record(2, 61),
+    ]
+    assert lossy.loss(2, 55) not in fetch_entries(lossy_engine, until_ns=tie - 1)
+    assert lossy.loss(2, 55) not in fetch_entries(lossy_engine, since_ns=tie + 1)
+    # A window without records still shows the losses in it.
+    assert fetch_entries(lossy_engine, since_ns=lossy.now_ns - 4 * NS) == [
+        lossy.loss(1, 181),
+        lossy.loss(2, 121),
+    ]
+
+
+def test_level_and_pid_filters_never_hide_losses(
+    lossy_engine: Engine, lossy: PopulatedStore
+) -> None:
+    got = fetch_entries(lossy_engine, levels=(Level.ERROR, Level.ERROR), pids=(312,))
+    assert got == lossy.entries(levels={Level.ERROR}, pids={312})
+    assert [entry for entry in got if isinstance(entry, Record)] == lossy.select(
+        levels={Level.ERROR}, pids={312}
+    )
+    assert [entry for entry in got if isinstance(entry, Loss)] == list(lossy.losses)
+    # The record this loss is placed before is filtered out; the loss stays.
+    assert lossy.record(2, 112).level is Level.DEBUG
+    assert lossy.loss(2, 110) in got
+
+
+@pytest.mark.parametrize("lines", [0, 1, 2, 3, 10, 40, 100, 200, 278, 279, 280, 500])
+def test_lines_show_the_tail_from_the_first_shown_record(
+    lossy_engine: Engine, lossy: PopulatedStore, lines: int
+) -> None:
+    assert fetch_entries(lossy_engine, lines=lines) == lossy.entries(lines=lines)
+
+
+def test_lines_examples(lossy_engine: Engine, lossy: PopulatedStore) -> None:
+    last = lossy.records[-1]
+    # The losses after the last record are the newest part of the log.
+    assert fetch_entries(lossy_engine, lines=1) == [last, lossy.loss(1, 181), lossy.loss(2, 121)]
+    # ... up to --until.
+    until = lossy.now_ns - 2 * NS
+    assert fetch_entries(lossy_engine, lines=1, until_ns=until) == [last, lossy.loss(1, 181)]
+    assert fetch_entries(lossy_engine, lines=0) == []
+    # A loss at the time of the first shown record comes before it: left out.
+    tied = lossy.record(1, 101)
+    start = lossy.records.index(tied)
+    tail = fetch_entries(lossy_engine, lines=len(lossy.records) - start)
+    assert tail[0] == tied and lossy.loss(2, 55) not in tail
+    assert [entry for entry in tail if isinstance(entry, Loss)] == [
+        lossy.loss(1, 150),
+        lossy.loss(2, 110),
+        lossy.loss(1, 181),
+        lossy.loss(2, 121),
+    ]
+    # One record more and it is in.
+    longer = fetch_entries(lossy_engine, lines=len(lossy.records) - start + 1)
+    assert longer[:3] == [lossy.records[start - 1], lossy.loss(2, 55), tied]
+    # When -n covers every record, it changes nothing: the first loss is shown.
+    assert fetch_entries(lossy_engine, lines=len(lossy.records)) == fetch_entries(lossy_engine)
+    assert fetch_entries(lossy_engine, lines=len(lossy.records) - 1)[0] == lossy.records[1]
+    window = fetch_entries(lossy_engine, since_ns=tied.time_ns)
+    assert window[:2] == [lossy.loss(2, 55), tied]
+    assert fetch_entries(lossy_engine, since_ns=tied.time_ns, lines=1000) == window
+
+
+def test_lines_with_filters(lossy_engine: Engine, lossy: PopulatedStore) -> None:
+    fields = {"levels": (Level.ERROR, Level.ERROR), "since_ns": lossy.now_ns - 60 * MINUTE}
+    got = fetch_entries(lossy_engine, lines=3, **fields)
+    assert got == lossy.entries(levels={Level.ERROR}, since_ns=fields["since_ns"], lines=3)
+    errors = lossy.select(levels={Level.ERROR}, since_ns=lossy.now_ns - 60 * MINUTE)
+    assert [entry for entry in got if isinstance(entry, Record)] == errors[-3:]
+    # No errors at all: the losses in the window, as without -n.
+    none = fetch_entries(lossy_engine, lines=5, pids=(99999,))
+    assert none == list(lossy.losses)
+
+
+def test_entries_take_two_statements_however_many_losses(
+    lossy_engine: Engine, lossy: PopulatedStore
+) -> None:
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    event.listen(lossy_engine, "before_cursor_execute", count)
+    try:
+        assert len(fetch_entries(lossy_engine)) == len(lossy.records) + len(lossy.losses)
+        assert len(statements) == 2
+        statements.clear()
+        fetch_entries(lossy_engine, lines=5)
+        assert len(statements) == 2
+    finally:
+        event.remove(lossy_engine, "before_cursor_execute", count)
+
+
+def test_placing_a_loss_searches_the_seq_index(lossy: PopulatedStore) -> None:
+    statement = select_losses(lossy.now_ns - 60 * MINUTE, lossy.now_ns)
+    sql = str(statement.compile(dialect=sqlite_dialect(), compile_kwargs={"literal_binds": True}))
+    with sqlite3.connect(f"file:{lossy.path}?mode=ro", uri=True) as connection:
+        plan = [row[3] for row in connection.execute("EXPLAIN QUERY PLAN " + sql)]
+    connection.close()
+    touching = [step for step in plan if " records " in f" {step} "]
+    assert touching, plan
+    assert all(
+        step.startswith("SEARCH records USING ") and "(instance_id=? AND seq>?)" in step
+        for step in touching
+    ), plan
+
+
+def test_entries_stream(lossy_engine: Engine, lossy: PopulatedStore) -> None:
+    iterator = entries(lossy_engine, RecordFilter())
+    assert next(iterator) == lossy.entries()[0]
+    iterator.close()
+
+
+def test_entries_of_a_database_that_is_not_kextlogs(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.close()
+    engine = store.read_engine(store.database_url(str(path)))
+    for fields in ({}, {"lines": 3}):
+        with pytest.raises(DatabaseError, match="not a kextlog database"):
+            fetch_entries(engine, **fields)
+    with pytest.raises(DatabaseError, match="not a kextlog database"):
+        losses(engine)
+    engine.dispose()

@@ -12,11 +12,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kextlog_store.levels import Level
-from kextlog_store.records import Record
+from kextlog_store.records import Entry, Loss, Record
 from kextlog_store.render import (
     RecordFormat,
     SqlFormat,
     iso_time,
+    loss_short,
     record_json,
     record_short,
     table_lines,
@@ -179,6 +180,89 @@ def test_write_records_short_and_json() -> None:
 def test_write_records_of_nothing() -> None:
     out = io.StringIO()
     write_records(iter(()), RecordFormat.SHORT, out)
+    assert out.getvalue() == ""
+
+
+def loss(**changes: object) -> Loss:
+    fields: dict[str, object] = {
+        "time_ns": T + 2 * NS,
+        "instance": "0690a5df1c2e4b7a9d3f0a1b2c3d4e5f",
+        "first_seq": 5001,
+        "last_seq": 5120,
+        "count": 120,
+        "reason": "ring-full",
+        "first_time_ns": T + 2 * NS,
+        "last_time_ns": T + 3 * NS,
+        "recorded_ns": T + 4 * NS,
+        "source": "unix:/run/sim.sock",
+    }
+    fields.update(changes)
+    return Loss(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("changes", "line"),
+    [
+        ({}, "-- 120 records lost (seqs 5001..5120 of instance 0690a5df, ring full) --"),
+        (
+            {"reason": "released", "first_seq": 1, "last_seq": 50, "count": 50},
+            "-- 50 records lost (seqs 1..50 of instance 0690a5df, no longer held) --",
+        ),
+        (
+            {"reason": "gap", "first_seq": 7, "last_seq": 8, "count": 2},
+            "-- 2 records lost (seqs 7..8 of instance 0690a5df, never sent) --",
+        ),
+        (
+            {"first_seq": 181, "last_seq": 181, "count": 1},
+            "-- 1 record lost (seq 181 of instance 0690a5df, ring full) --",
+        ),
+        (
+            {"reason": "reason-7"},
+            "-- 120 records lost (seqs 5001..5120 of instance 0690a5df, reason-7) --",
+        ),
+        (
+            {"reason": "odd\x1b[31m\nreason"},
+            "-- 120 records lost (seqs 5001..5120 of instance 0690a5df, odd\\x1b[31m\\nreason) --",
+        ),
+    ],
+)
+def test_loss_marker(changes: dict[str, object], line: str) -> None:
+    assert loss_short(loss(**changes)) == line
+
+
+def test_loss_markers_do_not_depend_on_the_zone(system_zone: str) -> None:
+    assert loss_short(loss()) == (
+        "-- 120 records lost (seqs 5001..5120 of instance 0690a5df, ring full) --"
+    )
+
+
+def mixed() -> Iterator[Entry]:
+    yield record(seq=1, time_ns=T + NS, level=Level.INFO)
+    yield loss(first_seq=2, last_seq=4, count=3, reason="ring-full")
+    yield record(seq=5, time_ns=T + 5 * NS, level=Level.WARNING)
+    yield loss(first_seq=6, last_seq=6, count=1, reason="gap")
+
+
+def test_write_records_shows_markers_in_place_in_short() -> None:
+    out = io.StringIO()
+    write_records(mixed(), RecordFormat.SHORT, out, utc=True)
+    assert out.getvalue() == (
+        "Nov 27 10:22:37.123456 INFO    mds_stores[312:4411]: message\n"
+        "-- 3 records lost (seqs 2..4 of instance 0690a5df, ring full) --\n"
+        "Nov 27 10:22:41.123456 WARNING mds_stores[312:4411]: message\n"
+        "-- 1 record lost (seq 6 of instance 0690a5df, never sent) --\n"
+    )
+
+
+def test_write_records_json_has_no_markers() -> None:
+    out = io.StringIO()
+    write_records(mixed(), RecordFormat.JSON, out, utc=True)
+    assert out.getvalue().splitlines() == [
+        record_json(entry, utc=True) for entry in mixed() if isinstance(entry, Record)
+    ]
+    assert [json.loads(line)["seq"] for line in out.getvalue().splitlines()] == [1, 5]
+    out = io.StringIO()
+    write_records(iter([loss()]), RecordFormat.JSON, out)
     assert out.getvalue() == ""
 
 

@@ -14,6 +14,7 @@ from kextlog_store.wire import (
     Hello,
     LogFrame,
     Loss,
+    Status,
     encode_ack,
     encode_resume,
 )
@@ -187,3 +188,10 @@ def test_any_log_frame_round_trips(
         level,
     )
     assert frame.message == message.decode("utf-8", "backslashreplace")
+
+
+def test_status_round_trip() -> None:
+    frame = ffi.new("struct kextlog_status_frame *")
+    length = lib.kextlog_encode_status(frame, 100, 3, 555, 10, 64, 2048, 16384)
+    (status,) = FrameReader().feed(bytes(ffi.buffer(frame, length)))
+    assert status == Status(100, 3, 555, 10, 64, 2048, 16384)

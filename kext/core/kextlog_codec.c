@@ -78,6 +78,22 @@ uint32_t kextlog_encode_loss(struct kextlog_loss_frame *frame, uint64_t first_se
 	return sizeof *frame;
 }
 
+uint32_t kextlog_encode_status(struct kextlog_status_frame *frame, uint64_t next_seq,
+    uint64_t lost, uint64_t time_ns, uint32_t ring_records, uint32_t ring_capacity,
+    uint32_t ring_bytes_used, uint32_t ring_bytes)
+{
+	memset(frame, 0, sizeof *frame);
+	kextlog_encode_header(&frame->header, KEXTLOG_FRAME_STATUS, sizeof *frame);
+	frame->next_seq = next_seq;
+	frame->lost = lost;
+	frame->time_ns = time_ns;
+	frame->ring_records = ring_records;
+	frame->ring_capacity = ring_capacity;
+	frame->ring_bytes_used = ring_bytes_used;
+	frame->ring_bytes = ring_bytes;
+	return sizeof *frame;
+}
+
 uint32_t kextlog_encode_ack(struct kextlog_ack_frame *frame, uint64_t seq)
 {
 	memset(frame, 0, sizeof *frame);
@@ -103,6 +119,7 @@ static uint32_t fixed_size(uint16_t type)
 	case KEXTLOG_FRAME_HELLO:  return sizeof(struct kextlog_hello_frame);
 	case KEXTLOG_FRAME_LOG:    return sizeof(struct kextlog_log_frame);
 	case KEXTLOG_FRAME_LOSS:   return sizeof(struct kextlog_loss_frame);
+	case KEXTLOG_FRAME_STATUS: return sizeof(struct kextlog_status_frame);
 	case KEXTLOG_FRAME_ACK:    return sizeof(struct kextlog_ack_frame);
 	case KEXTLOG_FRAME_RESUME: return sizeof(struct kextlog_resume_frame);
 	default:                   return 0;

@@ -35,6 +35,10 @@ uint32_t kextlog_encode_log(struct kextlog_log_frame *frame, uint64_t seq, uint6
 uint32_t kextlog_encode_loss(struct kextlog_loss_frame *frame, uint64_t first_seq,
     uint64_t last_seq, uint64_t first_time_ns, uint64_t last_time_ns, uint32_t reason);
 
+uint32_t kextlog_encode_status(struct kextlog_status_frame *frame, uint64_t next_seq,
+    uint64_t lost, uint64_t time_ns, uint32_t ring_records, uint32_t ring_capacity,
+    uint32_t ring_bytes_used, uint32_t ring_bytes);
+
 uint32_t kextlog_encode_ack(struct kextlog_ack_frame *frame, uint64_t seq);
 
 uint32_t kextlog_encode_resume(struct kextlog_resume_frame *frame,

@@ -344,8 +344,9 @@ static bool pump_ring_once(struct kextlog_core *core)
 	core->cursor_frame = position;
 	start = core->cursor;
 	end = position + frame->length;
-	/* Extend over the following frames while they are contiguous. */
-	while (end < core->ring.tail) {
+	/* Extend over the following frames while they are contiguous in memory:
+	 * not past padding, nor past the end of the buffer. */
+	while (end < core->ring.tail && end % core->ring.size != 0) {
 		uint64_t next = end;
 		const struct kextlog_frame_header *following = kextlog_ring_frame(&core->ring, &next);
 
@@ -387,14 +388,33 @@ void kextlog_core_pump(struct kextlog_core *core)
 	core->ops->unlock(core->context);
 }
 
+/* STATUS goes between whole frames only: never while the control area is
+ * busy or a stream transport holds part of a ring frame. */
+static void queue_status(struct kextlog_core *core, uint64_t now_ns)
+{
+	struct kextlog_status_frame status;
+
+	if (core->connection != KEXTLOG_STREAMING || core->control_length != 0 ||
+	    core->cursor != core->cursor_frame ||
+	    now_ns - core->status_sent_ns < core->config.status_interval_ns)
+		return;
+	queue_control(core, &status, kextlog_encode_status(&status, core->next_seq,
+	    core->counters.lost, core->ops->wall_time_ns(core->context), core->ring.records,
+	    core->ring.max_records, (uint32_t)(core->ring.tail - core->ring.head), core->ring.size));
+	core->status_sent_ns = now_ns;
+}
+
 void kextlog_core_tick(struct kextlog_core *core)
 {
+	uint64_t now_ns;
+
 	core->ops->lock(core->context);
+	now_ns = core->ops->mono_time_ns(core->context);
 	if (core->connection == KEXTLOG_AWAITING_RESUME &&
-	    core->ops->mono_time_ns(core->context) - core->connected_at_ns >=
-	    core->config.resume_timeout_ns)
+	    now_ns - core->connected_at_ns >= core->config.resume_timeout_ns)
 		start_streaming(core, oldest_held_seq(core));
 	flush_pending_loss(core);
+	queue_status(core, now_ns);
 	core->ops->unlock(core->context);
 	kextlog_core_pump(core);
 }

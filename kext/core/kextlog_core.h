@@ -26,6 +26,9 @@
  * it holds (for clients that do not speak the whole protocol). */
 #define KEXTLOG_RESUME_TIMEOUT_NS 1000000000ull
 
+/* How often a streaming client gets a STATUS frame (from the timer). */
+#define KEXTLOG_STATUS_INTERVAL_NS 1000000000ull
+
 struct kextlog_task {
 	uint32_t pid;
 	uint64_t tid;
@@ -63,6 +66,7 @@ struct kextlog_config {
 	uint32_t min_level;                    /* messages below it get no seq */
 	uint32_t send_batch_bytes;             /* most bytes per send (a datagram's size) */
 	uint64_t resume_timeout_ns;
+	uint64_t status_interval_ns;
 };
 
 /* Counters, read as one snapshot by kextlog_core_counters(). */
@@ -108,9 +112,10 @@ struct kextlog_core {
 
 	enum kextlog_connection   connection;
 	uint64_t                  connected_at_ns;  /* monotonic */
-	/* HELLO and a RELEASED loss go out before any ring frame. */
+	/* HELLO and a RELEASED loss, or a STATUS, go out before the next ring frame. */
 	uint8_t                   control[sizeof(struct kextlog_hello_frame) +
 	                                  sizeof(struct kextlog_loss_frame)];
+	uint64_t                  status_sent_ns;   /* monotonic */
 	uint32_t                  control_length;
 	uint32_t                  control_sent;
 	uint64_t                  cursor;        /* ring position of the next byte to send */
@@ -151,7 +156,8 @@ enum kextlog_wire_status kextlog_core_receive(struct kextlog_core *core, const u
 /* Sends what the client may have now. */
 void kextlog_core_pump(struct kextlog_core *core);
 
-/* Timer: ends the wait for RESUME after the timeout, then pumps. */
+/* Timer: ends the wait for RESUME after the timeout, sends STATUS when due,
+ * then pumps. */
 void kextlog_core_tick(struct kextlog_core *core);
 
 /* True when frames wait for room at the connected client: the platform

@@ -37,6 +37,7 @@ enum kextlog_frame_type {
 	KEXTLOG_FRAME_HELLO  = 1,
 	KEXTLOG_FRAME_LOG    = 2,
 	KEXTLOG_FRAME_LOSS   = 3,
+	KEXTLOG_FRAME_STATUS = 4,
 	KEXTLOG_FRAME_ACK    = 64,
 	KEXTLOG_FRAME_RESUME = 65,
 };
@@ -112,6 +113,19 @@ struct kextlog_loss_frame {
 	uint32_t padding;
 };
 
+/* Kernel to user, about once a second while streaming: the producer's view
+ * for `kextlog status`.  Not part of the seq stream; never acknowledged. */
+struct kextlog_status_frame {
+	struct kextlog_frame_header header;
+	uint64_t next_seq;        /* seq the next message will get */
+	uint64_t lost;            /* messages that found the ring full, since load */
+	uint64_t time_ns;         /* the producer's wall clock when it sent this */
+	uint32_t ring_records;    /* frames held now (sent or not, not yet acknowledged) */
+	uint32_t ring_capacity;   /* records */
+	uint32_t ring_bytes_used;
+	uint32_t ring_bytes;
+};
+
 /* User to kernel: every seq up to and including seq is committed. */
 struct kextlog_ack_frame {
 	struct kextlog_frame_header header;
@@ -180,6 +194,15 @@ KEXTLOG_ASSERT_LAYOUT(kextlog_loss_frame, count, 32);
 KEXTLOG_ASSERT_LAYOUT(kextlog_loss_frame, first_time_ns, 40);
 KEXTLOG_ASSERT_LAYOUT(kextlog_loss_frame, last_time_ns, 48);
 KEXTLOG_ASSERT_LAYOUT(kextlog_loss_frame, reason, 56);
+
+_Static_assert(sizeof(struct kextlog_status_frame) == 56, "STATUS size");
+KEXTLOG_ASSERT_LAYOUT(kextlog_status_frame, next_seq, 16);
+KEXTLOG_ASSERT_LAYOUT(kextlog_status_frame, lost, 24);
+KEXTLOG_ASSERT_LAYOUT(kextlog_status_frame, time_ns, 32);
+KEXTLOG_ASSERT_LAYOUT(kextlog_status_frame, ring_records, 40);
+KEXTLOG_ASSERT_LAYOUT(kextlog_status_frame, ring_capacity, 44);
+KEXTLOG_ASSERT_LAYOUT(kextlog_status_frame, ring_bytes_used, 48);
+KEXTLOG_ASSERT_LAYOUT(kextlog_status_frame, ring_bytes, 52);
 
 _Static_assert(sizeof(struct kextlog_ack_frame) == 24, "ACK size");
 KEXTLOG_ASSERT_LAYOUT(kextlog_ack_frame, seq, 16);

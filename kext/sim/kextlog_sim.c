@@ -407,6 +407,7 @@ int kextlog_sim_start(const struct kextlog_sim_config *config, struct kextlog_si
 		.min_level = config->min_level,
 		.send_batch_bytes = SEND_BATCH_BYTES,
 		.resume_timeout_ns = config->resume_timeout_ns,
+		.status_interval_ns = KEXTLOG_STATUS_INTERVAL_NS,
 	};
 	uint32_t ring_bytes = kextlog_ring_bytes(config->ring_records);
 	struct kextlog_sim *sim;

@@ -208,6 +208,26 @@ static void test_loss(void)
 	CHECK_EQ(kextlog_frame_last_seq(&loss->header), 3);
 }
 
+static void test_status(void)
+{
+	struct kextlog_status_frame *status = (struct kextlog_status_frame *)frame;
+	uint32_t length;
+
+	prefill();
+	length = kextlog_encode_status(status, 77, 3, 123456789, 10, 64, 2048, 16384);
+	CHECK_EQ(length, sizeof *status);
+	check_whole(length);
+	CHECK_EQ(status->header.type, KEXTLOG_FRAME_STATUS);
+	CHECK_EQ(status->header.padding, 0);
+	CHECK_EQ(status->next_seq, 77);
+	CHECK_EQ(status->lost, 3);
+	CHECK_EQ(status->time_ns, 123456789);
+	CHECK_EQ(status->ring_records, 10);
+	CHECK_EQ(status->ring_capacity, 64);
+	CHECK_EQ(status->ring_bytes_used, 2048);
+	CHECK_EQ(status->ring_bytes, 16384);
+}
+
 static void test_ack_resume(void)
 {
 	struct kextlog_ack_frame *ack = (struct kextlog_ack_frame *)frame;
@@ -350,6 +370,7 @@ int main(void)
 	test_log();
 	test_log_process_name();
 	test_loss();
+	test_status();
 	test_ack_resume();
 	test_bad_header();
 	test_bad_log();

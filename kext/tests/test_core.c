@@ -184,6 +184,7 @@ static struct kextlog_config default_config(void)
 		.min_level = KEXTLOG_LEVEL_TRACE,
 		.send_batch_bytes = BATCH_BYTES,
 		.resume_timeout_ns = KEXTLOG_RESUME_TIMEOUT_NS,
+		.status_interval_ns = UINT64_MAX, /* test_status turns it on */
 	};
 
 	memcpy(config.instance_id, instance_id, sizeof instance_id);
@@ -895,6 +896,101 @@ static void test_bad_input(void)
 	finish(p);
 }
 
+static void expect_status(struct platform *p, uint64_t next_seq, uint32_t ring_records)
+{
+	const struct kextlog_status_frame *status =
+	    (const void *)next_frame(p, KEXTLOG_FRAME_STATUS);
+
+	CHECK_EQ(status->next_seq, next_seq);
+	CHECK_EQ(status->ring_records, ring_records);
+	CHECK_EQ(status->ring_capacity, p->ring_records);
+	CHECK_EQ(status->ring_bytes, p->ring_bytes);
+	CHECK_EQ(status->ring_bytes_used == 0, ring_records == 0);
+	CHECK(status->time_ns > WALL_START);
+}
+
+/* STATUS once per interval while streaming, only between whole frames. */
+static void test_status(void)
+{
+	struct kextlog_config config = default_config();
+	struct platform *p;
+
+	config.status_interval_ns = KEXTLOG_STATUS_INTERVAL_NS;
+	p = start_with(&config, 8);
+	log_some(p, 3);
+	connect_client(p);
+	expect_hello(p, 1, 4);
+	p->mono_ns += KEXTLOG_STATUS_INTERVAL_NS;
+	log_some(p, 1);
+	resume_at(p, 1);
+	expect_logs(p, 1, 4);
+	kextlog_core_tick(&p->core);
+	expect_status(p, 5, 4);
+	kextlog_core_tick(&p->core);
+	expect_nothing(p); /* not again within the interval */
+
+	ack(p, 4);
+	for (uint32_t i = 0; i < 12; i++) /* 8 kept, 4 lost */
+		log_some(p, 1);
+	p->mono_ns += KEXTLOG_STATUS_INTERVAL_NS;
+	p->room = 0; /* the client is full: nothing goes out, STATUS waits too */
+	kextlog_core_tick(&p->core);
+	expect_nothing(p);
+	p->room = UNLIMITED;
+	kextlog_core_pump(&p->core);
+	/* Queued by the tick, sent first. */
+	CHECK_EQ(((const struct kextlog_status_frame *)(const void *)next_frame(p,
+	    KEXTLOG_FRAME_STATUS))->lost, 4);
+	expect_logs(p, 5, 12);
+	expect_nothing(p);
+
+	/* A stream holding part of a frame gets no STATUS in the middle of it. */
+	p->stream = true;
+	ack(p, 12);
+	log_some(p, 1);
+	p->room = 10;
+	kextlog_core_pump(&p->core);
+	p->room = UNLIMITED;
+	p->mono_ns += KEXTLOG_STATUS_INTERVAL_NS;
+	p->room = 0;
+	kextlog_core_tick(&p->core);
+	p->room = UNLIMITED;
+	kextlog_core_pump(&p->core);
+	next_frame(p, KEXTLOG_FRAME_LOSS); /* seqs 13..16 were lost */
+	expect_logs(p, 17, 17);
+	expect_nothing(p);
+	kextlog_core_tick(&p->core);
+	expect_status(p, 18, 2);
+	finish(p);
+}
+
+/* Two unsent frames, one ending exactly at the end of the ring's memory and
+ * one at its start, go out as two sends: the run never reads past the end. */
+static void test_run_at_buffer_end(void)
+{
+	struct platform *p = start(16); /* 4096 bytes: sixteen 256-byte frames */
+	uint32_t message = 256 - (uint32_t)sizeof(struct kextlog_log_frame);
+
+	REQUIRE(p->ring_bytes == 16 * 256);
+	connect_client(p);
+	resume_at(p, 1);
+	expect_hello(p, 1, 1);
+	for (uint32_t i = 0; i < 15; i++)
+		log_length(p, KEXTLOG_LEVEL_INFO, message);
+	kextlog_core_pump(&p->core);
+	expect_logs(p, 1, 15);
+	ack(p, 15);
+	memset(p->ring_memory + p->ring_bytes, 0xEE, 256); /* what lies beyond */
+	log_length(p, KEXTLOG_LEVEL_INFO, message); /* ends at the buffer's end */
+	log_length(p, KEXTLOG_LEVEL_INFO, message); /* starts at its beginning */
+	p->sends = 0;
+	kextlog_core_pump(&p->core);
+	CHECK_EQ(p->sends, 2);
+	expect_logs(p, 16, 17);
+	expect_nothing(p);
+	finish(p);
+}
+
 int main(void)
 {
 	test_seqs();
@@ -912,5 +1008,7 @@ int main(void)
 	test_truncation();
 	test_receive_split();
 	test_bad_input();
+	test_status();
+	test_run_at_buffer_end();
 	return kextlog_test_done("test_core");
 }

@@ -1,0 +1,200 @@
+"""The delivery contract, proved with the real simulator (the kext's C core)
+and real ingest processes: crashes lose nothing the ring still holds, every
+loss is a row, a reloaded kext is a new instance and no loss."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from kextlog_store.status import read_status
+from kextlog_store.store import database_url
+from tests.processes import kextlog, start, wait_for_socket
+
+
+def accounting(db: Path) -> dict[str, dict]:
+    """Per instance: the stored seqs, the loss rows, the high-water mark."""
+    with sqlite3.connect(db) as connection:
+        result = {
+            uuid: {"stored": [], "losses": [], "high_water": high_water, "filtered": filtered}
+            for uuid, high_water, filtered in connection.execute(
+                "SELECT uuid, high_water, filtered FROM instances"
+            )
+        }
+        for uuid, seq in connection.execute(
+            "SELECT i.uuid, r.seq FROM records r JOIN instances i ON i.id = r.instance_id"
+            " ORDER BY r.seq"
+        ):
+            result[uuid]["stored"].append(seq)
+        for row in connection.execute(
+            "SELECT i.uuid, first_seq, last_seq, count, first_time_ns, last_time_ns, reason"
+            " FROM losses l JOIN instances i ON i.id = l.instance_id ORDER BY first_seq"
+        ):
+            result[row[0]]["losses"].append(row[1:])
+    return result
+
+
+def assert_each_seq_once(instance: dict, last_seq: int) -> None:
+    """Every seq 1..last_seq is stored or inside a loss, exactly once."""
+    seen = list(instance["stored"])
+    for first, last, count, *_ in instance["losses"]:
+        assert count == last - first + 1
+        seen.extend(range(first, last + 1))
+    assert sorted(seen) == list(range(1, last_seq + 1))
+    assert instance["high_water"] == last_seq
+
+
+def integrity(db: Path) -> str:
+    with sqlite3.connect(db) as connection:
+        return connection.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+
+
+def test_ingest_killed_again_and_again_loses_nothing(tmp_path: Path) -> None:
+    sock, db = tmp_path / "sim.sock", tmp_path / "k.db"
+    ingest_log = tmp_path / "ingest.log"
+    simulator = start(
+        "simulate", "--socket", str(sock), "--rate", "10000", "--count", "150000",
+        log=tmp_path / "sim.log",
+    )  # fmt: skip
+    wait_for_socket(sock)
+    chance = random.Random(20261127)
+    for kill in range(12):
+        ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
+        wait_for_line(ingest_log, "connected to", count=kill + 1)
+        time.sleep(chance.uniform(0.0, 0.8))
+        ingest.kill()  # SIGKILL: no flush, no ACK, maybe mid-transaction
+        ingest.wait()
+    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
+    out, _ = simulator.communicate(timeout=120)  # ends once everything is acknowledged
+    assert simulator.returncode == 0
+    stop(ingest)
+
+    counters = json.loads(out)
+    assert counters["lost"] == 0 and counters["last_seq"] == 150000
+    assert counters["connects"] == 13  # every kill cut a live connection
+    (instance,) = accounting(db).values()
+    assert instance["stored"] == list(range(1, 150001))  # each seq once, none missing
+    assert instance["losses"] == []
+    assert integrity(db) == "ok"
+
+
+def test_overflow_while_ingest_is_down_is_recorded_exactly(tmp_path: Path) -> None:
+    sock, db, sim_log = tmp_path / "sim.sock", tmp_path / "k.db", tmp_path / "sim.log"
+    simulator = start(
+        "simulate", "--socket", str(sock), "--rate", "20000", "--count", "120000",
+        "--ring", "5000", log=sim_log,
+    )  # fmt: skip
+    wait_for_socket(sock)
+    ingest_log = tmp_path / "ingest.log"
+    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
+    wait_for_line(ingest_log, "connected to", count=1)
+    time.sleep(0.5)
+    stop(ingest)
+    time.sleep(1.0)  # 20,000 records offered to a ring of 5,000
+    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
+    # Connected again after the overflow: status shows the losses and the ring.
+    running = wait_for_source(
+        db, lambda source: source["connected"] and source["lost"] > 0 and source["ring"] is not None
+    )
+    assert running["ring"]["capacity"] == 5000 and running["ring"]["producer_lost"] > 0
+    assert 0 <= running["lag"] < 120000
+    out, _ = simulator.communicate(timeout=120)
+    assert simulator.returncode == 0
+    counters = json.loads(out)
+    assert running["instance"] == counters["instance"]
+    done = wait_for_source(db, lambda source: source["committed_seq"] == 120000)
+    assert done["lost"] == counters["lost"] and done["lag"] == 0
+    stop(ingest)
+
+    (instance,) = accounting(db).values()
+    assert counters["lost"] > 10000
+    assert_each_seq_once(instance, 120000)
+    lost = sum(count for _, _, count, *_ in instance["losses"])
+    assert lost == counters["lost"]
+    for _, _, _, first_time, last_time, reason in instance["losses"]:
+        assert reason == "ring-full"
+        assert 0 < first_time <= last_time
+    # Older records were kept for the daemon: the first loss starts after the ring filled.
+    assert instance["losses"][0][0] > 5000
+    # Each lost message went to the last-resort print, as the kext's printf.
+    assert sim_log.read_text().count("kextlog: lost seq") == counters["lost"]
+    assert integrity(db) == "ok"
+
+    stopped = kextlog("status", "--db", str(db))
+    assert stopped.returncode == 3
+    assert stopped.stdout.startswith("ingest: stopped")
+    assert f"lost {lost:,} records" in stopped.stdout
+    views = kextlog("sql", "--db", str(db), "-o", "json", "SELECT sum(count) AS n FROM lost")
+    assert json.loads(views.stdout) == {"n": lost}
+    markers = [
+        line for line in kextlog("query", "--db", str(db)).stdout.splitlines()
+        if line.startswith("-- ")
+    ]  # fmt: skip
+    assert len(markers) == len(instance["losses"])
+
+
+def test_a_reloaded_kext_is_a_new_instance_and_no_loss(tmp_path: Path) -> None:
+    sock, db = tmp_path / "sim.sock", tmp_path / "k.db"
+    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db))
+    runs = []
+    for seed in (1, 2):
+        simulator = start(
+            "simulate", "--socket", str(sock), "--rate", "0", "--count", "30000",
+            "--seed", str(seed),
+        )  # fmt: skip
+        out, _ = simulator.communicate(timeout=60)
+        assert simulator.returncode == 0
+        runs.append(json.loads(out))
+        # The simulator has gone: status says so, and what it last knew.
+        source = wait_for_source(db, gone(runs[-1]["instance"]))
+        assert source["committed_seq"] == 30000
+        assert "No such file or directory" in source["error"]
+    shown = kextlog("status", "--db", str(db))
+    assert shown.returncode == 0  # the daemon runs; the source is down
+    assert f"unix:{sock}: disconnected" in shown.stdout
+    stop(ingest)
+
+    instances = accounting(db)
+    assert set(instances) == {run["instance"] for run in runs}
+    for run in runs:
+        assert instances[run["instance"]]["stored"] == list(range(1, 30001))
+        assert instances[run["instance"]]["losses"] == []
+
+
+def wait_for_line(log: Path, text: str, count: int) -> None:
+    """Until the log holds text count times."""
+    deadline = time.monotonic() + 30
+    while log.read_text().count(text) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{text!r} did not appear {count} times in {log}")
+        time.sleep(0.02)
+
+
+def gone(instance: str) -> Callable[[dict], bool]:
+    """The source is disconnected, and the last instance it served is instance."""
+    return lambda source: not source["connected"] and source["instance"] == instance
+
+
+def wait_for_source(db: Path, condition: Callable[[dict], bool]) -> dict:
+    """Until the running daemon's status shows its one source meeting condition."""
+    deadline = time.monotonic() + 30
+    current = None
+    while time.monotonic() < deadline:
+        current = read_status(database_url(str(db)))
+        if current is not None and current.alive:
+            (source,) = current.snapshot["sources"]
+            if condition(source):
+                return source
+        time.sleep(0.05)
+    raise TimeoutError(f"the ingest status never met the condition: {current}")
