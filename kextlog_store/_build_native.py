@@ -124,6 +124,10 @@ struct kextlog_counters {
     uint64_t below_min_level;
     uint64_t lost;
     uint64_t truncated;
+    uint64_t heap;
+    uint64_t format_retries;
+    uint64_t nomem;
+    uint64_t ratelimited;
     uint64_t frames_sent;
     uint64_t send_busy;
     uint64_t bad_input;

@@ -241,8 +241,9 @@ def ingest_command(
         typer.Option(
             "--source",
             metavar="SOURCE",
-            help="Where records come from: unix:PATH (the simulator, or any producer of the "
-            "protocol). Repeatable: one daemon, one writer, several producers.",
+            help="Where records come from: kctl:NAME (a kext's kernel control, macOS) or "
+            "unix:PATH (the simulator, or any producer of the protocol). Repeatable: one "
+            "daemon, one writer, several producers.",
         ),
     ],
     db: DbOption = None,
@@ -271,6 +272,7 @@ def ingest_command(
 
     \b
     Examples:
+      sudo kextlog ingest --source kctl:com.github.kextlog.bsd-kext-log
       kextlog ingest --source unix:/tmp/kextlog-sim.sock
       kextlog ingest --source unix:/run/a.sock --source unix:/run/b.sock --min-level info
     """

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import select
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import ProtocolError, SourceError, UsageError
@@ -52,6 +53,34 @@ class Connection:
         self._socket.close()
 
 
+SocketFactory = Callable[[int, int, int], socket.socket]
+
+
+def connect_either(
+    spec: str,
+    family: int,
+    protocol: int,
+    address: object,
+    kinds: tuple[int, int],
+    explain: Callable[[OSError], str],
+    make_socket: SocketFactory = socket.socket,
+) -> Connection:
+    """Connects with the first socket type the producer accepts: a kernel
+    control, and our Unix producers like it, answer EPROTOTYPE to the other.
+    The first kind is the datagram one."""
+    for kind in kinds:
+        sock = make_socket(family, kind, protocol)
+        try:
+            sock.connect(address)
+        except OSError as error:
+            sock.close()
+            if error.errno == errno.EPROTOTYPE:
+                continue
+            raise SourceError(f"{spec}: {explain(error)}") from None
+        return Connection(sock, datagrams=kind == kinds[0])
+    raise SourceError(f"{spec}: the producer accepts neither socket type")
+
+
 @dataclass(frozen=True)
 class UnixSource:
     """A Unix socket served by the simulator or any producer of the protocol:
@@ -61,26 +90,64 @@ class UnixSource:
     path: str
 
     def connect(self) -> Connection:
-        # The socket type is the producer's choice: like a kernel control, a
-        # listener of the other type answers EPROTOTYPE.
-        for kind in (socket.SOCK_SEQPACKET, socket.SOCK_STREAM):
-            sock = socket.socket(socket.AF_UNIX, kind)
-            try:
-                sock.connect(self.path)
-            except OSError as error:
-                sock.close()
-                if error.errno == errno.EPROTOTYPE:
-                    continue
-                raise SourceError(f"{self.spec}: {error.strerror}") from None
-            return Connection(sock, datagrams=kind == socket.SOCK_SEQPACKET)
-        raise SourceError(f"{self.spec}: neither a seqpacket nor a stream socket")
+        return connect_either(
+            self.spec,
+            socket.AF_UNIX,
+            0,
+            self.path,
+            (socket.SOCK_SEQPACKET, socket.SOCK_STREAM),
+            lambda error: error.strerror or str(error),
+        )
 
 
-Source = UnixSource
+# What a kernel control's connect errors mean (see xnu's kern_control.c).
+KCTL_ERRORS = {
+    errno.ENOENT: "no kernel control by that name: is the kext loaded?",
+    errno.EPERM: "the control is privileged: run ingest as root",
+    errno.EISCONN: "another client is connected to the control (one at a time)",
+    errno.EBUSY: "the control is busy (the kext is unloading?)",
+}
+
+
+def explain_kctl_error(error: OSError) -> str:
+    return KCTL_ERRORS.get(error.errno or 0, error.strerror or str(error))
+
+
+@dataclass(frozen=True)
+class KctlSource:
+    """A macOS kernel control, by name: the kext itself.  Python connects by
+    name (it resolves the control id with CTLIOCGINFO) and unit 0 (any)."""
+
+    spec: str
+    name: str
+    make_socket: SocketFactory = socket.socket
+
+    def connect(self) -> Connection:
+        return connect_either(
+            self.spec,
+            socket.PF_SYSTEM,  # type: ignore[attr-defined]  # macOS only
+            socket.SYSPROTO_CONTROL,  # type: ignore[attr-defined]
+            self.name,
+            (socket.SOCK_DGRAM, socket.SOCK_STREAM),
+            explain_kctl_error,
+            self.make_socket,
+        )
+
+
+Source = UnixSource | KctlSource
+
+# The longest control name the kernel takes (MAX_KCTL_NAME, NUL included).
+KCTL_NAME_MAX = 96
 
 
 def parse_source(spec: str) -> Source:
     kind, _, rest = spec.partition(":")
     if kind == "unix" and rest:
         return UnixSource(spec, rest)
-    raise UsageError(f"unknown source {spec!r} (expected unix:PATH)")
+    if kind == "kctl" and rest:
+        if not hasattr(socket, "PF_SYSTEM"):
+            raise UsageError(f"{spec}: kernel control sources exist only on macOS")
+        if len(rest.encode()) >= KCTL_NAME_MAX:
+            raise UsageError(f"{spec}: a control name is shorter than {KCTL_NAME_MAX} bytes")
+        return KctlSource(spec, rest)
+    raise UsageError(f"unknown source {spec!r} (expected unix:PATH or kctl:NAME)")

@@ -5,6 +5,7 @@ loss is a row, a reloaded kext is a new instance and no loss."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import sqlite3
@@ -60,31 +61,40 @@ def stop(process: subprocess.Popen[str]) -> None:
     assert process.wait(timeout=30) == 0
 
 
+# The crash test's size; the long version by hand:
+#   KEXTLOG_CRASH="50000 60 20 4000000" .venv/bin/pytest tests/test_delivery.py -k killed
+# (records/s, seconds of generation, kills, ring records).
+CRASH = os.environ.get("KEXTLOG_CRASH", "10000 15 12 100000")
+
+
 def test_ingest_killed_again_and_again_loses_nothing(tmp_path: Path) -> None:
+    rate, seconds, kills, ring = (int(value) for value in CRASH.split())
+    count = rate * seconds
     sock, db = tmp_path / "sim.sock", tmp_path / "k.db"
     ingest_log = tmp_path / "ingest.log"
     simulator = start(
-        "simulate", "--socket", str(sock), "--rate", "10000", "--count", "150000",
-        log=tmp_path / "sim.log",
+        "simulate", "--socket", str(sock), "--rate", str(rate), "--count", str(count),
+        "--ring", str(ring), log=tmp_path / "sim.log",
     )  # fmt: skip
     wait_for_socket(sock)
     chance = random.Random(20261127)
-    for kill in range(12):
+    pause = seconds / kills / 2  # kills spread over the generation
+    for kill in range(kills):
         ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
         wait_for_line(ingest_log, "connected to", count=kill + 1)
-        time.sleep(chance.uniform(0.0, 0.8))
+        time.sleep(chance.uniform(0.0, pause))
         ingest.kill()  # SIGKILL: no flush, no ACK, maybe mid-transaction
         ingest.wait()
     ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
-    out, _ = simulator.communicate(timeout=120)  # ends once everything is acknowledged
+    out, _ = simulator.communicate(timeout=seconds * 10 + 120)  # ends once all is acknowledged
     assert simulator.returncode == 0
     stop(ingest)
 
     counters = json.loads(out)
-    assert counters["lost"] == 0 and counters["last_seq"] == 150000
-    assert counters["connects"] == 13  # every kill cut a live connection
+    assert counters["lost"] == 0 and counters["last_seq"] == count
+    assert counters["connects"] == kills + 1  # every kill cut a live connection
     (instance,) = accounting(db).values()
-    assert instance["stored"] == list(range(1, 150001))  # each seq once, none missing
+    assert instance["stored"] == list(range(1, count + 1))  # each seq once, none missing
     assert instance["losses"] == []
     assert integrity(db) == "ok"
 

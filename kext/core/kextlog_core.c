@@ -67,15 +67,76 @@ static void add_pending_loss(struct kextlog_core *core, uint64_t seq, uint64_t t
 	core->pending.last_time_ns = time_ns;
 }
 
+/* A formatted message: in the stack frame, or in a heap frame of heap_size
+ * bytes that the caller frees; both have room for a NUL after the text. */
+struct message {
+	struct kextlog_log_frame *frame;
+	uint32_t length;
+	uint16_t flags;
+	size_t   heap_size;
+	uint32_t retries;
+};
+
+static size_t heap_frame_size(uint32_t length)
+{
+	return KEXTLOG_FRAME_ALIGNED((uint32_t)sizeof(struct kextlog_log_frame) + length + 1u);
+}
+
+/* The stack pass first; a longer message is formatted again on the heap, at
+ * its own size, and again if its arguments grew in between (a string that
+ * another thread writes), a bounded number of times. */
+static void format_message(struct kextlog_core *core, union stack_frame *stack,
+    const char *format, va_list arguments, struct message *message)
+{
+	uint32_t needed;
+	va_list pass;
+	int result;
+
+	va_copy(pass, arguments);
+	result = vsnprintf(stack->log.message, KEXTLOG_STACK_MESSAGE + 1u, format, pass);
+	va_end(pass);
+	needed = result > 0 ? (uint32_t)result : 0;
+	*message = (struct message){ .frame = &stack->log, .length = needed };
+	if (needed <= KEXTLOG_STACK_MESSAGE)
+		return;
+
+	while (core->ops->alloc != NULL) {
+		uint32_t room = needed < KEXTLOG_MESSAGE_MAX ? needed : KEXTLOG_MESSAGE_MAX;
+		size_t size = heap_frame_size(room);
+		struct kextlog_log_frame *heap = core->ops->alloc(core->context, size);
+
+		if (heap == NULL) {
+			message->flags = KEXTLOG_LOG_NOMEM;
+			break;
+		}
+		va_copy(pass, arguments);
+		result = vsnprintf(heap->message, room + 1u, format, pass);
+		va_end(pass);
+		needed = result > 0 ? (uint32_t)result : 0;
+		if (needed <= room || room == KEXTLOG_MESSAGE_MAX ||
+		    message->retries == KEXTLOG_FORMAT_RETRIES) {
+			message->frame = heap;
+			message->heap_size = size;
+			message->length = needed < room ? needed : room;
+			message->flags = needed > room ? KEXTLOG_LOG_TRUNCATED : 0;
+			return;
+		}
+		core->ops->free(core->context, heap, size);
+		message->retries++;
+	}
+	/* No heap path, or no memory for it: the stack copy, cut. */
+	message->length = KEXTLOG_STACK_MESSAGE;
+	message->flags |= KEXTLOG_LOG_TRUNCATED;
+}
+
 void kextlog_core_vlog(struct kextlog_core *core, uint32_t level, const char *format,
     va_list arguments)
 {
-	union stack_frame frame;
+	union stack_frame stack;
+	struct message message;
 	struct kextlog_task task;
 	uint64_t time_ns, mono_ns, seq;
-	uint16_t flags = 0;
 	uint32_t length;
-	int formatted;
 	bool kept;
 
 	if (level < KEXTLOG_LEVEL_TRACE)
@@ -94,24 +155,23 @@ void kextlog_core_vlog(struct kextlog_core *core, uint32_t level, const char *fo
 	mono_ns = core->ops->mono_time_ns(core->context);
 	memset(&task, 0, sizeof task);
 	core->ops->current_task(core->context, &task);
-	formatted = vsnprintf(frame.log.message, KEXTLOG_STACK_MESSAGE + 1u, format, arguments);
-	if (formatted < 0)
-		formatted = 0;
-	if ((uint32_t)formatted > KEXTLOG_STACK_MESSAGE) {
-		formatted = KEXTLOG_STACK_MESSAGE;
-		flags |= KEXTLOG_LOG_TRUNCATED;
-	}
+	format_message(core, &stack, format, arguments, &message);
 
 	core->ops->lock(core->context);
 	seq = core->next_seq++;
-	length = kextlog_encode_log(&frame.log, seq, time_ns, mono_ns, task.pid, task.tid,
-	    task.name, level, flags, frame.log.message, (uint16_t)formatted);
+	length = kextlog_encode_log(message.frame, seq, time_ns, mono_ns, task.pid, task.tid,
+	    task.name, level, message.flags, message.frame->message, (uint16_t)message.length);
 	core->counters.logged++;
-	if (flags & KEXTLOG_LOG_TRUNCATED)
+	core->counters.format_retries += message.retries;
+	if (message.heap_size != 0)
+		core->counters.heap++;
+	if (message.flags & KEXTLOG_LOG_TRUNCATED)
 		core->counters.truncated++;
+	if (message.flags & KEXTLOG_LOG_NOMEM)
+		core->counters.nomem++;
 	if (core->ops->tap != NULL)
-		core->ops->tap(core->context, &frame.log);
-	kept = flush_pending_loss(core) && kextlog_ring_push(&core->ring, &frame, length);
+		core->ops->tap(core->context, message.frame);
+	kept = flush_pending_loss(core) && kextlog_ring_push(&core->ring, message.frame, length);
 	if (!kept) {
 		add_pending_loss(core, seq, time_ns);
 		core->counters.lost++;
@@ -119,9 +179,11 @@ void kextlog_core_vlog(struct kextlog_core *core, uint32_t level, const char *fo
 	core->ops->unlock(core->context);
 
 	if (!kept) {
-		frame.log.message[formatted] = '\0'; /* the union has room for it */
-		core->ops->last_resort(core->context, level, seq, frame.log.message);
+		message.frame->message[message.length] = '\0'; /* there is room for it */
+		core->ops->last_resort(core->context, level, seq, message.frame->message);
 	}
+	if (message.heap_size != 0)
+		core->ops->free(core->context, message.frame, message.heap_size);
 }
 
 void kextlog_core_log(struct kextlog_core *core, uint32_t level, const char *format, ...)
@@ -417,6 +479,35 @@ void kextlog_core_tick(struct kextlog_core *core)
 	queue_status(core, now_ns);
 	core->ops->unlock(core->context);
 	kextlog_core_pump(core);
+}
+
+bool kextlog_core_ratelimit(struct kextlog_core *core, struct kextlog_ratelimit *state,
+    const char *where)
+{
+	uint64_t now_ns = core->ops->mono_time_ns(core->context);
+	uint32_t report = 0;
+	bool pass;
+
+	core->ops->lock(core->context);
+	if (now_ns - state->window_start_ns >= KEXTLOG_RATELIMIT_INTERVAL_NS) {
+		state->window_start_ns = now_ns;
+		state->passed = 0;
+	}
+	pass = state->passed < KEXTLOG_RATELIMIT_BURST;
+	if (pass) {
+		state->passed++;
+		report = state->suppressed;
+		state->suppressed = 0;
+	} else {
+		state->suppressed++;
+		core->counters.ratelimited++;
+	}
+	core->ops->unlock(core->context);
+
+	if (report != 0)
+		kextlog_core_log(core, KEXTLOG_LEVEL_WARNING, "kextlog: %u messages suppressed at %s",
+		    report, where);
+	return pass;
 }
 
 bool kextlog_core_backlogged(struct kextlog_core *core)

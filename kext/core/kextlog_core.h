@@ -14,13 +14,25 @@
 #ifndef KEXTLOG_CORE_H
 #define KEXTLOG_CORE_H
 
+#include "kextlog.h"
 #include "kextlog_port.h"
 #include "kextlog_ring.h"
 #include "kextlog_wire.h"
 
 /* Messages are formatted on the stack up to this many bytes; longer ones are
- * cut and flagged KEXTLOG_LOG_TRUNCATED. */
+ * formatted again into a non-waiting allocation of their size, up to
+ * KEXTLOG_MESSAGE_MAX (beyond it they are cut and flagged TRUNCATED).  When
+ * the allocation fails the stack copy is sent, flagged TRUNCATED and NOMEM. */
 #define KEXTLOG_STACK_MESSAGE 256u
+
+/* A format whose arguments change length between the two passes (a string
+ * another thread is writing) is formatted again this many times at most. */
+#define KEXTLOG_FORMAT_RETRIES 2u
+
+/* Rate limiting per call site, as printk_ratelimited: at most BURST messages
+ * per INTERVAL; the rest are counted and reported when the next passes. */
+#define KEXTLOG_RATELIMIT_INTERVAL_NS 5000000000ull
+#define KEXTLOG_RATELIMIT_BURST       10u
 
 /* How long the core waits for RESUME after HELLO before replaying everything
  * it holds (for clients that do not speak the whole protocol). */
@@ -56,7 +68,12 @@ struct kextlog_ops {
 	/* Optional, under the lock: sees every LOG frame when it gets its seq,
 	 * kept or not.  The simulator records them; the kext leaves it NULL. */
 	void     (*tap)(void *context, const struct kextlog_log_frame *frame);
+	/* Called without the lock: memory for a long message that never waits
+	 * for it (NULL when there is none); NULL alloc disables the heap path. */
+	void    *(*alloc)(void *context, size_t size);
+	void     (*free)(void *context, void *memory, size_t size);
 };
+
 
 struct kextlog_config {
 	uint8_t  instance_id[KEXTLOG_ID_SIZE]; /* random, new at every load */
@@ -75,6 +92,10 @@ struct kextlog_counters {
 	uint64_t below_min_level; /* messages under the minimum level: no seq */
 	uint64_t lost;            /* got a seq, did not fit the ring: last-resort print */
 	uint64_t truncated;
+	uint64_t heap;            /* formatted on the heap path */
+	uint64_t format_retries;  /* formatted again: the arguments changed length */
+	uint64_t nomem;           /* heap path failed: the stack copy went, cut */
+	uint64_t ratelimited;     /* held back by a call site's rate limit: no seq */
 	uint64_t frames_sent;     /* ring frames (LOG, LOSS) handed to a client, replays included */
 	uint64_t send_busy;       /* sends the client had no room for */
 	uint64_t bad_input;       /* malformed frames from the client */
@@ -140,6 +161,12 @@ void kextlog_core_log(struct kextlog_core *core, uint32_t level, const char *for
     __printflike(3, 4);
 void kextlog_core_vlog(struct kextlog_core *core, uint32_t level, const char *format,
     va_list arguments) __printflike(3, 0);
+
+/* True when a message from this call site may be logged now.  When it may
+ * and earlier ones were held back, first logs one WARNING saying how many,
+ * and where (e.g. "file.c:42"). */
+bool kextlog_core_ratelimit(struct kextlog_core *core, struct kextlog_ratelimit *state,
+    const char *where);
 
 /* A client connected: HELLO goes out first, then nothing until RESUME or
  * the resume timeout. */

@@ -54,6 +54,7 @@ enum kextlog_level {
 /* LOG flags. */
 enum kextlog_log_flag {
 	KEXTLOG_LOG_TRUNCATED = 1u << 0, /* message was cut to fit */
+	KEXTLOG_LOG_NOMEM     = 1u << 1, /* cut to the stack buffer: no memory for the whole message */
 };
 
 /* Why a LOSS frame's records are missing. */

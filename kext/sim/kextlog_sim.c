@@ -118,6 +118,19 @@ static void sim_tap(void *context, const struct kextlog_log_frame *frame)
 		fwrite(frame, frame->header.length, 1, sim->tap);
 }
 
+static void *sim_alloc(void *context, size_t size)
+{
+	(void)context;
+	return malloc(size);
+}
+
+static void sim_free(void *context, void *memory, size_t size)
+{
+	(void)context;
+	(void)size;
+	free(memory);
+}
+
 static const struct kextlog_ops sim_ops = {
 	.lock = sim_lock,
 	.unlock = sim_unlock,
@@ -127,6 +140,8 @@ static const struct kextlog_ops sim_ops = {
 	.send = sim_send,
 	.last_resort = sim_last_resort,
 	.tap = sim_tap,
+	.alloc = sim_alloc,
+	.free = sim_free,
 };
 
 void log_printf(uint32_t level, const char *format, ...)
@@ -136,6 +151,11 @@ void log_printf(uint32_t level, const char *format, ...)
 	va_start(arguments, format);
 	kextlog_core_vlog(&active_sim->core, level, format, arguments);
 	va_end(arguments);
+}
+
+bool kextlog_ratelimit(struct kextlog_ratelimit *state, const char *where)
+{
+	return kextlog_core_ratelimit(&active_sim->core, state, where);
 }
 
 static void set_state(struct kextlog_sim *sim, int *field, int value)

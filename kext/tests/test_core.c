@@ -13,7 +13,7 @@
 
 #define UNLIMITED UINT32_MAX
 #define TAPS_MAX 1024u
-#define LOG_FRAME_MAX KEXTLOG_FRAME_ALIGNED(sizeof(struct kextlog_log_frame) + KEXTLOG_STACK_MESSAGE)
+#define LOG_FRAME_MAX KEXTLOG_FRAME_MAX
 #define BATCH_BYTES (64u * 1024u)
 #define WALL_START 1700000000000000000ull
 
@@ -44,6 +44,13 @@ struct platform {
 	uint32_t sent_length;
 	uint32_t read;    /* next_frame() has read the frames before this */
 	_Alignas(8) uint8_t frame[KEXTLOG_FRAME_MAX]; /* the last one, aligned */
+
+	/* The heap path (heap_ops only): allocations can be made to fail, and
+	 * may run a hook, as another thread writing a format's argument. */
+	bool     alloc_fails;
+	uint32_t allocations;  /* outstanding */
+	uint32_t alloc_calls;
+	void   (*on_alloc)(struct platform *p);
 
 	struct last_resort_call last_resort[16];
 	uint32_t last_resort_calls;
@@ -166,6 +173,34 @@ static void fake_tap(void *context, const struct kextlog_log_frame *frame)
 	memcpy(p->taps[p->tap_count++], frame, frame->header.length);
 }
 
+static void *fake_alloc(void *context, size_t size)
+{
+	struct platform *p = context;
+	void *memory;
+
+	CHECK(!p->locked); /* never allocates under the lock */
+	p->alloc_calls++;
+	if (p->on_alloc != NULL)
+		p->on_alloc(p);
+	if (p->alloc_fails)
+		return NULL;
+	memory = malloc(size);
+	REQUIRE(memory != NULL);
+	memset(memory, 0xA5, size); /* the core must clear what it sends */
+	p->allocations++;
+	return memory;
+}
+
+static void fake_free(void *context, void *memory, size_t size)
+{
+	struct platform *p = context;
+
+	(void)size;
+	CHECK(p->allocations > 0);
+	p->allocations--;
+	free(memory);
+}
+
 static const struct kextlog_ops fake_ops = {
 	.lock = fake_lock,
 	.unlock = fake_unlock,
@@ -175,6 +210,19 @@ static const struct kextlog_ops fake_ops = {
 	.send = fake_send,
 	.last_resort = fake_last_resort,
 	.tap = fake_tap,
+};
+
+static const struct kextlog_ops heap_ops = {
+	.lock = fake_lock,
+	.unlock = fake_unlock,
+	.wall_time_ns = fake_wall_time,
+	.mono_time_ns = fake_mono_time,
+	.current_task = fake_current_task,
+	.send = fake_send,
+	.last_resort = fake_last_resort,
+	.tap = fake_tap,
+	.alloc = fake_alloc,
+	.free = fake_free,
 };
 
 static struct kextlog_config default_config(void)
@@ -216,10 +264,11 @@ static struct platform *start(uint32_t records)
 	return start_with(&config, records);
 }
 
-/* Every lock was released; frees the platform. */
+/* Every lock was released and every allocation freed; frees the platform. */
 static void finish(struct platform *p)
 {
 	CHECK(!p->locked);
+	CHECK_EQ(p->allocations, 0);
 	free(p);
 }
 
@@ -236,7 +285,7 @@ static struct kextlog_counters counters(struct platform *p)
 /* One message of exactly `length` characters. */
 static void log_length(struct platform *p, uint32_t level, uint32_t length)
 {
-	char text[KEXTLOG_MESSAGE_MAX + 1];
+	static char text[8 * KEXTLOG_MESSAGE_MAX];
 	int prefix = snprintf(text, sizeof text, "message %llu:", (unsigned long long)++p->messages);
 
 	REQUIRE(length < sizeof text);
@@ -991,6 +1040,129 @@ static void test_run_at_buffer_end(void)
 	finish(p);
 }
 
+/* Messages at every boundary of the stack buffer and of the maximum. */
+static void test_heap_path(void)
+{
+	static const uint32_t lengths[] = {
+		KEXTLOG_STACK_MESSAGE - 1, KEXTLOG_STACK_MESSAGE, KEXTLOG_STACK_MESSAGE + 1,
+		700, KEXTLOG_MESSAGE_MAX - 1, KEXTLOG_MESSAGE_MAX, KEXTLOG_MESSAGE_MAX + 1, 5000,
+	};
+	struct platform *p = start(64);
+	struct kextlog_counters c;
+	uint32_t seq = 0;
+
+	p->core.ops = &heap_ops;
+	for (uint32_t i = 0; i < sizeof lengths / sizeof lengths[0]; i++) {
+		const struct kextlog_log_frame *log;
+		uint32_t length = lengths[i];
+		uint32_t kept = length < KEXTLOG_MESSAGE_MAX ? length : KEXTLOG_MESSAGE_MAX;
+
+		log_length(p, KEXTLOG_LEVEL_INFO, length);
+		log = tap(p, ++seq);
+		CHECK_EQ(log->message_length, kept);
+		CHECK_EQ(log->flags, length > KEXTLOG_MESSAGE_MAX ? KEXTLOG_LOG_TRUNCATED : 0);
+		CHECK_EQ(log->header.length,
+		    KEXTLOG_FRAME_ALIGNED((uint32_t)sizeof *log + kept));
+		/* The text is the start of what was asked for, and nothing else. */
+		CHECK_EQ(log->message[0], 'm');
+		for (uint32_t b = (uint32_t)sizeof *log + kept; b < log->header.length; b++)
+			CHECK_EQ(((const uint8_t *)log)[b], 0);
+	}
+	c = counters(p);
+	CHECK_EQ(c.heap, 6);          /* everything over the stack buffer */
+	CHECK_EQ(c.truncated, 2);     /* only what was over the maximum */
+	CHECK_EQ(c.nomem, 0);
+	CHECK_EQ(c.format_retries, 0);
+	connect_client(p);
+	resume_at(p, 1);
+	expect_hello(p, 1, seq + 1);
+	expect_logs(p, 1, seq); /* compares every byte with the tap */
+	finish(p);
+}
+
+static void test_heap_nomem(void)
+{
+	struct platform *p = start(64);
+	const struct kextlog_log_frame *log;
+
+	p->core.ops = &heap_ops;
+	p->alloc_fails = true;
+	log_length(p, KEXTLOG_LEVEL_ERROR, 600);
+	log = tap(p, 1);
+	CHECK_EQ(log->message_length, KEXTLOG_STACK_MESSAGE);
+	CHECK_EQ(log->flags, KEXTLOG_LOG_TRUNCATED | KEXTLOG_LOG_NOMEM);
+	CHECK_EQ(counters(p).nomem, 1);
+	CHECK_EQ(counters(p).truncated, 1);
+	CHECK_EQ(counters(p).heap, 0);
+	finish(p);
+}
+
+/* Another thread lengthens a string argument while it is being formatted:
+ * the heap pass finds more text than the stack pass measured. */
+static char growing[4096];
+
+static void grow(struct platform *p)
+{
+	(void)p;
+	strcat(growing, "0123456789012345678901234567890123456789012345678901234567890123456789");
+}
+
+static void test_arguments_change_between_passes(void)
+{
+	struct platform *p = start(64);
+	const struct kextlog_log_frame *log;
+
+	p->core.ops = &heap_ops;
+	memset(growing, 'g', 300);
+	growing[300] = '\0';
+	p->on_alloc = grow; /* grows by 70 before each heap pass */
+	kextlog_core_log(&p->core, KEXTLOG_LEVEL_INFO, "%s", growing);
+	log = tap(p, 1);
+	/* Passes at 300 (stack), 370, 440, then a last one kept cut at its room. */
+	CHECK_EQ(p->alloc_calls, KEXTLOG_FORMAT_RETRIES + 1);
+	CHECK_EQ(counters(p).format_retries, KEXTLOG_FORMAT_RETRIES);
+	CHECK_EQ(log->message_length, 300 + 70 * KEXTLOG_FORMAT_RETRIES);
+	CHECK_EQ(log->flags, KEXTLOG_LOG_TRUNCATED);
+	CHECK(memcmp(log->message, growing, log->message_length) == 0);
+
+	/* A string that shrinks in between: the second pass is the message. */
+	p->on_alloc = NULL;
+	memset(growing, 's', 400);
+	growing[400] = '\0';
+	p->on_alloc = NULL;
+	kextlog_core_log(&p->core, KEXTLOG_LEVEL_INFO, "%s", growing);
+	CHECK_EQ(tap(p, 2)->message_length, 400);
+	CHECK_EQ(tap(p, 2)->flags, 0);
+	finish(p);
+}
+
+static void test_ratelimit(void)
+{
+	struct platform *p = start(64);
+	struct kextlog_ratelimit site = { 0 };
+	uint32_t passed = 0;
+
+	for (uint32_t i = 0; i < 25; i++) {
+		if (kextlog_core_ratelimit(&p->core, &site, "demo.c:42")) {
+			passed++;
+			log_some(p, 1);
+		}
+	}
+	CHECK_EQ(passed, KEXTLOG_RATELIMIT_BURST);
+	CHECK_EQ(counters(p).ratelimited, 25 - KEXTLOG_RATELIMIT_BURST);
+	CHECK_EQ(counters(p).next_seq, KEXTLOG_RATELIMIT_BURST + 1); /* held back: no seq */
+
+	p->mono_ns += KEXTLOG_RATELIMIT_INTERVAL_NS;
+	CHECK(kextlog_core_ratelimit(&p->core, &site, "demo.c:42"));
+	/* The report comes first, as a warning with the count and the place. */
+	CHECK_EQ(tap(p, KEXTLOG_RATELIMIT_BURST + 1)->level, KEXTLOG_LEVEL_WARNING);
+	CHECK(has_message(tap(p, KEXTLOG_RATELIMIT_BURST + 1),
+	    "kextlog: 15 messages suppressed at demo.c:42"));
+	CHECK(kextlog_core_ratelimit(&p->core, &site, "demo.c:42"));
+	CHECK_EQ(counters(p).next_seq, KEXTLOG_RATELIMIT_BURST + 2); /* reported once */
+	finish(p);
+}
+
 int main(void)
 {
 	test_seqs();
@@ -1010,5 +1182,9 @@ int main(void)
 	test_bad_input();
 	test_status();
 	test_run_at_buffer_end();
+	test_heap_path();
+	test_heap_nomem();
+	test_arguments_change_between_passes();
+	test_ratelimit();
 	return kextlog_test_done("test_core");
 }
