@@ -14,7 +14,7 @@ KERNEL_SDK ?= $(wildcard $(CURDIR)/kext/.sdk)
 NATIVE_SOURCES := $(wildcard kext/include/*.h kext/core/*.[ch] kext/sim/*.[ch]) \
                   kextlog_store/_build_native.py setup.py pyproject.toml
 
-.PHONY: all install run test lint kext check clean
+.PHONY: all install run test lint kext check bench clean
 
 all: install
 
@@ -45,9 +45,31 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-kext check:
+check:
 	$(MAKE) -C kext check KERNEL_SDK=$(KERNEL_SDK)
+
+# The demo kext, with Apple's tools (macOS); see kext/README.md.
+kext:
+	$(MAKE) -C kext kext
 
 clean:
 	$(MAKE) -C kext clean
 	rm -rf $(VENV) $(RUN_DIR) build *.egg-info kextlog_store/_native*.so
+
+# Benchmarks (not part of `make test`): every figure of docs/benchmarks.md.
+BENCH_C := bench/out/single_writer bench/out/log_printf
+CORE_C  := kext/core/kextlog_codec.c kext/core/kextlog_ring.c kext/core/kextlog_core.c
+
+bench/out/single_writer: bench/single_writer.c kext/sim/kextlog_workload.c $(NATIVE_SOURCES)
+	@mkdir -p $(@D)
+	@test -f /usr/include/sqlite3.h || { apt-get update -qq && apt-get install -y -qq libsqlite3-dev; }
+	$(CC) -std=gnu11 -O2 -Wall -Wextra -Werror -Ikext/include -Ikext/core -Ikext/sim \
+	    bench/single_writer.c kext/sim/kextlog_workload.c -lsqlite3 -o $@
+
+bench/out/log_printf: bench/log_printf.c $(CORE_C) $(NATIVE_SOURCES)
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 -O2 -Wall -Wextra -Werror -Ikext/include -Ikext/core \
+	    bench/log_printf.c $(CORE_C) -lpthread -o $@
+
+bench: $(STAMP) $(BENCH_C)
+	$(BIN)/python bench/run.py --json bench/out/results.json

@@ -20,6 +20,10 @@
 #define __printflike(fmt, args) __attribute__((__format__(__printf__, fmt, args)))
 #endif
 
+#ifdef __cplusplus /* an IOKit driver includes it from C++ */
+extern "C" {
+#endif
+
 /* level is one of KEXTLOG_LEVEL_TRACE .. KEXTLOG_LEVEL_ERROR. */
 void log_printf(uint32_t level, const char *format, ...) __printflike(2, 3);
 
@@ -30,7 +34,9 @@ void log_printf(uint32_t level, const char *format, ...) __printflike(2, 3);
 
 /* Debug messages exist only in debug builds, as in the seed. */
 #ifdef KEXTLOG_RELEASE
-#define log_debug(...) ((void)0)
+/* Never called, its arguments never evaluated, yet still checked against the
+ * format (and counted as used: no warnings in release builds). */
+#define log_debug(...) ((void)(0 && (log_printf(KEXTLOG_LEVEL_DEBUG, __VA_ARGS__), 0)))
 #else
 #define log_debug(...) log_printf(KEXTLOG_LEVEL_DEBUG, __VA_ARGS__)
 #endif
@@ -59,5 +65,48 @@ bool kextlog_ratelimit(struct kextlog_ratelimit *state, const char *where);
 		if (kextlog_ratelimit(&kextlog_site_, __FILE__ ":" KEXTLOG_STRING(__LINE__))) \
 			log_printf((level), __VA_ARGS__);                           \
 	} while (0)
+
+/* ---- Running the logger in a kext: kext/kextlog_kctl.c, see kext/README.md ---- */
+
+/* The kind of socket the daemon connects with (it tries both). */
+enum kextlog_socket_type {
+	KEXTLOG_SOCKET_DGRAM  = 0, /* each send is one datagram of whole frames */
+	KEXTLOG_SOCKET_STREAM = 1, /* a byte stream of frames */
+};
+
+/* Ring capacity, in records of KEXTLOG_RING_RECORD_BYTES (256) wired bytes. */
+#define KEXTLOG_RING_RECORDS_MIN 64u
+#define KEXTLOG_RING_RECORDS_MAX 262144u
+
+struct kextlog_settings {
+	const char *control_name;     /* the kernel control (kctl:NAME), under 96 bytes */
+	const char *producer_name;    /* announced in HELLO: the bundle id, under 64 bytes */
+	uint32_t    producer_version; /* major << 16 | minor << 8 | patch */
+	uint32_t    socket_type;      /* enum kextlog_socket_type */
+	uint32_t    ring_records;     /* clamped to KEXTLOG_RING_RECORDS_MIN..MAX */
+	const char *ring_boot_arg;    /* boot-arg overriding ring_records; NULL: none */
+	uint32_t    min_level;        /* messages under it get no seq; sysctl can change it */
+	const char *sysctl_name;      /* sysctls under debug.<sysctl_name>: under 32 bytes, no dot */
+};
+
+/* Call from the kext's start routine, before anything logs.  Allocates the
+ * ring (this may sleep), registers the control and the sysctls, arms the
+ * timer.  Returns 0 or an errno. */
+int kextlog_start(const struct kextlog_settings *settings);
+
+/* Call from the kext's stop routine, before taking down what logs.  While
+ * the daemon is connected it returns EBUSY and changes nothing: the kext
+ * must then refuse to unload.  Otherwise it frees everything and returns 0.
+ * Outside kextlog_start()..kextlog_stop(), log_printf() prints to the kernel
+ * log (messages under the last minimum level excepted). */
+int kextlog_stop(void);
+
+/* True when messages at level are logged now: lets a caller skip costly
+ * arguments, such as a vnode's path, that nobody will read. */
+bool kextlog_level_enabled(uint32_t level);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* KEXTLOG_H */

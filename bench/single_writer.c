@@ -1,0 +1,150 @@
+/*
+ * single_writer.c - the SQLite single-writer limit for kextlog's own schema,
+ * and the generator of the query benchmark's store.
+ *
+ *     single_writer DB COUNT [DAYS]
+ *
+ * DB is a database `kextlog db upgrade` created.  COUNT records come from the
+ * simulator's workload (same messages, pids, levels) and go in through C
+ * prepared statements: the same columns, transactions of 10,000 records, and
+ * the same sorted pid_index merge every 200,000 as ingest.  Times are the
+ * clock's (DAYS absent) or spread evenly over the DAYS before now.  Prints one
+ * JSON line: records, seconds spent in SQLite (making the records is not
+ * counted), records per second.
+ */
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kextlog.h"
+#include "kextlog_workload.h"
+
+#define BATCH 10000
+#define PID_MERGE 200000
+#define SEQ_BITS 44
+
+static struct kextlog_workload workload;
+static char message[KEXTLOG_MESSAGE_MAX + 1];
+static uint32_t message_level;
+
+/* The workload logs here: one message, kept for the insert. */
+void log_printf(uint32_t level, const char *format, ...)
+{
+	va_list arguments;
+
+	va_start(arguments, format);
+	vsnprintf(message, sizeof message, format, arguments);
+	va_end(arguments);
+	message_level = level;
+}
+
+bool kextlog_ratelimit(struct kextlog_ratelimit *state, const char *where)
+{
+	(void)state;
+	(void)where;
+	return true;
+}
+
+static uint64_t now_ns(clockid_t clock)
+{
+	struct timespec now;
+
+	clock_gettime(clock, &now);
+	return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+}
+
+static void check(int result, sqlite3 *db, const char *what)
+{
+	if (result != SQLITE_OK && result != SQLITE_DONE && result != SQLITE_ROW) {
+		fprintf(stderr, "single_writer: %s: %s\n", what, sqlite3_errmsg(db));
+		exit(1);
+	}
+}
+
+static void run(sqlite3 *db, const char *sql)
+{
+	check(sqlite3_exec(db, sql, NULL, NULL, NULL), db, sql);
+}
+
+static void merge_pids(sqlite3 *db, sqlite3_stmt *merge, int64_t first, int64_t last)
+{
+	sqlite3_bind_int64(merge, 1, first);
+	sqlite3_bind_int64(merge, 2, last);
+	check(sqlite3_step(merge), db, "pid merge");
+	sqlite3_reset(merge);
+}
+
+int main(int argc, char **argv)
+{
+	sqlite3 *db;
+	sqlite3_stmt *insert, *merge;
+	uint64_t count, start_ns, time_ns, step_ns = 0, began, seconds_ns = 0;
+	int64_t instance, merged = 0;
+
+	if (argc < 3) {
+		fprintf(stderr, "usage: single_writer DB COUNT [DAYS]\n");
+		return 2;
+	}
+	count = strtoull(argv[2], NULL, 10);
+	start_ns = now_ns(CLOCK_REALTIME);
+	if (argc > 3) {
+		uint64_t span = (uint64_t)(atof(argv[3]) * 86400e9);
+
+		step_ns = span / (count ? count : 1);
+		start_ns -= span;
+	}
+	check(sqlite3_open(argv[1], &db), db, argv[1]);
+	/* As ingest's connection (store.py): WAL is the file's; the rest per connection. */
+	run(db, "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY");
+	run(db, "INSERT INTO instances (uuid, source, name, boot_id, producer_version,"
+	    " first_seen_ns, last_seen_ns) VALUES (lower(hex(randomblob(16))), 'bench',"
+	    " 'single_writer', '', '0', 0, 0)");
+	instance = sqlite3_last_insert_rowid(db);
+	check(sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO records (id, time_ns, mono_ns, level,"
+	    " flags, pid, tid, process, message) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?)", -1, &insert,
+	    NULL), db, "prepare insert");
+	check(sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO pid_index (pid, time_ns, id)"
+	    " SELECT pid, time_ns, id FROM records WHERE id > ? AND id <= ?"
+	    " ORDER BY pid, time_ns, id", -1, &merge, NULL), db, "prepare merge");
+	kextlog_workload_init(&workload, 1);
+
+	for (uint64_t seq = 1; seq <= count; seq++) {
+		int64_t id = instance << SEQ_BITS | (int64_t)seq;
+
+		kextlog_workload_event(&workload);
+		time_ns = step_ns ? start_ns + seq * step_ns : now_ns(CLOCK_REALTIME);
+		began = now_ns(CLOCK_MONOTONIC);
+		if (seq % BATCH == 1)
+			run(db, "BEGIN");
+		sqlite3_bind_int64(insert, 1, id);
+		sqlite3_bind_int64(insert, 2, (int64_t)time_ns);
+		sqlite3_bind_int64(insert, 3, (int64_t)(seq * 1000));
+		sqlite3_bind_int(insert, 4, (int)message_level);
+		sqlite3_bind_int(insert, 5, (int)workload.current.pid);
+		sqlite3_bind_int64(insert, 6, (int64_t)workload.current.tid);
+		sqlite3_bind_text(insert, 7, workload.current.name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(insert, 8, message, -1, SQLITE_STATIC);
+		check(sqlite3_step(insert), db, "insert");
+		sqlite3_reset(insert);
+		if (seq % BATCH == 0 || seq == count) {
+			run(db, "COMMIT");
+			if (id - merged >= PID_MERGE || seq == count) {
+				run(db, "BEGIN");
+				merge_pids(db, merge, merged ? merged : instance << SEQ_BITS, id);
+				run(db, "COMMIT");
+				merged = id;
+			}
+		}
+		seconds_ns += now_ns(CLOCK_MONOTONIC) - began;
+	}
+	run(db, "UPDATE instances SET high_water = (SELECT max(seq) FROM records),"
+	    " pid_indexed_seq = high_water");
+	sqlite3_finalize(insert);
+	sqlite3_finalize(merge);
+	sqlite3_close(db);
+	printf("{\"records\": %llu, \"seconds\": %.3f, \"per_second\": %.0f}\n",
+	    (unsigned long long)count, seconds_ns / 1e9, count / (seconds_ns / 1e9));
+	return 0;
+}
