@@ -26,14 +26,17 @@ $(STAMP): $(NATIVE_SOURCES)
 
 install: $(STAMP)
 
-# The simulated kext serves its socket; ingest stores what it sends in the
-# default database (see README); Ctrl-C stops both.
+# The simulated kext serves its socket; ingest stores what it sends, and on
+# Linux the kernel's own log too, in the default database (see README);
+# Ctrl-C stops both.
+KMSG_SOURCE := $(if $(wildcard /dev/kmsg),--source kmsg)
+
 run: $(STAMP)
 	@mkdir -p $(RUN_DIR)
 	@echo "make run: simulated kext on $(SIM_SOCKET); query with: $(KEXTLOG) query --level error --since 1h"
 	@$(KEXTLOG) simulate --socket $(SIM_SOCKET) --quiet-losses & sim=$$!; \
 	 trap 'kill $$sim 2>/dev/null; wait $$sim' EXIT INT TERM; \
-	 $(KEXTLOG) ingest --source unix:$(SIM_SOCKET)
+	 $(KEXTLOG) ingest --source unix:$(SIM_SOCKET) $(KMSG_SOURCE)
 
 test: $(STAMP)
 	$(MAKE) -C kext check KERNEL_SDK=$(KERNEL_SDK)

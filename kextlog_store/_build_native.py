@@ -119,6 +119,30 @@ uint32_t kextlog_encode_ack(struct kextlog_ack_frame *frame, uint64_t seq);
 uint32_t kextlog_encode_resume(struct kextlog_resume_frame *frame,
     const uint8_t *instance_id, uint64_t seq);
 
+#define KEXTLOG_SCAN_NAMES ...
+#define KEXTLOG_SCAN_NO_NAME ...
+struct kextlog_scan_names {
+    uint16_t count;
+    ...;
+};
+struct kextlog_scan_entry {
+    uint64_t seq;
+    uint64_t time_ns;
+    uint64_t mono_ns;
+    uint64_t tid;
+    uint32_t offset;
+    uint32_t pid;
+    uint16_t type;
+    uint16_t flags;
+    uint16_t message_length;
+    uint16_t process;
+    uint8_t level;
+    uint8_t process_length;
+};
+size_t kextlog_wire_scan(const uint8_t *data, size_t available,
+    struct kextlog_scan_names *names, struct kextlog_scan_entry *entries, size_t max_entries,
+    size_t *consumed, enum kextlog_wire_status *status);
+
 struct kextlog_counters {
     uint64_t logged;
     uint64_t below_min_level;
@@ -172,6 +196,7 @@ SOURCES = [
     "kext/core/kextlog_codec.c",
     "kext/core/kextlog_ring.c",
     "kext/core/kextlog_core.c",
+    "kext/core/kextlog_scan.c",
     "kext/sim/kextlog_workload.c",
     "kext/sim/kextlog_sim.c",
 ]
@@ -180,7 +205,7 @@ ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "kextlog_store._native",
-    '#include "kextlog_codec.h"\n#include "kextlog_sim.h"\n',
+    '#include "kextlog_scan.h"\n#include "kextlog_sim.h"\n',
     # Relative to the project root, where setuptools runs the build.
     sources=SOURCES,
     include_dirs=["kext/include", "kext/core", "kext/sim"],

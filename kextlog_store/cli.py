@@ -12,20 +12,22 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import signal
+import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
-from contextlib import closing
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager, suppress
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
 
 from . import __version__
-from .errors import KextlogError, UsageError
-from .render import RecordFormat, SqlFormat
+from .errors import DatabaseError, KextlogError, SourceError, UsageError
+from .render import RecordFormat, SqlFormat, StatsFormat
 
 try:  # Typer vendors Click since 0.2x
     from typer._click.exceptions import ClickException
@@ -64,6 +66,51 @@ DbOption = Annotated[
 ]
 
 
+def _complete_levels(incomplete: str) -> list[str]:
+    """Shell completion of --level: the names, and ranges after `A..`."""
+    names = ("trace", "debug", "info", "warning", "error")
+    first, dots, _ = incomplete.partition("..")
+    if dots:
+        return [f"{first}..{name}" for name in names if f"{first}..{name}".startswith(incomplete)]
+    return [name for name in names if name.startswith(incomplete.lower())]
+
+
+LevelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--level",
+        "-p",
+        metavar="LEVEL|A..B",
+        help="LEVEL and everything more severe (trace, debug, info, warning, error; "
+        "warn, err), or the levels from A to B.",
+        autocompletion=_complete_levels,
+    ),
+]
+SinceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--since",
+        "-S",
+        metavar="TIME",
+        help="At or after TIME: 30s, 15m, 1h30m, '2h ago', -1h, 2026-11-27, "
+        "'2026-11-27 10:00', 2026-11-27T10:00:00.5+01:00, today, yesterday, now, @EPOCH.",
+    ),
+]
+UntilOption = Annotated[
+    str | None,
+    typer.Option("--until", "-U", metavar="TIME", help="At or before TIME (as --since)."),
+]
+UtcOption = Annotated[bool, typer.Option("--utc", help="Show times in UTC, not local time.")]
+NoPagerOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-pager",
+        help="Never page. (On a terminal, output goes through $KEXTLOG_PAGER, else $PAGER, "
+        "else less; set either to '' or cat to never page.)",
+    ),
+]
+
+
 def _version(value: bool) -> None:
     if value:
         sys.stdout.write(f"kextlog {__version__}\n")
@@ -86,47 +133,91 @@ def _kextlog(
 @app.command("query")
 def query_command(
     db: DbOption = None,
-    level: Annotated[
-        str | None,
-        typer.Option(
-            "--level",
-            "-p",
-            metavar="LEVEL|A..B",
-            help="LEVEL and everything more severe (trace, debug, info, warning, error; "
-            "warn, err), or a range A..B.",
-        ),
-    ] = None,
-    since: Annotated[
-        str | None,
-        typer.Option(
-            "--since",
-            "-S",
-            metavar="TIME",
-            help="Records at or after TIME: 30s, 15m, 1h30m, '2h ago', 2026-11-27, "
-            "'2026-11-27 10:00', 2026-11-27T10:00:00Z, today, yesterday, @EPOCH.",
-        ),
-    ] = None,
-    until: Annotated[
-        str | None,
-        typer.Option("--until", "-U", metavar="TIME", help="Records at or before TIME."),
-    ] = None,
+    level: LevelOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     pid: Annotated[
         list[int] | None,
         typer.Option("--pid", metavar="PID", help="Records of this pid (repeatable)."),
+    ] = None,
+    process: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--process",
+            metavar="NAME",
+            help="Records of this process name: exact, or a glob with * ? [...] (repeatable).",
+        ),
+    ] = None,
+    grep: Annotated[
+        str | None,
+        typer.Option(
+            "--grep",
+            "-g",
+            metavar="REGEX",
+            help="Messages that match REGEX (Python's syntax); case-insensitive unless "
+            "REGEX has an upper-case letter.",
+        ),
+    ] = None,
+    instance: Annotated[
+        str | None,
+        typer.Option(
+            "--instance",
+            metavar="ID|0|-N",
+            help="Records of one kext instance: its id or a unique prefix of it; 0 the newest "
+            "instance, -1 the one before, ... (as journalctl -b).",
+        ),
+    ] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--source",
+            metavar="SOURCE",
+            help="Records read from this source, e.g. unix:/run/sim.sock (repeatable).",
+        ),
     ] = None,
     lines: Annotated[
         int | None,
         typer.Option("--lines", "-n", min=0, metavar="N", help="Only the last N records."),
     ] = None,
+    reverse: Annotated[bool, typer.Option("--reverse", "-r", help="Newest first.")] = False,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="Then print new records as they are stored, until Ctrl-C. Starts with "
+            "the last 10 unless -n, --since or a cursor says otherwise.",
+        ),
+    ] = False,
+    cursor: Annotated[
+        str | None,
+        typer.Option("--cursor", metavar="CURSOR", help="Start at the record of CURSOR."),
+    ] = None,
+    after_cursor: Annotated[
+        str | None,
+        typer.Option("--after-cursor", metavar="CURSOR", help="Start after the record of CURSOR."),
+    ] = None,
+    show_cursor: Annotated[
+        bool,
+        typer.Option(
+            "--show-cursor",
+            help="After the output, print '-- cursor: CURSOR' of the newest record shown.",
+        ),
+    ] = False,
     output: Annotated[
         RecordFormat, typer.Option("--output", "-o", help="Output format.")
     ] = RecordFormat.SHORT,
-    utc: Annotated[bool, typer.Option("--utc", help="Show times in UTC, not local time.")] = False,
+    utc: UtcOption = False,
+    no_pager: NoPagerOption = False,
 ) -> None:
-    """Show stored records in the order they were logged.
+    """Show stored records in the order they were logged, as journalctl does.
 
-    Where records are missing, the short format shows a marked line in place,
-    as journalctl shows "-- missed N kernel messages --":
+    Filters combine: a record is shown when it matches every one given (and
+    any value of a repeated option).
+
+    Where records are missing, the text formats (short, short-iso, cat,
+    table) show a marked line in place, as journalctl shows "-- missed N
+    kernel messages --":
 
     \b
       -- 120 records lost (seqs 5001..5120 of instance 0690a5df, ring full) --
@@ -136,41 +227,77 @@ def query_command(
     never sent (seqs skipped by the producer). A marker stands at the time of
     the first missing record; when that is unknown, just before the next
     stored record of its instance, else at the time the loss was recorded.
-    It comes before records of the same time. --since/--until apply to
-    markers too; --level and --pid never hide them (the lost records could
-    have been anything). When -n N leaves older records out, the markers
-    before the first record shown go with them; every later marker is shown,
-    also after the last record: records are missing at the end of the log.
+    It comes before records of the same time. --since/--until, --instance,
+    --source and cursors apply to markers too; --level, --pid, --process and
+    --grep never hide them (the lost records could have been anything). When
+    -n N leaves older records out, the markers before the first record shown
+    go with them; every later marker is shown, also after the last record:
+    records are missing at the end of the log.
 
-    -o json prints one record object per line and no markers: read losses
+    -o json, json-pretty and csv print records only, no markers: read losses
     with kextlog sql -o json "SELECT * FROM lost".
+
+    A cursor (--show-cursor) names a record for good, also once it is pruned:
+    --after-cursor with the cursor of the last run shows what came since.
 
     \b
     Examples:
       kextlog query --level error --since 1h
       kextlog query -p warning..error --pid 312 -n 20 -o json
       kextlog query --since '2026-11-27 10:00' --until '30m ago' --utc
+      kextlog query --process 'mds*' -g 'denied|refused' -o short-iso
+      kextlog query --instance -1 -r -n 50
+      kextlog query -f -p err
+      kextlog query --after-cursor "$(cat last.cursor)" --show-cursor
       kextlog query --since 1h | grep '^-- .* lost ('
     """
-    from . import query, render, store, timespec
+    from . import query, render, store
     from .levels import parse_level_range
+    from .records import Cursor
 
+    if follow and output is RecordFormat.TABLE:
+        raise UsageError("-o table aligns its columns over all the rows: it cannot --follow")
+    since_ns, until_ns = _window(since, until)
     record_filter = query.RecordFilter(
         levels=_option("--level", parse_level_range, level),
-        since_ns=_option("--since", timespec.parse_time, since),
-        until_ns=_option("--until", timespec.parse_time, until),
+        since_ns=since_ns,
+        until_ns=until_ns,
         pids=tuple(pid or ()),
+        processes=tuple(process or ()),
+        grep=grep,
+        instance=instance,
+        sources=tuple(source or ()),
+        cursor=_option("--cursor", Cursor.parse, cursor),
+        after_cursor=_option("--after-cursor", Cursor.parse, after_cursor),
         lines=lines,
+        reverse=reverse,
     )
-    first, last = record_filter.since_ns, record_filter.until_ns
-    if first is not None and last is not None and first > last:
-        raise UsageError(f"--since {since!r} is later than --until {until!r}")
+    color = _color()
     engine = store.read_engine(store.database_url(db))
     try:
-        with closing(query.entries(engine, record_filter)) as found:
-            render.write_records(found, output, sys.stdout, utc=utc)
+        found = (query.follow if follow else query.entries)(engine, record_filter)
+        shown = query.CursorKeeper(found, newest_first=reverse)
+        if follow:  # each record as soon as it is read, also into a pipe
+            sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        with closing(found), _pager(enabled=not (no_pager or follow)):
+            try:
+                render.write_records(shown, output, sys.stdout, utc=utc, color=color)
+            except KeyboardInterrupt:
+                if not follow:
+                    raise  # Ctrl-C is how one ends --follow: exit 0 then
+            newest = shown.cursor or record_filter.after_cursor or record_filter.cursor
+            if show_cursor and newest is not None:
+                render.write_cursor(newest, sys.stdout)
     finally:
         engine.dispose()
+
+
+# Exit status of `kextlog sql` when --max-rows cut the result short.
+EXIT_TRUNCATED = 3
+
+
+def _identity(value: T) -> T:
+    return value
 
 
 @app.command("sql")
@@ -179,25 +306,250 @@ def sql_command(
         str, typer.Argument(metavar="SQL", help="One SELECT (or read-only PRAGMA); - reads stdin.")
     ],
     db: DbOption = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            metavar="NAME VALUE",
+            # A pair per use: main() makes this option take two values.
+            parser=_identity,
+            help="A value for :NAME in the SQL (repeatable). An integer such as 312 is "
+            "passed as a number, anything else as text.",
+        ),
+    ] = None,
     output: Annotated[SqlFormat, typer.Option("--output", "-o", help="Output format.")] = (
         SqlFormat.TABLE
     ),
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout", min=0.001, metavar="SECONDS", help="Stop a statement that runs longer."
+        ),
+    ] = 10.0,
+    max_rows: Annotated[
+        int,
+        typer.Option(
+            "--max-rows",
+            min=0,
+            metavar="N",
+            help="Print at most N rows (0: all); more make the exit status 3.",
+        ),
+    ] = 10_000,
+    no_pager: NoPagerOption = False,
 ) -> None:
     """Run read-only SQL on the store; it cannot change anything or write any file.
+
+    The views `log` (a record per row, readable) and `lost` (a loss per row)
+    make most questions one line; README lists every table and view, and
+    REGEXP works (Python's re).
+
+    Limits: a statement that runs longer than --timeout stops with an error
+    and prints nothing (exit 1). One that returns more than --max-rows rows
+    prints the first N, says "stopped after N rows" on stderr and exits with
+    status 3, so that a script never takes a cut result for the whole.
 
     \b
     Examples:
       kextlog sql "SELECT level, count(*) FROM log GROUP BY level"
       kextlog sql -o json "SELECT * FROM lost"
+      kextlog sql -p pid 312 -p since 2026-11-27 \\
+        "SELECT time, message FROM log WHERE pid = :pid AND time >= :since"
+      kextlog sql -o csv --max-rows 0 "SELECT * FROM log" > everything.csv
       echo "PRAGMA table_info(records)" | kextlog sql -
     """
     from . import query, render, store
 
     if statement == "-":
         statement = sys.stdin.read()
-    # Later: -p NAME VALUE parameters, a time limit and a row cap (issue 5).
-    result = query.run_sql(store.database_url(db), statement)
-    render.write_rows(result.columns, result.rows, output, sys.stdout)
+    # Each value is a (NAME, VALUE) pair (see _take_pairs); always by name,
+    # so that a :NAME without -p says which one is missing.
+    parameters = query.sql_parameters(cast("list[tuple[str, str]]", param or []))
+    result = query.run_sql(
+        store.database_url(db), statement, parameters, time_limit=timeout, max_rows=max_rows
+    )
+    with _pager(enabled=not no_pager):
+        render.write_rows(result.columns, result.rows, output, sys.stdout)
+    if result.truncated:
+        sys.stdout.flush()
+        sys.stderr.write(
+            f"kextlog: stopped after {max_rows:,} rows: raise --max-rows (0 for all)\n"
+        )
+        raise typer.Exit(EXIT_TRUNCATED)
+
+
+@app.command("stats")
+def stats_command(
+    db: DbOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    top: Annotated[
+        int, typer.Option("--top", min=1, metavar="N", help="The N processes with most records.")
+    ] = 10,
+    bucket: Annotated[
+        str | None,
+        typer.Option(
+            "--bucket",
+            metavar="DURATION",
+            help="The chart's bucket, e.g. 1m, 1h, 1d (default: at most 24 buckets).",
+        ),
+    ] = None,
+    output: Annotated[
+        StatsFormat, typer.Option("--output", "-o", help="Output format.")
+    ] = StatsFormat.TEXT,
+    utc: UtcOption = False,
+) -> None:
+    """Show what the store holds: records per level and per process, the rate
+    over time as a chart (records per bucket, by level), the losses by
+    reason, every kext instance with its accounting (each seq up to its
+    high-water mark is stored, lost, filtered or pruned), the database's size
+    and the range of dates. --since/--until narrow records, chart and losses;
+    instances are always counted whole.
+
+    \b
+    Examples:
+      kextlog stats
+      kextlog stats --since today --bucket 1h
+      kextlog stats -S 1h --top 3 -o json
+    """
+    from . import render, stats, store, timespec
+
+    since_ns, until_ns = _window(since, until)
+    result = stats.collect(
+        store.database_url(db),
+        since_ns=since_ns,
+        until_ns=until_ns,
+        top=top,
+        bucket_ns=_option("--bucket", timespec.parse_duration, bucket),
+        utc=utc,
+    )
+    render.write_stats(result, output, sys.stdout, utc=utc, color=_color())
+
+
+# --- retention ------------------------------------------------------------
+
+
+@app.command("prune")
+def prune_command(
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            metavar="AGE",
+            help="Remove records older than AGE: 30d, 12h, 1w (of --level's levels).",
+        ),
+    ] = None,
+    level: LevelOption = None,
+    max_size: Annotated[
+        str | None,
+        typer.Option(
+            "--max-size",
+            metavar="SIZE",
+            help="Then remove the oldest records until the database fits in SIZE: 2GB, 500M "
+            "(powers of 1024).",
+        ),
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Remove old records while ingest keeps running, and give the space back.
+
+    It deletes in small transactions (ingest commits between them), then
+    returns the freed pages to the file system (SQLite's incremental
+    vacuum). A loss row goes too once no stored record of its instance is
+    older than it and every level was pruned past its time; a loss among
+    records that are kept always stays. Instances stay, high-water marks
+    never move: `kextlog stats` counts removed seqs as pruned.
+
+    With --max-size, the size is the pages in use, which is what the file
+    shrinks to (not counting the -wal file); if even removing every record
+    cannot get there, the exit status is 1.
+
+    \b
+    Examples:
+      kextlog prune --older-than 30d
+      kextlog prune --older-than 1d --level trace..debug
+      kextlog prune --max-size 2GB
+      kextlog prune --older-than 90d --max-size 500MB
+    """
+    from . import render, retention, store, timespec
+    from .levels import parse_level_range
+
+    if level is not None and older_than is None:
+        raise UsageError("--level says which records --older-than removes: give --older-than")
+    if older_than is None and max_size is None:
+        raise UsageError("nothing to prune: give --older-than, --max-size or both")
+    policy = retention.RetentionPolicy.older_than(
+        _option("--older-than", timespec.parse_duration, older_than),
+        _option("--level", parse_level_range, level),
+        _option("--max-size", retention.parse_size, max_size),
+    )
+    url = store.database_url(db)
+    store.read_engine(url).dispose()  # a missing store is an error, never created
+    engine = store.write_engine(url)
+    try:
+        result = retention.apply(engine, policy)
+    finally:
+        engine.dispose()
+    sys.stdout.write("\n".join(render.prune_lines(result)) + "\n")
+    if result.fits is False:
+        assert policy.max_size_bytes is not None
+        raise DatabaseError(
+            f"{render.format_size(result.size_after)} still in use, more than --max-size "
+            f"{render.format_size(policy.max_size_bytes)}: no older record is left to remove"
+        )
+
+
+# --- output to a terminal ---------------------------------------------------
+
+
+def _color() -> bool:
+    """Colour on a terminal, unless NO_COLOR is set (no-color.org) or TERM is dumb."""
+    return (
+        sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+    )
+
+
+@contextmanager
+def _pager(*, enabled: bool) -> Iterator[None]:
+    """Page stdout on a terminal, as journalctl does: $KEXTLOG_PAGER, else
+    $PAGER, else less with LESS=FRSXMK (quit when it fits one screen, keep
+    colours, chop long lines, no screen clearing, Ctrl-C quits) unless LESS
+    is set.  '' or cat means no pager.  When the reader quits the pager
+    early, the rest of the output is dropped quietly."""
+    command = os.environ.get("KEXTLOG_PAGER", os.environ.get("PAGER", "less"))
+    words = shlex.split(command)
+    if not enabled or not sys.stdout.isatty() or words in ([], ["cat"]):
+        yield
+        return
+    environment = {"LESS": "FRSXMK", "LESSCHARSET": "utf-8", **os.environ}
+    sys.stdout.flush()
+    try:
+        pager = subprocess.Popen(words, stdin=subprocess.PIPE, env=environment)
+    except OSError:  # no such pager: write to the terminal itself
+        yield
+        return
+    assert pager.stdin is not None
+    terminal = os.dup(sys.stdout.fileno())
+    os.dup2(pager.stdin.fileno(), sys.stdout.fileno())
+    pager.stdin.close()
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader quit the pager: drop what is left
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        with suppress(BrokenPipeError):
+            sys.stdout.flush()
+    finally:
+        os.dup2(terminal, sys.stdout.fileno())
+        os.close(terminal)
+        # The pager owns the terminal until it ends: Ctrl-C is for it (less -K).
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            pager.wait()
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
 
 # --- the schema -----------------------------------------------------------
@@ -205,7 +557,13 @@ def sql_command(
 
 @db_app.command("upgrade")
 def db_upgrade_command(db: DbOption = None) -> None:
-    """Create the store or bring its schema to the newest revision; print the revision."""
+    """Create the store or bring its schema to the newest revision; print the revision.
+
+    \b
+    Examples:
+      kextlog db upgrade
+      kextlog db upgrade --db /var/lib/kextlog/kextlog.db
+    """
     from . import migrate, store
 
     url = store.database_url(db)
@@ -215,7 +573,13 @@ def db_upgrade_command(db: DbOption = None) -> None:
 
 @db_app.command("current")
 def db_current_command(db: DbOption = None) -> None:
-    """Print the schema revision of the store ("none" for an empty database)."""
+    """Print the schema revision of the store ("none" for an empty database).
+
+    \b
+    Examples:
+      kextlog db current
+      KEXTLOG_DB=/tmp/test.db kextlog db current
+    """
     from . import migrate, store
 
     sys.stdout.write(f"{migrate.current(store.database_url(db)) or 'none'}\n")
@@ -241,11 +605,26 @@ def ingest_command(
         typer.Option(
             "--source",
             metavar="SOURCE",
-            help="Where records come from: kctl:NAME (a kext's kernel control, macOS) or "
-            "unix:PATH (the simulator, or any producer of the protocol). Repeatable: one "
-            "daemon, one writer, several producers.",
+            help="Where records come from: kctl:NAME (a kext's kernel control, macOS), "
+            "unix:PATH (the simulator, or any producer of the protocol) or kmsg (the Linux "
+            "kernel's own log). Repeatable: one daemon, one writer, several producers.",
         ),
     ],
+    kmsg_path: Annotated[
+        str,
+        typer.Option(metavar="PATH", help="Read kmsg records from PATH (a capture, a FIFO)."),
+    ] = "/dev/kmsg",
+    kmsg_boot_id: Annotated[
+        str | None,
+        typer.Option(
+            metavar="UUID",
+            help="The boot a kmsg capture comes from (default: this boot's).",
+        ),
+    ] = None,
+    once: Annotated[
+        bool,
+        typer.Option("--once", help="Store what the kmsg sources hold now, then exit (as dmesg)."),
+    ] = False,
     db: DbOption = None,
     echo: Annotated[
         bool, typer.Option("--echo", help="Print each record once it is stored.")
@@ -275,13 +654,17 @@ def ingest_command(
       sudo kextlog ingest --source kctl:com.github.kextlog.bsd-kext-log
       kextlog ingest --source unix:/tmp/kextlog-sim.sock
       kextlog ingest --source unix:/run/a.sock --source unix:/run/b.sock --min-level info
+      sudo kextlog ingest --source kmsg --once
     """
     from . import ingest, migrate, render, status, store
     from .levels import parse_level
     from .sources import parse_source
     from .wire import LogFrame
 
-    sources = [parse_source(spec) for spec in source]
+    sources = [
+        parse_source(spec, kmsg_path=kmsg_path, kmsg_boot_id=kmsg_boot_id, once=once)
+        for spec in source
+    ]
     options = ingest.IngestOptions(
         sources=sources,
         min_level=_option("--min-level", parse_level, min_level) or parse_level("trace"),
@@ -312,6 +695,8 @@ def ingest_command(
     totals = daemon.run()
     if live is not None:
         live.finish()
+    if daemon.failures:
+        raise SourceError("; ".join(daemon.failures))
     logging.getLogger("kextlog.ingest").info(
         "stopped: %d records stored, %d lost, %d filtered",
         totals.stored,
@@ -421,6 +806,7 @@ def simulate_command(
         seed=seed,
         quiet_losses=quiet_losses,
     )
+    _log_to_stderr()
     counters = simulate(options, _stop_on_signals(threading.Event()))
     sys.stdout.write(json.dumps(counters) + "\n")
 
@@ -484,6 +870,16 @@ def _log_to_stderr(clear_line: bool = False) -> None:
 # --- entry point ----------------------------------------------------------
 
 
+def _window(since: str | None, until: str | None) -> tuple[int | None, int | None]:
+    """--since and --until as UTC nanoseconds; the first may not be later."""
+    from .timespec import parse_time
+
+    first, last = _option("--since", parse_time, since), _option("--until", parse_time, until)
+    if first is not None and last is not None and first > last:
+        raise UsageError(f"--since {since!r} is later than --until {until!r}")
+    return first, last
+
+
 def _option(name: str, parse: Callable[[str], T], value: str | None) -> T | None:
     """parse(value), with the option's name in front of a UsageError."""
     if value is None:
@@ -501,9 +897,18 @@ def _fail(message: str, code: int) -> NoReturn:
     raise SystemExit(code)
 
 
+def _take_pairs(group: Any, command: str, option: str) -> None:
+    """Typer cannot declare a repeatable option of two values (`-p NAME VALUE`,
+    as sqlite-utils); Click can: the option is declared as one value per use
+    with an identity parser, and takes two here."""
+    (parameter,) = (p for p in group.commands[command].params if p.name == option)
+    parameter.nargs = 2
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The console script: run the app, turn every error into one line."""
     command = typer.main.get_command(app)
+    _take_pairs(command, "sql", "param")
     try:
         code = command.main(args=argv, prog_name="kextlog", standalone_mode=False)
         sys.stdout.flush()

@@ -20,11 +20,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .errors import KextlogError, SourceError
+from .errors import KextlogError, ProtocolError, SourceError
+from .kmsg import SourceDone
 from .levels import Level
 from .sources import Connection, Source
 from .store import InstanceState, Writer
-from .wire import Hello, LogFrame, Loss, Status, encode_ack, encode_resume
+from .wire import Hello, LogFrame, LogRun, Loss, Status
 
 log = logging.getLogger("kextlog.ingest")
 
@@ -33,6 +34,10 @@ READ_TIMEOUT = 0.25  # how often readers look at the stop flag
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
 PUBLISH_SECONDS = 1.0  # how often the daemon's state is published for `kextlog status`
 LATENCY_EVERY = 16  # one record in this many is sampled for the latency figures
+# pid_index is brought up to date in one sorted merge after this many records
+# or seconds, whichever comes first: queries scan at most that much beyond it.
+PID_MERGE_RECORDS = 200_000
+PID_MERGE_SECONDS = 2.0
 
 
 @dataclass
@@ -55,6 +60,7 @@ class SourceState:
     producer: Status | None = None  # the producer's latest STATUS
     received_seq: int = 0  # highest seq read from the current instance
     error: str | None = None
+    finished: bool = False  # a --once source that handed over everything
 
 
 @dataclass
@@ -65,11 +71,12 @@ class Session:
     connection: Connection
     hello: Hello
     state: InstanceState | None = None  # set by the writer when it registers the instance
+    broken: bool = False  # it sent bytes that are not frames: reconnect and resume
 
     def ack(self, seq: int) -> None:
         # A gone producer learns the same from the next connection's RESUME.
         with contextlib.suppress(OSError):
-            self.connection.send(encode_ack(seq))
+            self.connection.ack(seq)
 
 
 @dataclass
@@ -82,14 +89,19 @@ class IngestTotals:
 
 @dataclass
 class _Batch:
-    rows: list[tuple] = field(default_factory=list)
+    rows: dict[int, list[tuple]] = field(default_factory=dict)  # by instance id
+    count: int = 0  # records in rows
     losses: list[dict] = field(default_factory=list)
-    sessions: dict[int, Session] = field(default_factory=dict)  # by instance row id
-    echo: list[tuple[Session, LogFrame]] = field(default_factory=list)
+    sessions: dict[int, Session] = field(default_factory=dict)  # by instance id
+    echo: list[tuple[Session, tuple]] = field(default_factory=list)
     started: float = 0.0
 
     def __bool__(self) -> bool:
         return bool(self.sessions)
+
+    def add(self, state: InstanceState, rows: list[tuple]) -> None:
+        self.rows.setdefault(state.id, []).extend(rows)
+        self.count += len(rows)
 
 
 class Ingest:
@@ -108,12 +120,10 @@ class Ingest:
         self.publish = publish
         self.totals = IngestTotals()
         self.sources = [SourceState(source.spec) for source in options.sources]
-        self._queue: queue.Queue[tuple[Session, list]] = queue.Queue(options.queue_batches)
-        # The highest seq each instance has had queued in this process, so a
-        # reconnect resumes after what is queued but not yet committed.
-        self._queued: dict[str, int] = {}
-        self._queued_lock = threading.Lock()
+        self._queue: queue.Queue[tuple[Session, bytes | list]] = queue.Queue(options.queue_batches)
         self._states: dict[str, InstanceState] = {}
+        self._unindexed = 0  # records committed since the last pid_index merge
+        self._indexed_at = time.monotonic()
         self._latency_recent = Latencies()
         self._latency_run = Latencies()
         self._started_ns = time.time_ns()
@@ -123,10 +133,15 @@ class Ingest:
     def _read_source(self, source: Source, state: SourceState) -> None:
         backoff = BACKOFF_FIRST
         state.since_ns = time.time_ns()
+        once = getattr(source, "once", False)
         while not self.stop.is_set():
             try:
                 connection = source.connect()
             except SourceError as error:
+                if once:  # nothing to wait for: say why, and finish
+                    state.error = str(error)
+                    self._finished(state)
+                    return
                 if state.error != str(error):  # an outage is reported once
                     log.warning("%s; retrying", error)
                     state.error = str(error)
@@ -135,6 +150,9 @@ class Ingest:
                 continue
             try:
                 self._serve(state, connection)
+            except SourceDone:
+                self._finished(state)
+                return
             except (SourceError, OSError) as error:
                 log.warning("%s: %s; reconnecting", source.spec, error)
                 state.error = str(error)
@@ -147,15 +165,34 @@ class Ingest:
                 state.connected = False
                 state.since_ns = time.time_ns()
 
+    def _finished(self, state: SourceState) -> None:
+        """A --once source has handed over all it had (or could not be read:
+        state.error says why); the last one stops ingest."""
+        if state.error is None:
+            log.info("%s: all read", state.spec)
+        state.finished = True
+        if all(source.finished for source in self.sources):
+            self.stop.set()
+
+    @property
+    def failures(self) -> list[str]:
+        """Why --once sources could not be read."""
+        return [source.error for source in self.sources if source.finished and source.error]
+
     def _serve(self, state: SourceState, connection: Connection) -> None:
         frames = self._greeting(connection)
         hello = frames.pop(0)
         assert isinstance(hello, Hello)
         session = Session(state, connection, hello)
-        with self._queued_lock:
-            queued = self._queued.get(hello.instance, 0)
-        resume = max(self.writer.high_water(hello.instance), queued) + 1
-        connection.send(encode_resume(hello.instance_raw, resume))
+        # After what is stored, and what the writer has taken from an earlier
+        # connection but not stored yet (a replay of it would be skipped).
+        known = self._states.get(hello.instance)
+        stored = self.writer.high_water(hello.instance)
+        resume = 1 + max(
+            hello.first_seq - 1 if stored is None else stored,
+            known.high_water if known else -1,
+        )
+        connection.resume(hello.instance_raw, resume)
         log.info(
             "%s: connected to %s %s, instance %s, resuming at seq %d",
             state.spec,
@@ -166,11 +203,15 @@ class Ingest:
         )
         state.hello, state.producer, state.received_seq = hello, None, resume - 1
         state.connected, state.since_ns, state.error = True, time.time_ns(), None
-        self._put(session, [hello, *frames])
-        while not self.stop.is_set():
-            frames = connection.read(READ_TIMEOUT)
-            if frames:
-                self._put(session, frames)
+        self._put(session, [hello, *frames], decoded=True)
+        # Raw reads from here on: the writer decodes them, so this thread
+        # holds the GIL for as little as possible while the writer inserts.
+        while not self.stop.is_set() and not session.broken:
+            data = connection.receive(READ_TIMEOUT)
+            if data:
+                self._put(session, data)
+        if session.broken:
+            raise ProtocolError(state.error or "bad frames")
 
     def _greeting(self, connection: Connection) -> list:
         deadline = time.monotonic() + HELLO_TIMEOUT
@@ -184,26 +225,15 @@ class Ingest:
                 raise SourceError("no HELLO from the producer")
         raise SourceError("stopping")
 
-    def _put(self, session: Session, frames: list) -> None:
-        """Queues frames for the writer; STATUS stays with the source."""
-        last = 0
-        for frame in frames:
-            if isinstance(frame, Status):
-                session.source.producer = frame
-            else:
-                last = max(last, _last_seq(frame))
-        frames = [frame for frame in frames if not isinstance(frame, Status)]
-        while frames and not self.stop.is_set():
+    def _put(self, session: Session, payload: object, decoded: bool = False) -> None:
+        """Queues what was read (raw, or frames already) for the writer;
+        waits while it is behind: the producer's ring holds the rest."""
+        while not self.stop.is_set():
             try:
-                self._queue.put((session, frames), timeout=READ_TIMEOUT)
+                self._queue.put((session, payload, decoded), timeout=READ_TIMEOUT)
+                return
             except queue.Full:
-                continue  # the writer is behind: the producer's ring holds the rest
-            if last:
-                with self._queued_lock:
-                    instance = session.hello.instance
-                    self._queued[instance] = max(self._queued.get(instance, 0), last)
-                session.source.received_seq = max(session.source.received_seq, last)
-            return
+                continue
 
     # -- writer ----------------------------------------------------------
 
@@ -222,17 +252,18 @@ class Ingest:
                 if batch:
                     timeout = max(batch.started + self.options.batch_seconds - time.monotonic(), 0)
                 try:
-                    session, frames = self._queue.get(timeout=min(timeout, PUBLISH_SECONDS))
+                    item = self._queue.get(timeout=min(timeout, PUBLISH_SECONDS))
                     if not batch:
                         batch.started = time.monotonic()
-                    self._account(batch, session, frames)
+                    self._account(batch, *item)
                 except queue.Empty:
                     pass
                 now = time.monotonic()
-                if len(batch.rows) >= self.options.batch_records or (
+                if batch.count >= self.options.batch_records or (
                     batch and now >= batch.started + self.options.batch_seconds
                 ):
                     batch = self._commit(batch)
+                    self._index_pids()
                 if now - published >= PUBLISH_SECONDS:
                     self._publish(running=True)
                     published = now
@@ -241,11 +272,12 @@ class Ingest:
                 reader.join()
             while True:
                 try:
-                    session, frames = self._queue.get_nowait()
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                self._account(batch, session, frames)
+                self._account(batch, *item)
             self._commit(batch)
+            self._index_pids(finishing=True)
         finally:
             self.stop.set()
             self._publish(running=False)
@@ -256,6 +288,7 @@ class Ingest:
             hello = session.hello
             registered = self.writer.register(
                 hello.instance,
+                first_seq=hello.first_seq,
                 source=session.source.spec,
                 name=hello.name,
                 boot_id=hello.boot_id,
@@ -267,27 +300,26 @@ class Ingest:
             session.state = self._states.setdefault(hello.instance, registered)
         return session.state
 
-    def _account(self, batch: _Batch, session: Session, frames: list) -> None:
+    def _account(self, batch: _Batch, session: Session, payload: object, decoded: bool) -> None:
         """Every seq after the high-water mark is stored, lost or filtered,
         exactly once; a seq the producer skipped without a LOSS is a gap."""
+        if session.broken:
+            return  # what the connection sent after its bad bytes
+        try:
+            frames = payload if decoded else session.connection.reader.feed(payload)
+        except ProtocolError as error:
+            log.warning("%s: %s; reconnecting", session.source.spec, error)
+            session.broken = True
+            session.source.error = str(error)
+            return
         state = self._state(session)
         batch.sessions[state.id] = session
-        min_level = self.options.min_level
         for frame in frames:
-            if isinstance(frame, LogFrame):
-                if frame.seq <= state.high_water:
-                    continue  # already stored: a replay
-                if frame.seq > state.high_water + 1:
-                    self._lose(batch, state, state.high_water + 1, frame.seq - 1, None, None, "gap")
-                if frame.level < min_level:
-                    state.filtered += 1
-                    self.totals.filtered += 1
-                else:
-                    batch.rows.append((state.id, *frame))
-                    if self.echo is not None:
-                        batch.echo.append((session, frame))
-                state.high_water = frame.seq
+            if isinstance(frame, LogRun):
+                session.source.received_seq = frame.last_seq
+                self._account_run(batch, session, state, frame)
             elif isinstance(frame, Loss):
+                session.source.received_seq = frame.last_seq
                 first = max(frame.first_seq, state.high_water + 1)
                 if first > frame.last_seq:
                     continue
@@ -302,6 +334,36 @@ class Ingest:
                     frame.last_time_ns,
                     frame.reason,
                 )
+            elif isinstance(frame, Status):
+                session.source.producer = frame
+
+    def _account_run(
+        self, batch: _Batch, session: Session, state: InstanceState, run: LogRun
+    ) -> None:
+        rows = run.rows
+        if not (run.contiguous and run.first_seq == state.high_water + 1):
+            # A replay overlapping what is stored, or seqs out of order: one
+            # record at a time.  Live streams never come here.
+            rows = []
+            for row in run.rows:
+                if row[0] <= state.high_water:
+                    continue
+                if row[0] > state.high_water + 1:
+                    self._lose(batch, state, state.high_water + 1, row[0] - 1, None, None, "gap")
+                rows.append(row)
+                state.high_water = row[0]
+        if not rows:
+            return
+        state.high_water = rows[-1][0]
+        min_level = self.options.min_level
+        if min_level > Level.TRACE:
+            kept = [row for row in rows if row[3] >= min_level]
+            state.filtered += len(rows) - len(kept)
+            self.totals.filtered += len(rows) - len(kept)
+            rows = kept
+        batch.add(state, rows)
+        if self.echo is not None:
+            batch.echo.extend((session, row) for row in rows)
 
     def _lose(
         self,
@@ -347,19 +409,35 @@ class Ingest:
         except Exception as error:  # every failure of the store is fatal here
             raise KextlogError(f"cannot commit to the store: {error}") from error
         committed_ns = time.time_ns()
-        self.totals.stored += len(batch.rows)
+        self.totals.stored += batch.count
         self.totals.commits += 1
         # Kernel-to-commit latency: from the record's own timestamp.
-        for row in batch.rows[::LATENCY_EVERY]:
-            self._latency_recent.add(committed_ns - row[2])
-            self._latency_run.add(committed_ns - row[2])
+        for rows in batch.rows.values():
+            for row in rows[::LATENCY_EVERY]:
+                self._latency_recent.add(committed_ns - row[1])
+                self._latency_run.add(committed_ns - row[1])
         for session in batch.sessions.values():
             if session.state is not None:
                 session.ack(session.state.high_water)
         if self.echo is not None:
-            for session, frame in batch.echo:
-                self.echo(session, frame)
+            for session, row in batch.echo:
+                self.echo(session, LogFrame(*row))
+        self._unindexed += batch.count
         return _Batch()
+
+    def _index_pids(self, finishing: bool = False) -> None:
+        """Keeps pid_index close behind the records (see PID_MERGE_*)."""
+        now = time.monotonic()
+        if self._unindexed and (
+            finishing
+            or self._unindexed >= PID_MERGE_RECORDS
+            or now - self._indexed_at >= PID_MERGE_SECONDS
+        ):
+            try:
+                self.writer.index_pids(list(self._states.values()))
+            except Exception as error:  # as for commits
+                raise KextlogError(f"cannot update the pid index: {error}") from error
+            self._unindexed, self._indexed_at = 0, now
 
     # -- status ------------------------------------------------------------
 
@@ -438,11 +516,3 @@ class Latencies:
 
     def summary(self) -> dict:
         return {"p50": self.percentile(0.5), "p99": self.percentile(0.99), "samples": self.count}
-
-
-def _last_seq(frame: object) -> int:
-    if isinstance(frame, LogFrame):
-        return frame.seq
-    if isinstance(frame, Loss):
-        return frame.last_seq
-    return 0

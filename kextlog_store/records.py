@@ -1,10 +1,13 @@
 """The record and the loss as the read path, the renderers and the
-simulator's --record file see them.  Cheap to import: no SQLAlchemy, no cffi."""
+simulator's --record file see them, and the cursor that names a record.
+Cheap to import: no SQLAlchemy, no cffi."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+from .errors import UsageError
 from .levels import Level
 
 
@@ -50,3 +53,39 @@ class Loss:
 
 # What `kextlog query` shows, in logged order: records, and losses where records are missing.
 Entry = Record | Loss
+
+_CURSOR = re.compile(r"i=(?P<instance>[0-9a-f]{32}),s=(?P<seq>\d+),t=(?P<time>-?\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a record stands in the log, as `--show-cursor` prints it and
+    `--cursor` / `--after-cursor` take it back:
+
+        i=0690a5df1c2e4b7a9d3f0a1b2c3d4e5f,s=5001,t=1795774956123456789
+
+    The instance and seq name the record for good (the store's UNIQUE key);
+    the time places it in logged order, so a cursor still works after its
+    record was pruned.  Only characters a shell leaves alone.
+    """
+
+    instance: str  # 32 hex digits
+    seq: int
+    time_ns: int
+
+    @classmethod
+    def of(cls, record: Record) -> Cursor:
+        return cls(record.instance, record.seq, record.time_ns)
+
+    @classmethod
+    def parse(cls, text: str) -> Cursor:
+        match = _CURSOR.fullmatch(text.strip().lower())
+        if match is None:
+            raise UsageError(
+                f"invalid cursor {text!r}: expected what --show-cursor prints, "
+                "e.g. i=0690a5df1c2e4b7a9d3f0a1b2c3d4e5f,s=5001,t=1795774956123456789"
+            )
+        return cls(match["instance"], int(match["seq"]), int(match["time"]))
+
+    def __str__(self) -> str:
+        return f"i={self.instance},s={self.seq},t={self.time_ns}"

@@ -1,24 +1,31 @@
-"""One renderer for every output format, of records and of SQL results.
+"""One renderer for every output format: of records (`kextlog query`), of
+SQL results (`kextlog sql`) and of the store's figures (`kextlog stats`).
 
-A record format is a function that writes an iterable of entries (records,
-and losses where records are missing) to a text stream; line formats are
-built from a function of one record and one of a loss (None: losses are not
-shown in that format).  Adding a format (csv, table, cat, json-pretty,
-short-iso) is one RecordFormat member and one entry in WRITERS.  Times are
-computed from integer nanoseconds without floating point: microseconds are
-truncated, never rounded.
+Record formats are either lines (short, short-iso, cat: one line per record
+and a marker line where records are lost) or rows (json, json-pretty, csv,
+table: the record's fields, written by the same row writers that write SQL
+results).  Adding a format is one RecordFormat member and one entry in
+WRITERS.  Times are computed from integer nanoseconds without floating
+point: microseconds are truncated, never rounded.  Colour (by level, as
+journalctl) is only ever added when the caller says so: the CLI decides
+whether the output is a terminal.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone, tzinfo
 from enum import Enum
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from .records import Entry, Loss, Record
+from .levels import Level
+from .records import Cursor, Entry, Loss, Record
+
+if TYPE_CHECKING:  # stats imports SQLAlchemy; rendering its figures does not need it
+    from .stats import Stats
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -30,7 +37,12 @@ class RecordFormat(str, Enum):
     """--output of `kextlog query`."""
 
     SHORT = "short"
+    SHORT_ISO = "short-iso"
     JSON = "json"
+    JSON_PRETTY = "json-pretty"
+    CSV = "csv"
+    TABLE = "table"
+    CAT = "cat"
 
 
 class SqlFormat(str, Enum):
@@ -38,6 +50,39 @@ class SqlFormat(str, Enum):
 
     TABLE = "table"
     JSON = "json"
+    JSON_PRETTY = "json-pretty"
+    CSV = "csv"
+
+
+class StatsFormat(str, Enum):
+    """--output of `kextlog stats`."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
+# --- colour -----------------------------------------------------------------
+
+# As journalctl: errors bold red, warnings bold yellow, debug and trace dim.
+LEVEL_STYLES = {
+    Level.ERROR: "\x1b[1;31m",
+    Level.WARNING: "\x1b[1;33m",
+    Level.DEBUG: "\x1b[2m",
+    Level.TRACE: "\x1b[2m",
+}
+MARKER_STYLE = "\x1b[1m"  # loss markers stand out without a colour
+RESET = "\x1b[0m"
+
+
+def paint(text: str, style: str | None) -> str:
+    """text in style, line by line (a pager that cuts long lines keeps each
+    line's style); None: as it is."""
+    if not style or not text:
+        return text
+    return "\n".join(f"{style}{line}{RESET}" if line else line for line in text.split("\n"))
+
+
+# --- times ------------------------------------------------------------------
 
 
 def zone(utc: bool) -> tzinfo | None:
@@ -55,31 +100,88 @@ def iso_time(time_ns: int, tz: tzinfo | None = None) -> str:
     return record_time(time_ns, tz).isoformat(timespec="microseconds")
 
 
-def record_short(record: Record, tz: tzinfo | None = None) -> str:
-    """Nov 27 10:22:36.123456 ERROR   mds_stores[312:4411]: message
+class _Clock:
+    """Formats record times, computing the calendar once per second: records
+    come in time order, many to a second, and strftime is most of the cost
+    of a short line.  One per output (the local zone may change between)."""
 
-    One line per record: a trailing newline of the message is dropped,
-    further lines are indented under the first, control characters escaped.
-    """
-    moment = record_time(record.time_ns, tz)
-    stamp = f"{_MONTHS[moment.month - 1]} {moment:%d %H:%M:%S}.{moment.microsecond:06d}"
+    def __init__(self, tz: tzinfo | None) -> None:
+        self.tz = tz
+        self._second: int | None = None
+        self._short = self._iso = self._offset = ""
+
+    def _at(self, seconds: int) -> None:
+        moment = (EPOCH + timedelta(seconds=seconds)).astimezone(self.tz)
+        self._short = f"{_MONTHS[moment.month - 1]} {moment:%d %H:%M:%S}"
+        iso = moment.isoformat()
+        self._iso, self._offset = iso[:19], iso[19:]
+        self._second = seconds
+
+    def short(self, time_ns: int) -> str:
+        """Nov 27 10:22:36.123456"""
+        seconds, nanos = divmod(time_ns, 1_000_000_000)
+        if seconds != self._second:
+            self._at(seconds)
+        return f"{self._short}.{nanos // 1000:06d}"
+
+    def iso(self, time_ns: int) -> str:
+        """2026-11-27T10:22:36.123456+00:00"""
+        seconds, nanos = divmod(time_ns, 1_000_000_000)
+        if seconds != self._second:
+            self._at(seconds)
+        return f"{self._iso}.{nanos // 1000:06d}{self._offset}"
+
+
+# --- records ------------------------------------------------------------------
+
+
+def _line(stamp: str, record: Record) -> str:
+    """STAMP LEVEL   process[pid:tid]: message, on one line: a trailing
+    newline of the message is dropped, further lines are indented under the
+    first, control characters escaped."""
     head = f"{stamp} {record.level.name:<7} {_clean(record.process)}[{record.pid}:{record.tid}]: "
     message = _clean(record.message.rstrip("\n")).replace("\n", "\n" + " " * len(head))
     return head + message
 
 
+def record_short(record: Record, tz: tzinfo | None = None) -> str:
+    """Nov 27 10:22:36.123456 ERROR   mds_stores[312:4411]: message"""
+    return _line(_Clock(tz).short(record.time_ns), record)
+
+
+def record_short_iso(record: Record, tz: tzinfo | None = None) -> str:
+    """2026-11-27T10:22:36.123456+00:00 ERROR   mds_stores[312:4411]: message"""
+    return _line(_Clock(tz).iso(record.time_ns), record)
+
+
+def record_cat(record: Record) -> str:
+    """The message alone, as journalctl -o cat: a trailing newline dropped,
+    control characters escaped."""
+    return _clean(record.message.rstrip("\n"))
+
+
+# The keys of the json formats and the columns of csv, in their order.
+RECORD_KEYS = ("time", "level", "pid", "tid", "process", "message", "seq", "instance")
+# The columns of -o table: the instance and seq are for machines (and cursors).
+TABLE_KEYS = RECORD_KEYS[:6]
+
+
 def record_fields(record: Record, tz: tzinfo | None = None) -> dict[str, Any]:
     """The keys of the json formats, in their order."""
-    return {
-        "time": iso_time(record.time_ns, tz),
-        "level": record.level.label,
-        "pid": record.pid,
-        "tid": record.tid,
-        "process": record.process,
-        "message": record.message,
-        "seq": record.seq,
-        "instance": record.instance,
-    }
+    return dict(zip(RECORD_KEYS, _values(record, _Clock(tz)), strict=True))
+
+
+def _values(record: Record, clock: _Clock) -> tuple[Any, ...]:
+    return (
+        clock.iso(record.time_ns),
+        record.level.label,
+        record.pid,
+        record.tid,
+        record.process,
+        record.message,
+        record.seq,
+        record.instance,
+    )
 
 
 def record_json(record: Record, *, utc: bool = False) -> str:
@@ -113,68 +215,145 @@ def loss_short(loss: Loss) -> str:
     return f"-- {loss.count} {noun} lost ({seqs} of instance {instance}, {reason}) --"
 
 
-RecordWriter = Callable[[Iterable[Entry], TextIO, tzinfo | None], None]
+RecordWriter = Callable[[Iterable[Entry], TextIO, tzinfo | None, bool], None]
 
 
-def _lines(
-    line: Callable[[Record, tzinfo | None], str], marker: Callable[[Loss], str] | None
-) -> RecordWriter:
-    def write(entries: Iterable[Entry], out: TextIO, tz: tzinfo | None) -> None:
+def _lines(line: Callable[[Record, _Clock], str]) -> RecordWriter:
+    """A text format: a line per record, a marker line per loss."""
+
+    def write(entries: Iterable[Entry], out: TextIO, tz: tzinfo | None, color: bool) -> None:
+        clock = _Clock(tz)
         for entry in entries:
             if isinstance(entry, Record):
-                out.write(line(entry, tz))
-            elif marker is not None:
-                out.write(marker(entry))
+                text = line(entry, clock)
+                out.write(paint(text, LEVEL_STYLES.get(entry.level)) if color else text)
             else:
-                continue
+                text = loss_short(entry)
+                out.write(paint(text, MARKER_STYLE) if color else text)
             out.write("\n")
 
     return write
 
 
-def _json_line(record: Record, tz: tzinfo | None) -> str:
-    return json.dumps(record_fields(record, tz), ensure_ascii=False)
+def _rows(write_rows: Callable[[Sequence[str], Iterable[Sequence[Any]], TextIO], None]):
+    """A machine format: the records' fields as rows, no markers (machines
+    read losses from the `lost` view)."""
+
+    def write(entries: Iterable[Entry], out: TextIO, tz: tzinfo | None, _color: bool) -> None:
+        clock = _Clock(tz)
+        found = (_values(entry, clock) for entry in entries if isinstance(entry, Record))
+        write_rows(RECORD_KEYS, found, out)
+
+    return write
+
+
+def _record_table(entries: Iterable[Entry], out: TextIO, tz: tzinfo | None, color: bool) -> None:
+    """-o table: the columns aligned over every row (so it is written at the
+    end), a marker in the message column of a row of its own."""
+    clock = _Clock(tz)
+    rows: list[Sequence[Any]] = []
+    styles: list[str | None] = []
+    for entry in entries:
+        if isinstance(entry, Record):
+            rows.append(_values(entry, clock)[:6])
+            styles.append(LEVEL_STYLES.get(entry.level))
+        else:
+            rows.append((clock.iso(entry.time_ns), None, None, None, None, loss_short(entry)))
+            styles.append(MARKER_STYLE)
+    _write_table(TABLE_KEYS, rows, out, styles if color else None)
 
 
 WRITERS: dict[RecordFormat, RecordWriter] = {
-    RecordFormat.SHORT: _lines(record_short, loss_short),
-    # One record object per line and nothing else: machines read losses from
-    # the `lost` view (kextlog sql -o json "SELECT * FROM lost").
-    RecordFormat.JSON: _lines(_json_line, None),
+    RecordFormat.SHORT: _lines(lambda record, clock: _line(clock.short(record.time_ns), record)),
+    RecordFormat.SHORT_ISO: _lines(lambda record, clock: _line(clock.iso(record.time_ns), record)),
+    RecordFormat.CAT: _lines(lambda record, _clock: record_cat(record)),
+    RecordFormat.JSON: _rows(lambda keys, rows, out: _write_json(keys, rows, out, None)),
+    RecordFormat.JSON_PRETTY: _rows(lambda keys, rows, out: _write_json(keys, rows, out, 2)),
+    RecordFormat.CSV: _rows(lambda keys, rows, out: _write_csv(keys, rows, out)),
+    RecordFormat.TABLE: _record_table,
 }
 
 
 def write_records(
-    entries: Iterable[Entry], output: RecordFormat, out: TextIO, *, utc: bool = False
+    entries: Iterable[Entry],
+    output: RecordFormat,
+    out: TextIO,
+    *,
+    utc: bool = False,
+    color: bool = False,
 ) -> None:
-    """Write records, and markers where records are lost (short only), in the
-    given format, as they come (streaming)."""
-    WRITERS[output](entries, out, zone(utc))
+    """Write records, and markers where records are lost (in the text
+    formats: short, short-iso, cat, table), in the given format, as they
+    come (streaming; table at the end, as it aligns its columns).  color:
+    by level, for a terminal."""
+    WRITERS[output](entries, out, zone(utc), color)
 
 
-# --- SQL results ----------------------------------------------------------
+def write_cursor(cursor: Cursor, out: TextIO) -> None:
+    """-- cursor: i=...,s=...,t=...   (after the output, as journalctl --show-cursor)"""
+    out.write(f"-- cursor: {cursor}\n")
+
+
+# --- rows: SQL results, and records in the machine formats -----------------
 
 
 def write_rows(
     columns: Sequence[str],
-    rows: Sequence[Sequence[Any]],
+    rows: Iterable[Sequence[Any]],
     output: SqlFormat,
     out: TextIO,
     *,
     header: bool = True,
 ) -> None:
-    """Rows of `kextlog sql`: an aligned table or one JSON object per line."""
+    """Rows of `kextlog sql`: an aligned table, JSON objects (one per line,
+    or indented), or CSV with a header.  A repeated column name becomes
+    name_2, ... as a JSON key; blobs are written as x'hex'."""
     if output is SqlFormat.JSON:
-        keys = _unique(columns)
-        for row in rows:
-            out.write(
-                json.dumps(dict(zip(keys, map(_json_value, row), strict=True)), ensure_ascii=False)
-            )
-            out.write("\n")
+        _write_json(_unique(columns), rows, out, None)
+    elif output is SqlFormat.JSON_PRETTY:
+        _write_json(_unique(columns), rows, out, 2)
+    elif output is SqlFormat.CSV:
+        _write_csv(columns, rows, out, header=header)
     else:
-        for line in table_lines(columns, rows, header=header):
-            out.write(line)
-            out.write("\n")
+        _write_table(columns, list(rows), out, header=header)
+
+
+def _write_json(
+    keys: Sequence[str], rows: Iterable[Sequence[Any]], out: TextIO, indent: int | None
+) -> None:
+    for row in rows:
+        item = dict(zip(keys, map(_json_value, row), strict=True))
+        out.write(json.dumps(item, ensure_ascii=False, indent=indent))
+        out.write("\n")
+
+
+def _write_csv(
+    columns: Sequence[str], rows: Iterable[Sequence[Any]], out: TextIO, *, header: bool = True
+) -> None:
+    writer = csv.writer(out, lineterminator="\n")
+    if header:
+        writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if value is None else _json_value(value) for value in row])
+
+
+def _write_table(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    out: TextIO,
+    styles: Sequence[str | None] | None = None,
+    *,
+    header: bool = True,
+) -> None:
+    lines = table_lines(columns, rows, header=header)
+    if styles is not None:
+        body = lines[2:] if header else lines
+        lines = lines[: len(lines) - len(body)] + [
+            paint(line, style) for line, style in zip(body, styles, strict=True)
+        ]
+    for line in lines:
+        out.write(line)
+        out.write("\n")
 
 
 def table_lines(
@@ -236,3 +415,265 @@ def _unique(columns: Sequence[str]) -> list[str]:
 
 def _clean(text: str) -> str:
     return _CONTROL.sub(lambda match: f"\\x{ord(match[0]):02x}", text)
+
+
+# --- the store's figures: kextlog stats and kextlog prune ---------------------
+
+# Bars that read without colour: one glyph per level, the severe ones darkest.
+LEVEL_GLYPHS = {
+    Level.ERROR: "█",
+    Level.WARNING: "▓",
+    Level.INFO: "▒",
+    Level.DEBUG: "░",
+    Level.TRACE: "·",
+}
+CHART_WIDTH = 40  # glyphs for the fullest bucket
+
+
+def format_size(size: int) -> str:
+    """1536 -> 1.5 KiB (powers of 1024, as prune's --max-size)."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _when(time_ns: int | None, tz: tzinfo | None) -> str:
+    """2026-11-27 10:22:36 (seconds are enough to say where a range lies)."""
+    return "-" if time_ns is None else _Clock(tz).iso(time_ns)[:19].replace("T", " ")
+
+
+def bar(counts: Sequence[int], scale: int, width: int = CHART_WIDTH, color: bool = False) -> str:
+    """A bar of width * sum(counts) / scale glyphs (at least one when the
+    counts are not all 0), one run per level from ERROR down to TRACE, each
+    as long as its share, rounded so that the runs add up to the bar; a
+    level with records gets at least one glyph while the bar has room."""
+    total = sum(counts)
+    if not total or not scale:
+        return ""
+    length = max(1, round(width * total / scale))
+    present = [level for level in sorted(Level, reverse=True) if counts[level - 1]]
+    runs, done, seen = [], 0, 0
+    for index, level in enumerate(present):
+        later = len(present) - index - 1  # levels still to come, a glyph each if room
+        seen += counts[level - 1]
+        end = min(max(done + 1, round(length * seen / total)), length - later)
+        if end <= done:
+            continue
+        glyphs = LEVEL_GLYPHS[level] * (end - done)
+        runs.append(paint(glyphs, LEVEL_STYLES.get(level)) if color else glyphs)
+        done = end
+    return "".join(runs)
+
+
+def _bucket_label(start_ns: int, size_ns: int, tz: tzinfo | None) -> str:
+    stamp = _Clock(tz).iso(start_ns)
+    if size_ns % 86_400_000_000_000 == 0:
+        return stamp[:10]  # 2026-11-27
+    if size_ns % 60_000_000_000 == 0:
+        return stamp[5:16].replace("T", " ")  # 11-27 10:20
+    return stamp[5:19].replace("T", " ")  # 11-27 10:20:05
+
+
+def _duration(size_ns: int) -> str:
+    for unit, ns in (("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)):
+        if size_ns % (ns * 1_000_000_000) == 0:
+            return f"{size_ns // (ns * 1_000_000_000)}{unit}"
+    return f"{size_ns}ns"
+
+
+def stats_fields(stats: Stats, tz: tzinfo | None = None) -> dict[str, Any]:
+    """The figures of `kextlog stats -o json`, times in ISO 8601."""
+
+    def iso(time_ns: int | None) -> str | None:
+        return None if time_ns is None else _Clock(tz).iso(time_ns)
+
+    database = stats.database
+    return {
+        "database": None
+        if database is None
+        else {
+            "path": database.path,
+            "file_bytes": database.file_bytes,
+            "wal_bytes": database.wal_bytes,
+            "page_size": database.page_size,
+            "page_count": database.page_count,
+            "free_pages": database.free_pages,
+        },
+        "since": iso(stats.since_ns),
+        "until": iso(stats.until_ns),
+        "records": stats.records,
+        "first": iso(stats.first_ns),
+        "last": iso(stats.last_ns),
+        "levels": {level.label: stats.levels[level - 1] for level in Level},
+        "processes": [
+            {"process": item.process, "records": item.records, "pids": item.pids}
+            for item in stats.processes
+        ],
+        "process_names": stats.process_names,
+        "bucket_seconds": stats.bucket_ns / 1e9,
+        "rate": [
+            {
+                "start": iso(bucket.start_ns),
+                **{level.label: bucket.counts[level - 1] for level in Level},
+                "total": bucket.total,
+            }
+            for bucket in stats.buckets
+        ],
+        "losses": [
+            {"reason": item.reason, "losses": item.losses, "records": item.records}
+            for item in stats.losses
+        ],
+        "instances": [
+            {
+                "instance": item.instance,
+                "source": item.source,
+                "name": item.name,
+                "boot_id": item.boot_id,
+                "producer_version": item.producer_version,
+                "first_seen": iso(item.first_seen_ns),
+                "last_seen": iso(item.last_seen_ns),
+                "high_water": item.high_water,
+                "stored": item.stored,
+                "lost": item.lost,
+                "filtered": item.filtered,
+                "pruned": item.pruned,
+                "ahead": item.ahead,
+                "first_record": iso(item.first_record_ns),
+                "last_record": iso(item.last_record_ns),
+            }
+            for item in stats.instances
+        ],
+    }
+
+
+def stats_lines(stats: Stats, tz: tzinfo | None = None, *, color: bool = False) -> list[str]:
+    """`kextlog stats` as text: sections of aligned tables and a bar chart."""
+    lines: list[str] = []
+    database = stats.database
+    if database is not None:
+        used = (database.page_count - database.free_pages) * database.page_size
+        lines.append(f"Database  {_clean(database.path)}")
+        lines.append(
+            f"  {format_size(database.file_bytes)} on disk"
+            f" ({format_size(database.wal_bytes)} more in the -wal file),"
+            f" {format_size(used)} in use, {database.free_pages:,} free pages"
+            f" of {database.page_size:,} bytes"
+        )
+    window = ""
+    if stats.since_ns is not None or stats.until_ns is not None:
+        window = f", in the window {_when(stats.since_ns, tz)} .. {_when(stats.until_ns, tz)}"
+    lines.append(
+        f"Records   {stats.records:,}{window}"
+        + (
+            f", from {_when(stats.first_ns, tz)} to {_when(stats.last_ns, tz)}"
+            if stats.records
+            else ""
+        )
+    )
+    total = stats.records or 1
+    levels = [
+        (level.label, stats.levels[level - 1], f"{100 * stats.levels[level - 1] / total:.1f}%")
+        for level in sorted(Level, reverse=True)
+    ]
+    lines += ["", "By level", *_indent(table_lines(("level", "records", "share"), levels))]
+    shown = len(stats.processes)
+    processes = [
+        (item.process, item.records, f"{100 * item.records / total:.1f}%", item.pids)
+        for item in stats.processes
+    ]
+    lines += [
+        "",
+        f"By process (the top {shown} of {stats.process_names})",
+        *_indent(table_lines(("process", "records", "share", "pids"), processes)),
+    ]
+    if stats.buckets:
+        scale = max(bucket.total for bucket in stats.buckets)
+        legend = "  ".join(f"{LEVEL_GLYPHS[level]} {level.label}" for level in sorted(Level)[::-1])
+        lines += ["", f"Records per {_duration(stats.bucket_ns)} ({legend})"]
+        chart = [
+            (_bucket_label(bucket.start_ns, stats.bucket_ns, tz), bucket.total, "")
+            for bucket in stats.buckets
+        ]
+        for line, bucket in zip(
+            _indent(table_lines(("start", "records", ""), chart, header=False)),
+            stats.buckets,
+            strict=True,
+        ):
+            lines.append(f"{line}  {bar(bucket.counts, scale, color=color)}".rstrip())
+    lost = sum(item.records for item in stats.losses)
+    rows = sum(item.losses for item in stats.losses)
+    lines += ["", f"Losses    {lost:,} records in {rows:,} losses"]
+    if stats.losses:
+        by_reason = [
+            (LOSS_REASON_WORDS.get(item.reason, item.reason), item.losses, item.records)
+            for item in stats.losses
+        ]
+        lines += _indent(table_lines(("reason", "losses", "records"), by_reason))
+    lines += ["", f"Instances {len(stats.instances)} (every seq up to the high-water mark"]
+    lines[-1] += " is stored, lost, filtered or pruned)"
+    accounts = [
+        (
+            item.instance[:8],
+            item.source,
+            item.high_water,
+            item.stored,
+            item.lost,
+            item.filtered,
+            item.pruned,
+            _when(item.first_record_ns, tz),
+            _when(item.last_record_ns, tz),
+        )
+        for item in stats.instances
+    ]
+    if accounts:
+        columns = ("instance", "source", "high water", "stored", "lost", "filtered", "pruned",
+                   "first record", "last record")  # fmt: skip
+        lines += _indent(table_lines(columns, accounts))
+    ahead = [item for item in stats.instances if item.ahead]
+    for item in ahead:
+        lines.append(
+            f"  instance {item.instance[:8]}: {item.ahead:,} more records stored beyond"
+            " its high-water mark, waiting for the seqs before them"
+        )
+    return lines
+
+
+def _indent(lines: Iterable[str]) -> list[str]:
+    return ["  " + line for line in lines]
+
+
+def write_stats(
+    stats: Stats, output: StatsFormat, out: TextIO, *, utc: bool = False, color: bool = False
+) -> None:
+    """`kextlog stats`: text (tables and a chart) or one JSON object."""
+    if output is StatsFormat.JSON:
+        out.write(json.dumps(stats_fields(stats, zone(utc)), ensure_ascii=False, indent=2))
+        out.write("\n")
+        return
+    for line in stats_lines(stats, zone(utc), color=color):
+        out.write(line)
+        out.write("\n")
+
+
+def prune_lines(result: Any) -> list[str]:
+    """What `kextlog prune` removed (a retention.PruneResult), in words."""
+    by_level = ", ".join(
+        f"{Level(number).label if number in Level._value2member_map_ else number} {count:,}"
+        for number, count in sorted(result.records.items())
+    )
+    losses = "loss row" if result.losses == 1 else "loss rows"
+    lines = [
+        f"removed {result.removed:,} records"
+        + (f" ({by_level})" if by_level else "")
+        + f" and {result.losses:,} {losses}"
+    ]
+    lines.append(
+        f"in use {format_size(result.size_before)} -> {format_size(result.size_after)},"
+        f" file {format_size(result.file_before)} -> {format_size(result.file_after)}"
+    )
+    if result.stopped:
+        lines.append("stopped before the end")
+    return lines

@@ -7,8 +7,10 @@ stops it on request.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -17,7 +19,9 @@ from ._native import ffi, lib
 from .errors import KextlogError, UsageError
 from .levels import Level
 from .render import record_json
-from .wire import FrameReader, LogFrame
+from .wire import FrameReader, LogRun
+
+log = logging.getLogger("kextlog.simulate")
 
 DEFAULT_RATE = 10_000
 DEFAULT_RING = 10 * DEFAULT_RATE  # ten seconds at the default rate
@@ -57,8 +61,9 @@ class _Recorder:
             self._tap = self.tap_path.open("rb")
         while chunk := self._tap.read(1 << 20):
             for frame in self._reader.feed(chunk):
-                if isinstance(frame, LogFrame):
-                    self._output.write(record_json(frame.record(self.instance)) + "\n")
+                if isinstance(frame, LogRun):
+                    for log in frame.frames():
+                        self._output.write(record_json(log.record(self.instance)) + "\n")
         self._output.flush()
 
     def close(self) -> None:
@@ -109,9 +114,20 @@ def simulate(options: SimulateOptions, stop: threading.Event) -> dict[str, objec
         instance = bytes(ffi.buffer(status.instance_id)).hex()
         if recorder is not None:
             recorder.instance = instance
+        log.info("serving %s, instance %s", options.socket_path, instance)
+        started, generating = time.monotonic(), True
         while not stop.is_set() and not lib.kextlog_sim_wait(sim, 100):
             if recorder is not None:
                 recorder.drain()
+            if generating:
+                lib.kextlog_sim_status(sim, status)
+                if not status.generating:
+                    generating = False
+                    log.info(
+                        "generated %d records in %.1f s; serving until all are acknowledged",
+                        status.generated,
+                        time.monotonic() - started,
+                    )
         lib.kextlog_sim_status(sim, status)
     finally:
         lib.kextlog_sim_destroy(sim)

@@ -1,8 +1,10 @@
 """Where frames come from.
 
-A source names a producer (`unix:PATH` now; `kctl:NAME` on macOS and `kmsg`
-on Linux come later); connecting gives a Connection that reads frames and
-writes the daemon's ACK and RESUME back.
+A source names a producer: `kctl:NAME` (a kext's kernel control, macOS),
+`unix:PATH` (the simulator, or any producer of the protocol) or `kmsg` (the
+Linux kernel's own log, in kmsg.py).  Connecting gives a Connection: it reads
+what the producer sends, decodes it with its reader, and answers RESUME and
+ACK.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 import errno
 import select
 import socket
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import ProtocolError, SourceError, UsageError
-from .wire import Frame, FrameReader
+from .kmsg import DEVICE, KmsgSource
+from .wire import Frame, FrameReader, encode_ack, encode_resume
 
 RECEIVE_BYTES = 256 * 1024  # more than any datagram the producer sends (the seed's caveat)
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024  # room for bursts while the writer commits
@@ -25,29 +29,36 @@ class SourceClosed(SourceError):
 
 
 class Connection:
-    """One connection to a producer; closing it is the producer's disconnect."""
+    """One connection to a producer; closing it is the producer's disconnect.
+    Its FrameReader decodes what receive() returns, in one thread at a time."""
 
     def __init__(self, sock: socket.socket, datagrams: bool) -> None:
         self._socket = sock
         self._datagrams = datagrams
-        self._reader = FrameReader()
-        self._buffer = bytearray(RECEIVE_BYTES)
+        self.reader = FrameReader()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
 
-    def read(self, timeout: float) -> list[Frame]:
-        """The frames that arrived within timeout seconds (maybe none)."""
+    def receive(self, timeout: float) -> bytes:
+        """The bytes that arrived within timeout seconds (maybe none)."""
         ready, _, _ = select.select([self._socket], [], [], timeout)
         if not ready:
-            return []
-        size, _, flags, _ = self._socket.recvmsg_into([self._buffer])
-        if size == 0:
+            return b""
+        data, _, flags, _ = self._socket.recvmsg(RECEIVE_BYTES)
+        if not data:
             raise SourceClosed("the producer closed the connection")
         if flags & socket.MSG_TRUNC:
             raise ProtocolError(f"a datagram was larger than {RECEIVE_BYTES} bytes")
-        return self._reader.feed(memoryview(self._buffer)[:size])
+        return data
 
-    def send(self, frame: bytes) -> None:
-        self._socket.sendall(frame)
+    def read(self, timeout: float) -> list[Frame]:
+        """The frames that arrived within timeout seconds (maybe none)."""
+        return self.reader.feed(self.receive(timeout))
+
+    def resume(self, instance_raw: bytes, seq: int) -> None:
+        self._socket.sendall(encode_resume(instance_raw, seq))
+
+    def ack(self, seq: int) -> None:
+        self._socket.sendall(encode_ack(seq))
 
     def close(self) -> None:
         self._socket.close()
@@ -134,14 +145,21 @@ class KctlSource:
         )
 
 
-Source = UnixSource | KctlSource
+Source = UnixSource | KctlSource | KmsgSource
 
 # The longest control name the kernel takes (MAX_KCTL_NAME, NUL included).
 KCTL_NAME_MAX = 96
 
 
-def parse_source(spec: str) -> Source:
+def parse_source(
+    spec: str, *, kmsg_path: str = DEVICE, kmsg_boot_id: str | None = None, once: bool = False
+) -> Source:
+    """A --source value: kmsg, unix:PATH or kctl:NAME."""
     kind, _, rest = spec.partition(":")
+    if spec == "kmsg":
+        return KmsgSource(spec, kmsg_path, _boot_id(kmsg_boot_id), once)
+    if once:
+        raise UsageError(f"--once: {spec} never ends; only kmsg sources can be read once")
     if kind == "unix" and rest:
         return UnixSource(spec, rest)
     if kind == "kctl" and rest:
@@ -150,4 +168,13 @@ def parse_source(spec: str) -> Source:
         if len(rest.encode()) >= KCTL_NAME_MAX:
             raise UsageError(f"{spec}: a control name is shorter than {KCTL_NAME_MAX} bytes")
         return KctlSource(spec, rest)
-    raise UsageError(f"unknown source {spec!r} (expected unix:PATH or kctl:NAME)")
+    raise UsageError(f"unknown source {spec!r} (expected kmsg, unix:PATH or kctl:NAME)")
+
+
+def _boot_id(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return uuid.UUID(value).hex
+    except ValueError:
+        raise UsageError(f"--kmsg-boot-id: {value!r} is not a boot id (a UUID)") from None

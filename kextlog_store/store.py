@@ -18,6 +18,7 @@ from urllib.parse import quote
 from sqlalchemy import (
     BigInteger,
     Column,
+    Computed,
     Engine,
     ForeignKey,
     Index,
@@ -34,6 +35,7 @@ from sqlalchemy import (
     insert,
     make_url,
     select,
+    text,
     update,
 )
 
@@ -72,14 +74,27 @@ instances = Table(
     # Every seq up to high_water is stored, lost or filtered; pruning never lowers it.
     Column("high_water", BigInteger, nullable=False, server_default="0"),
     Column("filtered", BigInteger, nullable=False, server_default="0"),
+    Column("pid_indexed_seq", BigInteger, nullable=False, server_default="0"),
 )
+
+# A record's key is (instance, seq), packed into one 64-bit rowid: one B-tree
+# to write per record instead of a rowid plus a unique index (see migration
+# 0002).  Up to 2**19 instances of up to 2**44 records each.
+SEQ_BITS = 44
+SEQ_MASK = (1 << SEQ_BITS) - 1
+MAX_INSTANCES = 1 << (63 - SEQ_BITS)
+
+
+def record_id(instance_id: int, seq: int) -> int:
+    return instance_id << SEQ_BITS | seq
+
 
 records = Table(
     "records",
     metadata,
     Column("id", RowId, primary_key=True),
-    Column("instance_id", RowId, ForeignKey("instances.id"), nullable=False),
-    Column("seq", BigInteger, nullable=False),
+    Column("instance_id", BigInteger, Computed(f"id >> {SEQ_BITS}", persisted=False)),
+    Column("seq", BigInteger, Computed(f"id & {SEQ_MASK}", persisted=False)),
     Column("time_ns", BigInteger, nullable=False),
     Column("mono_ns", BigInteger, nullable=False),
     Column("level", SmallInteger, nullable=False),
@@ -88,10 +103,31 @@ records = Table(
     Column("tid", BigInteger, nullable=False),
     Column("process", Text, nullable=False),
     Column("message", Text, nullable=False),
-    UniqueConstraint("instance_id", "seq"),
+    # Only records of the kernel's own log (kmsg) have these: NULL costs a
+    # kext record one header byte each.
+    Column("syslog_priority", SmallInteger),  # 0 emerg .. 7 debug
+    Column("facility", SmallInteger),
+    Column("fields", Text),  # the record's KEY=value lines, as a JSON object
     Index(None, "time_ns"),
-    Index(None, "level", "time_ns"),
-    Index(None, "pid", "time_ns"),
+    # Warnings and errors only: the rare levels one searches for.
+    Index(
+        None,
+        "level",
+        "time_ns",
+        sqlite_where=text("level >= 4"),
+        postgresql_where=text("level >= 4"),
+    ),
+)
+
+# Records by pid, written by ingest in sorted bulk merges; an instance's
+# records after its pid_indexed_seq are not in it yet.
+pid_index = Table(
+    "pid_index",
+    metadata,
+    Column("pid", Integer, primary_key=True),
+    Column("time_ns", BigInteger, primary_key=True),
+    Column("id", BigInteger, primary_key=True),
+    sqlite_with_rowid=False,
 )
 
 losses = Table(
@@ -159,7 +195,15 @@ def write_engine(url: str) -> Engine:
     path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url)
     event.listen(engine, "connect", _tune_sqlite)
+    event.listen(engine, "connect", _tune_writer)
     return engine
+
+
+def _tune_writer(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+    # The writer's working set (the index pages new records land on, the pid
+    # merge's sort) stays in memory.
+    dbapi_connection.execute("PRAGMA cache_size = -65536")
+    dbapi_connection.execute("PRAGMA temp_store = MEMORY")
 
 
 def read_engine(url: str) -> Engine:
@@ -190,31 +234,57 @@ class InstanceState:
     high_water: int  # every seq up to here is stored, lost or filtered
     filtered: int
     lost: int
+    pid_indexed_seq: int  # its records up to here are in pid_index
+
+
+# A LOG frame's fields, in the order ingest hands rows to Writer.commit; rows
+# from the kernel's own log carry KMSG_COLUMNS after them.
+ROW_COLUMNS = ("seq", "time_ns", "mono_ns", "level", "flags", "pid", "tid", "process", "message")
+KMSG_COLUMNS = ("syslog_priority", "facility", "fields")
 
 
 class Writer:
     """The store's one steady writer: the ingest daemon."""
 
-    RECORD_COLUMNS = tuple(column.name for column in records.columns if column.name != "id")
-
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        # Driver-level executemany of tuples: several times faster than
-        # SQLAlchemy's dict-per-row insert (../shared/notes).  Replays are
-        # idempotent through UNIQUE (instance_id, seq).
-        columns = ", ".join(self.RECORD_COLUMNS)
-        marks = ", ".join("?" for _ in self.RECORD_COLUMNS)
-        self._insert_records = f"INSERT OR IGNORE INTO records ({columns}) VALUES ({marks})"
+        self._inserts: dict[tuple[int, int], str] = {}
+
+    def _insert_records(self, instance_id: int, width: int) -> str:
+        """Driver-level executemany of the rows as they come off the wire,
+        several times faster than SQLAlchemy's dict-per-row insert
+        (../shared/notes): the instance is part of the statement, packed into
+        the key with each row's seq.  OR IGNORE keeps replays idempotent."""
+        statement = self._inserts.get((instance_id, width))
+        if statement is None:
+            columns = (ROW_COLUMNS + KMSG_COLUMNS)[1:width]
+            statement = self._inserts[instance_id, width] = (
+                f"INSERT OR IGNORE INTO records (id, {', '.join(columns)})"
+                f" VALUES ({record_id(instance_id, 0)} | ?, {', '.join('?' for _ in columns)})"
+            )
+        return statement
 
     def register(
-        self, uuid: str, *, source: str, name: str, boot_id: str, producer_version: str, now_ns: int
+        self,
+        uuid: str,
+        *,
+        first_seq: int,
+        source: str,
+        name: str,
+        boot_id: str,
+        producer_version: str,
+        now_ns: int,
     ) -> InstanceState:
-        """The instance's row, created on first sight."""
+        """The instance's row, created on first sight: nothing accounted for
+        before its first seq (1 for a kext, 0 for the kernel's own log)."""
         with self.engine.begin() as connection:
             row = connection.execute(
-                select(instances.c.id, instances.c.high_water, instances.c.filtered).where(
-                    instances.c.uuid == uuid
-                )
+                select(
+                    instances.c.id,
+                    instances.c.high_water,
+                    instances.c.filtered,
+                    instances.c.pid_indexed_seq,
+                ).where(instances.c.uuid == uuid)
             ).first()
             if row is not None:
                 connection.execute(
@@ -227,7 +297,9 @@ class Writer:
                         losses.c.instance_id == row.id
                     )
                 ).scalar_one()
-                return InstanceState(row.id, uuid, row.high_water, row.filtered, lost)
+                return InstanceState(
+                    row.id, uuid, row.high_water, row.filtered, lost, row.pid_indexed_seq
+                )
             new_id = connection.execute(
                 insert(instances).values(
                     uuid=uuid,
@@ -237,29 +309,36 @@ class Writer:
                     producer_version=producer_version,
                     first_seen_ns=now_ns,
                     last_seen_ns=now_ns,
+                    high_water=first_seq - 1,
+                    pid_indexed_seq=first_seq - 1,
                 )
             ).inserted_primary_key[0]
-            return InstanceState(new_id, uuid, 0, 0, 0)
+            if new_id >= MAX_INSTANCES:
+                raise DatabaseError(f"the store holds its maximum of {MAX_INSTANCES} instances")
+            return InstanceState(new_id, uuid, first_seq - 1, 0, 0, first_seq - 1)
 
-    def high_water(self, uuid: str) -> int:
+    def high_water(self, uuid: str) -> int | None:
+        """Up to which seq the instance is accounted for; None if unknown."""
         with self.engine.connect() as connection:
-            value = connection.execute(
+            return connection.execute(
                 select(instances.c.high_water).where(instances.c.uuid == uuid)
             ).scalar()
-        return value or 0
 
     def commit(
         self,
-        rows: list[tuple],
+        rows: dict[int, list[tuple]],
         loss_rows: list[dict],
         states: list[InstanceState],
         now_ns: int,
     ) -> None:
-        """One transaction: the records, the losses among them, and each
-        instance's new high-water mark and filtered count."""
+        """One transaction: the records (by instance id, in ROW_COLUMNS
+        order), the losses among them, and each instance's new high-water
+        mark and filtered count."""
         with self.engine.begin() as connection:
-            if rows:
-                connection.exec_driver_sql(self._insert_records, rows)
+            for instance_id, instance_rows in rows.items():
+                if instance_rows:
+                    statement = self._insert_records(instance_id, len(instance_rows[0]))
+                    connection.exec_driver_sql(statement, instance_rows)
             if loss_rows:
                 connection.execute(insert(losses).prefix_with("OR IGNORE"), loss_rows)
             if states:
@@ -280,3 +359,30 @@ class Writer:
                         for state in states
                     ],
                 )
+
+    def index_pids(self, states: list[InstanceState]) -> int:
+        """Moves what the instances committed since the last call into
+        pid_index, sorted: one pass over each pid's run instead of a random
+        B-tree insert per record.  Returns how many records it indexed."""
+        behind = [state for state in states if state.pid_indexed_seq < state.high_water]
+        with self.engine.begin() as connection:
+            for state in behind:
+                connection.exec_driver_sql(
+                    "INSERT OR IGNORE INTO pid_index (pid, time_ns, id)"
+                    " SELECT pid, time_ns, id FROM records WHERE id > ? AND id <= ?"
+                    " ORDER BY pid, time_ns, id",
+                    (
+                        record_id(state.id, state.pid_indexed_seq),
+                        record_id(state.id, state.high_water),
+                    ),
+                )
+                connection.execute(
+                    update(instances)
+                    .where(instances.c.id == state.id)
+                    .values(pid_indexed_seq=state.high_water)
+                )
+        indexed = 0
+        for state in behind:
+            indexed += state.high_water - state.pid_indexed_seq
+            state.pid_indexed_seq = state.high_water
+        return indexed

@@ -1,13 +1,17 @@
 """Frames in and out, through the cffi module compiled from kextlog_wire.h.
 
-Decoding reads fields through the C structs (the compiler placed them) after
-the C check every receiver applies; encoding calls the C encoders the kext
-uses.  A FrameReader accepts bytes however the transport cut them.
+Every frame passes the C check every receiver applies (kextlog_wire_scan does
+it for a whole read at once); LOG frames, the hot path, are then unpacked in
+bulk from the scan's fixed-size entries with a struct layout taken from the
+compiled header, other frames through the C structs.  Encoding calls the C
+encoders the kext uses.  A FrameReader accepts bytes however the transport cut
+them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import struct
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ._native import ffi, lib
@@ -15,9 +19,30 @@ from .errors import ProtocolError
 from .levels import Level
 from .records import Record
 
-HEADER_SIZE = ffi.sizeof("struct kextlog_frame_header")
 MESSAGE_OFFSET = ffi.offsetof("struct kextlog_log_frame", "message")
-FRAME_MAX = lib.KEXTLOG_FRAME_MAX
+PROCESS_OFFSET = ffi.offsetof("struct kextlog_log_frame", "process")
+SCAN_ENTRIES = 4096  # frames described per C call
+
+
+def struct_of(ctype_name: str) -> struct.Struct:
+    """Reads a C struct of fixed-width integers as the compiler laid it out."""
+    ctype = ffi.typeof(ctype_name)
+    codes = {"uint8_t": "B", "uint16_t": "H", "uint32_t": "I", "uint64_t": "Q"}
+    layout, at = "<", 0
+    for _, member in ctype.fields:
+        layout += "x" * (member.offset - at) + codes[member.type.cname]
+        at = member.offset + ffi.sizeof(member.type)
+    return struct.Struct(layout + "x" * (ffi.sizeof(ctype) - at))
+
+
+SCAN_ENTRY = struct_of("struct kextlog_scan_entry")
+# The loop in FrameReader.feed unpacks entries in this order.
+_SCAN_FIELDS = (
+    "seq", "time_ns", "mono_ns", "tid", "offset", "pid", "type", "flags",
+    "message_length", "process", "level", "process_length",
+)  # fmt: skip
+if tuple(name for name, _ in ffi.typeof("struct kextlog_scan_entry").fields) != _SCAN_FIELDS:
+    raise ImportError("struct kextlog_scan_entry changed: update kextlog_store.wire")
 
 LOSS_REASONS = {
     lib.KEXTLOG_LOSS_RING_FULL: "ring-full",
@@ -47,6 +72,7 @@ class Hello:
     ring_bytes: int
     producer_version: str
     name: str
+    first_seq: int = 1  # a kext's seqs start at 1 (the kernel's own log: 0)
 
 
 class LogFrame(NamedTuple):
@@ -103,7 +129,27 @@ class Status:
     ring_bytes: int
 
 
-Frame = Hello | LogFrame | Loss | Status
+@dataclass(slots=True)
+class LogRun:
+    """Consecutive LOG frames of one read: plain tuples in LogFrame's field
+    order (the hot path makes no object per record beyond its tuple)."""
+
+    rows: list[tuple] = field(default_factory=list)
+    contiguous: bool = True  # each seq is the one before it + 1
+
+    @property
+    def first_seq(self) -> int:
+        return self.rows[0][0]
+
+    @property
+    def last_seq(self) -> int:
+        return self.rows[-1][0]
+
+    def frames(self) -> list[LogFrame]:
+        return [LogFrame(*row[:9]) for row in self.rows]
+
+
+Frame = Hello | LogRun | Loss | Status
 
 
 def _text(raw: bytes) -> str:
@@ -112,19 +158,7 @@ def _text(raw: bytes) -> str:
 
 
 def _decode(kind: int, pointer) -> Frame | None:
-    if kind == lib.KEXTLOG_FRAME_LOG:
-        log = ffi.cast("struct kextlog_log_frame *", pointer)
-        return LogFrame(
-            log.seq,
-            log.time_ns,
-            log.mono_ns,
-            log.level,
-            log.flags,
-            log.pid,
-            log.tid,
-            _text(ffi.string(log.process, lib.KEXTLOG_PROCESS_NAME_MAX)),
-            _text(ffi.unpack(log.message, log.message_length)),
-        )
+    """A frame other than LOG, checked already."""
     if kind == lib.KEXTLOG_FRAME_LOSS:
         loss = ffi.cast("struct kextlog_loss_frame *", pointer)
         return Loss(
@@ -169,34 +203,67 @@ class FrameReader:
 
     def __init__(self) -> None:
         self._pending = bytearray()
-        self._length = ffi.new("uint32_t *")
+        self._entries = ffi.new("struct kextlog_scan_entry[]", SCAN_ENTRIES)
+        self._consumed = ffi.new("size_t *")
+        self._status = ffi.new("enum kextlog_wire_status *")
+        self._table = ffi.new("struct kextlog_scan_names *")  # process names by number
+        self._names: list[str] = []  # the same, decoded
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
         buffer = self._pending
         buffer += data
         frames: list[Frame] = []
-        base = ffi.from_buffer(buffer)
-        offset, end = 0, len(buffer)
-        try:
-            while offset < end:
-                status = lib.kextlog_wire_check(base + offset, end - offset, self._length)
-                length = self._length[0]
-                if status == lib.KEXTLOG_WIRE_SHORT or (
-                    status == lib.KEXTLOG_WIRE_UNKNOWN and offset + length > end
-                ):
-                    break  # the rest of the frame comes with the next read
-                if status == lib.KEXTLOG_WIRE_OK:
-                    kind = ffi.cast("struct kextlog_frame_header *", base + offset).type
-                    frame = _decode(kind, base + offset)
-                    if frame is not None:
-                        frames.append(frame)
-                elif status != lib.KEXTLOG_WIRE_UNKNOWN:  # unknown types are skipped
-                    raise ProtocolError(f"{_STATUS[status]} at byte {offset} of a read")
-                offset += length
-        finally:
-            ffi.release(base)
-            del buffer[:offset]
+        offset = 0
+        while True:
+            base = ffi.from_buffer(buffer)
+            try:
+                count = lib.kextlog_wire_scan(
+                    base + offset, len(buffer) - offset, self._table, self._entries,
+                    SCAN_ENTRIES, self._consumed, self._status,
+                )  # fmt: skip
+                entries = ffi.buffer(self._entries, count * SCAN_ENTRY.size)
+                self._describe(buffer, offset, SCAN_ENTRY.iter_unpack(entries), base, frames)
+            finally:
+                ffi.release(base)
+            offset += self._consumed[0]
+            status = self._status[0]
+            if status != lib.KEXTLOG_WIRE_OK or count < SCAN_ENTRIES:
+                break
+        del buffer[:offset]
+        if status not in (lib.KEXTLOG_WIRE_OK, lib.KEXTLOG_WIRE_SHORT):
+            raise ProtocolError(f"{_STATUS[status]} at byte {offset} of a read")
         return frames
+
+    def _describe(self, buffer: bytearray, start: int, entries, base, frames: list) -> None:
+        run = frames[-1] if frames and isinstance(frames[-1], LogRun) else None
+        names = self._names
+        view = memoryview(buffer)
+        for (
+            seq, time_ns, mono_ns, tid, offset, pid, kind, flags, length, number, level, name_length
+        ) in entries:  # fmt: skip
+            at = start + offset
+            if kind != lib.KEXTLOG_FRAME_LOG:
+                frame = _decode(kind, base + at)
+                if frame is not None:
+                    frames.append(frame)
+                run = None
+                continue
+            if run is None:
+                run = LogRun()
+                frames.append(run)
+            elif seq != run.rows[-1][0] + 1:
+                run.contiguous = False
+            if number < len(names):
+                process = names[number]
+            else:
+                name = at + PROCESS_OFFSET
+                process = _text(bytes(view[name : name + name_length]))
+                if number == len(names):  # numbered just now
+                    names.append(process)
+            message = str(view[at + MESSAGE_OFFSET : at + MESSAGE_OFFSET + length], "utf-8",
+                          "backslashreplace")  # fmt: skip
+            run.rows.append((seq, time_ns, mono_ns, level, flags, pid, tid, process, message))
+        view.release()
 
     @property
     def pending(self) -> int:

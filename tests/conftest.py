@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import insert, update
@@ -67,6 +68,7 @@ class Instance:
     uuid: str
     source: str
     count: int
+    pid_indexed: int  # its records up to this seq are in pid_index (merged by ingest)
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,9 @@ class PopulatedStore:
         (found,) = (r for r in self.records if (r.instance, r.seq) == (uuid, seq))
         return found
 
+    def instance(self, instance_id: int) -> Instance:
+        return self.instances[instance_id - 1]
+
     def select(
         self,
         *,
@@ -110,10 +115,21 @@ class PopulatedStore:
         since_ns: int | None = None,
         until_ns: int | None = None,
         pids: Iterable[int] | None = None,
+        processes: Callable[[str], bool] | None = None,
+        messages: Callable[[str], bool] | None = None,
+        instances: Iterable[int] | None = None,
+        after: tuple[int, int, int] | None = None,
     ) -> list[Record]:
-        """The expected result of a filter, computed from the inserted data."""
+        """The expected result of a filter, computed from the inserted data.
+        processes / messages: which names / messages match; instances: the
+        fixture's instance ids; after: only records after (time_ns, instance
+        id, seq) in logged order (a cursor's place; seq - 1 includes it)."""
         wanted_levels = None if levels is None else set(levels)
         wanted_pids = None if pids is None else set(pids)
+        wanted_instances = (
+            None if instances is None else {self.instance(i).uuid for i in set(instances)}
+        )
+        ids = {instance.uuid: instance.id for instance in self.instances}
         return [
             record
             for record in self.records
@@ -121,28 +137,37 @@ class PopulatedStore:
             and (since_ns is None or record.time_ns >= since_ns)
             and (until_ns is None or record.time_ns <= until_ns)
             and (wanted_pids is None or record.pid in wanted_pids)
+            and (processes is None or processes(record.process))
+            and (messages is None or messages(record.message))
+            and (wanted_instances is None or record.instance in wanted_instances)
+            and (after is None or (record.time_ns, ids[record.instance], record.seq) > after)
         ]
 
     def entries(
         self,
         *,
-        levels: Iterable[Level] | None = None,
-        since_ns: int | None = None,
-        until_ns: int | None = None,
-        pids: Iterable[int] | None = None,
         lines: int | None = None,
+        reverse: bool = False,
+        **selection: Any,
     ) -> list[Entry]:
         """The expected output of `kextlog query`, computed from the inserted
-        data: the selected records and the losses placed within the window,
-        a loss before records of its time; with lines, the tail of that
-        starting at the lines-th last record (all of it when fewer match)."""
+        data: the selected records (select()'s arguments) and the losses
+        placed within the window (and of the instances asked for, after the
+        cursor's time), a loss before records of its time; with lines, the
+        tail of that starting at the lines-th last record (all of it when
+        fewer match); reverse: all that backwards."""
         ids = {instance.uuid: instance.id for instance in self.instances}
-        chosen = self.select(levels=levels, since_ns=since_ns, until_ns=until_ns, pids=pids)
+        chosen = self.select(**selection)
+        since_ns, until_ns = selection.get("since_ns"), selection.get("until_ns")
+        instances = selection.get("instances")
+        after = selection.get("after")
         markers = [
             loss
             for loss in self.losses
             if (since_ns is None or loss.time_ns >= since_ns)
             and (until_ns is None or loss.time_ns <= until_ns)
+            and (instances is None or ids[loss.instance] in set(instances))
+            and (after is None or loss.time_ns > after[0])
         ]
 
         def key(entry: Entry) -> tuple[int, int, int, int]:
@@ -152,10 +177,10 @@ class PopulatedStore:
 
         merged: list[Entry] = sorted([*chosen, *markers], key=key)
         if lines == 0:
-            return []
-        if lines is None or len(chosen) <= lines:
-            return merged
-        return merged[merged.index(chosen[-lines]) :]
+            merged = []
+        elif lines is not None and len(chosen) > lines:
+            merged = merged[merged.index(chosen[-lines]) :]
+        return merged[::-1] if reverse else merged
 
 
 def _age_s(rng: random.Random) -> float:
@@ -172,8 +197,14 @@ def make_records(now_ns: int) -> tuple[tuple[Instance, ...], list[Record]]:
     # Instance 1's uuid sorts after instance 2's: ties must order by instance
     # id (the order they were logged in the store), not by uuid text.
     instances = (
-        Instance(1, "f" + uuid.UUID(int=rng.getrandbits(128)).hex[1:], "unix:/run/sim-a.sock", 180),
-        Instance(2, "0" + uuid.UUID(int=rng.getrandbits(128)).hex[1:], "unix:/run/sim-b.sock", 120),
+        # Ingest has merged only part of instance 1 into pid_index: a pid
+        # search reads both the index and the records after it.
+        Instance(
+            1, "f" + uuid.UUID(int=rng.getrandbits(128)).hex[1:], "unix:/run/sim-a.sock", 180, 150
+        ),
+        Instance(
+            2, "0" + uuid.UUID(int=rng.getrandbits(128)).hex[1:], "unix:/run/sim-b.sock", 120, 120
+        ),
     )
     levels = list(LEVEL_WEIGHTS)
     weights = list(LEVEL_WEIGHTS.values())
@@ -214,13 +245,14 @@ def make_records(now_ns: int) -> tuple[tuple[Instance, ...], list[Record]]:
 
 
 def insert_records(url: str, instances: Iterable[Instance], records: Iterable[Record]) -> None:
-    """Insert through the store's tables, as ingest does."""
-    instances = tuple(instances)
-    ids = {instance.uuid: instance.id for instance in instances}
+    """Insert through the store's tables, as ingest does: the key packs
+    (instance, seq); pid_index holds each instance's records up to its
+    pid_indexed seq."""
+    instances, records = tuple(instances), tuple(records)
+    by_uuid = {instance.uuid: instance for instance in instances}
     rows = [
         {
-            "instance_id": ids[record.instance],
-            "seq": record.seq,
+            "id": store.record_id(by_uuid[record.instance].id, record.seq),
             "time_ns": record.time_ns,
             "mono_ns": record.time_ns % 10**13,
             "level": int(record.level),
@@ -231,6 +263,11 @@ def insert_records(url: str, instances: Iterable[Instance], records: Iterable[Re
             "message": record.message,
         }
         for record in records
+    ]
+    indexed = [
+        {"pid": row["pid"], "time_ns": row["time_ns"], "id": row["id"]}
+        for row, record in zip(rows, records, strict=True)
+        if record.seq <= by_uuid[record.instance].pid_indexed
     ]
     engine = store.write_engine(url)
     with engine.begin() as connection:
@@ -246,10 +283,13 @@ def insert_records(url: str, instances: Iterable[Instance], records: Iterable[Re
                     first_seen_ns=0,
                     last_seen_ns=0,
                     high_water=instance.count,
+                    pid_indexed_seq=instance.pid_indexed,
                 )
             )
         if rows:
             connection.execute(insert(store.records), rows)
+        if indexed:
+            connection.execute(insert(store.pid_index), indexed)
     engine.dispose()
 
 

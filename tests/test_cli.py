@@ -3,8 +3,12 @@ the stored data, and one-line errors."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
+import pty
+import re
 import signal
 import sqlite3
 import subprocess
@@ -315,7 +319,7 @@ def test_query_on_a_missing_database_does_not_create_it(kextlog: Kextlog, tmp_pa
         (["sql"], "Missing argument 'SQL'", 2),
         (["sql", "SELEC 1"], 'near "SELEC": syntax error', 2),
         (["sql", "SELECT * FROM nowhere"], "no such table: nowhere", 2),
-        (["sql", "-o", "csv", "SELECT 1"], "'csv' is not one of", 2),
+        (["sql", "-o", "xml", "SELECT 1"], "'xml' is not one of", 2),
     ],
 )
 def test_bad_input_is_one_line(
@@ -518,3 +522,447 @@ def test_ctrl_c_exits_130_quietly(
     monkeypatch.setattr(query, "entries", interrupted)
     assert run_main(["query", "--db", str(populated.path)]) == 130
     assert capsys.readouterr() == ("", "")
+
+
+# --- query: every filter, exactly ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "selection"),
+    [
+        (["--process", "mds*"], {"processes": lambda name: name == "mds_stores"}),
+        (
+            ["--process", "Finder", "--process", "s?nt*"],
+            {"processes": lambda name: name in ("Finder", "santad")},
+        ),
+        (["-g", "denied"], {"messages": lambda message: "denied" in message.lower()}),
+        (["--grep", "DENIED"], {"messages": lambda message: "DENIED" in message}),
+        (["-g", "café|#1[0-9]$"], {"messages": re.compile("café|#1[0-9]$", re.I).search}),
+        (["--instance", "-1"], {"instances": {1}}),
+        (["--instance", "05ab"], {"instances": {2}}),
+        (["--source", "unix:/run/sim-b.sock"], {"instances": {2}}),
+        (["--instance", "0", "--source", "unix:/run/sim-a.sock"], {"instances": {1}}),
+        (
+            ["-p", "info..warning", "--pid", "312", "--pid", "4242", "-g", "o", "-S", "2h"],
+            {
+                "levels": {Level.INFO, Level.WARNING},
+                "pids": {312, 4242},
+                "messages": lambda message: "o" in message.lower(),
+                "since_ns": -120,
+            },
+        ),
+    ],
+)
+def test_query_filters(
+    kextlog: Kextlog, lossy: PopulatedStore, args: list[str], selection: dict[str, object]
+) -> None:
+    if selection.get("since_ns") == -120:
+        selection["since_ns"] = lossy.now_ns - 120 * MINUTE
+    expected = as_text(lossy.entries(**selection))
+    assert lines_of(kextlog("query", *args)) == expected
+    assert [line for line in expected if not line.startswith("-- ")] or args[1] == "DENIED"
+
+
+def test_query_reverse(kextlog: Kextlog, lossy: PopulatedStore) -> None:
+    assert lines_of(kextlog("query", "-r")) == as_text(lossy.entries(reverse=True))
+    assert lines_of(kextlog("query", "--reverse", "-n", "3", "-p", "err")) == as_text(
+        lossy.entries(reverse=True, lines=3, levels={Level.ERROR})
+    )
+
+
+def test_query_cursors(kextlog: Kextlog, lossy: PopulatedStore) -> None:
+    got = lines_of(kextlog("query", "-n", "5", "--show-cursor"))
+    assert got[:-1] == as_text(lossy.entries(lines=5))
+    newest = lossy.records[-1]
+    cursor = f"i={newest.instance},s={newest.seq},t={newest.time_ns}"
+    assert got[-1] == f"-- cursor: {cursor}"
+    assert lines_of(kextlog("query", "--cursor", cursor)) == as_text(lossy.entries(lines=1))
+    # Nothing after it but the losses placed later; the cursor stays where it was.
+    got = lines_of(kextlog("query", "--after-cursor", cursor, "--show-cursor"))
+    assert got == [marker(lossy.loss(1, 181)), marker(lossy.loss(2, 121)), f"-- cursor: {cursor}"]
+    # Newest first: the cursor is still the newest record's, to continue from.
+    got = lines_of(kextlog("query", "-r", "-n", "2", "-o", "cat", "--show-cursor"))
+    assert got[-1] == f"-- cursor: {cursor}"
+    middle = lossy.records[150]
+    after = f"i={middle.instance},s={middle.seq},t={middle.time_ns}"
+    ids = {instance.uuid: instance.id for instance in lossy.instances}
+    assert lines_of(kextlog("query", "--after-cursor", after, "-p", "warn")) == as_text(
+        lossy.entries(
+            after=(middle.time_ns, ids[middle.instance], middle.seq),
+            levels={Level.WARNING, Level.ERROR},
+        )
+    )
+
+
+# --- query: every format, exactly ---------------------------------------------
+
+
+def iso(time_ns: int, offset: timedelta = timedelta(0)) -> str:
+    return str(as_json(Record(time_ns, Level.INFO, 0, 0, "", "", 0, ""), offset)["time"])
+
+
+def short_iso(record: Record) -> str:
+    return f"{iso(record.time_ns)} {short(record).split(' ', 3)[3]}"
+
+
+def test_query_short_iso(kextlog: Kextlog, lossy: PopulatedStore) -> None:
+    assert lines_of(kextlog("query", "-o", "short-iso")) == [
+        marker(entry) if isinstance(entry, Loss) else short_iso(entry) for entry in lossy.entries()
+    ]
+    assert short_iso(lossy.records[0]).startswith(iso(lossy.records[0].time_ns) + " ")
+
+
+def test_query_cat(kextlog: Kextlog, lossy: PopulatedStore) -> None:
+    assert lines_of(kextlog("query", "-o", "cat", "-n", "30")) == [
+        marker(entry) if isinstance(entry, Loss) else entry.message
+        for entry in lossy.entries(lines=30)
+    ]
+
+
+def test_query_json_pretty(kextlog: Kextlog, lossy: PopulatedStore) -> None:
+    out = kextlog("query", "-o", "json-pretty", "-n", "3").stdout
+    chunks = out.split("}\n")
+    assert chunks[-1] == ""
+    assert [json.loads(chunk + "}") for chunk in chunks[:-1]] == [
+        as_json(record) for record in lossy.records[-3:]
+    ]
+    assert chunks[0].startswith('{\n  "time": ')
+
+
+def test_query_csv(kextlog: Kextlog, lossy: PopulatedStore) -> None:
+    result = kextlog("query", "-o", "csv")
+    assert result.returncode == 0 and result.stderr == ""
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert rows[0] == ["time", "level", "pid", "tid", "process", "message", "seq", "instance"]
+    assert rows[1:] == [[str(value) for value in as_json(r).values()] for r in lossy.records]
+    assert '"denied ""' in result.stdout  # quotes doubled, as CSV does
+
+
+def expected_table(entries: list[Entry]) -> list[str]:
+    """-o table: ISO times; pid and tid right-aligned; a marker in the message column."""
+    rows = [
+        [iso(entry.time_ns), "", "", "", "", marker(entry)]
+        if isinstance(entry, Loss)
+        else [
+            iso(entry.time_ns),
+            entry.level.label,
+            str(entry.pid),
+            str(entry.tid),
+            entry.process,
+            entry.message,
+        ]
+        for entry in entries
+    ]
+    head = ["time", "level", "pid", "tid", "process", "message"]
+    widths = [max(len(cell) for cell in column) for column in zip(head, *rows, strict=True)]
+    right = [False, False, True, True, False, False]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            cell.rjust(width) if align else cell.ljust(width)
+            for cell, width, align in zip(cells, widths, right, strict=True)
+        ).rstrip()
+
+    return [line(head), line(["-" * width for width in widths])] + [line(row) for row in rows]
+
+
+def test_query_table(kextlog: Kextlog, lossy: PopulatedStore) -> None:
+    entries_ = lossy.entries(lines=12)
+    assert any(isinstance(entry, Loss) for entry in entries_)
+    assert lines_of(kextlog("query", "-o", "table", "-n", "12")) == expected_table(entries_)
+
+
+# --- colour and the pager, on a terminal ----------------------------------------
+
+
+def on_terminal(db: Path, *args: str, **env: str) -> tuple[int, str]:
+    """Run kextlog with its stdout on a pseudo-terminal; its exit status and
+    what the terminal got (without the terminal's own \\r)."""
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "KEXTLOG_DB": str(db), "TZ": "UTC"}
+    environment.pop("NO_COLOR", None)
+    environment.update(env)
+    main, child = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kextlog_store.cli", *args],
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        stdout=child,
+        stderr=subprocess.PIPE,
+    )
+    os.close(child)
+    received = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the terminal's other side closed
+            break
+        if not chunk:
+            break
+        received += chunk
+    os.close(main)
+    assert process.stderr is not None
+    assert process.stderr.read() == b""
+    return process.wait(timeout=30), received.decode().replace("\r\n", "\n")
+
+
+RED, YELLOW, DIM, BOLD, RESET = "\x1b[1;31m", "\x1b[1;33m", "\x1b[2m", "\x1b[1m", "\x1b[0m"
+STYLES = {Level.ERROR: RED, Level.WARNING: YELLOW, Level.DEBUG: DIM, Level.TRACE: DIM}
+
+
+def coloured(entry: Entry) -> str:
+    if isinstance(entry, Loss):
+        return f"{BOLD}{marker(entry)}{RESET}"
+    style = STYLES.get(entry.level)
+    return f"{style}{short(entry)}{RESET}" if style else short(entry)
+
+
+def test_colour_by_level_on_a_terminal(lossy: PopulatedStore) -> None:
+    code, text = on_terminal(lossy.path, "query", "-n", "40", "--no-pager")
+    assert code == 0
+    assert text.splitlines() == [coloured(entry) for entry in lossy.entries(lines=40)]
+    assert {RED, YELLOW, DIM, BOLD} <= {style for style in STYLES.values()} | {BOLD}
+    assert all(style in text for style in (RED, YELLOW, DIM, BOLD))
+
+
+@pytest.mark.parametrize("env", [{"NO_COLOR": "1"}, {"TERM": "dumb"}])
+def test_no_colour_when_asked(lossy: PopulatedStore, env: dict[str, str]) -> None:
+    code, text = on_terminal(lossy.path, "query", "-n", "40", "--no-pager", **env)
+    assert code == 0
+    assert text.splitlines() == as_text(lossy.entries(lines=40))
+
+
+def test_no_colour_into_a_pipe(kextlog: Kextlog, lossy: PopulatedStore) -> None:
+    result = kextlog("query", env={"NO_COLOR": ""})  # set but empty: no-color.org says colour
+    assert "\x1b" not in result.stdout and lines_of(result) == as_text(lossy.entries())
+
+
+def test_the_pager_on_a_terminal(lossy: PopulatedStore) -> None:
+    pager = {"KEXTLOG_PAGER": "sed s/^/paged:/"}
+    code, text = on_terminal(lossy.path, "query", "-n", "5", "-p", "err", **pager)
+    assert code == 0
+    expected = [coloured(entry) for entry in lossy.entries(lines=5, levels={Level.ERROR})]
+    assert text.splitlines() == [f"paged:{line}" for line in expected]
+    code, text = on_terminal(lossy.path, "sql", "SELECT 1 AS one", **pager)
+    assert (code, text) == (0, "paged:one\npaged:---\npaged:  1\n")
+
+
+def test_the_pager_gets_less_options_unless_less_has_its_own(populated: PopulatedStore) -> None:
+    pager = {"PAGER": "sh -c 'echo LESS=$LESS; cat >/dev/null'"}
+    assert on_terminal(populated.path, "query", **pager) == (0, "LESS=FRSXMK\n")
+    assert on_terminal(populated.path, "query", **pager, LESS="R") == (0, "LESS=R\n")
+    # KEXTLOG_PAGER wins over PAGER; '' and cat mean no pager.
+    last = populated.records[-1].message + "\n"
+    for no_pager in ("", "cat"):
+        args = ("query", "-n", "1", "-o", "cat")
+        assert on_terminal(populated.path, *args, **pager, KEXTLOG_PAGER=no_pager) == (0, last)
+
+
+@pytest.mark.parametrize("args", [["--no-pager"], ["-f", "-n", "0"]], ids=["no-pager", "follow"])
+def test_no_pager_when_asked_or_following(lossy: PopulatedStore, args: list[str]) -> None:
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "KEXTLOG_DB": str(lossy.path)}
+    environment["KEXTLOG_PAGER"] = "sed s/^/paged:/"
+    main, child = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kextlog_store.cli", "query", "-n", "1", "-o", "cat", *args[:1]],
+        env=environment,
+        stdout=child,
+        stderr=subprocess.PIPE,
+    )
+    os.close(child)
+    line = b""
+    while not line.endswith(b"\n"):
+        line += os.read(main, 1)
+    if args[0] == "-f":
+        process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 0
+    os.close(main)
+    assert line.decode().rstrip("\r\n") == lossy.records[-1].message
+
+
+def test_quitting_the_pager_early_is_quiet(lossy: PopulatedStore) -> None:
+    code, text = on_terminal(lossy.path, "query", KEXTLOG_PAGER="head -n 1")
+    assert (code, text) == (0, coloured(lossy.entries()[0]) + "\n")
+
+
+# --- query: errors ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["-g", "a("], "--grep: invalid regular expression 'a(' (missing ), unterminated"),
+        (["--cursor", "nope"], "--cursor: invalid cursor 'nope': expected what --show-cursor"),
+        (["--after-cursor", "i=1,s=2,t=3"], "--after-cursor: invalid cursor"),
+        (
+            ["--after-cursor", "i=" + "0" * 32 + ",s=2,t=3"],
+            "--after-cursor: instance 00000000000000000000000000000000 is not in this store",
+        ),
+        (["--instance", "beef"], "--instance: no instance 'beef' in this store"),
+        (["--instance", "-5"], "--instance -5: the store has 2 instances"),
+        (
+            [
+                "--cursor",
+                "i=" + "0" * 32 + ",s=2,t=3",
+                "--after-cursor",
+                "i=" + "0" * 32 + ",s=2,t=3",
+            ],
+            "give --cursor or --after-cursor, not both",
+        ),
+    ],
+)
+def test_query_errors_are_one_line(
+    kextlog: Kextlog, populated: PopulatedStore, args: list[str], fragment: str
+) -> None:
+    result = kextlog("query", *args)
+    assert_one_line_error(result, fragment)
+    assert result.returncode == 2
+
+
+# --- sql: parameters, formats, limits ------------------------------------------------
+
+
+def test_sql_parameters(kextlog: Kextlog, populated: PopulatedStore) -> None:
+    pid_312 = len(populated.select(pids={312}))
+    sql = "SELECT count(*) AS n FROM log WHERE pid = :pid AND process = :name"
+    assert lines_of(
+        kextlog("sql", "-o", "csv", "-p", "pid", "312", "-p", "name", "mds_stores", sql)
+    ) == [
+        "n",
+        str(pid_312),
+    ]
+    # Integers are numbers: a comparison with an expression works, and LIMIT.
+    sql = "SELECT count(*) > :n AS more, :n + 1 AS next FROM log"
+    assert lines_of(kextlog("sql", "-o", "json", "--param", "n", "299", sql)) == [
+        '{"more": 1, "next": 300}'
+    ]
+    sql = "SELECT :a AS a, typeof(:a) AS t, :b AS b, typeof(:b) AS u"
+    assert lines_of(kextlog("sql", "-o", "json", "-p", "a", "0012", "-p", ":b", "-7", sql)) == [
+        '{"a": "0012", "t": "text", "b": -7, "u": "integer"}'
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["SELECT :a", "-p", "a"], "Option '-p' requires 2 arguments"),
+        (["-p", "a", "1", "-p", "a", "2", "SELECT :a"], "-p: parameter 'a' is given twice"),
+        (["-p", "a b", "1", "SELECT 1"], "-p: 'a b' is not a parameter name"),
+        (["SELECT :missing"], "SQL: You did not supply a value for binding"),  # 3.10 says less
+        (
+            ["SELECT ?"],
+            "Binding 1 has no name, but you supplied a dictionary (which has only names)."
+            " (use :NAME in the SQL and -p NAME VALUE)",
+        ),
+        (["SELECT 1 WHERE 'x' REGEXP '('"], "(an invalid REGEXP pattern?)"),
+        (["--timeout", "0", "SELECT 1"], "Invalid value for '--timeout'"),
+        (["--max-rows", "-1", "SELECT 1"], "Invalid value for '--max-rows'"),
+    ],
+)
+def test_sql_usage_errors(
+    kextlog: Kextlog, populated: PopulatedStore, args: list[str], fragment: str
+) -> None:
+    result = kextlog("sql", *args)
+    assert_one_line_error(result, fragment)
+    assert result.returncode == 2
+
+
+def test_sql_regexp(kextlog: Kextlog, populated: PopulatedStore) -> None:
+    got = lines_of(
+        kextlog("sql", "-o", "csv", "SELECT count(*) FROM log WHERE message REGEXP 'den?ied'")
+    )
+    assert got == ["count(*)", str(len(populated.select(messages=lambda m: "denied" in m)))]
+
+
+def test_sql_json_pretty_and_csv(kextlog: Kextlog, populated: PopulatedStore) -> None:
+    sql = "SELECT 1 AS a, 'x,\"y\"' AS b, NULL AS c, x'00ff' AS d UNION ALL SELECT 2, 'z', 3, 4"
+    assert kextlog("sql", "-o", "json-pretty", sql).stdout == (
+        '{\n  "a": 1,\n  "b": "x,\\"y\\"",\n  "c": null,\n  "d": "x\'00ff\'"\n}\n'
+        '{\n  "a": 2,\n  "b": "z",\n  "c": 3,\n  "d": 4\n}\n'
+    )
+    assert kextlog("sql", "-o", "csv", sql).stdout == ('a,b,c,d\n1,"x,""y""",,x\'00ff\'\n2,z,3,4\n')
+
+
+COUNTING = (
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {}) SELECT i FROM n"
+)
+
+
+def test_sql_row_cap(kextlog: Kextlog, populated: PopulatedStore) -> None:
+    result = kextlog("sql", "-o", "csv", "--max-rows", "5", COUNTING.format(1000))
+    assert result.returncode == 3
+    assert result.stdout == "i\n1\n2\n3\n4\n5\n"
+    assert result.stderr == "kextlog: stopped after 5 rows: raise --max-rows (0 for all)\n"
+    # Exactly the cap is not cut; 0 is no cap.
+    assert lines_of(kextlog("sql", "-o", "csv", "--max-rows", "5", COUNTING.format(5)))[-1] == "5"
+    assert (
+        len(lines_of(kextlog("sql", "-o", "csv", "--max-rows", "0", COUNTING.format(20000))))
+        == 20001
+    )
+    # The default cap is 10,000 rows.
+    result = kextlog("sql", "-o", "csv", COUNTING.format(10001))
+    assert (result.returncode, len(result.stdout.splitlines())) == (3, 10001)
+    assert result.stderr == "kextlog: stopped after 10,000 rows: raise --max-rows (0 for all)\n"
+
+
+def test_sql_time_limit(kextlog: Kextlog, populated: PopulatedStore) -> None:
+    endless = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT max(i) FROM n"
+    started = time.monotonic()
+    result = kextlog("sql", "--timeout", "0.5", endless)
+    assert_one_line_error(result, "SQL stopped after the time limit of 0.5 s: raise --timeout")
+    assert result.returncode == 1
+    assert time.monotonic() - started < 10
+
+
+# --- help and completion -----------------------------------------------------------------
+
+
+COMMANDS = [
+    ["query"],
+    ["sql"],
+    ["stats"],
+    ["prune"],
+    ["ingest"],
+    ["status"],
+    ["simulate"],
+    ["db", "upgrade"],
+    ["db", "current"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_examples(kextlog: Kextlog, command: list[str]) -> None:
+    text = kextlog(*command, "--help").stdout
+    examples = text[text.index("Examples:") :].splitlines()[1:]
+    assert [line for line in examples if line.strip().startswith(f"kextlog {command[0]}")]
+
+
+def test_show_completion_prints_a_script(kextlog: Kextlog) -> None:
+    result = kextlog("--show-completion", "bash", env={"SHELL": "/bin/bash"})
+    assert result.returncode == 0
+    assert "_KEXTLOG_COMPLETE=complete_bash" in result.stdout
+    assert "complete -o default -F _kextlog_completion kextlog" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        ("kextlog qu", ["query"]),
+        ("kextlog st", ["stats", "status"]),
+        ("kextlog query --level w", ["warning"]),
+        (
+            "kextlog query -p info..",
+            ["info..trace", "info..debug", "info..info", "info..warning", "info..error"],
+        ),
+        ("kextlog query -o short", ["short", "short-iso"]),
+        ("kextlog prune --level e", ["error"]),
+    ],
+)
+def test_completion(kextlog: Kextlog, words: str, expected: list[str]) -> None:
+    env = {
+        "_KEXTLOG_COMPLETE": "complete_bash",
+        "COMP_WORDS": words,
+        "COMP_CWORD": str(len(words.split()) - 1),
+    }
+    result = kextlog(env=env)
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.split()) == sorted(expected)

@@ -34,7 +34,14 @@ def test_models_match_the_migrated_schema(tmp_path: Path) -> None:
         assert compare_metadata(MigrationContext.configure(connection), store.metadata) == []
 
 
-def _insert_sample(path: Path) -> None:
+SAMPLE = [
+    ("1970-01-01T00:00:01.000000Z", "info", 10, "launchd", "message 1", 1),
+    ("1970-01-01T00:00:02.000000Z", "info", 10, "launchd", "message 2", 2),
+    ("1970-01-01T00:00:03.000000Z", "info", 10, "launchd", "message 3", 3),
+]
+
+
+def _insert_sample_at_0001(path: Path) -> None:
     with sqlite3.connect(path) as connection:
         connection.execute(
             "INSERT INTO instances (uuid, source, name, boot_id, producer_version,"
@@ -48,15 +55,30 @@ def _insert_sample(path: Path) -> None:
         )
 
 
-def test_upgrade_downgrade_upgrade(tmp_path: Path) -> None:
+def _log(path: Path) -> list[tuple]:
+    with sqlite3.connect(path) as connection:
+        return connection.execute(
+            "SELECT time, level, pid, process, message, seq FROM log ORDER BY seq"
+        ).fetchall()
+
+
+def test_upgrade_downgrade_upgrade_with_data(tmp_path: Path) -> None:
     path = tmp_path / "k.db"
     url = store.database_url(str(path))
-    migrate.upgrade(url)
-    _insert_sample(path)
+    migrate.upgrade(url, "0001")
+    _insert_sample_at_0001(path)
+    assert _log(path) == SAMPLE
+    migrate.upgrade(url)  # 0002 packs (instance, seq) into the key: the data moves
+    assert _log(path) == SAMPLE
     with sqlite3.connect(path) as connection:
-        assert connection.execute("SELECT time, level, message FROM log ORDER BY seq").fetchall()[
-            0
-        ] == ("1970-01-01T00:00:01.000000Z", "info", "message 1")
+        assert connection.execute("SELECT id, instance_id, seq FROM records").fetchall() == [
+            (store.record_id(1, seq), 1, seq) for seq in (1, 2, 3)
+        ]
+        # Already in the pid index, as ingest would have left it.
+        assert connection.execute("SELECT count(*) FROM pid_index").fetchone() == (3,)
+        assert connection.execute("SELECT pid_indexed_seq FROM instances").fetchone() == (3,)
+    migrate.downgrade(url, "0001")
+    assert _log(path) == SAMPLE
     migrate.downgrade(url, "base")
     assert migrate.current(url) is None
     with sqlite3.connect(path) as connection:
@@ -65,8 +87,8 @@ def test_upgrade_downgrade_upgrade(tmp_path: Path) -> None:
         ).fetchall()
     assert tables == [("alembic_version",)]
     migrate.upgrade(url)
-    _insert_sample(path)
     assert migrate.current(url) == migrate.head()
+    assert _log(path) == []
 
 
 def test_unknown_newer_revision_is_refused_and_kept(tmp_path: Path) -> None:

@@ -4,10 +4,12 @@ them), checked against the data the fixtures stored."""
 from __future__ import annotations
 
 import itertools
+import re
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from sqlalchemy import Engine, event
@@ -16,9 +18,17 @@ from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from kextlog_store import store
 from kextlog_store.errors import DatabaseError, UsageError
 from kextlog_store.levels import Level
-from kextlog_store.query import RecordFilter, entries, losses, records, select_losses
-from kextlog_store.records import Entry, Loss, Record
-from tests.conftest import NS, PopulatedStore
+from kextlog_store.query import (
+    CursorKeeper,
+    RecordFilter,
+    entries,
+    grep_pattern,
+    losses,
+    records,
+    select_losses,
+)
+from kextlog_store.records import Cursor, Entry, Loss, Record
+from tests.conftest import NS, PopulatedStore, make_records
 
 MINUTE = 60 * NS
 
@@ -413,7 +423,7 @@ def test_entries_take_two_statements_however_many_losses(
         event.remove(lossy_engine, "before_cursor_execute", count)
 
 
-def test_placing_a_loss_searches_the_seq_index(lossy: PopulatedStore) -> None:
+def test_placing_a_loss_searches_the_record_key(lossy: PopulatedStore) -> None:
     statement = select_losses(lossy.now_ns - 60 * MINUTE, lossy.now_ns)
     sql = str(statement.compile(dialect=sqlite_dialect(), compile_kwargs={"literal_binds": True}))
     with sqlite3.connect(f"file:{lossy.path}?mode=ro", uri=True) as connection:
@@ -422,7 +432,7 @@ def test_placing_a_loss_searches_the_seq_index(lossy: PopulatedStore) -> None:
     touching = [step for step in plan if " records " in f" {step} "]
     assert touching, plan
     assert all(
-        step.startswith("SEARCH records USING ") and "(instance_id=? AND seq>?)" in step
+        step == "SEARCH records USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"
         for step in touching
     ), plan
 
@@ -443,3 +453,314 @@ def test_entries_of_a_database_that_is_not_kextlogs(tmp_path: Path) -> None:
     with pytest.raises(DatabaseError, match="not a kextlog database"):
         losses(engine)
     engine.dispose()
+
+
+# --- process, grep, instance, source ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        (("Finder",), {"Finder"}),
+        (("finder",), set()),  # exact names are case-sensitive, as process names are
+        (("Google Chrome Helper",), {"Google Chrome Helper"}),
+        (("mds*",), {"mds_stores"}),
+        (("*d",), {"launchd", "syslogd", "santad"}),
+        (("s?slogd",), {"syslogd"}),
+        (("[lF]*",), {"launchd", "Finder"}),
+        (("Finder", "sant*", "launchd"), {"Finder", "santad", "launchd"}),
+        (("nothing*",), set()),
+    ],
+)
+def test_processes(
+    engine: Engine, populated: PopulatedStore, names: tuple[str, ...], expected: set[str]
+) -> None:
+    got = fetch(engine, processes=names)
+    assert got == populated.select(processes=lambda name: name in expected)
+    assert {record.process for record in got} == expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "flags", "found"),
+    [
+        ("denied", re.IGNORECASE, True),
+        ("DENIED", 0, False),  # an upper-case letter: case-sensitive
+        ("Denied", 0, False),
+        ("CAFÉ", 0, False),
+        ("café ✓", re.IGNORECASE, True),
+        (r"#1\d\b", re.IGNORECASE, True),
+        (r"\S+\.bak #", re.IGNORECASE, True),  # \S is an escape, not an upper-case letter
+        (r"miss for /TMP", 0, False),
+        (r"miss for /tmp", re.IGNORECASE, True),
+        ("\\.txt\twill retry #\\d+$", re.IGNORECASE, True),
+        ("^vnode open .*true #[0-9]+$", re.IGNORECASE, True),
+        ("(?i)DENIED", 0, True),  # inline flags still work
+    ],
+)
+def test_grep(
+    engine: Engine, populated: PopulatedStore, pattern: str, flags: int, found: bool
+) -> None:
+    regex = re.compile(pattern, flags)
+    got = fetch(engine, grep=pattern)
+    assert got == populated.select(messages=lambda message: regex.search(message) is not None)
+    assert bool(got) == found
+
+
+@pytest.mark.parametrize(
+    ("pattern", "effective"),
+    [
+        ("denied", "(?i)denied"),
+        ("Denied", "Denied"),
+        (r"\Sx\W", r"(?i)\Sx\W"),
+        ("\\\\S", "\\\\S"),  # an escaped backslash, then a real upper-case S
+        ("é", "(?i)é"),
+        ("É", "É"),
+        ("", "(?i)"),
+    ],
+)
+def test_grep_is_case_insensitive_without_upper_case(pattern: str, effective: str) -> None:
+    assert grep_pattern(pattern) == effective
+
+
+@pytest.mark.parametrize("pattern", ["a(", "[z-a]", "*x", "(?P<1>x)"])
+def test_a_bad_regex_is_a_usage_error_before_reading(pattern: str) -> None:
+    with pytest.raises(UsageError, match="--grep: invalid regular expression") as caught:
+        RecordFilter(grep=pattern)
+    assert "\n" not in str(caught.value)
+
+
+def test_pids_are_found_in_pid_index_and_after_it(
+    engine: Engine, populated: PopulatedStore
+) -> None:
+    first = populated.instance(1)
+    got = fetch(engine, pids=(312,))
+    assert got == populated.select(pids={312})
+    beyond = [r for r in got if r.instance == first.uuid and r.seq > first.pid_indexed]
+    indexed = [r for r in got if r.instance == first.uuid and r.seq <= first.pid_indexed]
+    assert beyond and indexed  # both ways of finding them were needed
+    since = populated.now_ns - 60 * MINUTE
+    assert fetch(engine, pids=(312, 1), since_ns=since) == populated.select(
+        pids={312, 1}, since_ns=since
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "instance_id"),
+    [("0", 2), ("-1", 1), (" -1 ", 1), ("f13c513a", 1), ("F13C", 1), ("05", 2)],
+)
+def test_instance_by_offset_or_prefix(
+    engine: Engine, populated: PopulatedStore, spec: str, instance_id: int
+) -> None:
+    # Both instances were first seen at the same time: the later row is newer.
+    assert populated.instance(1).uuid.startswith("f13c513a")
+    assert populated.instance(2).uuid.startswith("05")
+    got = fetch(engine, instance=spec)
+    assert got == populated.select(instances={instance_id})
+    assert got
+
+
+def test_instance_by_full_id_with_or_without_dashes(
+    engine: Engine, populated: PopulatedStore
+) -> None:
+    uuid = populated.instance(1).uuid
+    expected = populated.select(instances={1})
+    assert fetch(engine, instance=uuid) == expected
+    assert fetch(engine, instance=str(UUID(hex=uuid))) == expected  # 8-4-4-4-12
+
+
+def test_instance_offsets_count_among_the_sources_asked_for(
+    engine: Engine, populated: PopulatedStore
+) -> None:
+    got = fetch(engine, instance="0", sources=("unix:/run/sim-a.sock",))
+    assert got == populated.select(instances={1})
+    with pytest.raises(UsageError, match="has 1 instance of those sources"):
+        fetch(engine, instance="-1", sources=("unix:/run/sim-a.sock",))
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("-3", "--instance -3: the store has 3 instances"),
+        ("abc", "--instance: no instance 'abc' in this store"),
+        ("xyz", "is not an instance id, a prefix of one, 0 (the newest) or -N"),
+        ("+1", "is not an instance id"),
+        ("f1", "'f1' matches several instances; give more digits"),
+    ],
+)
+def test_instance_errors(populated: PopulatedStore, spec: str, message: str) -> None:
+    with sqlite3.connect(populated.path) as connection:  # a third instance, also f1...
+        connection.execute(
+            "INSERT INTO instances (id, uuid, source, name, boot_id, producer_version,"
+            " first_seen_ns, last_seen_ns) VALUES (3, ?, 'unix:/x', 'n', 'b', 'v', -1, 0)",
+            ("f1" + "0" * 30,),
+        )
+    connection.close()
+    engine = store.read_engine(populated.url)
+    try:
+        with pytest.raises(UsageError) as caught:
+            fetch(engine, instance=spec)
+    finally:
+        engine.dispose()
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("sources", "instance_ids"),
+    [
+        (("unix:/run/sim-b.sock",), {2}),
+        (("unix:/run/sim-a.sock", "unix:/run/sim-b.sock"), {1, 2}),
+        (("unix:/run/other.sock",), set()),
+    ],
+)
+def test_sources(
+    engine: Engine, populated: PopulatedStore, sources: tuple[str, ...], instance_ids: set[int]
+) -> None:
+    assert fetch(engine, sources=sources) == populated.select(instances=instance_ids)
+
+
+def test_every_filter_at_once(engine: Engine, populated: PopulatedStore) -> None:
+    since = populated.now_ns - 120 * MINUTE
+    got = fetch(
+        engine,
+        levels=(Level.DEBUG, Level.WARNING),
+        since_ns=since,
+        pids=(312, 777, 501),
+        processes=("mds*", "santad"),
+        grep="cache|vnode",
+        instance="0",  # the newest of sim-a's
+        sources=("unix:/run/sim-a.sock",),
+    )
+    regex = re.compile("cache|vnode", re.IGNORECASE)
+    assert got == populated.select(
+        levels={Level.DEBUG, Level.INFO, Level.WARNING},
+        since_ns=since,
+        pids={312, 777},
+        processes=lambda name: name in {"mds_stores", "santad"},
+        messages=lambda message: regex.search(message) is not None,
+        instances={1},
+    )
+    assert got
+
+
+def test_losses_follow_instance_and_source_but_not_the_record_filters(
+    lossy_engine: Engine, lossy: PopulatedStore
+) -> None:
+    got = fetch_entries(lossy_engine, instance="-1", grep="DENIED", processes=("x",))
+    assert [entry for entry in got if isinstance(entry, Record)] == []
+    assert got == [loss for loss in lossy.losses if loss.instance == lossy.instance(1).uuid]
+    got = fetch_entries(lossy_engine, sources=("unix:/run/sim-b.sock",), lines=3)
+    assert got == lossy.entries(instances={2}, lines=3)
+
+
+# --- reverse and cursors ------------------------------------------------------
+
+
+def test_reverse_is_the_same_entries_newest_first(
+    lossy_engine: Engine, lossy: PopulatedStore
+) -> None:
+    forward = fetch_entries(lossy_engine)
+    assert fetch_entries(lossy_engine, reverse=True) == forward[::-1] == lossy.entries(reverse=True)
+    # Ties: records of one time before the losses of that time, backwards.
+    tie = forward.index(lossy.loss(2, 55))
+    backward = fetch_entries(lossy_engine, reverse=True)
+    at = backward.index(lossy.loss(2, 55))
+    assert backward[at - 2 : at + 1] == forward[tie : tie + 3][::-1]
+
+
+@pytest.mark.parametrize("lines", [0, 1, 3, 50, 1000])
+def test_reverse_with_lines_is_the_last_n_newest_first(
+    lossy_engine: Engine, lossy: PopulatedStore, lines: int
+) -> None:
+    got = fetch_entries(lossy_engine, lines=lines, reverse=True)
+    assert got == lossy.entries(lines=lines, reverse=True)
+    assert got == fetch_entries(lossy_engine, lines=lines)[::-1]
+
+
+def test_reverse_records(engine: Engine, populated: PopulatedStore) -> None:
+    assert fetch(engine, reverse=True) == list(populated.records[::-1])
+    assert fetch(engine, reverse=True, lines=4) == list(populated.records[-4:][::-1])
+
+
+def place(store_: PopulatedStore, record: Record) -> tuple[int, int, int]:
+    ids = {instance.uuid: instance.id for instance in store_.instances}
+    return (record.time_ns, ids[record.instance], record.seq)
+
+
+def test_cursor_starts_at_its_record_after_cursor_after_it(
+    lossy_engine: Engine, lossy: PopulatedStore
+) -> None:
+    record = lossy.record(1, 101)  # tied in time with instance 2's seq 61, a loss before
+    cursor = Cursor.of(record)
+    time_ns, instance_id, seq = place(lossy, record)
+    at = fetch_entries(lossy_engine, cursor=cursor)
+    assert at[0] == record
+    assert at == lossy.entries(after=(time_ns, instance_id, seq - 1))
+    after = fetch_entries(lossy_engine, after_cursor=cursor)
+    assert after[0] == lossy.record(2, 61)
+    assert after == lossy.entries(after=(time_ns, instance_id, seq))
+    assert lossy.loss(2, 55) not in at  # placed at the cursor's time, before its record
+
+
+def test_a_cursor_outlives_its_record(lossy_engine: Engine, lossy: PopulatedStore) -> None:
+    _, made = make_records(lossy.now_ns)
+    pruned = next(r for r in made if r.instance == lossy.instance(1).uuid and r.seq == 5)
+    assert pruned not in lossy.records
+    got = fetch_entries(lossy_engine, after_cursor=Cursor.of(pruned))
+    assert got == lossy.entries(after=place(lossy, pruned))
+    assert got[0].time_ns >= pruned.time_ns
+
+
+def test_cursors_combine_with_filters_lines_and_reverse(
+    lossy_engine: Engine, lossy: PopulatedStore
+) -> None:
+    start = lossy.records[100]
+    fields = {"after_cursor": Cursor.of(start), "levels": (Level.ERROR, Level.ERROR)}
+    expected = lossy.entries(after=place(lossy, start), levels={Level.ERROR})
+    assert fetch_entries(lossy_engine, **fields) == expected
+    assert fetch_entries(lossy_engine, lines=2, reverse=True, **fields) == lossy.entries(
+        after=place(lossy, start), levels={Level.ERROR}, lines=2, reverse=True
+    )
+
+
+def test_a_cursor_of_another_store_is_refused(engine: Engine) -> None:
+    with pytest.raises(UsageError, match=r"--after-cursor: instance (1234)+ is not in this store"):
+        fetch(engine, after_cursor=Cursor("1234" * 8, 1, 0))
+
+
+def test_cursor_and_after_cursor_exclude_each_other() -> None:
+    cursor = Cursor("ab" * 16, 1, 0)
+    with pytest.raises(UsageError, match="not both"):
+        RecordFilter(cursor=cursor, after_cursor=cursor)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "i=0690a5df1c2e4b7a9d3f0a1b2c3d4e5f,s=5001,t=1795774956123456789",
+        " I=0690A5DF1C2E4B7A9D3F0A1B2C3D4E5F,S=5001,T=1795774956123456789 ",
+        "i=0690a5df1c2e4b7a9d3f0a1b2c3d4e5f,s=1,t=-5",
+    ],
+)
+def test_cursor_text_round_trip(text: str) -> None:
+    cursor = Cursor.parse(text)
+    assert Cursor.parse(str(cursor)) == cursor
+    assert str(cursor) == text.strip().lower()
+
+
+@pytest.mark.parametrize(
+    "text", ["", "abc", "i=0690a5df,s=1,t=2", "s=1,i=" + "0" * 32 + ",t=2", "i=" + "0" * 32]
+)
+def test_a_bad_cursor_is_a_usage_error(text: str) -> None:
+    with pytest.raises(UsageError, match="invalid cursor"):
+        Cursor.parse(text)
+
+
+def test_cursor_keeper_keeps_the_newest_record(lossy: PopulatedStore) -> None:
+    entries_ = lossy.entries(lines=5)
+    kept = CursorKeeper(entries_)
+    assert list(kept) == entries_
+    assert kept.cursor == Cursor.of(lossy.records[-1])  # not the losses after it
+    backwards = CursorKeeper(entries_[::-1], newest_first=True)
+    assert list(backwards) == entries_[::-1]
+    assert backwards.cursor == Cursor.of(lossy.records[-1])
+    assert CursorKeeper([]).cursor is None

@@ -12,15 +12,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kextlog_store.levels import Level
-from kextlog_store.records import Entry, Loss, Record
+from kextlog_store.records import Cursor, Entry, Loss, Record
 from kextlog_store.render import (
     RecordFormat,
     SqlFormat,
     iso_time,
     loss_short,
+    prune_lines,
+    record_cat,
     record_json,
     record_short,
+    record_short_iso,
     table_lines,
+    write_cursor,
     write_records,
     write_rows,
 )
@@ -306,3 +310,141 @@ def test_write_rows() -> None:
     rows = [(1, None, b"\x00", "é", 1.5)]
     write_rows(["a", "a", "blob", "text", "a_2"], rows, SqlFormat.JSON, out)
     assert out.getvalue() == ('{"a": 1, "a_3": null, "blob": "x\'00\'", "text": "é", "a_2": 1.5}\n')
+
+
+# --- every record format ------------------------------------------------------------
+
+
+def written(output: RecordFormat, entries: Iterator[Entry], *, color: bool = False) -> str:
+    out = io.StringIO()
+    write_records(entries, output, out, utc=True, color=color)
+    return out.getvalue()
+
+
+def test_short_iso() -> None:
+    assert written(RecordFormat.SHORT_ISO, mixed()) == (
+        "2026-11-27T10:22:37.123456+00:00 INFO    mds_stores[312:4411]: message\n"
+        "-- 3 records lost (seqs 2..4 of instance 0690a5df, ring full) --\n"
+        "2026-11-27T10:22:41.123456+00:00 WARNING mds_stores[312:4411]: message\n"
+        "-- 1 record lost (seq 6 of instance 0690a5df, never sent) --\n"
+    )
+    assert record_short_iso(record(), timezone(timedelta(hours=1))).startswith(
+        "2026-11-27T11:22:36.123456+01:00 ERROR "
+    )
+
+
+def test_short_iso_in_the_system_zone(system_zone: str) -> None:
+    assert record_short_iso(record()).startswith("2026-11-27T15:52:36.123456+05:30 ERROR ")
+
+
+def test_cat() -> None:
+    assert written(RecordFormat.CAT, mixed()) == (
+        "message\n"
+        "-- 3 records lost (seqs 2..4 of instance 0690a5df, ring full) --\n"
+        "message\n"
+        "-- 1 record lost (seq 6 of instance 0690a5df, never sent) --\n"
+    )
+    assert record_cat(record(message="one\ntwo\n")) == "one\ntwo"
+    assert record_cat(record(message="esc\x1b[31m\ttab")) == "esc\\x1b[31m\ttab"
+
+
+def test_json_pretty() -> None:
+    text = written(RecordFormat.JSON_PRETTY, mixed())
+    assert text.startswith('{\n  "time": "2026-11-27T10:22:37.123456+00:00",\n  "level": "info",')
+    objects = text.split("}\n")
+    assert objects[-1] == "" and len(objects) == 3  # two records, no markers
+    assert [json.loads(item + "}")["seq"] for item in objects[:-1]] == [1, 5]
+
+
+def test_csv() -> None:
+    entries = [record(message='say "hi", then\nleave', seq=9), loss()]
+    assert written(RecordFormat.CSV, iter(entries)) == (
+        "time,level,pid,tid,process,message,seq,instance\n"
+        '2026-11-27T10:22:36.123456+00:00,error,312,4411,mds_stores,"say ""hi"", then\n'
+        f'leave",9,{INSTANCE}\n'
+    )
+    assert (
+        written(RecordFormat.CSV, iter(())) == "time,level,pid,tid,process,message,seq,instance\n"
+    )
+
+
+def test_table_of_records_with_a_marker() -> None:
+    marker_row = "2026-11-27T10:22:38.123456+00:00" + " " * 34
+    assert written(RecordFormat.TABLE, mixed()).splitlines() == [
+        "time                              level    pid   tid  process     message",
+        "--------------------------------  -------  ---  ----  ----------  " + "-" * 64,
+        "2026-11-27T10:22:37.123456+00:00  info     312  4411  mds_stores  message",
+        marker_row + "-- 3 records lost (seqs 2..4 of instance 0690a5df, ring full) --",
+        "2026-11-27T10:22:41.123456+00:00  warning  312  4411  mds_stores  message",
+        marker_row + "-- 1 record lost (seq 6 of instance 0690a5df, never sent) --",
+    ]
+
+
+RED, YELLOW, DIM, BOLD, RESET = "\x1b[1;31m", "\x1b[1;33m", "\x1b[2m", "\x1b[1m", "\x1b[0m"
+
+
+def test_colour_by_level_and_for_markers() -> None:
+    entries = [record(level=level, seq=int(level)) for level in Level] + [loss()]
+    lines = written(RecordFormat.SHORT, iter(entries), color=True).splitlines()
+    plain = [record_short(entry, UTC) for entry in entries[:-1]] + [loss_short(loss())]
+    assert lines == [
+        f"{DIM}{plain[0]}{RESET}",
+        f"{DIM}{plain[1]}{RESET}",
+        plain[2],
+        f"{YELLOW}{plain[3]}{RESET}",
+        f"{RED}{plain[4]}{RESET}",
+        f"{BOLD}{plain[5]}{RESET}",
+    ]
+
+
+def test_colour_each_line_of_a_long_message() -> None:
+    text = written(RecordFormat.CAT, iter([record(message="one\ntwo")]), color=True)
+    assert text == f"{RED}one{RESET}\n{RED}two{RESET}\n"
+
+
+def test_colour_in_a_table_after_the_padding() -> None:
+    lines = written(RecordFormat.TABLE, iter([record(), record(level=Level.INFO)]), color=True)
+    head, rule, error, info = lines.splitlines()
+    assert "\x1b" not in head + rule + info
+    assert error.startswith(RED) and error.endswith(RESET) and len(error) - 11 == len(info)
+
+
+def test_no_colour_in_machine_formats() -> None:
+    for output in (RecordFormat.JSON, RecordFormat.JSON_PRETTY, RecordFormat.CSV):
+        assert "\x1b" not in written(output, mixed(), color=True)
+
+
+def test_write_cursor() -> None:
+    out = io.StringIO()
+    write_cursor(Cursor.of(record()), out)
+    assert out.getvalue() == f"-- cursor: i={INSTANCE},s=7,t={T}\n"
+
+
+def test_write_rows_in_every_format() -> None:
+    columns, rows = ["n", "text"], [(1, "a,b"), (2, None)]
+    expected = {
+        SqlFormat.TABLE: "n  text\n-  ----\n1  a,b\n2\n",
+        SqlFormat.JSON: '{"n": 1, "text": "a,b"}\n{"n": 2, "text": null}\n',
+        SqlFormat.JSON_PRETTY: '{\n  "n": 1,\n  "text": "a,b"\n}\n'
+        '{\n  "n": 2,\n  "text": null\n}\n',
+        SqlFormat.CSV: 'n,text\n1,"a,b"\n2,\n',
+    }
+    for output, text in expected.items():
+        out = io.StringIO()
+        write_rows(columns, rows, output, out)
+        assert out.getvalue() == text, output
+
+
+def test_prune_lines() -> None:
+    from kextlog_store.retention import PruneResult
+
+    result = PruneResult({1: 1200, 2: 34}, 1, 3 << 20, 1 << 20, 4 << 20, 1 << 20, True)
+    assert prune_lines(result) == [
+        "removed 1,234 records (trace 1,200, debug 34) and 1 loss row",
+        "in use 3.0 MiB -> 1.0 MiB, file 4.0 MiB -> 1.0 MiB",
+    ]
+    assert prune_lines(PruneResult(stopped=True)) == [
+        "removed 0 records and 0 loss rows",
+        "in use 0 B -> 0 B, file 0 B -> 0 B",
+        "stopped before the end",
+    ]

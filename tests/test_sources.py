@@ -56,7 +56,7 @@ def test_unix_and_kctl_specs(macos_socket: None) -> None:
 
 @pytest.mark.parametrize("spec", ["tcp:1.2.3.4", "unix:", "kctl:", "nothing"])
 def test_unknown_specs_are_usage_errors(spec: str) -> None:
-    with pytest.raises(UsageError, match="expected unix:PATH or kctl:NAME"):
+    with pytest.raises(UsageError, match="expected kmsg, unix:PATH or kctl:NAME"):
         parse_source(spec)
 
 

@@ -127,7 +127,7 @@ def test_no_file_is_written_through_a_uri(populated: PopulatedStore, tmp_path: P
 
 
 def test_reading(populated: PopulatedStore) -> None:
-    columns, rows = run_sql(
+    columns, rows, _ = run_sql(
         populated.url, "SELECT level, count(*) AS n FROM log GROUP BY level ORDER BY level_number"
     )
     assert columns == ("level", "n")
@@ -139,7 +139,7 @@ def test_reading(populated: PopulatedStore) -> None:
 
 def test_the_log_view(populated: PopulatedStore) -> None:
     last = populated.records[-1]
-    columns, rows = run_sql(
+    columns, rows, _ = run_sql(
         populated.url,
         "SELECT time, level, pid, tid, process, message, seq, instance, source, time_ns"
         " FROM log ORDER BY time_ns DESC, seq DESC LIMIT 1",
@@ -168,7 +168,7 @@ def test_the_log_view(populated: PopulatedStore) -> None:
     ],
 )
 def test_parameters(populated: PopulatedStore, sql: str, params: tuple | dict) -> None:
-    _, rows = run_sql(populated.url, sql, params)
+    _, rows, _ = run_sql(populated.url, sql, params)
     assert rows == [(len(populated.select(pids={312})),)]
 
 
@@ -187,20 +187,22 @@ def test_queries_beyond_plain_select(populated: PopulatedStore, sql: str) -> Non
 
 
 def test_introspection_pragmas(populated: PopulatedStore) -> None:
-    columns, rows = run_sql(populated.url, "PRAGMA table_info(records)")
+    columns, rows, _ = run_sql(populated.url, "PRAGMA table_xinfo(records)")
     assert "name" in columns
     assert [row[columns.index("name")] for row in rows][:3] == ["id", "instance_id", "seq"]
+    columns, rows, _ = run_sql(populated.url, "PRAGMA table_info(records)")
+    assert [row[columns.index("name")] for row in rows][:3] == ["id", "time_ns", "mono_ns"]
     assert run_sql(populated.url, "PRAGMA index_list(records)").rows
     assert run_sql(populated.url, "PRAGMA user_version").rows == [(0,)]
     assert run_sql(populated.url, "PRAGMA main.journal_mode").rows == [("wal",)]
     assert run_sql(populated.url, "PRAGMA auto_vacuum").rows == [(2,)]
     assert run_sql(populated.url, "PRAGMA query_only").rows == [(1,)]
-    _, databases = run_sql(populated.url, "PRAGMA database_list")
+    _, databases, _ = run_sql(populated.url, "PRAGMA database_list")
     assert [row[1] for row in databases] == ["main"]
 
 
 def test_a_statement_without_rows(populated: PopulatedStore) -> None:
-    assert run_sql(populated.url, "SELECT 1 WHERE 0") == (("1",), [])
+    assert run_sql(populated.url, "SELECT 1 WHERE 0") == (("1",), [], False)
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,12 @@ from kextlog_store._native import ffi, lib
 from kextlog_store.errors import ProtocolError
 from kextlog_store.levels import Level
 from kextlog_store.wire import (
+    SCAN_ENTRIES,
+    SCAN_ENTRY,
     FrameReader,
     Hello,
     LogFrame,
+    LogRun,
     Loss,
     Status,
     encode_ack,
@@ -56,6 +59,22 @@ def loss_bytes(first: int, last: int, reason: int = 1) -> bytes:
     return bytes(ffi.buffer(frame, length))
 
 
+def flat(frames: list) -> list:
+    """LOG runs opened up into LogFrames, other frames as they are."""
+    return [
+        one
+        for frame in frames
+        for one in (frame.frames() if isinstance(frame, LogRun) else [frame])
+    ]
+
+
+def feed(*chunks: bytes) -> list:
+    reader = FrameReader()
+    frames = [frame for chunk in chunks for frame in reader.feed(chunk)]
+    assert reader.pending == 0
+    return flat(frames)
+
+
 def test_levels_match_the_wire_header() -> None:
     assert [level.value for level in Level] == [
         lib.KEXTLOG_LEVEL_TRACE,
@@ -67,7 +86,7 @@ def test_levels_match_the_wire_header() -> None:
 
 
 def test_hello_round_trip() -> None:
-    (hello,) = FrameReader().feed(hello_bytes())
+    (hello,) = feed(hello_bytes())
     assert hello == Hello(
         instance=INSTANCE.hex(),
         instance_raw=INSTANCE,
@@ -84,7 +103,7 @@ def test_hello_round_trip() -> None:
 def test_log_round_trip_keeps_every_field() -> None:
     data = log_bytes(seq=9, message=b"vnode: open /etc/hosts", level=5, flags=1, pid=7, tid=2**40)
     assert len(data) % 8 == 0
-    (frame,) = FrameReader().feed(data)
+    (frame,) = feed(data)
     assert frame == LogFrame(
         seq=9,
         time_ns=1_700_000_000_123_456_789,
@@ -99,25 +118,25 @@ def test_log_round_trip_keeps_every_field() -> None:
 
 
 def test_loss_round_trip() -> None:
-    (loss,) = FrameReader().feed(loss_bytes(10, 14, lib.KEXTLOG_LOSS_RELEASED))
+    (loss,) = feed(loss_bytes(10, 14, lib.KEXTLOG_LOSS_RELEASED))
     assert loss == Loss(10, 14, 1000, 2000, "released")
     assert loss.count == 5
 
 
 def test_invalid_utf8_is_kept_visible() -> None:
-    (frame,) = FrameReader().feed(log_bytes(message=b"bad \xff byte"))
+    (frame,) = feed(log_bytes(message=b"bad \xff byte"))
     assert frame.message == "bad \\xff byte"
 
 
 def test_frames_glued_in_one_read_and_split_across_reads() -> None:
     stream = hello_bytes() + b"".join(log_bytes(seq, b"m%d" % seq * seq) for seq in range(1, 40))
     stream += loss_bytes(40, 45)
-    whole = FrameReader().feed(stream)
+    whole = feed(stream)
     assert len(whole) == 41
     # Every cut of the stream into two reads gives the same frames.
     for cut in range(0, len(stream), 7):
         reader = FrameReader()
-        frames = reader.feed(stream[:cut]) + reader.feed(stream[cut:])
+        frames = flat(reader.feed(stream[:cut]) + reader.feed(stream[cut:]))
         assert frames == whole
         assert reader.pending == 0
 
@@ -125,7 +144,7 @@ def test_frames_glued_in_one_read_and_split_across_reads() -> None:
 def test_byte_by_byte() -> None:
     stream = log_bytes(1, b"x" * 300) + log_bytes(2, b"")
     reader = FrameReader()
-    frames = [frame for byte in stream for frame in reader.feed(bytes([byte]))]
+    frames = flat([frame for byte in stream for frame in reader.feed(bytes([byte]))])
     assert [frame.seq for frame in frames] == [1, 2]
     assert frames[0].message == "x" * 300
 
@@ -133,7 +152,7 @@ def test_byte_by_byte() -> None:
 def test_unknown_frame_types_are_skipped() -> None:
     unknown = bytearray(log_bytes(1))
     unknown[6:8] = (200).to_bytes(2, "little")
-    frames = FrameReader().feed(bytes(unknown) + log_bytes(2))
+    frames = feed(bytes(unknown) + log_bytes(2))
     assert [frame.seq for frame in frames] == [2]
 
 
@@ -179,7 +198,7 @@ def test_any_log_frame_round_trips(
 ) -> None:
     data = log_bytes(seq, message, level, time_ns=time_ns, pid=pid, tid=tid)
     reader = FrameReader()
-    (frame,) = reader.feed(data[:cut]) + reader.feed(data[cut:])
+    (frame,) = flat(reader.feed(data[:cut]) + reader.feed(data[cut:]))
     assert (frame.seq, frame.time_ns, frame.pid, frame.tid, frame.level) == (
         seq,
         time_ns,
@@ -193,5 +212,29 @@ def test_any_log_frame_round_trips(
 def test_status_round_trip() -> None:
     frame = ffi.new("struct kextlog_status_frame *")
     length = lib.kextlog_encode_status(frame, 100, 3, 555, 10, 64, 2048, 16384)
-    (status,) = FrameReader().feed(bytes(ffi.buffer(frame, length)))
+    (status,) = feed(bytes(ffi.buffer(frame, length)))
     assert status == Status(100, 3, 555, 10, 64, 2048, 16384)
+
+
+def test_log_frames_come_in_runs_that_know_if_they_are_contiguous() -> None:
+    frames = FrameReader().feed(
+        log_bytes(1) + log_bytes(2) + loss_bytes(3, 4) + log_bytes(5) + log_bytes(7)
+    )
+    assert [type(frame) for frame in frames] == [LogRun, Loss, LogRun]
+    first, _, second = frames
+    assert (first.first_seq, first.last_seq, first.contiguous) == (1, 2, True)
+    assert (second.first_seq, second.last_seq, second.contiguous) == (5, 7, False)
+
+
+def test_a_run_longer_than_one_scan() -> None:
+    count = SCAN_ENTRIES * 2 + 5  # three C scans
+    (run,) = FrameReader().feed(b"".join(log_bytes(seq, b"m") for seq in range(1, count + 1)))
+    assert run.contiguous and (run.first_seq, run.last_seq) == (1, count)
+    assert len(run.rows) == count
+
+
+def test_scan_entries_unpack_as_the_compiler_laid_them_out() -> None:
+    entry = ffi.new("struct kextlog_scan_entry *")
+    entry.seq, entry.pid, entry.level, entry.process_length = 2**63 + 5, 4242, 5, 31
+    fields = SCAN_ENTRY.unpack(bytes(ffi.buffer(entry)))
+    assert (fields[0], fields[5], fields[10], fields[11]) == (2**63 + 5, 4242, 5, 31)

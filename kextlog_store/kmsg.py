@@ -1,0 +1,244 @@
+"""The kmsg source: the Linux kernel's own log, read from /dev/kmsg.
+
+Each record (Documentation/ABI/testing/dev-kmsg) is a line
+
+    prio,seq,usec,flags[,key=value...];text
+
+followed by continuation lines " KEY=value" (SUBSYSTEM=, DEVICE=...), with
+unprintable bytes escaped as \\xNN.  The kernel's seq is the record's seq (it
+starts at 0), the boot is the instance, and a jump in seqs (the kernel
+overwrote records before they were read: EPIPE) is a loss row with its exact
+count, as the delivery contract wants.  Records become the same LogRun rows
+as the kext's LOG frames, with the syslog priority, facility and fields added.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import json
+import os
+import re
+import select
+import stat
+import time
+import uuid
+from dataclasses import dataclass
+
+from .errors import ProtocolError, SourceError
+from .levels import Level
+from .wire import Frame, Hello, LogRun, Loss
+
+DEVICE = "/dev/kmsg"
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
+READ_BYTES = 16384  # more than a record can be (CONSOLE_EXT_LOG_MAX is 8192)
+BATCH_RECORDS = 4096  # records handed to the writer at once
+OVERWRITTEN = "overwritten"  # the loss reason: the kernel's ring went round
+
+# syslog severities: emerg..err are errors, notice and info are info.
+LEVELS = (Level.ERROR,) * 4 + (Level.WARNING, Level.INFO, Level.INFO, Level.DEBUG)
+_ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
+
+
+class SourceDone(SourceError):
+    """--once: the source has handed over everything it held."""
+
+
+def unescape(text: bytes) -> str:
+    raw = _ESCAPE.sub(lambda match: bytes([int(match.group(1), 16)]), text)
+    return raw.decode("utf-8", "backslashreplace")
+
+
+@dataclass(frozen=True)
+class KmsgRecord:
+    priority: int  # syslog severity, 0 (emerg) .. 7 (debug)
+    facility: int
+    seq: int
+    usec: int  # since boot, by the kernel's clock
+    tid: int  # the caller=T<tid> field when the kernel has CONFIG_PRINTK_CALLER
+    text: str
+    fields: dict[str, str]
+
+
+def parse_record(raw: bytes) -> KmsgRecord:
+    """One record, its continuation lines included."""
+    first, *continuation = raw.rstrip(b"\n").split(b"\n")
+    prefix, separator, text = first.partition(b";")
+    parts = prefix.split(b",")
+    if not separator or len(parts) < 4:
+        raise ProtocolError(f"not a kmsg record: {first[:80]!r}")
+    try:
+        value, seq, usec = int(parts[0]), int(parts[1]), int(parts[2])
+    except ValueError:
+        raise ProtocolError(f"not a kmsg record: {first[:80]!r}") from None
+    if value < 0 or seq < 0 or usec < 0:
+        raise ProtocolError(f"not a kmsg record: {first[:80]!r}")
+    tid = 0
+    for extra in parts[4:]:
+        key, _, caller = extra.partition(b"=")
+        if key == b"caller" and caller[:1] == b"T" and caller[1:].isdigit():
+            tid = int(caller[1:])
+    fields = {}
+    for line in continuation:
+        key, equals, field = line.strip().partition(b"=")
+        if line.startswith(b" ") and equals:
+            fields[unescape(key)] = unescape(field)
+    return KmsgRecord(value & 7, value >> 3, seq, usec, tid, unescape(text), fields)
+
+
+def split_records(data: bytes) -> tuple[list[bytes], bytes]:
+    """Whole records of a byte stream (a file or pipe of kmsg records) and the
+    rest: a record is whole once the next one begins (its continuation lines
+    may still be on their way)."""
+    starts = [0] + [match.start() + 1 for match in re.finditer(rb"\n(?=[^ ])", data)]
+    records = [data[a:b] for a, b in itertools.pairwise(starts) if a < b]
+    return records, data[starts[-1] :]
+
+
+class KmsgReader:
+    """Records to frames.  Knows where the stored records end (RESUME), so
+    it can skip what is stored and report what the kernel no longer holds."""
+
+    def __init__(self, boot_time_ns: int) -> None:
+        self.boot_time_ns = boot_time_ns  # wall clock at usec 0
+        self.next_seq: int | None = None  # set by the resume point
+
+    def feed(self, records: list[bytes]) -> list[Frame]:
+        frames: list[Frame] = []
+        run: LogRun | None = None
+        for raw in records:
+            record = parse_record(raw)
+            if self.next_seq is not None and record.seq < self.next_seq:
+                continue  # stored already
+            if self.next_seq is not None and record.seq > self.next_seq:
+                frames.append(
+                    Loss(self.next_seq, record.seq - 1, None, None, OVERWRITTEN)
+                )  # the kernel overwrote them before they were read
+                run = None
+            if run is None:
+                run = LogRun()
+                frames.append(run)
+            time_ns = self.boot_time_ns + record.usec * 1000
+            run.rows.append(
+                (
+                    record.seq, time_ns, record.usec * 1000, int(LEVELS[record.priority]), 0,
+                    0, record.tid, "kernel", record.text,
+                    record.priority, record.facility,
+                    json.dumps(record.fields) if record.fields else None,
+                )
+            )  # fmt: skip
+            self.next_seq = record.seq + 1
+        return frames
+
+
+def boot_time_ns() -> int:
+    """The wall clock at the moment the kernel's timestamps started."""
+    return time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+@dataclass(frozen=True)
+class KmsgSource:
+    """/dev/kmsg, or a file or FIFO of records in its format (a capture)."""
+
+    spec: str = "kmsg"
+    path: str = DEVICE
+    boot_id: str | None = None  # the boot the records belong to; None: this one's
+    once: bool = False  # hand over what is there now, then finish
+
+    def connect(self) -> KmsgConnection:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError as error:
+            raise SourceError(f"{self.spec}: {_explain(self.path, error)}") from None
+        boot_id = self.boot_id or _read_boot_id()
+        return KmsgConnection(self, fd, boot_id)
+
+
+def _read_boot_id() -> str:
+    try:
+        with open(BOOT_ID) as file:
+            return uuid.UUID(file.read().strip()).hex
+    except (OSError, ValueError) as error:
+        raise SourceError(f"kmsg: cannot read the boot id from {BOOT_ID}: {error}") from None
+
+
+def _explain(path: str, error: OSError) -> str:
+    if error.errno in (errno.EPERM, errno.EACCES):
+        return (
+            f"cannot read {path}: permission denied (kernel.dmesg_restrict is set: "
+            "run ingest as root or with CAP_SYSLOG)"
+        )
+    return f"cannot read {path}: {error.strerror}"
+
+
+class KmsgConnection:
+    """The Connection of the kmsg source (see sources.Connection)."""
+
+    def __init__(self, source: KmsgSource, fd: int, boot_id: str) -> None:
+        self.source = source
+        self._fd = fd
+        self._device = stat.S_ISCHR(os.fstat(fd).st_mode)  # one record per read
+        self._rest = b""
+        self.reader = KmsgReader(boot_time_ns())
+        release = os.uname().release
+        self._hello = Hello(
+            instance=boot_id,
+            instance_raw=bytes.fromhex(boot_id),
+            boot_id=boot_id,
+            oldest_seq=0,
+            next_seq=0,
+            ring_records=0,
+            ring_bytes=0,
+            producer_version=release,
+            name="linux",
+            first_seq=0,
+        )
+
+    def read(self, timeout: float) -> list[Frame]:
+        """The greeting: kmsg has no HELLO of its own."""
+        return [self._hello]
+
+    def resume(self, instance_raw: bytes, seq: int) -> None:
+        self.reader.next_seq = seq
+
+    def ack(self, seq: int) -> None:
+        """The kernel keeps its ring whatever we store."""
+
+    def receive(self, timeout: float) -> list[bytes]:
+        """The records that arrived within timeout seconds (maybe none)."""
+        ready, _, _ = select.select([self._fd], [], [], timeout)
+        if not ready:
+            if self.source.once:  # the device has nothing left
+                raise SourceDone(f"{self.source.spec}: all read")
+            return []
+        records: list[bytes] = []
+        while len(records) < BATCH_RECORDS:
+            try:
+                data = os.read(self._fd, READ_BYTES)
+            except BlockingIOError:
+                break  # all read, for now
+            except BrokenPipeError:
+                continue  # EPIPE: records were overwritten; the next read has the oldest
+            except OSError as error:
+                message = _explain(self.source.path, error)
+                raise SourceError(f"{self.source.spec}: {message}") from None
+            if not data:  # the end of a file, or a pipe's writer went away
+                records.extend(self._flush())
+                if records:
+                    break
+                if self.source.once:
+                    raise SourceDone(f"{self.source.spec}: all read")
+                raise SourceError(f"{self.source.spec}: the end of {self.source.path}")
+            if self._device:
+                records.append(data)
+            else:
+                whole, self._rest = split_records(self._rest + data)
+                records.extend(whole)
+        return records
+
+    def _flush(self) -> list[bytes]:
+        rest, self._rest = self._rest, b""
+        return [rest] if rest.strip() else []
+
+    def close(self) -> None:
+        os.close(self._fd)

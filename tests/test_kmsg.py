@@ -1,0 +1,239 @@
+"""The kmsg source: records in /dev/kmsg's format from files and FIFOs, and
+the machine's real /dev/kmsg when it can be read."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kextlog_store.errors import ProtocolError
+from kextlog_store.kmsg import KmsgRecord, parse_record, split_records, unescape
+from tests.processes import kextlog, start
+
+BOOT_A = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+BOOT_B = "11111111-2222-3333-4444-555555555555"
+
+
+def record(seq: int, text: str, prio: int = 6, usec: int = 0, fields: str = "") -> str:
+    return f"{prio},{seq},{usec or seq * 1000},-;{text}\n{fields}"
+
+
+def stored(db: Path) -> list[tuple]:
+    with sqlite3.connect(db) as connection:
+        return connection.execute(
+            "SELECT instance, seq, level, syslog_priority, facility, fields, message, process"
+            " FROM log ORDER BY instance, seq"
+        ).fetchall()
+
+
+def losses(db: Path) -> list[tuple]:
+    with sqlite3.connect(db) as connection:
+        return connection.execute(
+            "SELECT instance, first_seq, last_seq, count, reason FROM lost ORDER BY first_seq"
+        ).fetchall()
+
+
+def ingest_once(path: Path, db: Path, boot: str = BOOT_A) -> subprocess.CompletedProcess[str]:
+    result = kextlog(
+        "ingest", "--source", "kmsg", "--kmsg-path", str(path), "--kmsg-boot-id", boot,
+        "--once", "--db", str(db),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_every_field_form() -> None:
+    assert parse_record(b"6,42,1234567,-;eth0: link up\n") == KmsgRecord(
+        6, 0, 42, 1234567, 0, "eth0: link up", {}
+    )
+    # facility 3 (daemon), warning; a continuation flag; the caller field.
+    assert parse_record(b"28,7,99,c,caller=T123;text\n") == KmsgRecord(4, 3, 7, 99, 123, "text", {})
+    # Continuation lines, escapes (a newline, a backslash, a byte that is not UTF-8).
+    parsed = parse_record(
+        b"3,8,100,-;two\\x0alines \\x5c and \\xff\n SUBSYSTEM=usb\n DEVICE=c189:1\n"
+    )
+    assert parsed.priority == 3
+    assert parsed.text == "two\nlines \\ and \\xff"
+    assert parsed.fields == {"SUBSYSTEM": "usb", "DEVICE": "c189:1"}
+    assert unescape(b"caf\\xc3\\xa9") == "café"
+
+
+@pytest.mark.parametrize(
+    "raw", [b"", b"no semicolon\n", b"6,1;too few\n", b"x,1,2,-;bad number\n", b"6,-1,2,-;neg\n"]
+)
+def test_malformed_records_are_refused(raw: bytes) -> None:
+    with pytest.raises(ProtocolError, match="not a kmsg record"):
+        parse_record(raw)
+
+
+def test_a_stream_splits_into_whole_records_only() -> None:
+    data = record(1, "a", fields=" K=v\n").encode() + record(2, "b").encode()
+    for cut in range(len(data) + 1):
+        first, rest = split_records(data[:cut])
+        second, rest = split_records(rest + data[cut:])
+        # The last record stays until another begins: its fields may follow.
+        assert [r.split(b",")[1] for r in first + second] == [b"1"]
+        assert rest == record(2, "b").encode()
+
+
+def test_a_capture_stored_with_levels_priorities_and_fields(tmp_path: Path) -> None:
+    capture, db = tmp_path / "kmsg", tmp_path / "k.db"
+    capture.write_text(
+        record(0, "Linux version 6.1", prio=5)
+        + record(1, "oops", prio=2)
+        + record(2, "disk warm", prio=4 + 8 * 3)  # facility daemon
+        + record(3, "usb attached", fields=" SUBSYSTEM=usb\n DEVICE=c189:1\n")
+        + record(4, "debugging", prio=7)
+    )
+    ingest_once(capture, db)
+    instance = BOOT_A.replace("-", "")
+    assert stored(db) == [
+        (instance, 0, "info", 5, 0, None, "Linux version 6.1", "kernel"),
+        (instance, 1, "error", 2, 0, None, "oops", "kernel"),
+        (instance, 2, "warning", 4, 3, None, "disk warm", "kernel"),
+        (instance, 3, "info", 6, 0, json.dumps({"SUBSYSTEM": "usb", "DEVICE": "c189:1"}),
+         "usb attached", "kernel"),
+        (instance, 4, "debug", 7, 0, None, "debugging", "kernel"),
+    ]  # fmt: skip
+    assert losses(db) == []
+    with sqlite3.connect(db) as connection:
+        # The raw monotonic time is kept; wall time is the boot's time + it.
+        times = connection.execute("SELECT mono_ns, time_ns FROM records ORDER BY seq").fetchall()
+        assert [mono for mono, _ in times] == [0, 1_000_000, 2_000_000, 3_000_000, 4_000_000]
+        booted = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(
+            time.CLOCK_MONOTONIC
+        )
+        assert {wall - mono for mono, wall in times} == {times[0][1]}
+        assert abs(times[0][1] - booted) < 5 * 10**9
+        assert connection.execute("SELECT high_water FROM instances").fetchone() == (4,)
+
+
+def test_seq_jumps_are_losses_and_a_second_run_adds_nothing(tmp_path: Path) -> None:
+    capture, db = tmp_path / "kmsg", tmp_path / "k.db"
+    capture.write_text(record(5, "first held") + record(6, "b") + record(10, "after a jump"))
+    ingest_once(capture, db)
+    instance = BOOT_A.replace("-", "")
+    assert [row[1] for row in stored(db)] == [5, 6, 10]
+    # Seqs 0..4 were gone before ingest started; 7..9 were overwritten while it read.
+    assert losses(db) == [
+        (instance, 0, 4, 5, "overwritten"),
+        (instance, 7, 9, 3, "overwritten"),
+    ]
+    ingest_once(capture, db)
+    assert [row[1] for row in stored(db)] == [5, 6, 10]  # nothing twice
+    # The kernel logged more: the next run takes only what is new.
+    with capture.open("a") as file:
+        file.write(record(11, "new"))
+    ingest_once(capture, db)
+    assert [row[1] for row in stored(db)] == [5, 6, 10, 11]
+    assert len(losses(db)) == 2
+
+
+def test_a_reboot_is_a_new_instance(tmp_path: Path) -> None:
+    before, after, db = tmp_path / "before", tmp_path / "after", tmp_path / "k.db"
+    before.write_text(record(0, "boot one") + record(1, "bye"))
+    after.write_text(record(0, "boot two") + record(1, "hello again"))
+    ingest_once(before, db, BOOT_A)
+    ingest_once(after, db, BOOT_B)
+    rows = stored(db)
+    assert {row[0] for row in rows} == {BOOT_A.replace("-", ""), BOOT_B.replace("-", "")}
+    assert [row[6] for row in rows if row[0] == BOOT_B.replace("-", "")] == [
+        "boot two",
+        "hello again",
+    ]
+    assert losses(db) == []  # seq 0 again is a new boot, not a loss
+
+
+def test_follows_a_fifo_until_sigterm(tmp_path: Path) -> None:
+    fifo, db, log = tmp_path / "kmsg", tmp_path / "k.db", tmp_path / "log"
+    os.mkfifo(fifo)
+    ingest = start(
+        "ingest", "--source", "kmsg", "--kmsg-path", str(fifo), "--kmsg-boot-id", BOOT_A,
+        "--db", str(db), log=log,
+    )  # fmt: skip
+    with fifo.open("w") as writer:  # blocks until ingest opens it
+        writer.write(record(0, "live one", fields=" SUBSYSTEM=net\n"))
+        writer.flush()
+        writer.write(record(1, "live two"))
+    # The writer closed: the last record is whole.  Ingest keeps following.
+    follow = kextlog("query", "--db", str(db), "-o", "cat", "-n", "5")
+    deadline = 50
+    while "live two" not in follow.stdout and deadline:
+        deadline -= 1
+        subprocess.run(["sleep", "0.1"], check=True)
+        follow = kextlog("query", "--db", str(db), "-o", "cat", "-n", "5")
+    assert follow.stdout.splitlines() == ["live one", "live two"]
+    ingest.send_signal(signal.SIGTERM)
+    assert ingest.wait(timeout=30) == 0
+    assert stored(db)[0][5] == json.dumps({"SUBSYSTEM": "net"})
+
+
+def test_without_permission_says_why(tmp_path: Path) -> None:
+    """As a user without CAP_SYSLOG (dmesg_restrict): privileges dropped in a
+    subprocess, after its imports (the interpreter lives in root's home)."""
+    program = (
+        "import os\n"
+        "from kextlog_store.kmsg import KmsgSource\n"
+        "from kextlog_store.errors import SourceError\n"
+        "os.setgid(65534); os.setuid(65534)\n"
+        "try:\n"
+        "    KmsgSource().connect()\n"
+        "except SourceError as error:\n"
+        "    print(error)\n"
+    )
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop privileges")
+    if Path("/proc/sys/kernel/dmesg_restrict").read_text().strip() != "1":
+        pytest.skip("kernel.dmesg_restrict is 0: everyone may read /dev/kmsg")
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == (
+        "kmsg: cannot read /dev/kmsg: permission denied (kernel.dmesg_restrict is set: "
+        "run ingest as root or with CAP_SYSLOG)"
+    )
+
+
+def read_device() -> list[KmsgRecord]:
+    """What /dev/kmsg holds now, read directly (as `dmesg --raw` does)."""
+    records = []
+    fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        while True:
+            try:
+                records.append(parse_record(os.read(fd, 16384)))
+            except BlockingIOError:
+                return records
+            except BrokenPipeError:
+                continue
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(not os.access("/dev/kmsg", os.R_OK), reason="/dev/kmsg is not readable")
+def test_the_real_kernel_log(tmp_path: Path) -> None:
+    db = tmp_path / "k.db"
+    before = read_device()
+    result = kextlog("ingest", "--source", "kmsg", "--once", "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(db) as connection:
+        rows = connection.execute(
+            "SELECT seq, syslog_priority, facility, message FROM records ORDER BY seq"
+        ).fetchall()
+    by_seq = {row[0]: row for row in rows}
+    assert before, "the kernel holds no records"
+    for held in before:  # every record the kernel held, same text, same order
+        assert by_seq[held.seq] == (held.seq, held.priority, held.facility, held.text)
+    second = kextlog("ingest", "--source", "kmsg", "--once", "--db", str(db))
+    assert second.returncode == 0
+    with sqlite3.connect(db) as connection:
+        seqs = [seq for (seq,) in connection.execute("SELECT seq FROM records ORDER BY seq")]
+    assert len(seqs) == len(set(seqs))  # nothing twice

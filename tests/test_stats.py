@@ -1,0 +1,278 @@
+"""`kextlog stats`: every figure checked against the data the fixtures stored."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from kextlog_store import store
+from kextlog_store.levels import Level
+from kextlog_store.records import Record
+from kextlog_store.render import bar, format_size, stats_lines
+from kextlog_store.stats import BUCKET_SIZES, Stats, choose_bucket, collect
+from tests.conftest import NS, Kextlog, PopulatedStore
+
+MINUTE, HOUR, DAY = 60 * NS, 3600 * NS, 86400 * NS
+
+
+def level_counts(records: list[Record]) -> tuple[int, ...]:
+    counts = Counter(record.level for record in records)
+    return tuple(counts[level] for level in Level)
+
+
+def check_buckets(stats: Stats, records: list[Record]) -> None:
+    """Consecutive buckets of the stats' size that hold exactly the records."""
+    size = stats.bucket_ns
+    starts = [bucket.start_ns for bucket in stats.buckets]
+    assert starts == [starts[0] + i * size for i in range(len(starts))]
+    for bucket in stats.buckets:
+        inside = [r for r in records if bucket.start_ns <= r.time_ns < bucket.start_ns + size]
+        assert bucket.counts == level_counts(inside)
+    assert sum(bucket.total for bucket in stats.buckets) == len(records)
+
+
+def test_the_figures_of_the_whole_store(lossy: PopulatedStore) -> None:
+    stats = collect(lossy.url)
+    records = list(lossy.records)
+    assert stats.records == len(records) == 279
+    assert stats.levels == level_counts(records)
+    assert (stats.first_ns, stats.last_ns) == (records[0].time_ns, records[-1].time_ns)
+    by_process = Counter(record.process for record in records)
+    pids = {name: len({r.pid for r in records if r.process == name}) for name in by_process}
+    assert [(p.process, p.records, p.pids) for p in stats.processes] == sorted(
+        ((name, count, pids[name]) for name, count in by_process.items()),
+        key=lambda item: (-item[1], item[0]),
+    )
+    assert stats.process_names == 6
+    # Three hours in at most 24 buckets: 10 minutes each, local time.
+    assert stats.bucket_ns == 10 * MINUTE
+    check_buckets(stats, records)
+    reasons: dict[str, list[int]] = {}
+    for loss in lossy.losses:
+        reasons.setdefault(loss.reason, []).append(loss.count)
+    assert [(x.reason, x.losses, x.records) for x in stats.losses] == sorted(
+        (reason, len(counts), sum(counts)) for reason, counts in reasons.items()
+    )
+
+
+def test_instances_account_for_every_seq(lossy: PopulatedStore) -> None:
+    first, second = collect(lossy.url).instances
+    assert (first.instance, first.source) == (lossy.instance(1).uuid, "unix:/run/sim-a.sock")
+    # Instance 1: seqs 1..181; 169 stored, 9 lost (1..3, 50..52, 150..151, 181),
+    # 4..6 pruned.  Instance 2: seqs 1..125; 110 stored, 15 lost.
+    assert (first.high_water, first.stored, first.lost, first.filtered, first.pruned) == (
+        181,
+        169,
+        9,
+        0,
+        3,
+    )
+    assert (second.high_water, second.stored, second.lost, second.pruned) == (125, 110, 15, 0)
+    for account, instance_id in ((first, 1), (second, 2)):
+        mine = [r for r in lossy.records if r.instance == lossy.instance(instance_id).uuid]
+        assert account.stored == len(mine)
+        assert account.first_record_ns == min(mine, key=lambda r: r.seq).time_ns
+        assert account.last_record_ns == max(mine, key=lambda r: r.seq).time_ns
+        assert account.ahead == 0
+        assert account.name == "com.example.kextlog.sim"
+
+
+def test_records_beyond_the_high_water_mark_are_ahead(lossy: PopulatedStore) -> None:
+    with sqlite3.connect(lossy.path) as connection:
+        connection.execute("UPDATE instances SET high_water = 170 WHERE id = 1")
+    connection.close()
+    first = collect(lossy.url).instances[0]
+    # Seqs 171..180 are stored past the mark (a gap ingest waits for, here
+    # made up); 181 is a loss past it.
+    assert (first.high_water, first.stored, first.ahead, first.lost) == (170, 159, 10, 9)
+    assert first.pruned == 170 - 159 - 9 - 0
+
+
+def test_a_window(lossy: PopulatedStore) -> None:
+    since, until = lossy.now_ns - 60 * MINUTE, lossy.now_ns - 5 * MINUTE
+    stats = collect(lossy.url, since_ns=since, until_ns=until, top=2, bucket_ns=5 * MINUTE)
+    records = lossy.select(since_ns=since, until_ns=until)
+    assert (stats.since_ns, stats.until_ns) == (since, until)
+    assert stats.records == len(records) and stats.levels == level_counts(records)
+    assert len(stats.processes) == 2
+    check_buckets(stats, records)
+    assert stats.buckets[0].start_ns <= since < stats.buckets[0].start_ns + 5 * MINUTE
+    assert stats.buckets[-1].start_ns <= until < stats.buckets[-1].start_ns + 5 * MINUTE
+    placed = [loss for loss in lossy.losses if since <= loss.time_ns <= until]
+    assert sum(x.records for x in stats.losses) == sum(loss.count for loss in placed) == 4
+    assert len(stats.instances) == 2  # the accounting is never windowed
+
+
+def test_an_empty_store(empty_store: object, db_url: str) -> None:
+    stats = collect(db_url)
+    assert (stats.records, stats.levels, stats.buckets, stats.losses) == (0, (0,) * 5, (), ())
+    assert stats.first_ns is None and stats.instances == ()
+    assert "Records   0" in stats_lines(stats)
+
+
+def test_the_database_size(lossy: PopulatedStore) -> None:
+    database = collect(lossy.url).database
+    assert database is not None
+    with sqlite3.connect(f"file:{lossy.path}?mode=ro", uri=True) as connection:
+        pragmas = [connection.execute(f"PRAGMA {name}").fetchone()[0] for name in
+                   ("page_size", "page_count", "freelist_count")]  # fmt: skip
+    connection.close()
+    assert [database.page_size, database.page_count, database.free_pages] == pragmas
+    assert database.file_bytes == os.path.getsize(lossy.path)
+    assert database.path == str(lossy.path)
+
+
+def test_buckets_start_on_local_hours(lossy: PopulatedStore, system_zone: str) -> None:
+    stats = collect(lossy.url, bucket_ns=HOUR)
+    kolkata = timezone(timedelta(hours=5, minutes=30))
+    for bucket in stats.buckets:
+        start = datetime.fromtimestamp(bucket.start_ns / NS, kolkata)
+        assert (start.minute, start.second) == (0, 0)
+    utc = collect(lossy.url, bucket_ns=HOUR, utc=True)
+    assert all(bucket.start_ns % HOUR == 0 for bucket in utc.buckets)
+
+
+@pytest.mark.parametrize(
+    ("span", "size"),
+    [(0, NS), (20 * NS, NS), (23 * NS, 2 * NS), (3 * HOUR, 10 * MINUTE), (5 * DAY, 6 * HOUR)],
+)
+def test_choose_bucket(span: int, size: int) -> None:
+    assert choose_bucket(span) == size
+    assert size in BUCKET_SIZES
+
+
+def test_choose_bucket_beyond_the_list() -> None:
+    span = 100 * 365 * DAY
+    assert choose_bucket(span) % DAY == 0
+    assert span // choose_bucket(span) + 2 <= 24
+
+
+# --- the command -----------------------------------------------------------------
+
+
+def test_stats_json(kextlog: Kextlog, lossy: PopulatedStore) -> None:
+    result = kextlog("stats", "-o", "json", "--top", "3")
+    assert result.returncode == 0, result.stderr
+    got = json.loads(result.stdout)
+    records = list(lossy.records)
+    assert got["records"] == len(records)
+    assert got["levels"] == {
+        level.label: count for level, count in zip(Level, level_counts(records), strict=True)
+    }
+    assert [item["process"] for item in got["processes"]] == [
+        name for name, _ in sorted(Counter(r.process for r in records).items(),
+                                   key=lambda item: (-item[1], item[0]))[:3]
+    ]  # fmt: skip
+    assert sum(bucket["total"] for bucket in got["rate"]) == len(records)
+    assert got["bucket_seconds"] == 600
+    assert [(i["stored"], i["lost"], i["filtered"], i["pruned"]) for i in got["instances"]] == [
+        (169, 9, 0, 3),
+        (110, 15, 0, 0),
+    ]
+    assert got["first"].endswith("+00:00") and got["database"]["path"] == str(lossy.path)
+
+
+def test_stats_text(kextlog: Kextlog, lossy: PopulatedStore) -> None:
+    result = kextlog("stats", "--top", "2", "-S", "1h", "--bucket", "15m")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout.splitlines()
+    records = lossy.select(since_ns=lossy.now_ns - HOUR)
+    counts = dict(zip(Level, level_counts(records), strict=True))
+    width = max(len("records"), *(len(str(n)) for n in counts.values()))
+    at = text.index("By level")
+    assert text[at + 1] == f"  level    {'records':>{width}}  share"
+    for line, level in zip(text[at + 3 : at + 8], sorted(Level, reverse=True), strict=True):
+        share = f"{100 * counts[level] / len(records):.1f}%"
+        assert line.split() == [level.label, str(counts[level]), share]
+    assert "By process (the top 2 of 6)" in text
+    assert any(line.startswith("Records per 15m (█ error  ▓ warning  ▒ info") for line in text)
+    lost = [loss for loss in lossy.losses if loss.time_ns >= lossy.now_ns - HOUR]
+    assert f"Losses    {sum(x.count for x in lost)} records in {len(lost)} losses" in text
+    assert (
+        "Instances 2 (every seq up to the high-water mark is stored, lost, filtered or pruned)"
+        in text
+    )
+    (first,) = [line for line in text if line.startswith(f"  {lossy.instance(1).uuid[:8]}")]
+    assert first.split()[1:7] == ["unix:/run/sim-a.sock", "181", "169", "9", "0", "3"]
+
+
+def test_stats_chart_rows(kextlog: Kextlog, lossy: PopulatedStore) -> None:
+    text = kextlog("stats", "--bucket", "1h").stdout.splitlines()
+    start = next(i for i, line in enumerate(text) if line.startswith("Records per 1h")) + 1
+    stats = collect(lossy.url, bucket_ns=HOUR)
+    scale = max(bucket.total for bucket in stats.buckets)
+    rows = text[start : start + len(stats.buckets)]
+    for row, bucket in zip(rows, stats.buckets, strict=True):
+        assert row.endswith(f"{bucket.total}  {bar(bucket.counts, scale)}".rstrip())
+    assert text[start + len(stats.buckets)] == ""
+
+
+def test_stats_on_a_missing_database(kextlog: Kextlog, db_path: object) -> None:
+    result = kextlog("stats")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("kextlog: error: no kextlog database at ")
+
+
+def test_stats_on_a_foreign_database(kextlog: Kextlog, db_path: object) -> None:
+    sqlite3.connect(str(db_path)).execute("CREATE TABLE t (x)").connection.close()
+    result = kextlog("stats")
+    assert result.returncode == 1
+    assert result.stderr.startswith("kextlog: error: not a kextlog database")
+
+
+# --- the bars ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("counts", "scale", "text"),
+    [
+        ((0, 0, 0, 0, 0), 10, ""),
+        ((0, 0, 0, 0, 10), 10, "█" * 40),
+        ((10, 10, 10, 10, 0), 40, "▓" * 10 + "▒" * 10 + "░" * 10 + "·" * 10),
+        ((0, 0, 5, 0, 0), 10, "▒" * 20),
+        ((1, 0, 0, 0, 999), 1000, "█" * 39 + "·"),  # a level with records shows
+        ((0, 0, 1, 0, 0), 1000, "▒"),  # a bucket with records shows
+    ],
+)
+def test_bar(counts: tuple[int, ...], scale: int, text: str) -> None:
+    assert bar(counts, scale) == text
+
+
+def test_bar_in_colour() -> None:
+    assert bar((0, 1, 0, 1, 2), 4, width=4, color=True) == (
+        "\x1b[1;31m██\x1b[0m\x1b[1;33m▓\x1b[0m\x1b[2m░\x1b[0m"
+    )
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [
+        (0, "0 B"),
+        (1023, "1023 B"),
+        (1536, "1.5 KiB"),
+        (5 << 20, "5.0 MiB"),
+        (3 << 40, "3072.0 GiB"),
+    ],
+)
+def test_format_size(size: int, text: str) -> None:
+    assert format_size(size) == text
+
+
+def test_store_url_of_another_back_end_has_no_size() -> None:
+    assert store.sqlite_path("postgresql://h/db") is None
+
+
+def test_stats_window_errors(kextlog: Kextlog, populated: PopulatedStore) -> None:
+    for args, message in [
+        (["-S", "1h", "-U", "2h"], "--since '1h' is later than --until '2h'"),
+        (["--until", "soonish"], "--until: invalid time 'soonish'"),
+        (["--bucket", "today"], "--bucket: invalid duration 'today'"),
+    ]:
+        result = kextlog("stats", *args)
+        assert (result.returncode, result.stdout) == (2, "")
+        assert result.stderr.startswith(f"kextlog: error: {message}")
