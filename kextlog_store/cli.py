@@ -625,6 +625,22 @@ def ingest_command(
         bool,
         typer.Option("--once", help="Store what the kmsg sources hold now, then exit (as dmesg)."),
     ] = False,
+    retain: Annotated[
+        str | None,
+        typer.Option(
+            metavar="LEVELS=AGE,...",
+            help="Remove records older than their level's age while running, e.g. "
+            "'trace..debug=1d,info=30d,warning..error=365d' (levels not named are kept).",
+        ),
+    ] = None,
+    max_size: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SIZE",
+            help="While running, remove the oldest records to keep the store under SIZE "
+            "(e.g. 2GB).",
+        ),
+    ] = None,
     db: DbOption = None,
     echo: Annotated[
         bool, typer.Option("--echo", help="Print each record once it is stored.")
@@ -655,6 +671,7 @@ def ingest_command(
       kextlog ingest --source unix:/tmp/kextlog-sim.sock
       kextlog ingest --source unix:/run/a.sock --source unix:/run/b.sock --min-level info
       sudo kextlog ingest --source kmsg --once
+      kextlog ingest --source kmsg --retain 'trace..debug=1d,info=30d' --max-size 2GB
     """
     from . import ingest, migrate, render, status, store
     from .levels import parse_level
@@ -665,8 +682,14 @@ def ingest_command(
         parse_source(spec, kmsg_path=kmsg_path, kmsg_boot_id=kmsg_boot_id, once=once)
         for spec in source
     ]
+    retention = None
+    if retain is not None or max_size is not None:
+        from .retention import RetentionPolicy
+
+        retention = RetentionPolicy.parse(retain or "", max_size)
     options = ingest.IngestOptions(
         sources=sources,
+        retention=retention,
         min_level=_option("--min-level", parse_level, min_level) or parse_level("trace"),
         batch_records=batch_records,
         batch_seconds=batch_seconds,

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from .errors import KextlogError, ProtocolError, SourceError
 from .kmsg import SourceDone
 from .levels import Level
+from .retention import RetentionPolicy, apply
 from .sources import Connection, Source
 from .store import InstanceState, Writer
 from .wire import Hello, LogFrame, LogRun, Loss, Status
@@ -47,6 +48,8 @@ class IngestOptions:
     batch_records: int = 10_000
     batch_seconds: float = 0.1
     queue_batches: int = 32  # each is one read: the queue bounds the daemon's memory
+    retention: RetentionPolicy | None = None  # applied now and then, beside the writer
+    retention_seconds: float = 60.0
 
 
 @dataclass
@@ -165,6 +168,26 @@ class Ingest:
                 state.connected = False
                 state.since_ns = time.time_ns()
 
+    def _retain(self) -> None:
+        """The retention policy, applied now and then on a connection of its
+        own: it deletes in small transactions and pauses between them, so
+        the writer keeps committing (retention.apply)."""
+        policy = self.options.retention
+        assert policy is not None
+        while not self.stop.wait(self.options.retention_seconds):
+            try:
+                result = apply(self.writer.engine, policy, stop=self.stop)
+            except KextlogError as error:
+                log.warning("retention: %s; trying again later", error)
+                continue
+            if result.removed or result.losses:
+                log.info(
+                    "retention: removed %d records and %d loss rows; %d bytes in use",
+                    result.removed,
+                    result.losses,
+                    result.size_after,
+                )
+
     def _finished(self, state: SourceState) -> None:
         """A --once source has handed over all it had (or could not be read:
         state.error says why); the last one stops ingest."""
@@ -242,6 +265,8 @@ class Ingest:
             threading.Thread(target=self._read_source, args=(source, state), name=source.spec)
             for source, state in zip(self.options.sources, self.sources, strict=True)
         ]
+        if self.options.retention is not None:
+            readers.append(threading.Thread(target=self._retain, name="retention"))
         for reader in readers:
             reader.start()
         batch = _Batch()

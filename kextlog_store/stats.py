@@ -76,8 +76,9 @@ class LossCount:
 
 @dataclass(frozen=True)
 class InstanceAccount:
-    """One kext instance and what became of its seqs 1..high_water: each is
-    stored, lost, filtered or pruned (pruned: the rest, whose rows prune
+    """One instance and what became of its seqs first_seq..high_water (a
+    kext's start at 1, the kernel's own log's at 0): each is stored, lost,
+    filtered or pruned (pruned: the rest, whose rows prune
     removed; the delivery contract accounts for every seq exactly once)."""
 
     instance: str
@@ -91,7 +92,7 @@ class InstanceAccount:
     stored: int  # records with seq <= high_water
     lost: int  # records the losses table accounts for
     filtered: int  # dropped on purpose by ingest's --min-level
-    pruned: int  # high_water - stored - lost - filtered
+    pruned: int  # high_water - first_seq + 1 - stored - lost - filtered
     ahead: int  # records stored beyond high_water (before a gap ingest still waits to fill)
     first_record_ns: int | None  # the time of its lowest stored seq
     last_record_ns: int | None  # the time of its highest stored seq
@@ -249,14 +250,15 @@ def _instance_accounts(connection: Connection) -> tuple[InstanceAccount, ...]:
     records, losses, i = _records.alias("r"), _losses.alias("l"), _instances
     # An instance's records are one range of the key (store.record_id):
     # counting them is one pass over that range, not over the store.
-    first = i.c.id.op("<<")(store.SEQ_BITS)
-    high_water = first.op("|")(i.c.high_water)
+    base = i.c.id.op("<<")(store.SEQ_BITS)
+    first = base + i.c.first_seq
+    high_water = base + i.c.high_water  # + not |: a kernel log's starts at -1
     end = (i.c.id + 1).op("<<")(store.SEQ_BITS)
 
     def scalar(statement: Any) -> Any:
         return statement.correlate(i).scalar_subquery()
 
-    stored = scalar(select(func.count()).where(records.c.id > first, records.c.id <= high_water))
+    stored = scalar(select(func.count()).where(records.c.id >= first, records.c.id <= high_water))
     ahead = scalar(select(func.count()).where(records.c.id > high_water, records.c.id < end))
     lost = scalar(
         select(func.coalesce(func.sum(losses.c.count), 0)).where(losses.c.instance_id == i.c.id)
@@ -265,7 +267,7 @@ def _instance_accounts(connection: Connection) -> tuple[InstanceAccount, ...]:
     def record_time(order: Any) -> Any:
         return scalar(
             select(records.c.time_ns)
-            .where(records.c.id > first, records.c.id < end)
+            .where(records.c.id >= first, records.c.id < end)
             .order_by(order)
             .limit(1)
         )
@@ -279,6 +281,7 @@ def _instance_accounts(connection: Connection) -> tuple[InstanceAccount, ...]:
             i.c.producer_version,
             i.c.first_seen_ns,
             i.c.last_seen_ns,
+            i.c.first_seq,
             i.c.high_water,
             stored,
             lost,
@@ -290,8 +293,8 @@ def _instance_accounts(connection: Connection) -> tuple[InstanceAccount, ...]:
     )
     accounts = []
     for row in rows:
-        (uuid, source, name, boot, version, first_seen, last_seen, high_water, kept, gone,
-         filtered, beyond, first_record, last_record) = row  # fmt: skip
+        (uuid, source, name, boot, version, first_seen, last_seen, first_seq, high_water, kept,
+         gone, filtered, beyond, first_record, last_record) = row  # fmt: skip
         accounts.append(
             InstanceAccount(
                 instance=uuid,
@@ -305,7 +308,7 @@ def _instance_accounts(connection: Connection) -> tuple[InstanceAccount, ...]:
                 stored=kept,
                 lost=int(gone),
                 filtered=filtered,
-                pruned=high_water - kept - int(gone) - filtered,
+                pruned=high_water - first_seq + 1 - kept - int(gone) - filtered,
                 ahead=beyond,
                 first_record_ns=first_record,
                 last_record_ns=last_record,

@@ -75,6 +75,8 @@ instances = Table(
     Column("high_water", BigInteger, nullable=False, server_default="0"),
     Column("filtered", BigInteger, nullable=False, server_default="0"),
     Column("pid_indexed_seq", BigInteger, nullable=False, server_default="0"),
+    # Where its seqs start: 1 for a kext, 0 for the kernel's own log (kmsg).
+    Column("first_seq", BigInteger, nullable=False, server_default="1"),
 )
 
 # A record's key is (instance, seq), packed into one 64-bit rowid: one B-tree
@@ -309,6 +311,7 @@ class Writer:
                     producer_version=producer_version,
                     first_seen_ns=now_ns,
                     last_seen_ns=now_ns,
+                    first_seq=first_seq,
                     high_water=first_seq - 1,
                     pid_indexed_seq=first_seq - 1,
                 )

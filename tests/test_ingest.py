@@ -8,11 +8,17 @@ import signal
 import socket
 import sqlite3
 import stat
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from kextlog_store.ingest import Latencies
+from kextlog_store.ingest import Ingest, IngestOptions, Latencies
+from kextlog_store.migrate import upgrade
+from kextlog_store.retention import RetentionPolicy
+from kextlog_store.sources import parse_source
+from kextlog_store.store import Writer, database_url
 from tests.processes import connect, kextlog, start, wait_for_socket
 
 SOCKET_TYPES = ["seqpacket", "stream"]
@@ -192,3 +198,31 @@ def test_latency_percentiles_are_within_two_percent() -> None:
     assert summary["samples"] == 1000
     assert 500 <= summary["p50"] <= 500 * 1.02 + 1e-9
     assert 990 <= summary["p99"] <= 990 * 1.02 + 1e-9
+
+
+def test_the_daemon_applies_its_retention_while_it_commits(tmp_path: Path) -> None:
+    sock, db = tmp_path / "sim.sock", tmp_path / "k.db"
+    simulator = start("simulate", "--socket", str(sock), "--rate", "20000", "--count", "60000")
+    wait_for_socket(sock)
+    writer = Writer(upgrade(database_url(str(db))))
+    options = IngestOptions(
+        sources=[parse_source(f"unix:{sock}")],
+        retention=RetentionPolicy.parse("trace..debug=0s"),  # gone as soon as seen
+        retention_seconds=0.2,
+    )
+    stop = threading.Event()
+    daemon = Ingest(writer, options, stop)
+    runner = threading.Thread(target=daemon.run)
+    runner.start()
+    try:
+        assert simulator.wait(timeout=60) == 0  # every record acknowledged meanwhile
+        time.sleep(0.5)  # one more round of retention
+    finally:
+        stop.set()
+        runner.join(timeout=30)
+    with sqlite3.connect(db) as connection:
+        levels = dict(connection.execute("SELECT level, count(*) FROM log GROUP BY level"))
+        high_water = connection.execute("SELECT high_water FROM instances").fetchone()[0]
+    assert high_water == 60000  # pruning never moves the accounting back
+    assert levels.get("info", 0) > 20000 and levels.get("error", 0) > 1000
+    assert levels.get("trace", 0) + levels.get("debug", 0) < 2000  # the last round's few

@@ -109,3 +109,43 @@ def test_foreign_database_is_refused(tmp_path: Path) -> None:
         connection.execute("CREATE TABLE notes (body TEXT)")
     with pytest.raises(DatabaseError, match="not a kextlog database"):
         migrate.upgrade(store.database_url(str(path)))
+
+
+def test_summary_views_account_for_every_seq(tmp_path: Path) -> None:
+    path = tmp_path / "k.db"
+    migrate.upgrade(store.database_url(str(path)))
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "INSERT INTO instances (id, uuid, source, name, boot_id, producer_version,"
+            " first_seen_ns, last_seen_ns, first_seq, high_water, filtered)"
+            " VALUES (1, 'ab', 'unix:/s', 'sim', '', '1', 1, 2, 1, 10, 2),"
+            "        (2, 'cd', 'kmsg', 'linux', '', '6', 3, 4, 0, 0, 0)"
+        )
+        rows = [
+            (1, seq, 3 if seq < 5 else 5, "launchd" if seq % 2 else "sshd")
+            for seq in (1, 2, 3, 4, 5)
+        ]
+        rows.append((2, 0, 4, "kernel"))  # the kernel's log starts at seq 0
+        connection.executemany(
+            "INSERT INTO records (id, time_ns, mono_ns, level, flags, pid, tid, process, message)"
+            " VALUES ((? << 44) | ?, 1000000000, 0, ?, 0, 1, 1, ?, 'm')",
+            rows,
+        )
+        connection.execute(
+            "INSERT INTO losses (instance_id, first_seq, last_seq, count, reason, recorded_ns)"
+            " VALUES (1, 6, 7, 2, 'ring-full', 0)"
+        )
+        accounting = connection.execute(
+            "SELECT instance, high_water, stored, lost, filtered, pruned, ahead"
+            " FROM instance_accounting"
+        ).fetchall()
+        levels = connection.execute(
+            "SELECT level, records FROM level_counts WHERE records > 0"
+        ).fetchall()
+        processes = connection.execute(
+            "SELECT process, records, errors, warnings FROM process_counts ORDER BY process"
+        ).fetchall()
+    # 10 = 5 stored + 2 lost + 2 filtered + 1 pruned; the kernel's 0 = its one record.
+    assert accounting == [("ab", 10, 5, 2, 2, 1, 0), ("cd", 0, 1, 0, 0, 0, 0)]
+    assert levels == [("info", 4), ("warning", 1), ("error", 1)]
+    assert processes == [("kernel", 1, 0, 1), ("launchd", 3, 1, 0), ("sshd", 2, 0, 0)]
