@@ -34,8 +34,8 @@ def accounting(db: Path) -> dict[str, dict]:
         ):
             result[uuid]["stored"].append(seq)
         for row in connection.execute(
-            "SELECT i.uuid, first_seq, last_seq, count, first_time_ns, last_time_ns, reason"
-            " FROM losses l JOIN instances i ON i.id = l.instance_id ORDER BY first_seq"
+            "SELECT i.uuid, l.first_seq, l.last_seq, l.count, l.first_time_ns, l.last_time_ns,"
+            " l.reason FROM losses l JOIN instances i ON i.id = l.instance_id ORDER BY l.first_seq"
         ):
             result[row[0]]["losses"].append(row[1:])
     return result
