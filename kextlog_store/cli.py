@@ -658,7 +658,7 @@ def ingest_command(
     ] = 10_000,
     batch_seconds: Annotated[
         float, typer.Option(min=0.001, help="...or this many seconds, whichever comes first.")
-    ] = 0.1,
+    ] = 0.05,
 ) -> None:
     """Store what producers send, until SIGINT or SIGTERM (then flush and exit 0).
 

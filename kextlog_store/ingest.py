@@ -32,13 +32,16 @@ log = logging.getLogger("kextlog.ingest")
 
 HELLO_TIMEOUT = 5.0  # seconds a producer has to greet after connect
 READ_TIMEOUT = 0.25  # how often readers look at the stop flag
+GATHER_BYTES, GATHER_SECONDS = 64 * 1024, 0.005  # see _serve
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
 PUBLISH_SECONDS = 1.0  # how often the daemon's state is published for `kextlog status`
 LATENCY_EVERY = 16  # one record in this many is sampled for the latency figures
-# pid_index is brought up to date in one sorted merge after this many records
-# or seconds, whichever comes first: queries scan at most that much beyond it.
-PID_MERGE_RECORDS = 200_000
+# pid_index is brought up to date by sorted merges once this many records or
+# seconds are waiting, whichever comes first (queries scan what waits), a
+# slice per commit: each merge holds the write lock for a few tens of ms.
+PID_MERGE_RECORDS = 100_000
 PID_MERGE_SECONDS = 2.0
+PID_MERGE_SLICE = 10_000
 
 
 @dataclass
@@ -46,7 +49,7 @@ class IngestOptions:
     sources: list[Source]
     min_level: Level = Level.TRACE
     batch_records: int = 10_000
-    batch_seconds: float = 0.1
+    batch_seconds: float = 0.05
     queue_batches: int = 32  # each is one read: the queue bounds the daemon's memory
     retention: RetentionPolicy | None = None  # applied now and then, beside the writer
     retention_seconds: float = 60.0
@@ -233,6 +236,11 @@ class Ingest:
             data = connection.receive(READ_TIMEOUT)
             if data:
                 self._put(session, data)
+                # A trickle (a kext sends a datagram per message) is gathered
+                # for a moment: fewer, larger hand-overs cost the writer less
+                # than the wait costs in latency.
+                if len(data) < GATHER_BYTES:
+                    time.sleep(GATHER_SECONDS)
         if session.broken:
             raise ProtocolError(state.error or "bad frames")
 
@@ -451,18 +459,23 @@ class Ingest:
         return _Batch()
 
     def _index_pids(self, finishing: bool = False) -> None:
-        """Keeps pid_index close behind the records (see PID_MERGE_*)."""
+        """Keeps pid_index close behind the records (see PID_MERGE_*), one
+        slice at a time between commits, so no commit waits long for it."""
         now = time.monotonic()
-        if self._unindexed and (
+        if not self._unindexed or not (
             finishing
             or self._unindexed >= PID_MERGE_RECORDS
             or now - self._indexed_at >= PID_MERGE_SECONDS
         ):
-            try:
-                self.writer.index_pids(list(self._states.values()))
-            except Exception as error:  # as for commits
-                raise KextlogError(f"cannot update the pid index: {error}") from error
-            self._unindexed, self._indexed_at = 0, now
+            return
+        states = list(self._states.values())
+        try:
+            self._unindexed = self.writer.index_pids(states, PID_MERGE_SLICE)
+            while finishing and self._unindexed:
+                self._unindexed = self.writer.index_pids(states, PID_MERGE_SLICE)
+        except Exception as error:  # as for commits
+            raise KextlogError(f"cannot update the pid index: {error}") from error
+        self._indexed_at = now
 
     # -- status ------------------------------------------------------------
 

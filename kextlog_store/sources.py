@@ -39,16 +39,27 @@ class Connection:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
 
     def receive(self, timeout: float) -> bytes:
-        """The bytes that arrived within timeout seconds (maybe none)."""
+        """What arrived within timeout seconds (maybe nothing): everything
+        waiting, up to RECEIVE_BYTES.  A kext sends a datagram per message
+        it logs: taking them in one go keeps the work per record small."""
         ready, _, _ = select.select([self._socket], [], [], timeout)
         if not ready:
             return b""
-        data, _, flags, _ = self._socket.recvmsg(RECEIVE_BYTES)
-        if not data:
-            raise SourceClosed("the producer closed the connection")
-        if flags & socket.MSG_TRUNC:
-            raise ProtocolError(f"a datagram was larger than {RECEIVE_BYTES} bytes")
-        return data
+        chunks, size = [], 0
+        while size < RECEIVE_BYTES:
+            try:
+                data, _, flags, _ = self._socket.recvmsg(RECEIVE_BYTES, 0, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            if not data:
+                if chunks:
+                    break  # the rest first; the end comes with the next call
+                raise SourceClosed("the producer closed the connection")
+            if flags & socket.MSG_TRUNC:
+                raise ProtocolError(f"a datagram was larger than {RECEIVE_BYTES} bytes")
+            chunks.append(data)
+            size += len(data)
+        return b"".join(chunks)
 
     def read(self, timeout: float) -> list[Frame]:
         """The frames that arrived within timeout seconds (maybe none)."""

@@ -363,29 +363,34 @@ class Writer:
                     ],
                 )
 
-    def index_pids(self, states: list[InstanceState]) -> int:
-        """Moves what the instances committed since the last call into
-        pid_index, sorted: one pass over each pid's run instead of a random
-        B-tree insert per record.  Returns how many records it indexed."""
-        behind = [state for state in states if state.pid_indexed_seq < state.high_water]
+    def index_pids(self, states: list[InstanceState], limit: int) -> int:
+        """Moves up to `limit` of each instance's records committed since the
+        last call into pid_index, sorted: one pass over each pid's run
+        instead of a random B-tree insert per record.  Returns how many
+        records are still waiting."""
+        targets = {
+            state.id: min(state.high_water, state.pid_indexed_seq + limit)
+            for state in states
+            if state.pid_indexed_seq < state.high_water
+        }
         with self.engine.begin() as connection:
-            for state in behind:
+            for state in states:
+                if state.id not in targets:
+                    continue
                 connection.exec_driver_sql(
                     "INSERT OR IGNORE INTO pid_index (pid, time_ns, id)"
                     " SELECT pid, time_ns, id FROM records WHERE id > ? AND id <= ?"
                     " ORDER BY pid, time_ns, id",
                     (
                         record_id(state.id, state.pid_indexed_seq),
-                        record_id(state.id, state.high_water),
+                        record_id(state.id, targets[state.id]),
                     ),
                 )
                 connection.execute(
                     update(instances)
                     .where(instances.c.id == state.id)
-                    .values(pid_indexed_seq=state.high_water)
+                    .values(pid_indexed_seq=targets[state.id])
                 )
-        indexed = 0
-        for state in behind:
-            indexed += state.high_water - state.pid_indexed_seq
-            state.pid_indexed_seq = state.high_water
-        return indexed
+        for state in states:
+            state.pid_indexed_seq = targets.get(state.id, state.pid_indexed_seq)
+        return sum(state.high_water - state.pid_indexed_seq for state in states)
