@@ -25,7 +25,7 @@ from .kmsg import SourceDone
 from .levels import Level
 from .retention import RetentionPolicy, apply
 from .sources import Connection, Source
-from .store import InstanceState, Writer
+from .store import InstanceState, PidMerge, Writer
 from .wire import Hello, LogFrame, LogRun, Loss, Status
 
 log = logging.getLogger("kextlog.ingest")
@@ -36,12 +36,12 @@ GATHER_BYTES, GATHER_SECONDS = 64 * 1024, 0.005  # see _serve
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
 PUBLISH_SECONDS = 1.0  # how often the daemon's state is published for `kextlog status`
 LATENCY_EVERY = 16  # one record in this many is sampled for the latency figures
-# pid_index is brought up to date by sorted merges once this many records or
-# seconds are waiting, whichever comes first (queries scan what waits), a
-# slice per commit: each merge holds the write lock for a few tens of ms.
-PID_MERGE_RECORDS = 100_000
-PID_MERGE_SECONDS = 2.0
-PID_MERGE_SLICE = 10_000
+# pid_index is brought up to date by a sorted merge once this many records
+# wait, or every so many seconds (queries scan what waits), moved in slices
+# that hold the write lock briefly.
+PID_MERGE_RECORDS = 200_000
+PID_MERGE_SECONDS = 4.0
+PID_MERGE_SLICE = 5_000
 
 
 @dataclass
@@ -128,8 +128,10 @@ class Ingest:
         self.sources = [SourceState(source.spec) for source in options.sources]
         self._queue: queue.Queue[tuple[Session, bytes | list]] = queue.Queue(options.queue_batches)
         self._states: dict[str, InstanceState] = {}
-        self._unindexed = 0  # records committed since the last pid_index merge
-        self._indexed_at = time.monotonic()
+        self._merge = PidMerge(writer.engine, PID_MERGE_SLICE)
+        self._merge_due = threading.Event()  # enough records wait for pid_index
+        self._writer_done = threading.Event()
+        self._unindexed = 0  # records committed since the merge was last asked for
         self._latency_recent = Latencies()
         self._latency_run = Latencies()
         self._started_ns = time.time_ns()
@@ -275,6 +277,8 @@ class Ingest:
         ]
         if self.options.retention is not None:
             readers.append(threading.Thread(target=self._retain, name="retention"))
+        merger = threading.Thread(target=self._merge_pids, name="pid index")
+        merger.start()
         for reader in readers:
             reader.start()
         batch = _Batch()
@@ -296,7 +300,6 @@ class Ingest:
                     batch and now >= batch.started + self.options.batch_seconds
                 ):
                     batch = self._commit(batch)
-                    self._index_pids()
                 if now - published >= PUBLISH_SECONDS:
                     self._publish(running=True)
                     published = now
@@ -310,9 +313,12 @@ class Ingest:
                     break
                 self._account(batch, *item)
             self._commit(batch)
-            self._index_pids(finishing=True)
         finally:
             self.stop.set()
+            self._writer_done.set()
+            self._merge_due.set()  # wake it for the last merge
+            merger.join()
+            self._merge.close()
             self._publish(running=False)
         return self.totals
 
@@ -456,26 +462,23 @@ class Ingest:
             for session, row in batch.echo:
                 self.echo(session, LogFrame(*row))
         self._unindexed += batch.count
+        if self._unindexed >= PID_MERGE_RECORDS:
+            self._unindexed = 0
+            self._merge_due.set()
         return _Batch()
 
-    def _index_pids(self, finishing: bool = False) -> None:
-        """Keeps pid_index close behind the records (see PID_MERGE_*), one
-        slice at a time between commits, so no commit waits long for it."""
-        now = time.monotonic()
-        if not self._unindexed or not (
-            finishing
-            or self._unindexed >= PID_MERGE_RECORDS
-            or now - self._indexed_at >= PID_MERGE_SECONDS
-        ):
-            return
-        states = list(self._states.values())
-        try:
-            self._unindexed = self.writer.index_pids(states, PID_MERGE_SLICE)
-            while finishing and self._unindexed:
-                self._unindexed = self.writer.index_pids(states, PID_MERGE_SLICE)
-        except Exception as error:  # as for commits
-            raise KextlogError(f"cannot update the pid index: {error}") from error
-        self._indexed_at = now
+    def _merge_pids(self) -> None:
+        """pid_index merges, beside the writer (store.PidMerge): when enough
+        records wait, or every PID_MERGE_SECONDS; a last one once the writer
+        is done, without pauses."""
+        while not self._writer_done.is_set():
+            self._merge_due.wait(PID_MERGE_SECONDS)
+            self._merge_due.clear()
+            try:
+                self._merge.merge(pause=self._writer_done.wait)
+            except Exception as error:  # a busy store, a full disk: next time
+                log.warning("pid index: %s; trying again later", error)
+        self._merge.merge()
 
     # -- status ------------------------------------------------------------
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -363,34 +365,80 @@ class Writer:
                     ],
                 )
 
-    def index_pids(self, states: list[InstanceState], limit: int) -> int:
-        """Moves up to `limit` of each instance's records committed since the
-        last call into pid_index, sorted: one pass over each pid's run
-        instead of a random B-tree insert per record.  Returns how many
-        records are still waiting."""
-        targets = {
-            state.id: min(state.high_water, state.pid_indexed_seq + limit)
-            for state in states
-            if state.pid_indexed_seq < state.high_water
-        }
-        with self.engine.begin() as connection:
-            for state in states:
-                if state.id not in targets:
-                    continue
+
+class PidMerge:
+    """Brings pid_index up to date in one sorted pass per merge, in a
+    thread of its own beside the writer.
+
+    A random B-tree insert per record into a (pid, ...) index touches a page
+    per distinct pid at every commit; merging many commits' records at once,
+    sorted, touches each pid's run once.  merge() stages the committed
+    records beyond each instance's pid_indexed_seq, sorted, in a temporary
+    table (no lock on the store: the writer goes on meanwhile), then moves
+    it into pid_index a slice at a time (a contiguous range of pids), each
+    in a short transaction of its own, pausing in between so the writer's
+    commits get the lock; the last one moves pid_indexed_seq.  Until then
+    queries find those records beyond it, as they find any not merged yet.
+    """
+
+    def __init__(self, engine: Engine, slice_rows: int) -> None:
+        self._connection = engine.connect()  # the temporary tables live here
+        self._slice_rows = slice_rows
+        for table in ("pid_merge", "pid_sorted"):
+            self._connection.exec_driver_sql(
+                f"CREATE TEMP TABLE {table} (pid INTEGER, time_ns INTEGER, id INTEGER)"
+            )
+        self._connection.commit()
+
+    def merge(self, pause: Callable[[float], object] = lambda _: None) -> int:
+        """One merge; returns how many records it indexed.  pause(seconds)
+        runs between slices (the caller's wait, which may end early)."""
+        connection = self._connection
+        with connection.begin():  # one snapshot of what is committed
+            targets = connection.execute(
+                select(instances.c.id, instances.c.pid_indexed_seq, instances.c.high_water).where(
+                    instances.c.pid_indexed_seq < instances.c.high_water
+                )
+            ).all()
+            connection.exec_driver_sql("DELETE FROM pid_merge")
+            connection.exec_driver_sql("DELETE FROM pid_sorted")
+            for instance_id, indexed, high_water in targets:
+                connection.exec_driver_sql(
+                    "INSERT INTO pid_merge (pid, time_ns, id)"
+                    " SELECT pid, time_ns, id FROM records WHERE id > ? AND id <= ?",
+                    (record_id(instance_id, indexed), record_id(instance_id, high_water)),
+                )
+            # Sorted once: slices of consecutive rowids are then pid ranges.
+            connection.exec_driver_sql(
+                "INSERT INTO pid_sorted SELECT pid, time_ns, id FROM pid_merge"
+                " ORDER BY pid, time_ns, id"
+            )
+            first, last = connection.exec_driver_sql(
+                "SELECT min(rowid), max(rowid) FROM pid_sorted"
+            ).one()
+        if not targets:
+            return 0
+        first, last = first or 1, last or 0
+        staged = last - first + 1
+        while True:
+            began = time.monotonic()
+            end = min(first + self._slice_rows - 1, last)
+            with connection.begin():
                 connection.exec_driver_sql(
                     "INSERT OR IGNORE INTO pid_index (pid, time_ns, id)"
-                    " SELECT pid, time_ns, id FROM records WHERE id > ? AND id <= ?"
-                    " ORDER BY pid, time_ns, id",
-                    (
-                        record_id(state.id, state.pid_indexed_seq),
-                        record_id(state.id, targets[state.id]),
-                    ),
+                    " SELECT pid, time_ns, id FROM pid_sorted WHERE rowid BETWEEN ? AND ?",
+                    (first, end),
                 )
-                connection.execute(
-                    update(instances)
-                    .where(instances.c.id == state.id)
-                    .values(pid_indexed_seq=targets[state.id])
-                )
-        for state in states:
-            state.pid_indexed_seq = targets.get(state.id, state.pid_indexed_seq)
-        return sum(state.high_water - state.pid_indexed_seq for state in states)
+                if end >= last:
+                    for instance_id, _, high_water in targets:
+                        connection.execute(
+                            update(instances)
+                            .where(instances.c.id == instance_id)
+                            .values(pid_indexed_seq=high_water)
+                        )
+                    return staged
+            first = end + 1
+            pause(time.monotonic() - began)
+
+    def close(self) -> None:
+        self._connection.close()

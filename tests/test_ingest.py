@@ -78,6 +78,12 @@ def test_every_record_stored_exactly_once(tmp_path: Path, socket_type: str) -> N
             (100000, 0)
         ]
         assert connection.execute("SELECT count(*) FROM losses").fetchone() == (0,)
+        # Stopping merged every record into the pid index.
+        assert connection.execute("SELECT pid_indexed_seq FROM instances").fetchone() == (100000,)
+        assert connection.execute(
+            "SELECT count(*) FROM pid_index p JOIN records r ON r.id = p.id"
+            " AND r.pid = p.pid AND r.time_ns = p.time_ns"
+        ).fetchone() == (100000,)
 
 
 def test_min_level_records_are_acknowledged_and_counted(tmp_path: Path) -> None:
