@@ -25,16 +25,13 @@ from typing import Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
 
+# Typer vendors Click (since 0.26, which pyproject requires).
+from typer._click.exceptions import ClickException
+from typer._click.exceptions import UsageError as ClickUsageError
+
 from . import __version__
 from .errors import DatabaseError, KextlogError, SourceError, UsageError
 from .render import RecordFormat, SqlFormat, StatsFormat
-
-try:  # Typer vendors Click since 0.2x
-    from typer._click.exceptions import ClickException
-    from typer._click.exceptions import UsageError as ClickUsageError
-except ImportError:  # pragma: no cover - older Typer with Click installed beside it
-    from click.exceptions import ClickException  # type: ignore[no-redef]
-    from click.exceptions import UsageError as ClickUsageError  # type: ignore[no-redef]
 
 T = TypeVar("T")
 
