@@ -123,13 +123,18 @@ def stop(process: subprocess.Popen[str]) -> resource.struct_rusage:
     return usage
 
 
-def median_seconds(command: list[str], repeats: int) -> float:
+def median_command(command: list[str], repeats: int) -> tuple[float, int]:
+    """The median wall time of the command, and how many lines it printed."""
     times = []
     for _ in range(repeats):
         began = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True)
+        output = subprocess.run(command, check=True, capture_output=True).stdout
         times.append(time.perf_counter() - began)
-    return statistics.median(times)
+    return statistics.median(times), output.count(b"\n")
+
+
+def median_seconds(command: list[str], repeats: int) -> float:
+    return median_command(command, repeats)[0]
 
 
 # -- the figures -------------------------------------------------------------
@@ -246,15 +251,19 @@ def query_figures(report: Report, scratch: Path, sizes: Sizes) -> None:
             f"<= {target_ms} ms" if target_ms else "",
             (lambda value, target=target_ms: value <= target) if target_ms else None,
         )
-        command = median_seconds(
+        command, lines = median_command(
             [*KEXTLOG, "query", "--db", str(db), "--no-pager", *arguments], sizes.repeats
         )
+        # The start-up target: what the command costs beyond the import, on
+        # an output that is small; printing 100,000 lines is another matter.
+        startup = lines <= 1000
         report.add(
             f"{name}: whole command",
             command * 1000,
             "ms",
-            "import + 250 ms",
-            lambda value: value <= import_seconds * 1000 + 250,
+            "import + 250 ms" if startup else "",
+            (lambda value: value <= import_seconds * 1000 + 250) if startup else None,
+            f"{lines:,} lines printed",
         )
     report.add(
         "sql count by level: whole command",
