@@ -14,7 +14,7 @@ KERNEL_SDK ?= $(wildcard $(CURDIR)/kext/.sdk)
 NATIVE_SOURCES := $(wildcard kext/include/*.h kext/core/*.[ch] kext/sim/*.[ch]) \
                   kextlog_store/_build_native.py setup.py pyproject.toml
 
-.PHONY: all install run test lint kext check bench clean
+.PHONY: all install run test lint kext check bench clean install-service
 
 all: install
 
@@ -50,6 +50,31 @@ lint: $(STAMP)
 
 check:
 	$(MAKE) -C kext check KERNEL_SDK=$(KERNEL_SDK)
+
+# The ingest daemon as a service (as root; README "Running as a service"): the
+# systemd unit (Linux) or the launchd plist (macOS) with kextlog's path in it,
+# and the example configuration unless one is there.  KEXTLOG_PATH: an
+# installed kextlog (a service cannot run one under /home); DESTDIR: a staging root.
+KEXTLOG_PATH ?= $(abspath $(KEXTLOG))
+CONFIG_FILE  := $(DESTDIR)/etc/kextlog/kextlog.toml
+MAC_SOURCE   := kctl:com.github.kextlog.bsd-kext-log
+
+install-service:
+	install -d -m 0755 $(DESTDIR)/etc/kextlog
+ifeq ($(shell uname -s),Darwin)
+	install -d -m 0755 $(DESTDIR)/Library/LaunchDaemons $(DESTDIR)/var/log/kextlog
+	sed 's|@KEXTLOG@|$(KEXTLOG_PATH)|' service/com.kextlog.ingest.plist \
+	    > $(DESTDIR)/Library/LaunchDaemons/com.kextlog.ingest.plist
+	test -e $(CONFIG_FILE) || sed 's|^sources = .*|sources = ["$(MAC_SOURCE)"]|' \
+	    service/kextlog.toml > $(CONFIG_FILE)
+	@echo "then: sudo launchctl bootstrap system /Library/LaunchDaemons/com.kextlog.ingest.plist"
+else
+	install -d -m 0755 $(DESTDIR)/etc/systemd/system
+	sed 's|@KEXTLOG@|$(KEXTLOG_PATH)|' service/kextlog-ingest.service \
+	    > $(DESTDIR)/etc/systemd/system/kextlog-ingest.service
+	test -e $(CONFIG_FILE) || install -m 0644 service/kextlog.toml $(CONFIG_FILE)
+	@echo "then: systemctl daemon-reload && systemctl enable --now kextlog-ingest"
+endif
 
 # The demo kext, with Apple's tools (macOS); see kext/README.md.
 kext:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager, suppress
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
 
@@ -32,6 +32,12 @@ from typer._click.exceptions import UsageError as ClickUsageError
 from . import __version__
 from .errors import DatabaseError, KextlogError, SourceError, UsageError
 from .render import RecordFormat, SqlFormat, StatsFormat
+
+if TYPE_CHECKING:  # imported by the commands that need them (see above)
+    from .config import IngestConfig
+    from .ingest import IngestOptions
+    from .sources import Source
+    from .store import Writer
 
 T = TypeVar("T")
 
@@ -598,19 +604,40 @@ class SocketType(str, Enum):
 @app.command("ingest")
 def ingest_command(
     source: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option(
             "--source",
             metavar="SOURCE",
             help="Where records come from: kctl:NAME (a kext's kernel control, macOS), "
             "unix:PATH (the simulator, or any producer of the protocol) or kmsg (the Linux "
-            "kernel's own log). Repeatable: one daemon, one writer, several producers.",
+            "kernel's own log). Repeatable: one daemon, one writer, several producers. "
+            "Default: the configuration file's sources.",
         ),
-    ],
+    ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            metavar="FILE",
+            help="Read the settings from FILE (TOML, see docs/configuration.md); default "
+            "/etc/kextlog/kextlog.toml when it exists. Options given here win over it; "
+            "SIGHUP reads it again.",
+        ),
+    ] = None,
+    check_config: Annotated[
+        bool,
+        typer.Option(
+            "--check-config",
+            help="Check the configuration file and the options, print the settings in effect "
+            "(as a configuration file) and exit; nothing is opened or created.",
+        ),
+    ] = False,
     kmsg_path: Annotated[
-        str,
-        typer.Option(metavar="PATH", help="Read kmsg records from PATH (a capture, a FIFO)."),
-    ] = "/dev/kmsg",
+        str | None,
+        typer.Option(
+            metavar="PATH", help="Read kmsg records from PATH (a capture, a FIFO) [/dev/kmsg]."
+        ),
+    ] = None,
     kmsg_boot_id: Annotated[
         str | None,
         typer.Option(
@@ -643,24 +670,41 @@ def ingest_command(
         bool, typer.Option("--echo", help="Print each record once it is stored.")
     ] = False,
     min_level: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--min-level",
             metavar="LEVEL",
-            help="Store LEVEL and above; lower records are acknowledged and counted as filtered.",
+            help="Store LEVEL and above; lower records are acknowledged and counted as "
+            "filtered [trace].",
         ),
-    ] = "trace",
+    ] = None,
     batch_records: Annotated[
-        int, typer.Option(min=1, help="Commit after this many records...")
-    ] = 10_000,
+        int | None, typer.Option(min=1, help="Commit after this many records... [10000]")
+    ] = None,
     batch_seconds: Annotated[
-        float, typer.Option(min=0.001, help="...or this many seconds, whichever comes first.")
-    ] = 0.05,
+        float | None,
+        typer.Option(min=0.001, help="...or this many seconds, whichever comes first [0.05]."),
+    ] = None,
+    syslog: Annotated[
+        bool | None,
+        typer.Option(
+            "--syslog/--no-syslog",
+            help="Send the daemon's own messages to syslog too (facility daemon), as the "
+            "service files do.",
+        ),
+    ] = None,
 ) -> None:
     """Store what producers send, until SIGINT or SIGTERM (then flush and exit 0).
 
     Applies schema migrations at start, resumes each producer after what the
     store already holds, and acknowledges records only once committed.
+
+    Settings come from the options, then the configuration file, then the
+    defaults. SIGHUP commits what is held, reads the configuration again and
+    reopens the database (batching, --min-level, retention and the database
+    may change; sources and syslog need a restart). The store is created
+    private: directory 0750, files 0640, group adm (admin on macOS); a
+    database path that other users could change is refused.
 
     \b
     Examples:
@@ -669,31 +713,53 @@ def ingest_command(
       kextlog ingest --source unix:/run/a.sock --source unix:/run/b.sock --min-level info
       sudo kextlog ingest --source kmsg --once
       kextlog ingest --source kmsg --retain 'trace..debug=1d,info=30d' --max-size 2GB
+      sudo kextlog ingest --config /etc/kextlog/kextlog.toml --check-config
     """
-    from . import ingest, migrate, render, status, store
+    from . import config, ingest, render, status, store
+    from .kmsg import DEVICE
     from .levels import parse_level
     from .sources import parse_source
     from .wire import LogFrame
 
-    sources = [
-        parse_source(spec, kmsg_path=kmsg_path, kmsg_boot_id=kmsg_boot_id, once=once)
-        for spec in source
-    ]
-    retention = None
-    if retain is not None or max_size is not None:
-        from .retention import RetentionPolicy
-
-        retention = RetentionPolicy.parse(retain or "", max_size)
-    options = ingest.IngestOptions(
-        sources=sources,
-        retention=retention,
-        min_level=_option("--min-level", parse_level, min_level) or parse_level("trace"),
+    flags = config.IngestConfig(
+        sources=tuple(source) if source else None,
+        database=db or os.environ.get("KEXTLOG_DB"),
+        min_level=_option("--min-level", parse_level, min_level),
         batch_records=batch_records,
         batch_seconds=batch_seconds,
+        retain=retain,
+        max_size=max_size,
+        kmsg_path=kmsg_path,
+        syslog=syslog,
     )
+
+    def settings() -> config.IngestConfig:
+        return flags.over(config.load(config_file))
+
+    started = settings()
+    if not started.sources:
+        raise UsageError("no source: give --source, or sources in the configuration file")
+    sources = [
+        parse_source(
+            spec, kmsg_path=started.kmsg_path or DEVICE, kmsg_boot_id=kmsg_boot_id, once=once
+        )
+        for spec in started.sources
+    ]
+    options = _ingest_options(started, sources)
+    url = store.database_url(started.database)
+    if check_config:
+        _check_store(url)
+        sys.stdout.write(_settings_file(started, options, url, config_file))
+        return
+    os.umask(store.PRIVATE_UMASK)  # what ingest writes besides SQLite's files is private too
     live = _LiveLine() if sys.stderr.isatty() and not echo else None
-    _log_to_stderr(clear_line=live is not None)
+    stderr = _log_to_stderr(clear_line=live is not None)
+    if started.syslog:
+        _log_to_syslog(started.syslog_socket or config.DEFAULT_SYSLOG_SOCKET, stderr)
     stop = _stop_on_signals(threading.Event())
+    reload = threading.Event()
+    signal.signal(signal.SIGHUP, lambda _signal, _frame: reload.set())
+    log = logging.getLogger("kextlog.ingest")
     echo_record = None
     if echo:
         local = render.zone(utc=False)
@@ -702,27 +768,134 @@ def ingest_command(
             record = frame.record(session.hello.instance, session.source.spec)
             sys.stdout.write(render.record_short(record, local) + "\n")
 
-    url = store.database_url(db)
-    writer = store.Writer(migrate.upgrade(url))
-    publisher = status.Publisher(url)
+    publishers: dict[str, status.Publisher] = {}
 
     def publish(snapshot: dict) -> None:
-        publisher(snapshot)
+        # Beside the database the daemon writes to now (a reload may move it).
+        current = daemon.writer.engine.url.render_as_string(hide_password=False)
+        if current not in publishers:
+            publishers[current] = status.Publisher(current)
+        publishers[current](snapshot)
         if live is not None:
             live(snapshot)
 
-    daemon = ingest.Ingest(writer, options, stop, echo=echo_record, publish=publish)
+    def reopen() -> tuple[store.Writer, ingest.IngestOptions]:
+        fresh = settings()
+        fresh_options = _ingest_options(fresh, sources)
+        fresh_url = store.database_url(fresh.database)
+        writer = _open_store(fresh_url)
+        restart = [
+            key
+            for key in ("sources", "kmsg_path", "syslog", "syslog_socket")
+            if getattr(fresh, key) != getattr(started, key)
+        ]
+        if restart:
+            log.warning("reload: %s changed: restart ingest to apply", ", ".join(restart))
+        log.info(
+            "reloaded %s: database %s, batches of %d records or %g s, min level %s, retention %s",
+            config_file or config.DEFAULT_PATH,
+            fresh_url,
+            fresh_options.batch_records,
+            fresh_options.batch_seconds,
+            fresh_options.min_level.label,
+            "on" if fresh_options.retention is not None else "off",
+        )
+        return writer, fresh_options
+
+    daemon = ingest.Ingest(
+        _open_store(url),
+        options,
+        stop,
+        echo=echo_record,
+        publish=publish,
+        reload=reload,
+        reopen=reopen,
+    )
     totals = daemon.run()
     if live is not None:
         live.finish()
     if daemon.failures:
         raise SourceError("; ".join(daemon.failures))
-    logging.getLogger("kextlog.ingest").info(
+    log.info(
         "stopped: %d records stored, %d lost, %d filtered",
         totals.stored,
         totals.lost,
         totals.filtered,
     )
+
+
+def _ingest_options(settings: IngestConfig, sources: list[Source]) -> IngestOptions:
+    """IngestOptions from settings (config.IngestConfig); the built-in
+    defaults where they say nothing."""
+    from .ingest import IngestOptions
+    from .retention import RetentionPolicy
+
+    retention = None
+    if settings.retain is not None or settings.max_size is not None:
+        retention = RetentionPolicy.parse(settings.retain or "", settings.max_size)
+    said = {
+        "min_level": settings.min_level,
+        "batch_records": settings.batch_records,
+        "batch_seconds": settings.batch_seconds,
+    }
+    return IngestOptions(
+        sources=sources,
+        retention=retention,
+        **{name: value for name, value in said.items() if value is not None},
+    )
+
+
+def _check_store(url: str) -> None:
+    """Refuses a database that others could change (store.check_private)."""
+    from . import store
+
+    path = store.sqlite_path(url)
+    if path is not None:
+        store.check_private(path)
+
+
+def _open_store(url: str) -> Writer:
+    """The store's writer, on a checked database at the newest schema."""
+    from . import migrate, store
+
+    _check_store(url)
+    return store.Writer(migrate.upgrade(url))
+
+
+def _settings_file(
+    settings: IngestConfig, options: IngestOptions, url: str, config_file: Path | None
+) -> str:
+    """--check-config: the settings in effect, as a configuration file."""
+    import json
+
+    from . import config
+    from .kmsg import DEVICE
+
+    def value(item: object) -> str:
+        return json.dumps(item)  # JSON strings, numbers, booleans and lists are TOML too
+
+    read = config_file or (config.DEFAULT_PATH if config.DEFAULT_PATH.exists() else None)
+    lines = [
+        f"# kextlog ingest: the settings in effect ({read or 'no configuration file'}, "
+        "then the options, then the defaults)",
+        f"sources = {value(list(settings.sources or ()))}",
+        f"database = {value(url)}",
+        f"min_level = {value(options.min_level.label)}",
+        f"syslog = {value(bool(settings.syslog))}",
+        f"syslog_socket = {value(settings.syslog_socket or config.DEFAULT_SYSLOG_SOCKET)}",
+        "",
+        "[batch]",
+        f"records = {value(options.batch_records)}",
+        f"seconds = {value(options.batch_seconds)}",
+        "",
+        "[kmsg]",
+        f"path = {value(settings.kmsg_path or DEVICE)}",
+    ]
+    retention = {"retain": settings.retain, "max_size": settings.max_size}
+    if any(retention.values()):
+        lines += ["", "[retention]"]
+        lines += [f"{key} = {value(item)}" for key, item in retention.items() if item]
+    return "\n".join(lines) + "\n"
 
 
 @app.command("status")
@@ -877,7 +1050,7 @@ class _LiveLine:
         sys.stderr.write("\n")
 
 
-def _log_to_stderr(clear_line: bool = False) -> None:
+def _log_to_stderr(clear_line: bool = False) -> logging.Handler:
     """The daemon's own diagnostics go to stderr, never into the store; over
     the live line when there is one (it is redrawn within a second)."""
     handler = logging.StreamHandler(sys.stderr)
@@ -885,6 +1058,49 @@ def _log_to_stderr(clear_line: bool = False) -> None:
     root = logging.getLogger("kextlog")
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    return handler
+
+
+class _SyslogFormatter(logging.Formatter):
+    """`kextlog[PID]: ingest: message`, the usual syslog tag."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"kextlog[{record.process}]: {record.name.removeprefix('kextlog.')}: " + (
+            record.getMessage()
+        )
+
+
+def _log_to_syslog(address: str, stderr: logging.Handler) -> None:
+    """The daemon's diagnostics to syslog too, facility daemon.  Where stderr
+    is the journal already (systemd sets JOURNAL_STREAM to its device and
+    inode), to syslog instead, or journald would have each twice.  With no
+    syslog at address, one warning, and stderr alone."""
+    import socket
+    from logging.handlers import SysLogHandler
+
+    class Syslog(SysLogHandler):
+        def handleError(self, record: logging.LogRecord) -> None:
+            """A syslog that went away (it reconnects at the next message)
+            costs that message, never a traceback on stderr."""
+
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        probe.connect(address)
+    except OSError as error:
+        logging.getLogger("kextlog.ingest").warning(
+            "no syslog at %s (%s): messages go to stderr only", address, error.strerror
+        )
+        return
+    finally:
+        probe.close()
+    handler = Syslog(address, facility=SysLogHandler.LOG_DAEMON)
+    handler.setFormatter(_SyslogFormatter())
+    root = logging.getLogger("kextlog")
+    root.addHandler(handler)
+    with suppress(OSError, ValueError):
+        info = os.fstat(sys.stderr.fileno())
+        if os.environ.get("JOURNAL_STREAM") == f"{info.st_dev}:{info.st_ino}":
+            root.removeHandler(stderr)
 
 
 # --- entry point ----------------------------------------------------------

@@ -6,6 +6,11 @@ socket into the queue as fast as the producer pushes.  The writer (the
 calling thread) commits batches by count or by time, whichever comes first,
 and only after COMMIT returns sends each producer its ACK: the highest seq
 up to which every record is stored, recorded as lost, or filtered.
+
+On request (SIGHUP) the writer commits and acknowledges what it holds, then
+switches to what reopen() gives: options (not the sources: they need a
+restart) and a writer, possibly on another database, in which each known
+instance continues from its high-water mark.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .errors import KextlogError, ProtocolError, SourceError
 from .kmsg import SourceDone
@@ -118,19 +123,22 @@ class Ingest:
         stop: threading.Event,
         echo: Callable[[Session, LogFrame], None] | None = None,
         publish: Callable[[dict], None] | None = None,
+        reload: threading.Event | None = None,
+        reopen: Callable[[], tuple[Writer, IngestOptions]] | None = None,
     ) -> None:
         self.writer = writer
         self.options = options
         self.stop = stop
         self.echo = echo
         self.publish = publish
+        self.reload = reload or threading.Event()  # set: commit, then switch to reopen()'s
+        self.reopen = reopen
         self.totals = IngestTotals()
         self.sources = [SourceState(source.spec) for source in options.sources]
         self._queue: queue.Queue[tuple[Session, bytes | list]] = queue.Queue(options.queue_batches)
         self._states: dict[str, InstanceState] = {}
-        self._merge = PidMerge(writer.engine, PID_MERGE_SLICE)
+        self._greetings: dict[str, tuple[str, Hello]] = {}  # by instance: source, HELLO
         self._merge_due = threading.Event()  # enough records wait for pid_index
-        self._writer_done = threading.Event()
         self._unindexed = 0  # records committed since the merge was last asked for
         self._latency_recent = Latencies()
         self._latency_run = Latencies()
@@ -177,9 +185,10 @@ class Ingest:
         """The retention policy, applied now and then on a connection of its
         own: it deletes in small transactions and pauses between them, so
         the writer keeps committing (retention.apply)."""
-        policy = self.options.retention
-        assert policy is not None
         while not self.stop.wait(self.options.retention_seconds):
+            policy = self.options.retention  # a reload may change it
+            if policy is None:
+                continue
             try:
                 result = apply(self.writer.engine, policy, stop=self.stop)
             except KextlogError as error:
@@ -275,10 +284,9 @@ class Ingest:
             threading.Thread(target=self._read_source, args=(source, state), name=source.spec)
             for source, state in zip(self.options.sources, self.sources, strict=True)
         ]
-        if self.options.retention is not None:
+        if self.options.retention is not None or self.reopen is not None:  # a reload may add one
             readers.append(threading.Thread(target=self._retain, name="retention"))
-        merger = threading.Thread(target=self._merge_pids, name="pid index")
-        merger.start()
+        self._start_merging()
         for reader in readers:
             reader.start()
         batch = _Batch()
@@ -300,6 +308,10 @@ class Ingest:
                     batch and now >= batch.started + self.options.batch_seconds
                 ):
                     batch = self._commit(batch)
+                if self.reload.is_set():
+                    self.reload.clear()
+                    batch = self._commit(batch)
+                    self._reopen()
                 if now - published >= PUBLISH_SECONDS:
                     self._publish(running=True)
                     published = now
@@ -315,10 +327,7 @@ class Ingest:
             self._commit(batch)
         finally:
             self.stop.set()
-            self._writer_done.set()
-            self._merge_due.set()  # wake it for the last merge
-            merger.join()
-            self._merge.close()
+            self._stop_merging()
             self._publish(running=False)
         return self.totals
 
@@ -337,6 +346,7 @@ class Ingest:
             # One state object per instance across reconnects: the writer's
             # view of what is accounted for must not go back.
             session.state = self._states.setdefault(hello.instance, registered)
+            self._greetings[hello.instance] = (session.source.spec, hello)
         return session.state
 
     def _account(self, batch: _Batch, session: Session, payload: object, decoded: bool) -> None:
@@ -467,18 +477,74 @@ class Ingest:
             self._merge_due.set()
         return _Batch()
 
-    def _merge_pids(self) -> None:
+    def _start_merging(self) -> None:
+        self._merge = PidMerge(self.writer.engine, PID_MERGE_SLICE)
+        self._merge_done = threading.Event()  # the writer is done with this store
+        self._merger = threading.Thread(
+            target=self._merge_pids, args=(self._merge, self._merge_done), name="pid index"
+        )
+        self._merger.start()
+
+    def _stop_merging(self) -> None:
+        self._merge_done.set()
+        self._merge_due.set()  # wake it for the last merge
+        self._merger.join()
+        self._merge.close()
+
+    def _merge_pids(self, merge: PidMerge, done: threading.Event) -> None:
         """pid_index merges, beside the writer (store.PidMerge): when enough
         records wait, or every PID_MERGE_SECONDS; a last one once the writer
         is done, without pauses."""
-        while not self._writer_done.is_set():
+        while not done.is_set():
             self._merge_due.wait(PID_MERGE_SECONDS)
             self._merge_due.clear()
             try:
-                self._merge.merge(pause=self._writer_done.wait)
+                merge.merge(pause=done.wait)
             except Exception as error:  # a busy store, a full disk: next time
                 log.warning("pid index: %s; trying again later", error)
-        self._merge.merge()
+        merge.merge()
+
+    # -- reload (SIGHUP) ---------------------------------------------------
+
+    def _reopen(self) -> None:
+        """Switches to reopen()'s writer and options once the batch is
+        committed and acknowledged; on any failure goes on as it was.  Each
+        known instance continues in the new store from its high-water mark:
+        registered there from the next seq on, or, where that store knew it
+        already, with its mark moved up (the seqs in between are in the
+        other store)."""
+        if self.reopen is None:
+            return
+        self._stop_merging()
+        try:
+            writer, options = self.reopen()
+            fresh = {uuid: self._carry(writer, uuid, state) for uuid, state in self._states.items()}
+        except Exception as error:  # a bad file, a store that cannot be opened: keep ours
+            log.error("reload failed: %s; going on as before", error)
+        else:
+            self._publish(running=False)  # the old store's status says ingest left it
+            for uuid, state in self._states.items():
+                new = fresh[uuid]
+                state.id, state.filtered, state.lost = new.id, new.filtered, new.lost
+                state.high_water = max(state.high_water, new.high_water)
+                state.pid_indexed_seq = new.pid_indexed_seq
+            self.writer.engine.dispose()
+            self.writer = writer
+            self.options = replace(options, sources=self.options.sources)
+        self._start_merging()
+        self._publish(running=True)
+
+    def _carry(self, writer: Writer, uuid: str, state: InstanceState) -> InstanceState:
+        spec, hello = self._greetings[uuid]
+        return writer.register(
+            uuid,
+            first_seq=state.high_water + 1,
+            source=spec,
+            name=hello.name,
+            boot_id=hello.boot_id,
+            producer_version=hello.producer_version,
+            now_ns=time.time_ns(),
+        )
 
     # -- status ------------------------------------------------------------
 

@@ -8,11 +8,15 @@ compare exactly; the readable view `log` renders them.
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import sqlite3
+import stat
 import sys
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -191,12 +195,90 @@ def _tune_sqlite(dbapi_connection: sqlite3.Connection, _record: object) -> None:
     dbapi_connection.execute("PRAGMA synchronous = NORMAL")
 
 
+# The store is private to the daemon's user and an admin group, as journald's
+# files are: no access for anyone else.
+DIRECTORY_MODE = 0o750
+FILE_MODE = 0o640
+PRIVATE_UMASK = 0o027  # what ingest runs with: files it writes later are private too
+
+
+def admin_group() -> int:
+    """The group that may read the store: admin on macOS, adm on Linux (who
+    may read the system's logs), else the user's own; only one that this
+    process may give its files."""
+    try:
+        gid = grp.getgrnam("admin" if sys.platform == "darwin" else "adm").gr_gid
+    except KeyError:
+        return os.getegid()
+    return gid if os.geteuid() == 0 or gid in os.getgroups() else os.getegid()
+
+
+def create_private(path: Path) -> None:
+    """The database file and its directory, when they do not exist yet:
+    directory 0750, file 0640, group admin_group().  SQLite gives the -wal
+    and -shm files it creates later the database file's mode (and, as
+    root, its owner and group); the directory's setgid bit gives its group
+    to every other file created in it (BSD does that by itself), as
+    journald's /var/log/journal."""
+    group = admin_group()
+    directory = path.parent
+    if not directory.exists():
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        with suppress(FileExistsError):
+            os.mkdir(directory, 0o700)
+            os.chown(directory, -1, group)
+            setgid = stat.S_ISGID if sys.platform.startswith("linux") else 0
+            os.chmod(directory, DIRECTORY_MODE | setgid)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchown(descriptor, -1, group)
+        os.fchmod(descriptor, FILE_MODE)
+    finally:
+        os.close(descriptor)
+
+
+def check_private(path: Path) -> None:
+    """Refuses a database that others could change, as ssh's StrictModes: the
+    file (or its -wal, -shm) or any directory from it up to / writable by
+    everyone (a directory with the sticky bit, as /tmp, excepted) or owned
+    by a user other than root and this one.  Checked along the path as
+    given and along the one its symbolic links lead to."""
+    absolute = Path(os.path.abspath(path))
+    companions = [absolute.with_name(absolute.name + suffix) for suffix in ("-wal", "-shm")]
+    for chain in {absolute, absolute.resolve()}:
+        for candidate in (*companions, chain, *chain.parents):
+            try:
+                info = os.stat(candidate)
+            except FileNotFoundError:
+                continue
+            problem = None
+            if info.st_uid not in (0, os.geteuid()):
+                problem = f"is owned by {_user(info.st_uid)}, not by root or {_user(os.geteuid())}"
+            elif info.st_mode & stat.S_IWOTH and not (
+                stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_ISVTX
+            ):
+                mode = stat.S_IMODE(info.st_mode)
+                problem = f"is writable by everyone (mode {mode:04o}): chmod o-w {candidate}"
+            if problem is not None:
+                raise DatabaseError(f"refusing the database {path}: {candidate} {problem}")
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
 def write_engine(url: str) -> Engine:
     """An engine that may create and change the database."""
     path = sqlite_path(url)
     if path is None:
         return create_engine(url)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    create_private(path)
     engine = create_engine(url)
     event.listen(engine, "connect", _tune_sqlite)
     event.listen(engine, "connect", _tune_writer)

@@ -78,6 +78,18 @@ WRITES = [
     "PRAGMA wal_checkpoint",
     "PRAGMA optimize",
     "SELECT load_extension('/tmp/nothing')",
+    "SELECT load_extension('/tmp/nothing', 'sqlite3_extension_init')",
+    "WITH x AS (SELECT load_extension('/tmp/nothing')) SELECT * FROM x",
+    "SELECT count(*) FROM records WHERE load_extension('/tmp/nothing') IS NULL",
+    "ATTACH ':memory:' AS scratch",
+    "ATTACH DATABASE 'file::memory:?cache=shared' AS scratch",
+    "PRAGMA temp_store_directory = '/tmp'",
+    "PRAGMA mmap_size = 1048576",
+    "PRAGMA locking_mode = EXCLUSIVE",
+    "PRAGMA secure_delete = 1",
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3)"
+    " INSERT INTO levels SELECT 100 + i, 'x' || i FROM n",
+    "WITH doomed AS (SELECT 1) REPLACE INTO levels (level, name) VALUES (1, 'noise')",
 ]
 
 
@@ -91,6 +103,25 @@ def test_writes_fail_and_change_nothing(populated: PopulatedStore, sql: str) -> 
     assert "\n" not in message
     assert snapshot(populated.path) == before
     assert before[0]["records"] == 300
+
+
+# Pragmas that act without a value have no table-valued form (SQLite gives
+# one only to pragmas without side effects): "no such table".
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM pragma_wal_checkpoint",
+        "SELECT * FROM pragma_incremental_vacuum",
+        "SELECT * FROM pragma_optimize",
+        "SELECT * FROM pragma_journal_mode('delete')",
+        "SELECT * FROM pragma_user_version(5)",
+    ],
+)
+def test_pragmas_with_effects_cannot_be_selected(populated: PopulatedStore, sql: str) -> None:
+    before = snapshot(populated.path)
+    with pytest.raises(KextlogError):
+        run_sql(populated.url, sql)
+    assert snapshot(populated.path) == before
 
 
 def test_a_second_statement_never_runs(populated: PopulatedStore) -> None:
