@@ -793,7 +793,7 @@ def ingest_command(
             log.warning("reload: %s changed: restart ingest to apply", ", ".join(restart))
         log.info(
             "reloaded %s: database %s, batches of %d records or %g s, min level %s, retention %s",
-            config_file or config.DEFAULT_PATH,
+            config.file_read(config_file) or "(no configuration file)",
             fresh_url,
             fresh_options.batch_records,
             fresh_options.batch_seconds,
@@ -874,7 +874,7 @@ def _settings_file(
     def value(item: object) -> str:
         return json.dumps(item)  # JSON strings, numbers, booleans and lists are TOML too
 
-    read = config_file or (config.DEFAULT_PATH if config.DEFAULT_PATH.exists() else None)
+    read = config.file_read(config_file)
     lines = [
         f"# kextlog ingest: the settings in effect ({read or 'no configuration file'}, "
         "then the options, then the defaults)",

@@ -116,13 +116,19 @@ KEYS: dict[str, tuple[str, Callable[[object], object]]] = {
 _TABLES = frozenset(key.partition(".")[0] for key in KEYS if "." in key)
 
 
+def file_read(path: Path | None) -> Path | None:
+    """The file load(path) reads: path, else DEFAULT_PATH when it exists."""
+    if path is None and DEFAULT_PATH.exists():
+        return DEFAULT_PATH
+    return path
+
+
 def load(path: Path | None) -> IngestConfig:
     """The file at path; with None, DEFAULT_PATH when it exists (else an
     empty configuration)."""
+    path = file_read(path)
     if path is None:
-        if not DEFAULT_PATH.exists():
-            return IngestConfig()
-        path = DEFAULT_PATH
+        return IngestConfig()
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
