@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from kextlog_store import store
-from tests.processes import connect, kextlog, start, wait_for_socket
+from tests.processes import COMMAND, connect, kextlog, start, wait_for_socket
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("setpriv") is None,
@@ -83,9 +83,20 @@ def test_the_store_is_private_to_its_user_and_the_admin_group(shared: Path) -> N
         for path in files:
             denied = as_user(NOBODY, "head", "-c", "16", str(path))
             assert denied.returncode != 0 and "Permission denied" in denied.stderr, path
-        # The admin group reads it.
+        # The admin group reads it, also with kextlog sql (SQLite's read-only
+        # WAL access: -wal and -shm exist while ingest runs).
         allowed = as_user(NOBODY_IN_ADMIN_GROUP, "head", "-c", "16", str(db))
         assert allowed.stdout == "SQLite format 3\0"
+        counted = as_user(
+            NOBODY_IN_ADMIN_GROUP, *COMMAND, "sql", "--db", str(db), "-o", "json",
+            "SELECT count(*) AS n FROM records",
+        )  # fmt: skip
+        assert (counted.returncode, counted.stdout) == (0, '{"n": 300}\n'), counted.stderr
+        refused = as_user(NOBODY, *COMMAND, "sql", "--db", str(db), "SELECT 1")
+        assert (refused.returncode, refused.stderr) == (
+            1,
+            "kextlog: error: unable to open database file\n",
+        )
     finally:
         ingest.send_signal(signal.SIGTERM)
         assert ingest.wait(timeout=30) == 0
