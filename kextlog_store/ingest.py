@@ -515,22 +515,22 @@ class Ingest:
         other store)."""
         if self.reopen is None:
             return
-        self._stop_merging()
         try:
             writer, options = self.reopen()
             fresh = {uuid: self._carry(writer, uuid, state) for uuid, state in self._states.items()}
         except Exception as error:  # a bad file, a store that cannot be opened: keep ours
             log.error("reload failed: %s; going on as before", error)
-        else:
-            self._publish(running=False)  # the old store's status says ingest left it
-            for uuid, state in self._states.items():
-                new = fresh[uuid]
-                state.id, state.filtered, state.lost = new.id, new.filtered, new.lost
-                state.high_water = max(state.high_water, new.high_water)
-                state.pid_indexed_seq = new.pid_indexed_seq
-            self.writer.engine.dispose()
-            self.writer = writer
-            self.options = replace(options, sources=self.options.sources)
+            return
+        self._stop_merging()  # its last merge, on the old store
+        self._publish(running=False)  # the old store's status says ingest left it
+        for uuid, state in self._states.items():
+            new = fresh[uuid]
+            state.id, state.filtered, state.lost = new.id, new.filtered, new.lost
+            state.high_water = max(state.high_water, new.high_water)
+            state.pid_indexed_seq = new.pid_indexed_seq
+        self.writer.engine.dispose()
+        self.writer = writer
+        self.options = replace(options, sources=self.options.sources)
         self._start_merging()
         self._publish(running=True)
 

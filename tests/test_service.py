@@ -210,6 +210,28 @@ def test_sighup_with_sources_changed_says_they_need_a_restart(tmp_path: Path) ->
     assert [source["source"] for source in status["sources"]] == [f"unix:{tmp_path}/a.sock"]
 
 
+def test_sighup_to_a_store_others_could_change_keeps_the_running_one(tmp_path: Path) -> None:
+    config, db, log = tmp_path / "kextlog.toml", tmp_path / "k.db", tmp_path / "ingest.log"
+    write_config(config, tmp_path / "a.sock", db, 1000)
+    ingest = start("ingest", "--config", str(config), log=log)
+    wait_for_line(log, "retrying", count=1)
+    everyone = tmp_path / "everyone"
+    everyone.mkdir()
+    everyone.chmod(0o777)
+    write_config(config, tmp_path / "a.sock", everyone / "k.db", 1000)
+    ingest.send_signal(signal.SIGHUP)
+    wait_for_line(log, "reload failed", count=1)
+    assert ingest.poll() is None  # still running, on the first store
+    ingest.send_signal(signal.SIGTERM)
+    assert ingest.wait(timeout=30) == 0
+    assert (
+        f"reload failed: refusing the database {everyone / 'k.db'}: {everyone} is writable by "
+        "everyone" in log.read_text()
+    )
+    assert list(everyone.iterdir()) == []
+    assert json.loads(db.with_name("k.db-ingest.json").read_text())["running"] is False
+
+
 def receive_all(server: socket.socket) -> list[str]:
     messages = []
     server.settimeout(0.5)
