@@ -715,6 +715,11 @@ def ingest_command(
       kextlog ingest --source kmsg --retain 'trace..debug=1d,info=30d' --max-size 2GB
       sudo kextlog ingest --config /etc/kextlog/kextlog.toml --check-config
     """
+    # First: a stop asked for while ingest starts is a clean stop too.
+    stop = _stop_on_signals(threading.Event())
+    reload = threading.Event()
+    signal.signal(signal.SIGHUP, lambda _signal, _frame: reload.set())
+
     from . import config, ingest, render, status, store
     from .kmsg import DEVICE
     from .levels import parse_level
@@ -756,9 +761,6 @@ def ingest_command(
     stderr = _log_to_stderr(clear_line=live is not None)
     if started.syslog:
         _log_to_syslog(started.syslog_socket or config.DEFAULT_SYSLOG_SOCKET, stderr)
-    stop = _stop_on_signals(threading.Event())
-    reload = threading.Event()
-    signal.signal(signal.SIGHUP, lambda _signal, _frame: reload.set())
     log = logging.getLogger("kextlog.ingest")
     echo_record = None
     if echo:
