@@ -172,6 +172,14 @@ def query_command(
             help="Records read from this source, e.g. unix:/run/sim.sock (repeatable).",
         ),
     ] = None,
+    host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--host",
+            metavar="NAME",
+            help="Records that ingest on host NAME stored (a shared store; repeatable).",
+        ),
+    ] = None,
     lines: Annotated[
         int | None,
         typer.Option("--lines", "-n", min=0, metavar="N", help="Only the last N records."),
@@ -264,6 +272,7 @@ def query_command(
         grep=grep,
         instance=instance,
         sources=tuple(source or ()),
+        hosts=tuple(host or ()),
         cursor=_option("--cursor", Cursor.parse, cursor),
         after_cursor=_option("--after-cursor", Cursor.parse, after_cursor),
         lines=lines,
@@ -656,6 +665,14 @@ def ingest_command(
     batch_seconds: Annotated[
         float, typer.Option(min=0.001, help="...or this many seconds, whichever comes first.")
     ] = 0.05,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            metavar="NAME",
+            help="The host name the instances are stored under (default: this machine's).",
+        ),
+    ] = None,
 ) -> None:
     """Store what producers send, until SIGINT or SIGTERM (then flush and exit 0).
 
@@ -703,7 +720,7 @@ def ingest_command(
             sys.stdout.write(render.record_short(record, local) + "\n")
 
     url = store.database_url(db)
-    writer = store.Writer(migrate.upgrade(url))
+    writer = store.Writer(migrate.upgrade(url), host=host)
     publisher = status.Publisher(url)
 
     def publish(snapshot: dict) -> None:
@@ -954,6 +971,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         if os.environ.get("KEXTLOG_DEBUG"):
             raise
         cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
+        if type(cause).__module__.startswith("psycopg"):  # the server refused, or is not there
+            _fail(f"PostgreSQL: {cause}", 1)
         _fail(f"{type(cause).__name__}: {cause} (KEXTLOG_DEBUG=1 shows the traceback)", 1)
     raise SystemExit(code if isinstance(code, int) else 0)
 

@@ -128,7 +128,7 @@ class Ingest:
         self.sources = [SourceState(source.spec) for source in options.sources]
         self._queue: queue.Queue[tuple[Session, bytes | list]] = queue.Queue(options.queue_batches)
         self._states: dict[str, InstanceState] = {}
-        self._merge = PidMerge(writer.engine, PID_MERGE_SLICE)
+        self._merge = PidMerge(writer.engine, PID_MERGE_SLICE, writer.host)
         self._merge_due = threading.Event()  # enough records wait for pid_index
         self._writer_done = threading.Event()
         self._unindexed = 0  # records committed since the merge was last asked for
