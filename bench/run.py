@@ -183,7 +183,7 @@ def postgresql_ingest(report: Report, scratch: Path, records: int, sqlite_rate: 
 
     from tests import postgres_server
 
-    label = "sustained ingest into PostgreSQL, seqpacket"
+    label = "sustained ingest, PostgreSQL, seqpacket"
     try:
         with postgres_server.running(durable=True) as server:
             admin = create_engine(server.url(), isolation_level="AUTOCOMMIT")
@@ -203,12 +203,17 @@ def postgresql_ingest(report: Report, scratch: Path, records: int, sqlite_rate: 
         note=f"{drained['records']:,} records in {drained['seconds']:.1f} s, COPY",
     )
     report.add(
-        f"{label}: / SQLite ingest",
+        f"{label}: / SQLite's",
         rate / sqlite_rate * 100 if rate and sqlite_rate else None,
         "%",
         note="the seqpacket figure of this run",
     )
-    report.add(f"{label}: CPU per record", drained["cpu_us_per_record"], "us")
+    report.add(
+        f"{label}: CPU per record",
+        drained["cpu_us_per_record"],
+        "us",
+        note="ingest's (the server's not counted)",
+    )
 
 
 def single_writer_limit(scratch: Path, records: int) -> float:

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, exc, inspect, text
 
 from kextlog_store import migrate, store
 from kextlog_store.errors import DatabaseError
+from tests.processes import kextlog
 
 BOTH_BACKENDS = True
 
@@ -220,3 +221,16 @@ def test_summary_views_account_for_every_seq(fresh_url: str, engine: Engine) -> 
     assert accounting == [("ab", 10, 5, 2, 2, 1, 0), ("cd", 0, 1, 0, 0, 0, 0)]
     assert levels == [("info", 4), ("warning", 1), ("error", 1)]
     assert processes == [("kernel", 1, 0, 1), ("launchd", 3, 1, 0), ("sshd", 2, 0, 0)]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_db_commands_on_postgresql(fresh_url: str, tmp_path: Path) -> None:
+    assert kextlog("db", "current", "--db", fresh_url).stdout == "none\n"
+    upgraded = kextlog("db", "upgrade", "--db", fresh_url)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert kextlog("db", "current", "--db", fresh_url).stdout == f"{migrate.head()}\n"
+    # A plain postgresql:// URL means psycopg; a server that is not there is one line.
+    gone = kextlog("db", "upgrade", "--db", f"postgresql://nobody@/kextlog?host={tmp_path}")
+    assert gone.returncode == 1 and gone.stdout == ""
+    assert gone.stderr.startswith("kextlog: error: PostgreSQL: connection is bad: ")
+    assert gone.stderr.count("\n") == 1

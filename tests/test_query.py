@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import re
 import sqlite3
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +25,7 @@ from kextlog_store.query import (
     CursorKeeper,
     RecordFilter,
     entries,
+    follow,
     grep_pattern,
     losses,
     records,
@@ -637,6 +640,50 @@ def test_hosts(lossy: PopulatedStore) -> None:
         assert fetch(engine, hosts=("other",), instance="0") == lossy.select(instances=[2])
     finally:
         engine.dispose()
+
+
+def test_follow_shows_what_is_committed_later(populated: PopulatedStore) -> None:
+    """--follow with --grep, on each back end (tests/test_follow.py has the rest)."""
+    engine = store.read_engine(populated.url)
+    stop = threading.Event()
+    found = follow(
+        engine, RecordFilter(since_ns=populated.now_ns + 1, grep="fresh"), poll_seconds=0.05,
+        stop=stop,
+    )  # fmt: skip
+    got: list[Entry] = []
+    reader = threading.Thread(target=lambda: got.extend(found))
+    reader.start()
+
+    def commit(seq: int, message: str) -> None:
+        execute(
+            populated.url,
+            "INSERT INTO records (id, time_ns, mono_ns, level, flags, pid, tid, process, message)"
+            " VALUES (:id, :time_ns, 0, 3, 0, 7, 7, 'p', :message)",
+            id=store.record_id(1, seq),
+            time_ns=populated.now_ns + seq * NS,
+            message=message,
+        )
+
+    def seen(count: int) -> None:
+        deadline = time.monotonic() + 30
+        while len(got) < count:
+            assert time.monotonic() < deadline, got
+            time.sleep(0.02)
+
+    try:
+        commit(181, "FRESH one")  # shown at once, or by the first poll
+        seen(1)
+        commit(182, "stale")
+        commit(183, "fresh two")  # only by a poll
+        seen(2)
+    finally:
+        stop.set()
+        reader.join(timeout=10)
+        engine.dispose()
+    assert [(entry.seq, entry.message) for entry in got] == [  # type: ignore[union-attr]
+        (181, "FRESH one"),
+        (183, "fresh two"),
+    ]
 
 
 def test_every_filter_at_once(engine: Engine, populated: PopulatedStore) -> None:
