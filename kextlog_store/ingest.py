@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from .errors import KextlogError, ProtocolError, SourceError
 from .kmsg import SourceDone
 from .levels import Level
-from .retention import RetentionPolicy, apply
+from .retention import RetentionPolicy, apply, check
 from .sources import Connection, Source
 from .store import InstanceState, PidMerge, Writer
 from .wire import Hello, LogFrame, LogRun, Loss, Status
@@ -119,6 +119,8 @@ class Ingest:
         echo: Callable[[Session, LogFrame], None] | None = None,
         publish: Callable[[dict], None] | None = None,
     ) -> None:
+        if options.retention is not None:
+            check(writer.engine, options.retention)  # refused at start, not every minute
         self.writer = writer
         self.options = options
         self.stop = stop

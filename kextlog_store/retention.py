@@ -115,6 +115,19 @@ class RetentionPolicy:
         return cls(max_age, None if max_size is None else parse_size(max_size))
 
 
+def check(engine: Engine, policy: RetentionPolicy) -> None:
+    """Raises UsageError for a policy the store behind engine cannot apply.
+
+    A size cap is SQLite's: PostgreSQL's files do not shrink when rows go
+    (VACUUM makes the space reusable), and without extensions the space rows
+    take cannot be told from the free space around them."""
+    if engine.dialect.name != "sqlite" and policy.max_size_bytes is not None:
+        raise UsageError(
+            "--max-size measures a SQLite store's pages in use; on PostgreSQL "
+            "prune by age (--older-than, --retain)"
+        )
+
+
 @dataclass
 class PruneResult:
     records: dict[int, int] = field(default_factory=dict)  # records removed, by level number
@@ -178,14 +191,7 @@ class _Run:
 
     def apply(self, now_ns: int) -> PruneResult:
         result, policy = self.result, self.policy
-        if self.engine.dialect.name != "sqlite" and policy.max_size_bytes is not None:
-            # PostgreSQL's files do not shrink when rows go (VACUUM makes the
-            # space reusable), and without extensions the space rows take
-            # cannot be told from the free space around them.
-            raise UsageError(
-                "--max-size measures a SQLite store's pages in use; on PostgreSQL "
-                "prune by age (--older-than, --retain)"
-            )
+        check(self.engine, policy)
         result.size_before, result.file_before = self._size()
         everything_before: int | None = None
         by_age: dict[int, list[Level]] = {}
