@@ -954,14 +954,15 @@ def run_sql(
     """Run one SQL statement that only reads; return column names and rows.
 
     Read-only is enforced by the database, never by looking at the SQL.
-    SQLite: the file is opened with mode=ro, query_only is on, no database can be attached (which
-    also stops VACUUM INTO), and an authorizer allows only reading.  Anything
-    else raises ReadOnlyError; a bad statement UsageError; time_limit
-    (seconds) interrupts a statement that runs longer (DatabaseError, and
-    no rows: a partial result of an unfinished statement means nothing).
-    max_rows keeps the first max_rows rows and says whether there were more
-    (SqlResult.truncated); None or 0 for all.  REGEXP works (Python's re).
-    PostgreSQL: see _run_postgresql.
+    SQLite: the file is opened with mode=ro, query_only is on, no database
+    can be attached (which also stops VACUUM INTO), and an authorizer allows
+    only reading; REGEXP works (Python's re).  PostgreSQL: a READ ONLY
+    transaction (_run_postgresql).  Anything else raises ReadOnlyError; a bad
+    statement UsageError; time_limit (seconds) interrupts a statement that
+    runs longer (DatabaseError, and no rows: a partial result of an
+    unfinished statement means nothing).  max_rows keeps the first max_rows
+    rows and says whether there were more (SqlResult.truncated); None or 0
+    for all.
     """
     if not sql.strip():
         raise UsageError("SQL: no SQL statement given")
