@@ -40,6 +40,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(MAKE) -C kext check KERNEL_SDK=$(KERNEL_SDK)
+	tests/install-postgres.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest

@@ -140,19 +140,21 @@ def median_seconds(command: list[str], repeats: int) -> float:
 # -- the figures -------------------------------------------------------------
 
 
-def sustained_ingest(scratch: Path, socket_type: str, records: int) -> dict:
+def sustained_ingest(scratch: Path, socket_type: str, records: int, url: str | None = None) -> dict:
     """The simulator makes `records` records into a ring that holds them all,
     then ingest drains them as fast as it can: records/s, CPU per record and
-    peak RSS of the daemon, with every query index in place."""
-    run = scratch / f"ingest-{socket_type}"
+    peak RSS of the daemon, with every query index in place.  Into a new
+    SQLite file, or into the database at url."""
+    run = scratch / f"ingest-{socket_type}{'-url' if url else ''}"
     run.mkdir()
     sock, db, log = run / "sim.sock", run / "k.db", run / "log"
+    target = url or str(db)
     simulator = start(
         "simulate", "--socket", str(sock), "--socket-type", socket_type, "--rate", "0",
         "--count", str(records), "--ring", str(records), stderr=log,
     )  # fmt: skip
     wait_for(log, r"simulate: generated")
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), stderr=log)
+    ingest = start("ingest", "--source", f"unix:{sock}", "--db", target, stderr=log)
     connected = wait_for(log, r"ingest: .* connected to")
     cpu_before = cpu_seconds(ingest.pid)
     out, _ = simulator.communicate(timeout=records / 10_000 + 300)  # exits once all is acked
@@ -170,6 +172,48 @@ def sustained_ingest(scratch: Path, socket_type: str, records: int) -> dict:
         "peak_rss_mb": usage.ru_maxrss / 1024,
         "db": db,
     }
+
+
+def postgresql_ingest(report: Report, scratch: Path, records: int, sqlite_rate: float) -> None:
+    """The same workload as sustained_ingest, into PostgreSQL: a server of
+    our own (tests/postgres_server.py) with PostgreSQL's default durability
+    (fsync, synchronous commits), on its Unix socket."""
+    sys.path.insert(0, str(ROOT))
+    from sqlalchemy import create_engine
+
+    from tests import postgres_server
+
+    label = "sustained ingest, PostgreSQL, seqpacket"
+    try:
+        with postgres_server.running(durable=True) as server:
+            admin = create_engine(server.url(), isolation_level="AUTOCOMMIT")
+            with admin.connect() as connection:
+                connection.exec_driver_sql("CREATE DATABASE kextlog_bench")
+            admin.dispose()
+            drained = sustained_ingest(
+                scratch, "seqpacket", records, url=server.url("kextlog_bench")
+            )
+    except postgres_server.PostgresUnavailable as exc:
+        report.add(label, None, "records/s", note=f"not measured: {exc}")
+        return
+    rate = report.add(
+        label,
+        drained["per_second"],
+        "records/s",
+        note=f"{drained['records']:,} records in {drained['seconds']:.1f} s, COPY",
+    )
+    report.add(
+        f"{label}: / SQLite's",
+        rate / sqlite_rate * 100 if rate and sqlite_rate else None,
+        "%",
+        note="the seqpacket figure of this run",
+    )
+    report.add(
+        f"{label}: CPU per record",
+        drained["cpu_us_per_record"],
+        "us",
+        note="ingest's (the server's not counted)",
+    )
 
 
 def single_writer_limit(scratch: Path, records: int) -> float:
@@ -382,6 +426,8 @@ def main() -> None:
             )
             if socket_type == "seqpacket":
                 bytes_per_record(report, drained["db"], drained["records"])
+                sqlite_rate = rate or 0.0
+        postgresql_ingest(report, scratch, sizes.ingest_records, sqlite_rate)
         loss = offered_load(scratch, 100_000, sizes.loss_seconds)
         report.add(
             f"lost at 100,000 records/s for {sizes.loss_seconds:g} s",

@@ -98,8 +98,8 @@ int main(int argc, char **argv)
 	check(sqlite3_open(argv[1], &db), db, argv[1]);
 	/* As ingest's connection (store.py): WAL is the file's; the rest per connection. */
 	run(db, "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY");
-	run(db, "INSERT INTO instances (uuid, source, name, boot_id, producer_version,"
-	    " first_seen_ns, last_seen_ns) VALUES (lower(hex(randomblob(16))), 'bench',"
+	run(db, "INSERT INTO instances (host, uuid, source, name, boot_id, producer_version,"
+	    " first_seen_ns, last_seen_ns) VALUES ('bench', lower(hex(randomblob(16))), 'bench',"
 	    " 'single_writer', '', '0', 0, 0)");
 	instance = sqlite3_last_insert_rowid(db);
 	check(sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO records (id, time_ns, mono_ns, level,"

@@ -178,6 +178,14 @@ def query_command(
             help="Records read from this source, e.g. unix:/run/sim.sock (repeatable).",
         ),
     ] = None,
+    host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--host",
+            metavar="NAME",
+            help="Records that ingest on host NAME stored (a shared store; repeatable).",
+        ),
+    ] = None,
     lines: Annotated[
         int | None,
         typer.Option("--lines", "-n", min=0, metavar="N", help="Only the last N records."),
@@ -270,6 +278,7 @@ def query_command(
         grep=grep,
         instance=instance,
         sources=tuple(source or ()),
+        hosts=tuple(host or ()),
         cursor=_option("--cursor", Cursor.parse, cursor),
         after_cursor=_option("--after-cursor", Cursor.parse, after_cursor),
         lines=lines,
@@ -693,6 +702,14 @@ def ingest_command(
             "service files do.",
         ),
     ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            metavar="NAME",
+            help="The host name the instances are stored under (default: this machine's).",
+        ),
+    ] = None,
 ) -> None:
     """Store what producers send, until SIGINT or SIGTERM (then flush and exit 0).
 
@@ -785,7 +802,7 @@ def ingest_command(
         fresh = settings()
         fresh_options = _ingest_options(fresh, sources)
         fresh_url = store.database_url(fresh.database)
-        writer = _open_store(fresh_url)
+        writer = _open_store(fresh_url, host)
         restart = [
             key
             for key in ("sources", "kmsg_path", "syslog", "syslog_socket")
@@ -805,7 +822,7 @@ def ingest_command(
         return writer, fresh_options
 
     daemon = ingest.Ingest(
-        _open_store(url),
+        _open_store(url, host),
         options,
         stop,
         echo=echo_record,
@@ -856,12 +873,13 @@ def _check_store(url: str) -> None:
         store.check_private(path)
 
 
-def _open_store(url: str) -> Writer:
-    """The store's writer, on a checked database at the newest schema."""
+def _open_store(url: str, host: str | None) -> Writer:
+    """The store's writer, on a checked database at the newest schema;
+    its instances under host (None: this machine's name)."""
     from . import migrate, store
 
     _check_store(url)
-    return store.Writer(migrate.upgrade(url))
+    return store.Writer(migrate.upgrade(url), host=host)
 
 
 def _settings_file(
@@ -1172,6 +1190,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         if os.environ.get("KEXTLOG_DEBUG"):
             raise
         cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
+        if type(cause).__module__.startswith("psycopg"):  # the server refused, or is not there
+            _fail(f"PostgreSQL: {cause}", 1)
         _fail(f"{type(cause).__name__}: {cause} (KEXTLOG_DEBUG=1 shows the traceback)", 1)
     raise SystemExit(code if isinstance(code, int) else 0)
 

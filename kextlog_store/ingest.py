@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from .errors import KextlogError, ProtocolError, SourceError
 from .kmsg import SourceDone
 from .levels import Level
-from .retention import RetentionPolicy, apply
+from .retention import RetentionPolicy, apply, check
 from .sources import Connection, Source
 from .store import InstanceState, PidMerge, Writer
 from .wire import Hello, LogFrame, LogRun, Loss, Status
@@ -126,6 +126,8 @@ class Ingest:
         reload: threading.Event | None = None,
         reopen: Callable[[], tuple[Writer, IngestOptions]] | None = None,
     ) -> None:
+        if options.retention is not None:
+            check(writer.engine, options.retention)  # refused at start, not every minute
         self.writer = writer
         self.options = options
         self.stop = stop
@@ -478,7 +480,7 @@ class Ingest:
         return _Batch()
 
     def _start_merging(self) -> None:
-        self._merge = PidMerge(self.writer.engine, PID_MERGE_SLICE)
+        self._merge = PidMerge(self.writer.engine, PID_MERGE_SLICE, self.writer.host)
         self._merge_done = threading.Event()  # the writer is done with this store
         self._merger = threading.Thread(
             target=self._merge_pids, args=(self._merge, self._merge_done), name="pid index"

@@ -18,6 +18,8 @@ from .errors import DatabaseError
 from .store import read_engine, sqlite_path, write_engine
 
 MIGRATIONS = Path(migrations.__file__).parent
+# PostgreSQL advisory lock taken while upgrading: the bytes of "kextlog".
+UPGRADE_LOCK = int.from_bytes(b"kextlog", "big")
 
 
 def _config(connection: Connection) -> Config:
@@ -47,6 +49,10 @@ def upgrade(url: str, revision: str = "head") -> Engine:
     with engine.connect() as connection:
         if sqlite_path(url) is not None:
             _prepare_new_sqlite(connection)
+        elif connection.dialect.name == "postgresql":
+            # Daemons of several hosts may start at once: one upgrades, the
+            # others wait for its commit and find the schema up to date.
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (UPGRADE_LOCK,))
         _check_known(connection, url)
         command.upgrade(_config(connection), revision)
         connection.commit()

@@ -8,7 +8,11 @@ table definitions): never Alembic, cffi or the CLI.
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import functools
+import json
+import math
 import re
 import sqlite3
 import sys
@@ -19,19 +23,23 @@ from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
     Connection,
     Engine,
     Select,
     and_,
     func,
+    literal,
     or_,
     select,
 )
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import text as sql_text
+from sqlalchemy.ext.compiler import compiles
 
 from . import store
-from .errors import DatabaseError, ReadOnlyError, UsageError
+from .errors import DatabaseError, KextlogError, ReadOnlyError, UsageError
 from .levels import Level
 from .records import Cursor, Entry, Loss, Record
 
@@ -55,6 +63,7 @@ class RecordFilter:
     newest instance (by when ingest first saw it), -1 the one before, ...;
     with sources, counted among the instances of those sources.
     sources: instances read from any of these sources (e.g. unix:/run/a.sock).
+    hosts: instances registered by ingest on any of these hosts.
     cursor / after_cursor: only records at / after that place in logged order.
     lines: only the last N matching records (still in logged order).
     reverse: newest first.
@@ -68,6 +77,7 @@ class RecordFilter:
     grep: str | None = None
     instance: str | None = None
     sources: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ()
     cursor: Cursor | None = None
     after_cursor: Cursor | None = None
     lines: int | None = None
@@ -136,6 +146,97 @@ _OFFSET = re.compile(r"0|-[1-9][0-9]*")
 _HEX = re.compile(r"[0-9a-f]+")
 
 
+class _Match(ColumnElement[bool]):
+    """value matches a pattern, written for each back end: SQLite's GLOB or
+    REGEXP (Python's re, see add_functions) with the pattern as it is;
+    PostgreSQL's ~ with the same pattern as a POSIX regular expression."""
+
+    type = Boolean()
+    inherit_cache = False  # the SQL depends on the patterns, not only on the structure
+
+    def __init__(
+        self, value: ColumnElement[Any], operator: str, pattern: str, postgresql_pattern: str
+    ) -> None:
+        self.value = value
+        self.operator = operator
+        self.pattern = pattern
+        self.postgresql_pattern = postgresql_pattern
+
+
+@compiles(_Match)
+def _match_sql(element: _Match, compiler: Any, **kw: Any) -> str:
+    value, pattern = element.value, literal(element.pattern)
+    return f"{compiler.process(value, **kw)} {element.operator} {compiler.process(pattern, **kw)}"
+
+
+@compiles(_Match, "postgresql")
+def _match_postgresql(element: _Match, compiler: Any, **kw: Any) -> str:
+    value, pattern = element.value, literal(element.postgresql_pattern)
+    return f"{compiler.process(value, **kw)} ~ {compiler.process(pattern, **kw)}"
+
+
+def _glob(value: ColumnElement[Any], glob: str) -> _Match:
+    """value GLOB glob, as SQLite matches it: case-sensitive, * ? [...] [^...]."""
+    return _Match(value, "GLOB", glob, glob_regex(glob))
+
+
+def _grep(value: ColumnElement[Any], pattern: str) -> _Match:
+    """value REGEXP pattern (Python's syntax: a search)."""
+    return _Match(value, "REGEXP", pattern, postgresql_regex(pattern))
+
+
+# Python's escapes that PostgreSQL's regular expressions write otherwise
+# (there \b is a backspace): word boundaries.
+_PG_ESCAPES = {"b": "y", "B": "Y"}
+
+
+def postgresql_regex(pattern: str) -> str:
+    r"""A Python regular expression (as --grep takes it) as PostgreSQL's
+    (ARE): the same syntax but for word boundaries (\b \B there: \y \Y) and
+    named groups ((?P<name>...) is a plain group there)."""
+    parts, index, in_class = [], 0, False
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\" and index + 1 < len(pattern):
+            escaped = pattern[index + 1]
+            parts.append("\\" + (escaped if in_class else _PG_ESCAPES.get(escaped, escaped)))
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif pattern.startswith("(?P<", index):
+            index = pattern.index(">", index) + 1
+            parts.append("(")
+            continue
+        parts.append(char)
+        index += 1
+    return "".join(parts)
+
+
+def glob_regex(glob: str) -> str:
+    """A glob as an anchored regular expression (POSIX and Python alike)."""
+    parts, index = ["^"], 0
+    while index < len(glob):
+        char = glob[index]
+        end = glob.find("]", index + 2) if char == "[" else -1
+        if char == "*":
+            parts.append(".*")
+        elif char == "?":
+            parts.append(".")
+        elif char == "[" and end != -1:
+            body = glob[index + 1 : end]
+            negated = body.startswith("^")
+            body = body[1:] if negated else body
+            parts.append("[" + "^" * negated + body.replace("\\", "\\\\") + "]")
+            index = end
+        else:
+            parts.append(re.escape(char))
+        index += 1
+    return "".join(parts) + "$"
+
+
 def _first_id(instance_id: int) -> int:
     """The lowest record id of an instance: the key packs (instance, seq)
     (store.record_id), so an instance's records are one rowid range, in
@@ -169,7 +270,7 @@ class _Scope:
 def _scope(connection: Connection, record_filter: RecordFilter) -> _Scope:
     instance_id = None
     if record_filter.instance is not None:
-        instance_id = _resolve_instance(connection, record_filter.instance, record_filter.sources)
+        instance_id = _resolve_instance(connection, record_filter.instance, record_filter)
     start, included = None, True
     cursor = record_filter.cursor or record_filter.after_cursor
     if cursor is not None:
@@ -193,22 +294,33 @@ def _scope(connection: Connection, record_filter: RecordFilter) -> _Scope:
     return _Scope(instance_id, start, included, unindexed)
 
 
-def _resolve_instance(connection: Connection, spec: str, sources: Sequence[str]) -> int:
+def _among(record_filter: RecordFilter) -> list[ColumnElement[bool]]:
+    """The instances a filter's --source and --host narrow to."""
+    terms = []
+    if record_filter.sources:
+        terms.append(_instances.c.source.in_(sorted(set(record_filter.sources))))
+    if record_filter.hosts:
+        terms.append(_instances.c.host.in_(sorted(set(record_filter.hosts))))
+    return terms
+
+
+def _resolve_instance(connection: Connection, spec: str, record_filter: RecordFilter) -> int:
     text = spec.strip().lower()
+    among = _among(record_filter)
     if _OFFSET.fullmatch(text):
-        ordered = select(_instances.c.id).order_by(
-            _instances.c.first_seen_ns.desc(), _instances.c.id.desc()
+        ordered = (
+            select(_instances.c.id)
+            .where(*among)
+            .order_by(_instances.c.first_seen_ns.desc(), _instances.c.id.desc())
         )
-        if sources:
-            ordered = ordered.where(_instances.c.source.in_(sources))
         found = connection.execute(ordered.offset(-int(text)).limit(1)).scalar()
         if found is None:
             known = connection.execute(
                 select(func.count()).select_from(ordered.subquery())
             ).scalar_one()
-            among = " of those sources" if sources else ""
+            narrowed = " of those sources and hosts" if among else ""
             raise UsageError(
-                f"--instance {text}: the store has {known} instance{'s' * (known != 1)}{among}"
+                f"--instance {text}: the store has {known} instance{'s' * (known != 1)}{narrowed}"
             )
         return int(found)
     digits = text.replace("-", "")
@@ -219,7 +331,7 @@ def _resolve_instance(connection: Connection, spec: str, sources: Sequence[str])
         )
     matches = connection.execute(
         select(_instances.c.id)
-        .where(func.substr(_instances.c.uuid, 1, len(digits)) == digits)
+        .where(func.substr(_instances.c.uuid, 1, len(digits)) == digits, *among)
         .limit(2)
     ).all()
     if not matches:
@@ -270,16 +382,15 @@ def _conditions(
     if record_filter.processes:
         exact = sorted({name for name in record_filter.processes if not _GLOB.search(name)})
         globs = sorted({name for name in record_filter.processes if _GLOB.search(name)})
-        alternatives = [c.process.op("GLOB")(glob) for glob in globs]
+        alternatives: list[ColumnElement[bool]] = [_glob(c.process, glob) for glob in globs]
         if exact:
             alternatives.append(c.process.in_(exact))
         terms.append(or_(*alternatives))
     if record_filter.grep is not None:
-        terms.append(c.message.regexp_match(grep_pattern(record_filter.grep)))
+        terms.append(_grep(c.message, grep_pattern(record_filter.grep)))
     if scope.instance_id is not None:
         terms.append(_of_instance(c.id, scope.instance_id))
-    if record_filter.sources:
-        terms.append(_instances.c.source.in_(sorted(set(record_filter.sources))))
+    terms.extend(_among(record_filter))
     if scope.start is not None:
         time_ns, record_id = scope.start
         at = c.id >= record_id if scope.start_included else c.id > record_id
@@ -355,11 +466,16 @@ def _record(row: Sequence[Any]) -> Record:
     return Record(time_ns, known, pid, tid, process, message, seq, instance, source, flags)
 
 
+# PostgreSQL: undefined_table, undefined_column.
+_UNDEFINED = frozenset({"42P01", "42703"})
+
+
 def database_error(exc: BaseException) -> DatabaseError:
     """A driver error as a one-line DatabaseError, saying when the file is not a
     kextlog store."""
     message = _one_line(str(exc))
-    if "no such table" in message or "no such column" in message:
+    missing = getattr(exc, "sqlstate", None) in _UNDEFINED  # PostgreSQL's error codes
+    if missing or "no such table" in message or "no such column" in message:
         return DatabaseError(
             f"not a kextlog database, or an older schema ({message}); run `kextlog db upgrade`"
         )
@@ -374,8 +490,8 @@ def database_error(exc: BaseException) -> DatabaseError:
 _NEXT_RECORD_TIME = (
     select(_records.c.time_ns)
     .where(
-        _records.c.id > _losses.c.instance_id.op("<<")(store.SEQ_BITS).op("|")(_losses.c.last_seq),
-        _records.c.id < (_losses.c.instance_id + 1).op("<<")(store.SEQ_BITS),
+        _records.c.id > _losses.c.instance_id.op("<<")(store.SEQ_SHIFT).op("|")(_losses.c.last_seq),
+        _records.c.id < (_losses.c.instance_id + 1).op("<<")(store.SEQ_SHIFT),
     )
     .order_by(_records.c.id)
     .limit(1)
@@ -398,6 +514,7 @@ _PLACED = (
         _instances.c.source,
         _losses.c.instance_id,
         _losses.c.id,
+        _instances.c.host,
     )
     .select_from(_losses.join(_instances, _losses.c.instance_id == _instances.c.id))
     .subquery("placed")
@@ -428,12 +545,14 @@ def select_losses(
         terms.append(_PLACED.c.instance_id == scope.instance_id)
     if record_filter is not None and record_filter.sources:
         terms.append(_PLACED.c.source.in_(sorted(set(record_filter.sources))))
+    if record_filter is not None and record_filter.hosts:
+        terms.append(_PLACED.c.host.in_(sorted(set(record_filter.hosts))))
     if scope.start is not None:
         terms.append(_PLACED.c.time_ns > scope.start[0])
     if scope.new_losses is not None:
         low, high = scope.new_losses
         terms.extend([_PLACED.c.id > low, _PLACED.c.id <= high])
-    columns = [column for column in _PLACED.c if column.name not in ("instance_id", "id")]
+    columns = [c for c in _PLACED.c if c.name not in ("instance_id", "id", "host")]
     order = [column.desc() for column in _LOSS_ORDER] if newest_first else _LOSS_ORDER
     return select(*columns).where(*terms).order_by(*order)
 
@@ -595,7 +714,10 @@ def follow(
         with engine.connect() as connection:
             _prepare(connection)
             scope = _scope(connection, record_filter)
-            connection.exec_driver_sql("BEGIN")  # one snapshot for the first output and its end
+            if connection.dialect.name == "sqlite":
+                # One snapshot for the first output and its end (PostgreSQL:
+                # the read engine's transactions are REPEATABLE READ).
+                connection.exec_driver_sql("BEGIN")
             seen = _newest_ids(connection)
             yield from _entries(connection, replace(record_filter, lines=lines), scope)
             connection.rollback()
@@ -624,8 +746,8 @@ def _newest_ids(connection: Connection) -> tuple[dict[int, int], int]:
     newest = (
         select(func.max(records.c.id))
         .where(
-            records.c.id >= _instances.c.id.op("<<")(store.SEQ_BITS),
-            records.c.id < (_instances.c.id + 1).op("<<")(store.SEQ_BITS),
+            records.c.id >= _instances.c.id.op("<<")(store.SEQ_SHIFT),
+            records.c.id < (_instances.c.id + 1).op("<<")(store.SEQ_SHIFT),
         )
         .correlate(_instances)
         .scalar_subquery()
@@ -831,14 +953,16 @@ def run_sql(
 ) -> SqlResult:
     """Run one SQL statement that only reads; return column names and rows.
 
-    Read-only is enforced by SQLite, never by looking at the SQL: the file is
-    opened with mode=ro, query_only is on, no database can be attached (which
-    also stops VACUUM INTO), and an authorizer allows only reading.  Anything
-    else raises ReadOnlyError; a bad statement UsageError; time_limit
-    (seconds) interrupts a statement that runs longer (DatabaseError, and
-    no rows: a partial result of an unfinished statement means nothing).
-    max_rows keeps the first max_rows rows and says whether there were more
-    (SqlResult.truncated); None or 0 for all.  REGEXP works (Python's re).
+    Read-only is enforced by the database, never by looking at the SQL.
+    SQLite: the file is opened with mode=ro, query_only is on, no database
+    can be attached (which also stops VACUUM INTO), and an authorizer allows
+    only reading; REGEXP works (Python's re).  PostgreSQL: a READ ONLY
+    transaction (_run_postgresql).  Anything else raises ReadOnlyError; a bad
+    statement UsageError; time_limit (seconds) interrupts a statement that
+    runs longer (DatabaseError, and no rows: a partial result of an
+    unfinished statement means nothing).  max_rows keeps the first max_rows
+    rows and says whether there were more (SqlResult.truncated); None or 0
+    for all.
     """
     if not sql.strip():
         raise UsageError("SQL: no SQL statement given")
@@ -847,7 +971,7 @@ def run_sql(
     if time_limit is not None and time_limit <= 0:
         raise UsageError(f"--timeout must be more than 0 seconds, not {time_limit:g}")
     if store.sqlite_path(url) is None:
-        raise DatabaseError("kextlog sql supports SQLite stores only, for now")
+        return _run_postgresql(url, sql, params, time_limit, max_rows or None)
     engine = store.read_engine(url)
     try:
         fairy = engine.raw_connection()
@@ -864,6 +988,100 @@ def run_sql(
         raise database_error(exc.orig if exc.orig is not None else exc) from None
     finally:
         engine.dispose()
+
+
+# PostgreSQL's error codes: read_only_sql_transaction, query_canceled; and
+# the classes of a statement's own mistakes: data exception, syntax error or
+# access rule violation, feature not supported.
+_PG_READ_ONLY, _PG_CANCELED = "25006", "57014"
+_PG_USAGE_CLASSES = ("22", "42", "0A")
+
+
+def _run_postgresql(
+    url: str,
+    sql: str,
+    params: Mapping[str, Any] | Sequence[Any] | None,
+    time_limit: float | None,
+    max_rows: int | None,
+) -> SqlResult:
+    """run_sql on PostgreSQL: in a READ ONLY transaction, where PostgreSQL
+    itself refuses every write; the statement is prepared, so it is one
+    statement (a COMMIT and a write after it are refused whole); a
+    statement_timeout of time_limit; rolled back and closed afterwards.
+    Parameters are :NAME, as on SQLite."""
+    if params is not None and not isinstance(params, Mapping):
+        raise UsageError("SQL: on PostgreSQL, parameters are named (:NAME and -p NAME VALUE)")
+    engine = store.read_engine(url)
+    try:
+        statement, values = sql, None
+        if params:  # :NAME as the driver's placeholders (SQL without them goes as it is)
+            compiled = sql_text(sql).compile(dialect=engine.dialect)
+            statement = compiled.string
+            try:
+                values = compiled.construct_params(dict(params))
+            except sa_exc.InvalidRequestError as exc:
+                raise UsageError(f"SQL: {_one_line(str(exc))} (use -p NAME VALUE)") from None
+        fairy = engine.raw_connection()
+        try:
+            connection = fairy.driver_connection
+            assert connection is not None
+            connection.read_only = True  # psycopg: BEGIN READ ONLY
+            with connection.cursor() as cursor:
+                cursor.execute(  # taken before the statement: it cannot turn read-write
+                    "SELECT set_config('statement_timeout', %s, true)",
+                    (str(0 if time_limit is None else max(1, math.ceil(time_limit * 1000))),),
+                )
+                cursor.execute(statement, values, prepare=True)
+                columns = tuple(column.name for column in cursor.description or ())
+                rows: list[tuple[Any, ...]] = []
+                if cursor.description is not None:
+                    rows = cursor.fetchall() if max_rows is None else cursor.fetchmany(max_rows + 1)
+            connection.rollback()
+        finally:
+            fairy.invalidate()  # closed, not pooled: nothing of this session lives on
+    except sa_exc.DBAPIError as exc:
+        raise database_error(exc.orig if exc.orig is not None else exc) from None
+    except Exception as exc:
+        if not type(exc).__module__.startswith("psycopg"):  # the driver's, unwrapped
+            raise
+        raise _postgresql_error(exc, time_limit) from None
+    finally:
+        engine.dispose()
+    truncated = max_rows is not None and len(rows) > max_rows
+    kept = rows[:max_rows] if truncated else rows
+    return SqlResult(columns, [tuple(map(_plain, row)) for row in kept], truncated)
+
+
+def _postgresql_error(exc: Exception, time_limit: float | None) -> KextlogError:
+    code: str = getattr(exc, "sqlstate", "") or ""
+    diagnostics = getattr(exc, "diag", None)
+    message = _one_line(getattr(diagnostics, "message_primary", None) or str(exc))
+    if code == _PG_READ_ONLY:
+        return ReadOnlyError(f"read-only: {message} (kextlog sql only reads)")
+    if code == _PG_CANCELED and time_limit is not None:
+        return DatabaseError(
+            f"SQL stopped after the time limit of {time_limit:g} s: raise --timeout"
+        )
+    if code.startswith(_PG_USAGE_CLASSES):
+        return UsageError(f"SQL: {message}")
+    return DatabaseError(message)
+
+
+def _plain(value: Any) -> Any:
+    """A PostgreSQL value as the plain ones SQLite gives (int, float, str,
+    bytes, None), which every output format can write: exact numerics as
+    int when whole, else float; times, uuids and the like as their text."""
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return value
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, memoryview):
+        return bytes(value)
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, default=str)
+    return str(value)
 
 
 def _run_guarded(

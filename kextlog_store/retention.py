@@ -33,7 +33,7 @@ from sqlalchemy import Connection, Engine, delete, exists, func, select
 from sqlalchemy import exc as sa_exc
 
 from . import store
-from .errors import DatabaseError, UsageError
+from .errors import UsageError
 from .levels import Level, parse_level, parse_level_range
 from .query import database_error
 from .timespec import parse_duration
@@ -115,6 +115,19 @@ class RetentionPolicy:
         return cls(max_age, None if max_size is None else parse_size(max_size))
 
 
+def check(engine: Engine, policy: RetentionPolicy) -> None:
+    """Raises UsageError for a policy the store behind engine cannot apply.
+
+    A size cap is SQLite's: PostgreSQL's files do not shrink when rows go
+    (VACUUM makes the space reusable), and without extensions the space rows
+    take cannot be told from the free space around them."""
+    if engine.dialect.name != "sqlite" and policy.max_size_bytes is not None:
+        raise UsageError(
+            "--max-size measures a SQLite store's pages in use; on PostgreSQL "
+            "prune by age (--older-than, --retain)"
+        )
+
+
 @dataclass
 class PruneResult:
     records: dict[int, int] = field(default_factory=dict)  # records removed, by level number
@@ -152,10 +165,12 @@ def apply(
        record the size cap removed.  A loss among records that are still
        stored is never removed.
     4. The freed pages go back to the file system (SQLite, incremental
-       auto-vacuum), and a passive checkpoint lets the file shrink now.
+       auto-vacuum), and a passive checkpoint lets the file shrink now;
+       PostgreSQL: a VACUUM makes the space reusable.
 
     stop: set it to end early, between two transactions (result.stopped).
-    SQLite stores only; errors of the database raise DatabaseError.
+    max_size_bytes is for SQLite stores (UsageError on PostgreSQL); errors
+    of the database raise DatabaseError.
     """
     run = _Run(engine, policy, stop)
     now_ns = time.time_ns() if now_ns is None else now_ns
@@ -176,8 +191,7 @@ class _Run:
 
     def apply(self, now_ns: int) -> PruneResult:
         result, policy = self.result, self.policy
-        if self.engine.dialect.name != "sqlite":
-            raise DatabaseError("pruning supports SQLite stores only, for now")
+        check(self.engine, policy)
         result.size_before, result.file_before = self._size()
         everything_before: int | None = None
         by_age: dict[int, list[Level]] = {}
@@ -269,8 +283,10 @@ class _Run:
             if rows:
                 # Driver-level executemany: a search of pid_index's key each,
                 # without SQLAlchemy's dict per row (half the cost of a batch).
+                marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
                 connection.exec_driver_sql(
-                    "DELETE FROM pid_index WHERE pid = ? AND time_ns = ? AND id = ?",
+                    f"DELETE FROM pid_index WHERE pid = {marker} AND time_ns = {marker}"
+                    f" AND id = {marker}",
                     [(row[1], row[2], row[0]) for row in rows],
                 )
         if not rows:
@@ -284,7 +300,7 @@ class _Run:
 
     def _delete_losses(self, before_ns: int) -> None:
         records, losses = _records.alias("r"), _losses
-        first = losses.c.instance_id.op("<<")(store.SEQ_BITS)
+        first = losses.c.instance_id.op("<<")(store.SEQ_SHIFT)
         earlier_record = exists().where(
             records.c.id > first, records.c.id < first.op("|")(losses.c.first_seq)
         )
@@ -310,7 +326,17 @@ class _Run:
     # -- space -----------------------------------------------------------
 
     def _reclaim(self) -> None:
-        """Freed pages back to the file system, VACUUM_PAGES at a time."""
+        """Freed pages back to the file system, VACUUM_PAGES at a time
+        (SQLite).  PostgreSQL: a plain VACUUM of what was pruned, which
+        makes the space reusable by the next records (its files keep their
+        size) and blocks no writer."""
+        if self.engine.dialect.name != "sqlite":
+            if self.result.removed or self.result.losses:
+                with self.engine.connect() as connection:
+                    connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                        "VACUUM records, pid_index, losses"
+                    )
+            return
         fairy = self.engine.raw_connection()
         try:
             driver = fairy.driver_connection
@@ -334,8 +360,16 @@ class _Run:
             fairy.close()
 
     def _size(self) -> tuple[int, int]:
-        """Bytes in pages in use, and in all the database's pages."""
+        """Bytes in pages in use, and in all the database's pages
+        (PostgreSQL: the bytes of kextlog's tables and their indexes, both)."""
         with self.engine.connect() as connection:
+            if connection.dialect.name != "sqlite":
+                size = connection.exec_driver_sql(
+                    "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c"
+                    " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                    " WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+                ).scalar_one()
+                return int(size or 0), int(size or 0)
             page_size = self._pragma(connection, "page_size")
             return self._used(connection), page_size * self._pragma(connection, "page_count")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy import exc as sa_exc
 
 from . import store
@@ -40,7 +40,7 @@ MAX_BUCKETS = 24
 
 @dataclass(frozen=True)
 class DatabaseSize:
-    """The SQLite file, page by page; None for other back ends."""
+    """The SQLite file, page by page (PostgreSQL: the database's blocks)."""
 
     path: str
     file_bytes: int  # the database file
@@ -250,10 +250,10 @@ def _instance_accounts(connection: Connection) -> tuple[InstanceAccount, ...]:
     records, losses, i = _records.alias("r"), _losses.alias("l"), _instances
     # An instance's records are one range of the key (store.record_id):
     # counting them is one pass over that range, not over the store.
-    base = i.c.id.op("<<")(store.SEQ_BITS)
+    base = i.c.id.op("<<")(store.SEQ_SHIFT)
     first = base + i.c.first_seq
     high_water = base + i.c.high_water  # + not |: a kernel log's starts at -1
-    end = (i.c.id + 1).op("<<")(store.SEQ_BITS)
+    end = (i.c.id + 1).op("<<")(store.SEQ_SHIFT)
 
     def scalar(statement: Any) -> Any:
         return statement.correlate(i).scalar_subquery()
@@ -320,7 +320,7 @@ def _instance_accounts(connection: Connection) -> tuple[InstanceAccount, ...]:
 def _database_size(connection: Connection, url: str) -> DatabaseSize | None:
     path = store.sqlite_path(url)
     if path is None:
-        return None
+        return _postgresql_size(connection) if connection.dialect.name == "postgresql" else None
 
     def pragma(name: str) -> int:
         return int(connection.exec_driver_sql(f"PRAGMA {name}").scalar_one())
@@ -333,4 +333,22 @@ def _database_size(connection: Connection, url: str) -> DatabaseSize | None:
         page_size=pragma("page_size"),
         page_count=pragma("page_count"),
         free_pages=pragma("freelist_count"),
+    )
+
+
+def _postgresql_size(connection: Connection) -> DatabaseSize:
+    """The database on the server, in its blocks: what pg_database_size
+    counts (its files, WAL aside); free space inside them is not known
+    without extensions, so none is counted as free."""
+    size, block = connection.execute(
+        text("SELECT pg_database_size(current_database()), current_setting('block_size')::int")
+    ).one()
+    url = connection.engine.url.set(drivername="postgresql")
+    return DatabaseSize(
+        path=url.render_as_string(hide_password=True),
+        file_bytes=int(size),
+        wal_bytes=0,
+        page_size=int(block),
+        page_count=int(size) // int(block),
+        free_pages=0,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import socket
 import sqlite3
 import stat
 import sys
@@ -19,27 +20,32 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import (
     BigInteger,
     Column,
     Computed,
+    Connection,
     Engine,
     ForeignKey,
     Index,
     Integer,
     MetaData,
+    Row,
     SmallInteger,
     Table,
     Text,
     UniqueConstraint,
+    and_,
     bindparam,
     create_engine,
     event,
     func,
-    insert,
+    literal_column,
     make_url,
+    or_,
     select,
     text,
     update,
@@ -70,7 +76,9 @@ instances = Table(
     "instances",
     metadata,
     Column("id", RowId, primary_key=True),
-    Column("uuid", Text, nullable=False, unique=True),  # HELLO's instance id, 32 hex digits
+    # The machine whose ingest registered it: many hosts share a PostgreSQL store.
+    Column("host", Text, nullable=False),
+    Column("uuid", Text, nullable=False),  # HELLO's instance id, 32 hex digits
     Column("source", Text, nullable=False),  # where ingest read it, e.g. unix:/run/sim.sock
     Column("name", Text, nullable=False),  # the producer's own name (kext bundle id)
     Column("boot_id", Text, nullable=False),
@@ -83,6 +91,7 @@ instances = Table(
     Column("pid_indexed_seq", BigInteger, nullable=False, server_default="0"),
     # Where its seqs start: 1 for a kext, 0 for the kernel's own log (kmsg).
     Column("first_seq", BigInteger, nullable=False, server_default="1"),
+    UniqueConstraint("host", "uuid"),
 )
 
 # A record's key is (instance, seq), packed into one 64-bit rowid: one B-tree
@@ -91,6 +100,9 @@ instances = Table(
 SEQ_BITS = 44
 SEQ_MASK = (1 << SEQ_BITS) - 1
 MAX_INSTANCES = 1 << (63 - SEQ_BITS)
+# The shift in SQL (instance_id << SEQ_SHIFT): a plain integer literal, as
+# PostgreSQL shifts a bigint by an int, not by a bigint parameter.
+SEQ_SHIFT = literal_column(str(SEQ_BITS))
 
 
 def record_id(instance_id: int, seq: int) -> int:
@@ -171,11 +183,26 @@ def default_database_path() -> Path:
 
 
 def database_url(db: str | None = None) -> str:
-    """--db, else KEXTLOG_DB, else the default location; a value with :// is a URL."""
+    """--db, else KEXTLOG_DB, else the default location; a value with :// is a
+    URL.  A plain postgresql:// (or postgres://) URL, as libpq and psql take
+    it, means the psycopg 3 driver."""
     value = db or os.environ.get("KEXTLOG_DB") or str(default_database_path())
     if "://" in value:
-        return value
+        scheme, rest = value.split("://", 1)
+        return f"postgresql+psycopg://{rest}" if scheme in ("postgresql", "postgres") else value
     return "sqlite:///" + os.path.abspath(os.path.expanduser(value))
+
+
+def _engine(url: str, **options: object) -> Engine:
+    try:
+        return create_engine(url, **options)
+    except ImportError as exc:  # the driver is an optional extra (psycopg for PostgreSQL)
+        raise DatabaseError(
+            f"{make_url(url).render_as_string()}: no driver for this database ({exc});"
+            " for PostgreSQL: pip install 'kextlog[postgresql]'"
+        ) from None
+    except ValueError as exc:  # SQLAlchemy cannot parse it, or no such back end
+        raise DatabaseError(f"invalid database URL: {exc}") from None
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -277,9 +304,9 @@ def write_engine(url: str) -> Engine:
     """An engine that may create and change the database."""
     path = sqlite_path(url)
     if path is None:
-        return create_engine(url)
+        return _engine(url)
     create_private(path)
-    engine = create_engine(url)
+    engine = _engine(url)
     event.listen(engine, "connect", _tune_sqlite)
     event.listen(engine, "connect", _tune_writer)
     return engine
@@ -296,7 +323,13 @@ def read_engine(url: str) -> Engine:
     """A read-only engine on an existing database; it never creates one."""
     path = sqlite_path(url)
     if path is None:
-        return create_engine(url)
+        # A read-only transaction, one snapshot from its first statement to
+        # its end (--follow's first output and the ids it ends at).
+        return _engine(
+            url,
+            isolation_level="REPEATABLE READ",
+            execution_options={"postgresql_readonly": True},
+        )
     if not path.exists():
         raise DatabaseError(
             f"no kextlog database at {path} (start `kextlog ingest` or pass --db / KEXTLOG_DB)"
@@ -327,14 +360,24 @@ class InstanceState:
 # from the kernel's own log carry KMSG_COLUMNS after them.
 ROW_COLUMNS = ("seq", "time_ns", "mono_ns", "level", "flags", "pid", "tid", "process", "message")
 KMSG_COLUMNS = ("syslog_priority", "facility", "fields")
+# Their PostgreSQL types, for binary COPY (see records).
+COPY_TYPES = {
+    "time_ns": "int8", "mono_ns": "int8", "level": "int2", "flags": "int2", "pid": "int4",
+    "tid": "int8", "process": "text", "message": "text", "syslog_priority": "int2",
+    "facility": "int2", "fields": "text",
+}  # fmt: skip
 
 
 class Writer:
-    """The store's one steady writer: the ingest daemon."""
+    """The store's steady writer: the ingest daemon.  On SQLite the one
+    writer; on PostgreSQL one of many (a daemon per host), each writing its
+    own instances' records."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, host: str | None = None) -> None:
         self.engine = engine
+        self.host = host or socket.gethostname()
         self._inserts: dict[tuple[int, int], str] = {}
+        self._postgresql = engine.dialect.name == "postgresql"
 
     def _insert_records(self, instance_id: int, width: int) -> str:
         """Driver-level executemany of the rows as they come off the wire,
@@ -350,6 +393,36 @@ class Writer:
             )
         return statement
 
+    def _copy_records(self, connection: Connection, instance_id: int, rows: list[tuple]) -> None:
+        """PostgreSQL's fastest bulk path: COPY, straight into records.
+
+        Safe without a staging table: ingest hands over only seqs above the
+        instance's high-water mark, which moves in the same transaction, and
+        an instance is one daemon's (host, uuid), so a batch never meets a
+        stored row.  Should two daemons claim one instance all the same, the
+        key stops the COPY and the whole batch (nothing is acknowledged)."""
+        columns = (ROW_COLUMNS + KMSG_COLUMNS)[1 : len(rows[0])]
+        base = record_id(instance_id, 0)
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        statement = f"COPY records (id, {', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+        with cursor, cursor.copy(statement) as copy:
+            # Binary: the server parses no text (about 13% faster than text here).
+            copy.set_types(["int8", *(COPY_TYPES[column] for column in columns)])
+            for row in rows:
+                if "\x00" in row[8] or "\x00" in row[7]:
+                    row = _without_nul(row)  # PostgreSQL's text cannot hold NUL
+                copy.write_row((base + row[0], *row[1:]))
+
+    def _instance(self, connection: Connection, uuid: str) -> Row | None:
+        return connection.execute(
+            select(
+                instances.c.id,
+                instances.c.high_water,
+                instances.c.filtered,
+                instances.c.pid_indexed_seq,
+            ).where(instances.c.host == self.host, instances.c.uuid == uuid)
+        ).first()
+
     def register(
         self,
         uuid: str,
@@ -361,55 +434,57 @@ class Writer:
         producer_version: str,
         now_ns: int,
     ) -> InstanceState:
-        """The instance's row, created on first sight: nothing accounted for
-        before its first seq (1 for a kext, 0 for the kernel's own log)."""
+        """The instance's row (this host's), created on first sight: nothing
+        accounted for before its first seq (1 for a kext, 0 for the kernel's
+        own log).  Race-free when another daemon registers at the same
+        moment: the database hands out the id, and (host, uuid) is unique."""
         with self.engine.begin() as connection:
-            row = connection.execute(
-                select(
-                    instances.c.id,
-                    instances.c.high_water,
-                    instances.c.filtered,
-                    instances.c.pid_indexed_seq,
-                ).where(instances.c.uuid == uuid)
-            ).first()
-            if row is not None:
-                connection.execute(
-                    update(instances)
-                    .where(instances.c.id == row.id)
-                    .values(source=source, last_seen_ns=now_ns)
-                )
-                lost = connection.execute(
-                    select(func.coalesce(func.sum(losses.c.count), 0)).where(
-                        losses.c.instance_id == row.id
+            row = self._instance(connection, uuid)
+            if row is None:
+                new_id = connection.execute(
+                    _insert_or_skip(connection, instances)
+                    .values(
+                        host=self.host,
+                        uuid=uuid,
+                        source=source,
+                        name=name,
+                        boot_id=boot_id,
+                        producer_version=producer_version,
+                        first_seen_ns=now_ns,
+                        last_seen_ns=now_ns,
+                        first_seq=first_seq,
+                        high_water=first_seq - 1,
+                        pid_indexed_seq=first_seq - 1,
                     )
-                ).scalar_one()
-                return InstanceState(
-                    row.id, uuid, row.high_water, row.filtered, lost, row.pid_indexed_seq
+                    .returning(instances.c.id)
+                ).scalar()
+                if new_id is not None:
+                    if new_id >= MAX_INSTANCES:
+                        raise DatabaseError(
+                            f"the store holds its maximum of {MAX_INSTANCES} instances"
+                        )
+                    return InstanceState(new_id, uuid, first_seq - 1, 0, 0, first_seq - 1)
+                row = self._instance(connection, uuid)  # registered meanwhile
+                assert row is not None
+            connection.execute(
+                update(instances)
+                .where(instances.c.id == row.id)
+                .values(source=source, last_seen_ns=now_ns)
+            )
+            lost = connection.execute(
+                select(func.coalesce(func.sum(losses.c.count), 0)).where(
+                    losses.c.instance_id == row.id
                 )
-            new_id = connection.execute(
-                insert(instances).values(
-                    uuid=uuid,
-                    source=source,
-                    name=name,
-                    boot_id=boot_id,
-                    producer_version=producer_version,
-                    first_seen_ns=now_ns,
-                    last_seen_ns=now_ns,
-                    first_seq=first_seq,
-                    high_water=first_seq - 1,
-                    pid_indexed_seq=first_seq - 1,
-                )
-            ).inserted_primary_key[0]
-            if new_id >= MAX_INSTANCES:
-                raise DatabaseError(f"the store holds its maximum of {MAX_INSTANCES} instances")
-            return InstanceState(new_id, uuid, first_seq - 1, 0, 0, first_seq - 1)
+            ).scalar_one()  # PostgreSQL sums bigints as numeric
+            return InstanceState(
+                row.id, uuid, row.high_water, row.filtered, int(lost), row.pid_indexed_seq
+            )
 
     def high_water(self, uuid: str) -> int | None:
         """Up to which seq the instance is accounted for; None if unknown."""
         with self.engine.connect() as connection:
-            return connection.execute(
-                select(instances.c.high_water).where(instances.c.uuid == uuid)
-            ).scalar()
+            row = self._instance(connection, uuid)
+            return None if row is None else row.high_water
 
     def commit(
         self,
@@ -423,12 +498,18 @@ class Writer:
         mark and filtered count."""
         with self.engine.begin() as connection:
             for instance_id, instance_rows in rows.items():
-                if instance_rows:
+                if not instance_rows:
+                    continue
+                if self._postgresql:
+                    self._copy_records(connection, instance_id, instance_rows)
+                else:
                     statement = self._insert_records(instance_id, len(instance_rows[0]))
                     connection.exec_driver_sql(statement, instance_rows)
             if loss_rows:
-                connection.execute(insert(losses).prefix_with("OR IGNORE"), loss_rows)
+                connection.execute(_insert_or_skip(connection, losses), loss_rows)
             if states:
+                # In id order, as PidMerge takes them: two transactions that
+                # lock the same rows lock them in the same order.
                 connection.execute(
                     update(instances)
                     .where(instances.c.id == bindparam("state_id"))
@@ -443,45 +524,85 @@ class Writer:
                             "state_high_water": state.high_water,
                             "state_filtered": state.filtered,
                         }
-                        for state in states
+                        for state in sorted(states, key=lambda state: state.id)
                     ],
                 )
 
 
+def _insert_or_skip(connection: Connection, table: Table) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING, which both back ends speak."""
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert(table).on_conflict_do_nothing()
+
+
+def _without_nul(row: tuple) -> tuple:
+    return tuple(
+        value.replace("\x00", "\ufffd") if isinstance(value, str) else value for value in row
+    )
+
+
 class PidMerge:
     """Brings pid_index up to date in one sorted pass per merge, in a
-    thread of its own beside the writer.
+    thread of its own beside the writer, for the instances of its host.
 
     A random B-tree insert per record into a (pid, ...) index touches a page
     per distinct pid at every commit; merging many commits' records at once,
-    sorted, touches each pid's run once.  merge() stages the committed
-    records beyond each instance's pid_indexed_seq, sorted, in a temporary
-    table (no lock on the store: the writer goes on meanwhile), then moves
-    it into pid_index a slice at a time (a contiguous range of pids), each
-    in a short transaction of its own, pausing in between so the writer's
-    commits get the lock; the last one moves pid_indexed_seq.  Until then
-    queries find those records beyond it, as they find any not merged yet.
+    sorted, touches each pid's run once.
+
+    SQLite: merge() stages the committed records beyond each instance's
+    pid_indexed_seq, sorted, in a temporary table (no lock on the store: the
+    writer goes on meanwhile), then moves it into pid_index a slice at a
+    time (a contiguous range of pids), each in a short transaction of its
+    own, pausing in between so the writer's commits get the lock; the last
+    one moves pid_indexed_seq.  PostgreSQL: one INSERT ... SELECT ... ORDER
+    BY in one transaction; writers are not blocked by it (MVCC), so it
+    needs no slices.  Until then queries find those records beyond
+    pid_indexed_seq, as they find any not merged yet.
     """
 
-    def __init__(self, engine: Engine, slice_rows: int) -> None:
+    def __init__(self, engine: Engine, slice_rows: int, host: str) -> None:
         self._connection = engine.connect()  # the temporary tables live here
         self._slice_rows = slice_rows
-        for table in ("pid_merge", "pid_sorted"):
-            self._connection.exec_driver_sql(
-                f"CREATE TEMP TABLE {table} (pid INTEGER, time_ns INTEGER, id INTEGER)"
-            )
+        self._host = host
+        self._sqlite = engine.dialect.name == "sqlite"
+        if self._sqlite:
+            for table in ("pid_merge", "pid_sorted"):
+                self._connection.exec_driver_sql(
+                    f"CREATE TEMP TABLE {table} (pid INTEGER, time_ns INTEGER, id INTEGER)"
+                )
         self._connection.commit()
+
+    def _targets(self) -> list[Row]:
+        """This host's instances with records beyond pid_indexed_seq, in id order."""
+        return self._connection.execute(
+            select(instances.c.id, instances.c.pid_indexed_seq, instances.c.high_water)
+            .where(
+                instances.c.host == self._host,
+                instances.c.pid_indexed_seq < instances.c.high_water,
+            )
+            .order_by(instances.c.id)
+        ).all()
+
+    def _indexed(self, targets: list[Row]) -> None:
+        # Never lowered (another daemon may merge the same instance's records).
+        for instance_id, _, high_water in targets:
+            self._connection.execute(
+                update(instances)
+                .where(instances.c.id == instance_id, instances.c.pid_indexed_seq < high_water)
+                .values(pid_indexed_seq=high_water)
+            )
 
     def merge(self, pause: Callable[[float], object] = lambda _: None) -> int:
         """One merge; returns how many records it indexed.  pause(seconds)
         runs between slices (the caller's wait, which may end early)."""
+        if not self._sqlite:
+            return self._merge_at_once()
         connection = self._connection
         with connection.begin():  # one snapshot of what is committed
-            targets = connection.execute(
-                select(instances.c.id, instances.c.pid_indexed_seq, instances.c.high_water).where(
-                    instances.c.pid_indexed_seq < instances.c.high_water
-                )
-            ).all()
+            targets = self._targets()
             connection.exec_driver_sql("DELETE FROM pid_merge")
             connection.exec_driver_sql("DELETE FROM pid_sorted")
             for instance_id, indexed, high_water in targets:
@@ -512,15 +633,37 @@ class PidMerge:
                     (first, end),
                 )
                 if end >= last:
-                    for instance_id, _, high_water in targets:
-                        connection.execute(
-                            update(instances)
-                            .where(instances.c.id == instance_id)
-                            .values(pid_indexed_seq=high_water)
-                        )
+                    self._indexed(targets)
                     return staged
             first = end + 1
             pause(time.monotonic() - began)
+
+    def _merge_at_once(self) -> int:
+        with self._connection.begin():
+            targets = self._targets()
+            if not targets:
+                return 0
+            ranges = or_(
+                *(
+                    and_(
+                        records.c.id > record_id(instance_id, indexed),
+                        records.c.id <= record_id(instance_id, high_water),
+                    )
+                    for instance_id, indexed, high_water in targets
+                )
+            )
+            sorted_rows = (
+                select(records.c.pid, records.c.time_ns, records.c.id)
+                .where(ranges)
+                .order_by(records.c.pid, records.c.time_ns, records.c.id)
+            )
+            moved = self._connection.execute(
+                _insert_or_skip(self._connection, pid_index).from_select(
+                    ["pid", "time_ns", "id"], sorted_rows
+                )
+            ).rowcount
+            self._indexed(targets)
+        return moved
 
     def close(self) -> None:
         self._connection.close()

@@ -1,12 +1,21 @@
 """Shared fixtures: temporary databases, a populated store (also one with
-losses), the CLI as a subprocess.
+losses), the CLI as a subprocess; on SQLite, and on PostgreSQL for modules
+that set BOTH_BACKENDS = True.
 
-Every test names its database explicitly (a temporary path): we run as root,
-and without --db / KEXTLOG_DB kextlog would use the system store.
+Every test names its database explicitly (a temporary path, or a database
+of the tests' own PostgreSQL server): we run as root, and without --db /
+KEXTLOG_DB kextlog would use the system store.
+
+PostgreSQL tests need a server (tests/postgres_server.py starts one per
+session): when it cannot be started they are skipped with the reason, and
+in CI (CI=true) they fail with it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import itertools
 import os
 import random
 import shutil
@@ -21,14 +30,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, update
+from sqlalchemy import create_engine, insert, text, update
 
 from kextlog_store import migrate, store
 from kextlog_store.levels import Level
 from kextlog_store.records import Entry, Loss, Record
+from tests import postgres_server
 
 ROOT = Path(__file__).resolve().parents[1]
 NS = 1_000_000_000
+HOST = "test-host"  # the fixtures' instances' host
+BACKENDS = ("sqlite", "postgresql")
 
 # Relative --since/--until values the tests use; no generated record lies
 # within GUARD seconds of one of these ages, so the few seconds between
@@ -86,7 +98,7 @@ class LossRow:
 
 @dataclass(frozen=True)
 class PopulatedStore:
-    path: Path
+    path: Path | None  # the SQLite file (None on PostgreSQL)
     url: str
     now_ns: int  # the "now" record times were made relative to
     instances: tuple[Instance, ...]
@@ -275,6 +287,7 @@ def insert_records(url: str, instances: Iterable[Instance], records: Iterable[Re
             connection.execute(
                 insert(store.instances).values(
                     id=instance.id,
+                    host=HOST,
                     uuid=instance.uuid,
                     source=instance.source,
                     name="com.example.kextlog.sim",
@@ -290,6 +303,12 @@ def insert_records(url: str, instances: Iterable[Instance], records: Iterable[Re
             connection.execute(insert(store.records), rows)
         if indexed:
             connection.execute(insert(store.pid_index), indexed)
+        if connection.dialect.name == "postgresql":
+            # As if the database had handed out these ids.
+            connection.execute(
+                text("SELECT setval(pg_get_serial_sequence('instances', 'id'), max(id))"
+                     " FROM instances")
+            )  # fmt: skip
     engine.dispose()
 
 
@@ -387,6 +406,80 @@ def system_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     time.tzset()
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module with BOTH_BACKENDS = True runs its tests that use a store on
+    SQLite and on PostgreSQL, but those marked sqlite_only (and those that
+    name their back ends themselves)."""
+    named = any(
+        "backend" in str(mark.args[0]) for mark in metafunc.definition.iter_markers("parametrize")
+    )
+    if (
+        "backend" in metafunc.fixturenames
+        and getattr(metafunc.module, "BOTH_BACKENDS", False)
+        and metafunc.definition.get_closest_marker("sqlite_only") is None
+        and not named
+    ):
+        metafunc.parametrize("backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """The back end of the test's store: sqlite unless parametrized."""
+    return getattr(request, "param", "sqlite")
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"PostgreSQL is required in CI: {reason}", pytrace=False)
+    pytest.skip(f"PostgreSQL unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[postgres_server.Server]:
+    """The session's PostgreSQL server, with a template database at the
+    newest revision (kextlog_template)."""
+    if importlib.util.find_spec("psycopg") is None:
+        _unavailable("the psycopg driver is not installed (pip install -e '.[dev]')")
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(postgres_server.running())
+        except postgres_server.PostgresUnavailable as exc:
+            _unavailable(str(exc))
+        admin = create_engine(server.url(), isolation_level="AUTOCOMMIT")
+        stack.callback(admin.dispose)
+        with admin.connect() as connection:
+            connection.exec_driver_sql("CREATE DATABASE kextlog_template")
+        migrate.upgrade(server.url("kextlog_template")).dispose()
+        yield server
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture
+def postgres_database(
+    postgres: postgres_server.Server,
+) -> Iterator[Callable[[bool], str]]:
+    """Makes fresh databases for one test: new(migrated) -> URL; migrated
+    ones are copies of the template.  All are dropped afterwards."""
+    admin = create_engine(postgres.url(), isolation_level="AUTOCOMMIT")
+    made: list[str] = []
+
+    def new(migrated: bool = True) -> str:
+        name = f"test_{os.getpid()}_{next(_databases)}"
+        template = " TEMPLATE kextlog_template" if migrated else ""
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"CREATE DATABASE {name}{template}")
+        made.append(name)
+        return postgres.url(name)
+
+    yield new
+    with admin.connect() as connection:
+        for name in made:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def schema_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty database at the newest revision, made once and copied per test."""
@@ -418,17 +511,33 @@ def empty_store(schema_template: Path, db_path: Path) -> Path:
 
 
 @pytest.fixture
-def populated(empty_store: Path, db_url: str) -> PopulatedStore:
+def store_url(backend: str, request: pytest.FixtureRequest) -> str:
+    """A migrated store without records, on the test's back end: the SQLite
+    one is empty_store (at db_path)."""
+    if backend == "postgresql":
+        return request.getfixturevalue("postgres_database")()
+    request.getfixturevalue("empty_store")
+    return request.getfixturevalue("db_url")
+
+
+def _file(backend: str, db_path: Path) -> Path | None:
+    return db_path if backend == "sqlite" else None
+
+
+@pytest.fixture
+def populated(store_url: str, backend: str, db_path: Path) -> PopulatedStore:
     """Three hundred records of two instances, at all levels, from six pids,
     over the three hours before now."""
     now_ns = time.time_ns()
     instances, records = make_records(now_ns)
-    insert_records(db_url, instances, records)
-    return PopulatedStore(empty_store, db_url, now_ns, instances, logged_order(instances, records))
+    insert_records(store_url, instances, records)
+    return PopulatedStore(
+        _file(backend, db_path), store_url, now_ns, instances, logged_order(instances, records)
+    )
 
 
 @pytest.fixture
-def lossy(empty_store: Path, db_url: str) -> PopulatedStore:
+def lossy(store_url: str, backend: str, db_path: Path) -> PopulatedStore:
     """The populated store's records with some missing, and a loss row for
     (almost) each gap, of every reason, with known and unknown times:
 
@@ -475,14 +584,19 @@ def lossy(empty_store: Path, db_url: str) -> PopulatedStore:
     }
     missing |= {(first.uuid, seq) for seq in (4, 5, 6)}  # pruned
     kept = [record for record in made if (record.instance, record.seq) not in missing]
-    insert_records(db_url, instances, kept)
-    insert_losses(db_url, rows)
+    insert_records(store_url, instances, kept)
+    insert_losses(store_url, rows)
     losses = sorted(
         (placed(row, instances, kept) for row in rows),
         key=lambda loss: (loss.time_ns, ids_of[loss.instance], loss.first_seq),
     )
     return PopulatedStore(
-        empty_store, db_url, now_ns, instances, logged_order(instances, kept), tuple(losses)
+        _file(backend, db_path),
+        store_url,
+        now_ns,
+        instances,
+        logged_order(instances, kept),
+        tuple(losses),
     )
 
 
@@ -490,8 +604,10 @@ Kextlog = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
-def kextlog(db_path: Path) -> Iterator[Kextlog]:
-    """Run `python -m kextlog_store.cli ARGS` with KEXTLOG_DB=db_path and TZ=UTC."""
+def kextlog(db_path: Path, backend: str, request: pytest.FixtureRequest) -> Iterator[Kextlog]:
+    """Run `python -m kextlog_store.cli ARGS` with KEXTLOG_DB=db_path (on
+    PostgreSQL: store_url) and TZ=UTC."""
+    database = str(db_path) if backend == "sqlite" else request.getfixturevalue("store_url")
 
     def run(
         *args: str, env: dict[str, str] | None = None, input: str | None = None
@@ -499,7 +615,7 @@ def kextlog(db_path: Path) -> Iterator[Kextlog]:
         environment = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-            "KEXTLOG_DB": str(db_path),
+            "KEXTLOG_DB": database,
             "TZ": "UTC",
             "NO_COLOR": "1",
             **(env or {}),

@@ -112,8 +112,8 @@ class Writer:
 
     def instance(self, instance_id: int, uuid: str, source: str) -> None:
         self.connection.execute(
-            "INSERT INTO instances (id, uuid, source, name, boot_id, producer_version,"
-            " first_seen_ns, last_seen_ns) VALUES (?, ?, ?, 'n', 'b', 'v', 1, 1)",
+            "INSERT INTO instances (id, host, uuid, source, name, boot_id, producer_version,"
+            " first_seen_ns, last_seen_ns) VALUES (?, 'h', ?, ?, 'n', 'b', 'v', 1, 1)",
             (instance_id, uuid, source),
         )
 

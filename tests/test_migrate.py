@@ -1,24 +1,54 @@
 """Migrations: one head, a full cycle with data in place, and the schema the
-models describe."""
+models describe; on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, exc, inspect, text
 
 from kextlog_store import migrate, store
 from kextlog_store.errors import DatabaseError
+from tests.processes import kextlog
+
+BOTH_BACKENDS = True
+
+
+@pytest.fixture
+def fresh_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A database that does not exist yet (SQLite) or is empty (PostgreSQL)."""
+    if backend == "postgresql":
+        new: Callable[[bool], str] = request.getfixturevalue("postgres_database")
+        return new(False)
+    return store.database_url(str(tmp_path / "k.db"))
+
+
+@pytest.fixture
+def engine(fresh_url: str) -> Iterator[Engine]:
+    """A plain engine on fresh_url, for the tests' own SQL."""
+    engine = store.write_engine(fresh_url)
+    yield engine
+    engine.dispose()
+
+
+def execute(engine: Engine, sql: str) -> list[tuple]:
+    with engine.begin() as connection:
+        result = connection.execute(text(sql))
+        return [tuple(row) for row in result] if result.returns_rows else []
 
 
 def test_single_head() -> None:
     assert len(ScriptDirectory(str(migrate.MIGRATIONS)).get_heads()) == 1
 
 
+@pytest.mark.sqlite_only
 def test_new_database_is_wal_with_incremental_vacuum(tmp_path: Path) -> None:
     url = store.database_url(str(tmp_path / "k.db"))
     migrate.upgrade(url)
@@ -28,10 +58,11 @@ def test_new_database_is_wal_with_incremental_vacuum(tmp_path: Path) -> None:
     assert migrate.current(url) == migrate.head()
 
 
-def test_models_match_the_migrated_schema(tmp_path: Path) -> None:
-    engine = migrate.upgrade(store.database_url(str(tmp_path / "k.db")))
+def test_models_match_the_migrated_schema(fresh_url: str) -> None:
+    engine = migrate.upgrade(fresh_url)
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), store.metadata) == []
+    engine.dispose()
 
 
 SAMPLE = [
@@ -41,56 +72,96 @@ SAMPLE = [
 ]
 
 
-def _insert_sample_at_0001(path: Path) -> None:
-    with sqlite3.connect(path) as connection:
-        connection.execute(
-            "INSERT INTO instances (uuid, source, name, boot_id, producer_version,"
-            " first_seen_ns, last_seen_ns, high_water) VALUES ('ab', 'unix:/s', 'sim', '', '1',"
-            " 1, 2, 3)"
-        )
-        connection.executemany(
+def _insert_sample_at_0001(engine: Engine) -> None:
+    execute(
+        engine,
+        "INSERT INTO instances (uuid, source, name, boot_id, producer_version,"
+        " first_seen_ns, last_seen_ns, high_water) VALUES ('ab', 'unix:/s', 'sim', '', '1',"
+        " 1, 2, 3)",
+    )
+    for seq in (1, 2, 3):
+        execute(
+            engine,
             "INSERT INTO records (instance_id, seq, time_ns, mono_ns, level, flags, pid, tid,"
-            " process, message) VALUES (1, ?, ?, 0, 3, 0, 10, 11, 'launchd', ?)",
-            [(seq, 1_000_000_000 * seq, f"message {seq}") for seq in (1, 2, 3)],
+            f" process, message) VALUES (1, {seq}, {1_000_000_000 * seq}, 0, 3, 0, 10, 11,"
+            f" 'launchd', 'message {seq}')",
         )
 
 
-def _log(path: Path) -> list[tuple]:
-    with sqlite3.connect(path) as connection:
-        return connection.execute(
-            "SELECT time, level, pid, process, message, seq FROM log ORDER BY seq"
-        ).fetchall()
+def _log(engine: Engine) -> list[tuple]:
+    return execute(engine, "SELECT time, level, pid, process, message, seq FROM log ORDER BY seq")
 
 
-def test_upgrade_downgrade_upgrade_with_data(tmp_path: Path) -> None:
-    path = tmp_path / "k.db"
-    url = store.database_url(str(path))
-    migrate.upgrade(url, "0001")
-    _insert_sample_at_0001(path)
-    assert _log(path) == SAMPLE
-    migrate.upgrade(url)  # 0002 packs (instance, seq) into the key: the data moves
-    assert _log(path) == SAMPLE
-    with sqlite3.connect(path) as connection:
-        assert connection.execute("SELECT id, instance_id, seq FROM records").fetchall() == [
-            (store.record_id(1, seq), 1, seq) for seq in (1, 2, 3)
-        ]
-        # Already in the pid index, as ingest would have left it.
-        assert connection.execute("SELECT count(*) FROM pid_index").fetchone() == (3,)
-        assert connection.execute("SELECT pid_indexed_seq FROM instances").fetchone() == (3,)
-    migrate.downgrade(url, "0001")
-    assert _log(path) == SAMPLE
-    migrate.downgrade(url, "base")
-    assert migrate.current(url) is None
-    with sqlite3.connect(path) as connection:
-        tables = connection.execute(
-            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
-        ).fetchall()
-    assert tables == [("alembic_version",)]
-    migrate.upgrade(url)
-    assert migrate.current(url) == migrate.head()
-    assert _log(path) == []
+def test_upgrade_downgrade_upgrade_with_data(fresh_url: str, engine: Engine) -> None:
+    migrate.upgrade(fresh_url, "0001").dispose()
+    _insert_sample_at_0001(engine)
+    assert _log(engine) == SAMPLE
+    migrate.upgrade(fresh_url).dispose()  # 0002 packs (instance, seq) into the key: the data moves
+    assert _log(engine) == SAMPLE
+    assert execute(engine, "SELECT id, instance_id, seq FROM records ORDER BY id") == [
+        (store.record_id(1, seq), 1, seq) for seq in (1, 2, 3)
+    ]
+    # Already in the pid index, as ingest would have left it.
+    assert execute(engine, "SELECT count(*) FROM pid_index") == [(3,)]
+    assert execute(engine, "SELECT pid_indexed_seq FROM instances") == [(3,)]
+    # 0005: the store was this machine's.
+    assert execute(engine, "SELECT host, instance FROM log WHERE seq = 1") == [
+        (socket.gethostname(), "ab")
+    ]
+    migrate.downgrade(fresh_url, "0001")
+    assert _log(engine) == SAMPLE
+    migrate.downgrade(fresh_url, "base")
+    assert migrate.current(fresh_url) is None
+    with engine.connect() as connection:
+        inspector = inspect(connection)
+        assert inspector.get_table_names() == ["alembic_version"]
+        assert inspector.get_view_names() == []
+    migrate.upgrade(fresh_url).dispose()
+    assert migrate.current(fresh_url) == migrate.head()
+    assert _log(engine) == []
 
 
+def test_times_read_the_same_on_every_back_end(fresh_url: str, engine: Engine) -> None:
+    migrate.upgrade(fresh_url).dispose()
+    execute(
+        engine,
+        "INSERT INTO instances (id, host, uuid, source, name, boot_id, producer_version,"
+        " first_seen_ns, last_seen_ns) VALUES (1, 'h', 'ab', 'unix:/s', 'sim', '', '1', 0,"
+        " 1700000000123456789)",
+    )
+    for seq, time_ns in ((1, 1_700_000_000_123_456_789), (2, 0), (3, 951_782_400_000_001_000)):
+        execute(
+            engine,
+            "INSERT INTO records (id, time_ns, mono_ns, level, flags, pid, tid, process, message)"
+            f" VALUES ({store.record_id(1, seq)}, {time_ns}, 0, 3, 0, 1, 1, 'p', 'm')",
+        )
+    assert execute(engine, "SELECT seq, time FROM log ORDER BY seq") == [
+        (1, "2023-11-14T22:13:20.123456Z"),
+        (2, "1970-01-01T00:00:00.000000Z"),
+        (3, "2000-02-29T00:00:00.000001Z"),
+    ]
+    assert execute(engine, "SELECT first_seen, last_seen FROM instance_accounting") == [
+        ("1970-01-01T00:00:00.000000Z", "2023-11-14T22:13:20.123456Z")
+    ]
+
+
+def test_instances_are_unique_per_host(fresh_url: str, engine: Engine) -> None:
+    migrate.upgrade(fresh_url).dispose()
+    insert = (
+        "INSERT INTO instances (host, uuid, source, name, boot_id, producer_version,"
+        " first_seen_ns, last_seen_ns) VALUES ('{host}', 'ab', 'unix:/s', 'sim', '', '1', 0, 0)"
+    )
+    execute(engine, insert.format(host="alpha"))
+    execute(engine, insert.format(host="beta"))  # the same kext instance id on another host
+    with pytest.raises(exc.IntegrityError):
+        execute(engine, insert.format(host="alpha"))
+    assert execute(engine, "SELECT host, instance FROM instance_accounting ORDER BY host") == [
+        ("alpha", "ab"),
+        ("beta", "ab"),
+    ]
+
+
+@pytest.mark.sqlite_only
 def test_unknown_newer_revision_is_refused_and_kept(tmp_path: Path) -> None:
     path = tmp_path / "k.db"
     url = store.database_url(str(path))
@@ -103,49 +174,63 @@ def test_unknown_newer_revision_is_refused_and_kept(tmp_path: Path) -> None:
     assert path.read_bytes() == before
 
 
-def test_foreign_database_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "other.db"
-    with sqlite3.connect(path) as connection:
-        connection.execute("CREATE TABLE notes (body TEXT)")
+def test_foreign_database_is_refused(fresh_url: str, engine: Engine) -> None:
+    execute(engine, "CREATE TABLE notes (body TEXT)")
     with pytest.raises(DatabaseError, match="not a kextlog database"):
-        migrate.upgrade(store.database_url(str(path)))
+        migrate.upgrade(fresh_url)
 
 
-def test_summary_views_account_for_every_seq(tmp_path: Path) -> None:
-    path = tmp_path / "k.db"
-    migrate.upgrade(store.database_url(str(path)))
-    with sqlite3.connect(path) as connection:
-        connection.execute(
-            "INSERT INTO instances (id, uuid, source, name, boot_id, producer_version,"
-            " first_seen_ns, last_seen_ns, first_seq, high_water, filtered)"
-            " VALUES (1, 'ab', 'unix:/s', 'sim', '', '1', 1, 2, 1, 10, 2),"
-            "        (2, 'cd', 'kmsg', 'linux', '', '6', 3, 4, 0, 0, 0)"
-        )
-        rows = [
-            (1, seq, 3 if seq < 5 else 5, "launchd" if seq % 2 else "sshd")
-            for seq in (1, 2, 3, 4, 5)
-        ]
-        rows.append((2, 0, 4, "kernel"))  # the kernel's log starts at seq 0
-        connection.executemany(
+def test_summary_views_account_for_every_seq(fresh_url: str, engine: Engine) -> None:
+    migrate.upgrade(fresh_url).dispose()
+    execute(
+        engine,
+        "INSERT INTO instances (id, host, uuid, source, name, boot_id, producer_version,"
+        " first_seen_ns, last_seen_ns, first_seq, high_water, filtered)"
+        " VALUES (1, 'h', 'ab', 'unix:/s', 'sim', '', '1', 1, 2, 1, 10, 2),"
+        "        (2, 'h', 'cd', 'kmsg', 'linux', '', '6', 3, 4, 0, 0, 0)",
+    )
+    rows = [
+        (1, seq, 3 if seq < 5 else 5, "launchd" if seq % 2 else "sshd") for seq in (1, 2, 3, 4, 5)
+    ]
+    rows.append((2, 0, 4, "kernel"))  # the kernel's log starts at seq 0
+    for instance, seq, level, process in rows:
+        execute(
+            engine,
             "INSERT INTO records (id, time_ns, mono_ns, level, flags, pid, tid, process, message)"
-            " VALUES ((? << 44) | ?, 1000000000, 0, ?, 0, 1, 1, ?, 'm')",
-            rows,
+            f" VALUES ({store.record_id(instance, seq)}, 1000000000, 0, {level}, 0, 1, 1,"
+            f" '{process}', 'm')",
         )
-        connection.execute(
-            "INSERT INTO losses (instance_id, first_seq, last_seq, count, reason, recorded_ns)"
-            " VALUES (1, 6, 7, 2, 'ring-full', 0)"
-        )
-        accounting = connection.execute(
-            "SELECT instance, high_water, stored, lost, filtered, pruned, ahead"
-            " FROM instance_accounting"
-        ).fetchall()
-        levels = connection.execute(
-            "SELECT level, records FROM level_counts WHERE records > 0"
-        ).fetchall()
-        processes = connection.execute(
-            "SELECT process, records, errors, warnings FROM process_counts ORDER BY process"
-        ).fetchall()
+    execute(
+        engine,
+        "INSERT INTO losses (instance_id, first_seq, last_seq, count, reason, recorded_ns)"
+        " VALUES (1, 6, 7, 2, 'ring-full', 0)",
+    )
+    accounting = execute(
+        engine,
+        "SELECT instance, high_water, stored, lost, filtered, pruned, ahead"
+        " FROM instance_accounting",
+    )
+    levels = execute(
+        engine, "SELECT level, records FROM level_counts WHERE records > 0 ORDER BY level_number"
+    )
+    processes = execute(
+        engine,
+        "SELECT process, records, errors, warnings FROM process_counts ORDER BY process",
+    )
     # 10 = 5 stored + 2 lost + 2 filtered + 1 pruned; the kernel's 0 = its one record.
     assert accounting == [("ab", 10, 5, 2, 2, 1, 0), ("cd", 0, 1, 0, 0, 0, 0)]
     assert levels == [("info", 4), ("warning", 1), ("error", 1)]
     assert processes == [("kernel", 1, 0, 1), ("launchd", 3, 1, 0), ("sshd", 2, 0, 0)]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_db_commands_on_postgresql(fresh_url: str, tmp_path: Path) -> None:
+    assert kextlog("db", "current", "--db", fresh_url).stdout == "none\n"
+    upgraded = kextlog("db", "upgrade", "--db", fresh_url)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert kextlog("db", "current", "--db", fresh_url).stdout == f"{migrate.head()}\n"
+    # A plain postgresql:// URL means psycopg; a server that is not there is one line.
+    gone = kextlog("db", "upgrade", "--db", f"postgresql://nobody@/kextlog?host={tmp_path}")
+    assert gone.returncode == 1 and gone.stdout == ""
+    assert gone.stderr.startswith("kextlog: error: PostgreSQL: connection is bad: ")
+    assert gone.stderr.count("\n") == 1

@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import re
 import sqlite3
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +15,7 @@ from uuid import UUID
 
 import pytest
 from sqlalchemy import Engine, event
+from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from kextlog_store import store
@@ -22,6 +25,7 @@ from kextlog_store.query import (
     CursorKeeper,
     RecordFilter,
     entries,
+    follow,
     grep_pattern,
     losses,
     records,
@@ -31,6 +35,15 @@ from kextlog_store.records import Cursor, Entry, Loss, Record
 from tests.conftest import NS, PopulatedStore, make_records
 
 MINUTE = 60 * NS
+BOTH_BACKENDS = True
+
+
+def execute(url: str, sql: str, **params: object) -> None:
+    """Changes the store behind the read path's back (SQLite or PostgreSQL)."""
+    engine = store.write_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sql_text(sql), params)
+    engine.dispose()
 
 
 @pytest.fixture
@@ -180,15 +193,14 @@ def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
 
 
 def test_an_unknown_level_in_the_store_is_a_database_error(populated: PopulatedStore) -> None:
-    with sqlite3.connect(populated.path) as connection:
-        connection.execute("UPDATE records SET level = 9 WHERE seq = 1")
-    connection.close()
+    execute(populated.url, "UPDATE records SET level = 9 WHERE seq = 1")
     engine = store.read_engine(populated.url)
     with pytest.raises(DatabaseError, match="unknown level 9"):
         fetch(engine)
     engine.dispose()
 
 
+@pytest.mark.sqlite_only
 def test_reading_while_a_writer_holds_its_transaction(
     engine: Engine, populated: PopulatedStore
 ) -> None:
@@ -423,6 +435,7 @@ def test_entries_take_two_statements_however_many_losses(
         event.remove(lossy_engine, "before_cursor_execute", count)
 
 
+@pytest.mark.sqlite_only
 def test_placing_a_loss_searches_the_record_key(lossy: PopulatedStore) -> None:
     statement = select_losses(lossy.now_ns - 60 * MINUTE, lossy.now_ns)
     sql = str(statement.compile(dialect=sqlite_dialect(), compile_kwargs={"literal_binds": True}))
@@ -588,13 +601,12 @@ def test_instance_offsets_count_among_the_sources_asked_for(
     ],
 )
 def test_instance_errors(populated: PopulatedStore, spec: str, message: str) -> None:
-    with sqlite3.connect(populated.path) as connection:  # a third instance, also f1...
-        connection.execute(
-            "INSERT INTO instances (id, uuid, source, name, boot_id, producer_version,"
-            " first_seen_ns, last_seen_ns) VALUES (3, ?, 'unix:/x', 'n', 'b', 'v', -1, 0)",
-            ("f1" + "0" * 30,),
-        )
-    connection.close()
+    execute(  # a third instance, also f1...
+        populated.url,
+        "INSERT INTO instances (id, host, uuid, source, name, boot_id, producer_version,"
+        " first_seen_ns, last_seen_ns) VALUES (3, 'h', :uuid, 'unix:/x', 'n', 'b', 'v', -1, 0)",
+        uuid="f1" + "0" * 30,
+    )
     engine = store.read_engine(populated.url)
     try:
         with pytest.raises(UsageError) as caught:
@@ -616,6 +628,62 @@ def test_sources(
     engine: Engine, populated: PopulatedStore, sources: tuple[str, ...], instance_ids: set[int]
 ) -> None:
     assert fetch(engine, sources=sources) == populated.select(instances=instance_ids)
+
+
+def test_hosts(lossy: PopulatedStore) -> None:
+    execute(lossy.url, "UPDATE instances SET host = 'other' WHERE id = 2")
+    engine = store.read_engine(lossy.url)
+    try:
+        assert fetch_entries(engine, hosts=("other",)) == lossy.entries(instances=[2])
+        assert fetch_entries(engine, hosts=("test-host", "other")) == lossy.entries()
+        assert fetch_entries(engine, hosts=("nowhere",)) == []
+        assert fetch(engine, hosts=("other",), instance="0") == lossy.select(instances=[2])
+    finally:
+        engine.dispose()
+
+
+def test_follow_shows_what_is_committed_later(populated: PopulatedStore) -> None:
+    """--follow with --grep, on each back end (tests/test_follow.py has the rest)."""
+    engine = store.read_engine(populated.url)
+    stop = threading.Event()
+    found = follow(
+        engine, RecordFilter(since_ns=populated.now_ns + 1, grep="fresh"), poll_seconds=0.05,
+        stop=stop,
+    )  # fmt: skip
+    got: list[Entry] = []
+    reader = threading.Thread(target=lambda: got.extend(found))
+    reader.start()
+
+    def commit(seq: int, message: str) -> None:
+        execute(
+            populated.url,
+            "INSERT INTO records (id, time_ns, mono_ns, level, flags, pid, tid, process, message)"
+            " VALUES (:id, :time_ns, 0, 3, 0, 7, 7, 'p', :message)",
+            id=store.record_id(1, seq),
+            time_ns=populated.now_ns + seq * NS,
+            message=message,
+        )
+
+    def seen(count: int) -> None:
+        deadline = time.monotonic() + 30
+        while len(got) < count:
+            assert time.monotonic() < deadline, got
+            time.sleep(0.02)
+
+    try:
+        commit(181, "FRESH one")  # shown at once, or by the first poll
+        seen(1)
+        commit(182, "stale")
+        commit(183, "fresh two")  # only by a poll
+        seen(2)
+    finally:
+        stop.set()
+        reader.join(timeout=10)
+        engine.dispose()
+    assert [(entry.seq, entry.message) for entry in got] == [  # type: ignore[union-attr]
+        (181, "FRESH one"),
+        (183, "fresh two"),
+    ]
 
 
 def test_every_filter_at_once(engine: Engine, populated: PopulatedStore) -> None:

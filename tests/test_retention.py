@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 
 from kextlog_store import store
-from kextlog_store.errors import DatabaseError, UsageError
+from kextlog_store.errors import UsageError
 from kextlog_store.levels import Level
 from kextlog_store.records import Record
 from kextlog_store.retention import PruneResult, RetentionPolicy, apply, parse_size
@@ -23,6 +23,7 @@ from kextlog_store.stats import collect
 from tests.conftest import NS, Kextlog, PopulatedStore
 
 MINUTE, HOUR, DAY = 60 * NS, 3600 * NS, 86400 * NS
+BOTH_BACKENDS = True
 
 
 @pytest.fixture
@@ -32,15 +33,17 @@ def engine(db_url: str, empty_store: Path) -> Iterator[Engine]:
     engine.dispose()
 
 
-def rows(path: Path, sql: str) -> list[tuple]:
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+def rows(path: Path | str, sql: str) -> list[tuple]:
+    """The rows of sql in a SQLite file, or in the store at a URL."""
+    engine = store.read_engine(path if isinstance(path, str) else store.database_url(str(path)))
     try:
-        return connection.execute(sql).fetchall()
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.exec_driver_sql(sql)]
     finally:
-        connection.close()
+        engine.dispose()
 
 
-def stored(path: Path) -> set[tuple[int, int]]:
+def stored(path: Path | str) -> set[tuple[int, int]]:
     return set(rows(path, "SELECT instance_id, seq FROM records"))
 
 
@@ -48,11 +51,11 @@ def key(populated: PopulatedStore, record: Record) -> tuple[int, int]:
     return next(i.id for i in populated.instances if i.uuid == record.instance), record.seq
 
 
-def loss_keys(path: Path) -> set[tuple[int, int]]:
+def loss_keys(path: Path | str) -> set[tuple[int, int]]:
     return set(rows(path, "SELECT instance_id, first_seq FROM losses"))
 
 
-def check_pid_index(path: Path) -> None:
+def check_pid_index(path: Path | str) -> None:
     """pid_index holds exactly the records up to each instance's pid_indexed_seq."""
     indexed = set(rows(path, "SELECT pid, time_ns, id FROM pid_index"))
     expected = set(
@@ -151,12 +154,12 @@ def prune(populated: PopulatedStore, policy: RetentionPolicy) -> PruneResult:
 
 
 def test_every_level_older_than_an_hour(lossy: PopulatedStore) -> None:
-    high_water = rows(lossy.path, "SELECT id, high_water, filtered FROM instances")
+    high_water = rows(lossy.url, "SELECT id, high_water, filtered FROM instances")
     cut = lossy.now_ns - HOUR
     result = prune(lossy, RetentionPolicy(dict.fromkeys(Level, HOUR), None, batch_rows=7))
     kept = lossy.select(since_ns=cut)
     gone = [r for r in lossy.records if r.time_ns < cut]
-    assert stored(lossy.path) == {key(lossy, r) for r in kept}
+    assert stored(lossy.url) == {key(lossy, r) for r in kept}
     assert result.removed == len(gone)
     assert result.records == {
         level: n for level in Level if (n := sum(r.level == level for r in gone))
@@ -165,21 +168,21 @@ def test_every_level_older_than_an_hour(lossy: PopulatedStore) -> None:
     # before them: 24..25 and 50..52.  1..3 and 55..60 have no time of their
     # own: they count from when ingest recorded them, a second ago.
     assert result.losses == 2
-    assert loss_keys(lossy.path) == {(1, 1), (2, 55), (1, 150), (2, 110), (1, 181), (2, 121)}
-    assert rows(lossy.path, "SELECT id, high_water, filtered FROM instances") == high_water
-    check_pid_index(lossy.path)
+    assert loss_keys(lossy.url) == {(1, 1), (2, 55), (1, 150), (2, 110), (1, 181), (2, 121)}
+    assert rows(lossy.url, "SELECT id, high_water, filtered FROM instances") == high_water
+    check_pid_index(lossy.url)
     check_accounting(lossy.url)
 
 
 def test_only_the_noisy_levels(lossy: PopulatedStore) -> None:
     cut = lossy.now_ns - 30 * MINUTE
-    before = loss_keys(lossy.path)
+    before = loss_keys(lossy.url)
     result = prune(lossy, RetentionPolicy.older_than(30 * MINUTE, (Level.TRACE, Level.DEBUG)))
     kept = [r for r in lossy.records if r.time_ns >= cut or r.level > Level.DEBUG]
-    assert stored(lossy.path) == {key(lossy, r) for r in kept}
+    assert stored(lossy.url) == {key(lossy, r) for r in kept}
     assert set(result.records) == {Level.TRACE, Level.DEBUG}
-    assert result.losses == 0 and loss_keys(lossy.path) == before  # other levels are kept
-    check_pid_index(lossy.path)
+    assert result.losses == 0 and loss_keys(lossy.url) == before  # other levels are kept
+    check_pid_index(lossy.url)
     check_accounting(lossy.url)
 
 
@@ -188,7 +191,7 @@ def test_an_age_per_level(lossy: PopulatedStore) -> None:
     ages |= {Level.WARNING: 2 * HOUR, Level.ERROR: 150 * MINUTE}
     result = prune(lossy, RetentionPolicy(ages))
     kept = [r for r in lossy.records if r.time_ns >= lossy.now_ns - ages[r.level]]
-    assert stored(lossy.path) == {key(lossy, r) for r in kept}
+    assert stored(lossy.url) == {key(lossy, r) for r in kept}
     assert result.removed == len(lossy.records) - len(kept)
     # Losses go only past the longest age: before 150 minutes ago, 24..25 (140 m).
     assert result.losses == 0
@@ -198,15 +201,18 @@ def test_an_age_per_level(lossy: PopulatedStore) -> None:
 def test_a_loss_among_kept_records_stays(lossy: PopulatedStore) -> None:
     # Instance 1's seq 7 has a wrong clock: it is kept, and the losses after
     # it stay with it although they are older than the cut.
-    with sqlite3.connect(lossy.path) as connection:
+    engine = store.write_engine(lossy.url)
+    with engine.begin() as connection:
         connection.execute(
-            "UPDATE records SET time_ns = ? WHERE id = ?", (lossy.now_ns, store.record_id(1, 7))
+            update(store.records)
+            .where(store.records.c.id == store.record_id(1, 7))
+            .values(time_ns=lossy.now_ns)
         )
-    connection.close()
+    engine.dispose()
     result = prune(lossy, RetentionPolicy.older_than(HOUR))
-    assert (1, 7) in stored(lossy.path)
+    assert (1, 7) in stored(lossy.url)
     assert result.losses == 1  # only instance 2's 24..25
-    assert (1, 50) in loss_keys(lossy.path) and (2, 24) not in loss_keys(lossy.path)
+    assert (1, 50) in loss_keys(lossy.url) and (2, 24) not in loss_keys(lossy.url)
 
 
 def test_a_stop_ends_between_transactions(lossy: PopulatedStore) -> None:
@@ -216,7 +222,7 @@ def test_a_stop_ends_between_transactions(lossy: PopulatedStore) -> None:
     result = apply(engine, RetentionPolicy(dict.fromkeys(Level, 0), None, 5), stop=stop)
     engine.dispose()
     assert result.stopped and result.removed == 0
-    assert len(stored(lossy.path)) == len(lossy.records)
+    assert len(stored(lossy.url)) == len(lossy.records)
 
 
 # --- to a size ----------------------------------------------------------------------
@@ -229,8 +235,8 @@ def fill(path: Path, count: int, *, start_seq: int = 1, instance_id: int = 1) ->
     connection.execute("PRAGMA busy_timeout = 10000")
     with connection:
         connection.execute(
-            "INSERT OR IGNORE INTO instances (id, uuid, source, name, boot_id,"
-            " producer_version, first_seen_ns, last_seen_ns) VALUES (?, ?, 'unix:/x', 'n',"
+            "INSERT OR IGNORE INTO instances (id, host, uuid, source, name, boot_id,"
+            " producer_version, first_seen_ns, last_seen_ns) VALUES (?, 'h', ?, 'unix:/x', 'n',"
             " 'b', 'v', 0, 0)",
             (instance_id, f"{instance_id:032x}"),
         )
@@ -373,9 +379,10 @@ def test_prune_command(kextlog: Kextlog, lossy: PopulatedStore) -> None:
     assert lines[1].startswith("in use ") and " -> " in lines[1] and ", file " in lines[1]
     assert len(lines) == 2 and result.stderr == ""
     kept = {key(lossy, r) for r in lossy.records if r not in gone}
-    assert stored(lossy.path) == kept
+    assert stored(lossy.url) == kept
 
 
+@pytest.mark.sqlite_only
 def test_prune_to_a_size_that_cannot_be_met(kextlog: Kextlog, lossy: PopulatedStore) -> None:
     result = kextlog("prune", "--max-size", "1K")
     assert result.returncode == 1
@@ -413,6 +420,7 @@ def test_prune_usage_errors(
     assert result.stderr == f"kextlog: error: {message}\n"
 
 
+@pytest.mark.sqlite_only
 def test_prune_never_creates_a_database(kextlog: Kextlog, db_path: Path) -> None:
     result = kextlog("prune", "--older-than", "1d")
     assert result.returncode == 1
@@ -420,12 +428,12 @@ def test_prune_never_creates_a_database(kextlog: Kextlog, db_path: Path) -> None
     assert not db_path.exists()
 
 
-def test_other_back_ends_are_refused() -> None:
-    from sqlalchemy import create_mock_engine
-
-    engine = create_mock_engine("postgresql://", executor=None)  # a dialect, no driver
-    with pytest.raises(DatabaseError, match="SQLite stores only"):
-        apply(engine, RetentionPolicy.older_than(DAY))  # type: ignore[arg-type]
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_size_cap_is_refused_on_postgresql(kextlog: Kextlog, populated: PopulatedStore) -> None:
+    result = kextlog("prune", "--max-size", "1G")
+    assert result.returncode == 2
+    assert result.stderr.startswith("kextlog: error: --max-size measures a SQLite store's")
+    assert len(stored(populated.url)) == len(populated.records)
 
 
 def test_without_incremental_vacuum_the_freed_pages_are_reused(

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from kextlog_store.migrations.dialect import iso_time
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -19,16 +21,12 @@ RowId = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 
 LEVELS = [(1, "trace"), (2, "debug"), (3, "info"), (4, "warning"), (5, "error")]
 
-# Wall-clock nanoseconds as ISO 8601 UTC with microseconds.
-ISO_TIME = (
-    "strftime('%Y-%m-%dT%H:%M:%S', {ns} / 1000000000, 'unixepoch')"
-    " || printf('.%06dZ', ({ns} / 1000) % 1000000)"
-)
 
-LOG_VIEW = f"""
+def log_view() -> str:
+    return f"""
 CREATE VIEW log AS
 SELECT r.id AS id,
-       {ISO_TIME.format(ns="r.time_ns")} AS time,
+       {iso_time("r.time_ns")} AS time,
        l.name AS level,
        r.pid AS pid,
        r.tid AS tid,
@@ -45,7 +43,9 @@ JOIN levels l ON l.level = r.level
 JOIN instances i ON i.id = r.instance_id
 """
 
-LOST_VIEW = f"""
+
+def lost_view() -> str:
+    return f"""
 CREATE VIEW lost AS
 SELECT s.id AS id,
        i.uuid AS instance,
@@ -53,10 +53,10 @@ SELECT s.id AS id,
        s.first_seq AS first_seq,
        s.last_seq AS last_seq,
        s.count AS count,
-       {ISO_TIME.format(ns="s.first_time_ns")} AS first_time,
-       {ISO_TIME.format(ns="s.last_time_ns")} AS last_time,
+       {iso_time("s.first_time_ns")} AS first_time,
+       {iso_time("s.last_time_ns")} AS last_time,
        s.reason AS reason,
-       {ISO_TIME.format(ns="s.recorded_ns")} AS recorded
+       {iso_time("s.recorded_ns")} AS recorded
 FROM losses s
 JOIN instances i ON i.id = s.instance_id
 """
@@ -115,8 +115,8 @@ def upgrade() -> None:
         sa.Column("recorded_ns", sa.BigInteger, nullable=False),
         sa.UniqueConstraint("instance_id", "first_seq", name="uq_losses_instance_id_first_seq"),
     )
-    op.execute(LOG_VIEW)
-    op.execute(LOST_VIEW)
+    op.execute(log_view())
+    op.execute(lost_view())
 
 
 def downgrade() -> None:

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from kextlog_store.migrations.dialect import computed, iso_time
+
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
@@ -31,14 +33,12 @@ SEQ_BITS = 44
 SEQ_MASK = (1 << SEQ_BITS) - 1
 COLUMNS = "time_ns, mono_ns, level, flags, pid, tid, process, message"
 
-ISO_TIME = (
-    "strftime('%Y-%m-%dT%H:%M:%S', {ns} / 1000000000, 'unixepoch')"
-    " || printf('.%06dZ', ({ns} / 1000) % 1000000)"
-)
-LOG_VIEW = f"""
+
+def log_view() -> str:
+    return f"""
 CREATE VIEW log AS
 SELECT r.id AS id,
-       {ISO_TIME.format(ns="r.time_ns")} AS time,
+       {iso_time("r.time_ns")} AS time,
        l.name AS level,
        r.pid AS pid,
        r.tid AS tid,
@@ -60,10 +60,8 @@ def _records_table(name: str, packed: bool) -> None:
     if packed:
         key = [
             sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
-            sa.Column(
-                "instance_id", sa.BigInteger, sa.Computed(f"id >> {SEQ_BITS}", persisted=False)
-            ),
-            sa.Column("seq", sa.BigInteger, sa.Computed(f"id & {SEQ_MASK}", persisted=False)),
+            sa.Column("instance_id", sa.BigInteger, computed(f"id >> {SEQ_BITS}")),
+            sa.Column("seq", sa.BigInteger, computed(f"id & {SEQ_MASK}")),
         ]
     else:
         key = [
@@ -124,7 +122,7 @@ def upgrade() -> None:
         " ORDER BY pid, time_ns, id"
     )
     op.execute("UPDATE instances SET pid_indexed_seq = high_water")
-    op.execute(LOG_VIEW)
+    op.execute(log_view())
 
 
 def downgrade() -> None:
@@ -142,4 +140,4 @@ def downgrade() -> None:
     op.create_index("ix_records_time_ns", "records", ["time_ns"])
     op.create_index("ix_records_level_time_ns", "records", ["level", "time_ns"])
     op.create_index("ix_records_pid_time_ns", "records", ["pid", "time_ns"])
-    op.execute(LOG_VIEW)
+    op.execute(log_view())

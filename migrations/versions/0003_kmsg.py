@@ -13,15 +13,12 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from kextlog_store.migrations.dialect import iso_time
+
 revision: str = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-ISO_TIME = (
-    "strftime('%Y-%m-%dT%H:%M:%S', {ns} / 1000000000, 'unixepoch')"
-    " || printf('.%06dZ', ({ns} / 1000) % 1000000)"
-)
 
 
 def log_view(kmsg: bool) -> str:
@@ -34,7 +31,7 @@ def log_view(kmsg: bool) -> str:
     return f"""
 CREATE VIEW log AS
 SELECT r.id AS id,
-       {ISO_TIME.format(ns="r.time_ns")} AS time,
+       {iso_time("r.time_ns")} AS time,
        l.name AS level,
        r.pid AS pid,
        r.tid AS tid,

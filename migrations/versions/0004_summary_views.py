@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from kextlog_store.migrations.dialect import iso_time as iso
+
 revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
@@ -21,15 +23,8 @@ depends_on: str | Sequence[str] | None = None
 SEQ_BITS = 44
 
 
-def iso(ns: str) -> str:
-    """Wall-clock nanoseconds as ISO 8601 UTC with microseconds."""
-    return (
-        f"strftime('%Y-%m-%dT%H:%M:%S', {ns} / 1000000000, 'unixepoch')"
-        f" || printf('.%06dZ', ({ns} / 1000) % 1000000)"
-    )
-
-
-LEVEL_COUNTS = f"""
+def level_counts() -> str:
+    return f"""
 CREATE VIEW level_counts AS
 SELECT l.name AS level, l.level AS level_number, count(r.id) AS records,
        {iso("min(r.time_ns)")} AS first_time, {iso("max(r.time_ns)")} AS last_time
@@ -37,19 +32,25 @@ FROM levels l LEFT JOIN records r ON r.level = l.level
 GROUP BY l.level
 """
 
-PROCESS_COUNTS = f"""
+
+def process_counts() -> str:
+    # count(CASE ...), not sum(level = 5): PostgreSQL does not add booleans.
+    return f"""
 CREATE VIEW process_counts AS
 SELECT process, count(*) AS records, count(DISTINCT pid) AS pids,
-       sum(level = 5) AS errors, sum(level = 4) AS warnings,
+       count(CASE WHEN level = 5 THEN 1 END) AS errors,
+       count(CASE WHEN level = 4 THEN 1 END) AS warnings,
        {iso("min(time_ns)")} AS first_time, {iso("max(time_ns)")} AS last_time
 FROM records GROUP BY process
 """
+
 
 # Every seq from first_seq to high_water is stored, lost, filtered, or was
 # stored and pruned since; `ahead` counts records stored beyond it (none,
 # normally).  Record ids are instance << 44 | seq; a kernel log's seqs start
 # at 0, so before its first record its high_water is -1 (hence + not |).
-INSTANCE_ACCOUNTING = f"""
+def instance_accounting() -> str:
+    return f"""
 CREATE VIEW instance_accounting AS
 SELECT instance, source, name, boot_id, producer_version, first_seen, last_seen,
        first_seq, high_water, stored, lost, filtered,
@@ -64,7 +65,7 @@ FROM (SELECT i.uuid AS instance, i.source AS source, i.name AS name, i.boot_id A
                 AND r.id < ((i.id + 1) << {SEQ_BITS})) AS ahead,
              (SELECT coalesce(sum(s.count), 0) FROM losses s WHERE s.instance_id = i.id) AS lost,
              i.first_seen_ns AS first_seen_ns, i.id AS id
-      FROM instances i)
+      FROM instances i) AS accounting
 ORDER BY first_seen_ns, id
 """
 
@@ -75,9 +76,9 @@ def upgrade() -> None:
     )
     # A kernel log's instance (kmsg) is its boot; its seqs start at 0.
     op.execute("UPDATE instances SET first_seq = 0 WHERE source = 'kmsg'")
-    op.execute(LEVEL_COUNTS)
-    op.execute(PROCESS_COUNTS)
-    op.execute(INSTANCE_ACCOUNTING)
+    op.execute(level_counts())
+    op.execute(process_counts())
+    op.execute(instance_accounting())
 
 
 def downgrade() -> None:
