@@ -45,9 +45,9 @@ def upgrade(url: str, revision: str = "head") -> Engine:
     """Bring the database at url to revision (creating it if needed)."""
     engine = write_engine(url)
     with engine.connect() as connection:
+        _check_known(connection, url)  # before anything changes the file
         if sqlite_path(url) is not None:
             _prepare_new_sqlite(connection)
-        _check_known(connection, url)
         command.upgrade(_config(connection), revision)
         connection.commit()
     return engine
