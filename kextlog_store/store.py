@@ -321,7 +321,12 @@ def known_revisions() -> set[str]:
 
 def _truncated(path: Path) -> str | None:
     """Whether the file is shorter than its header says (SQLite itself
-    reads on until a missing page, and then says only "malformed")."""
+    reads on until a missing page, and then says only "malformed").  Not
+    while a -wal file holds commits: its pages count, and a checkpoint cut
+    short (a full disk) leaves the file short of its new header."""
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        return None
     with path.open("rb") as file:
         header = file.read(100)
     if len(header) < 100 or not header.startswith(b"SQLite format 3\0"):

@@ -5,6 +5,7 @@ start with one line that names the file and what to do, and none changes it;
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import shutil
 import sqlite3
@@ -72,20 +73,25 @@ def damaged_records(db: Path) -> None:
     overwrite(db, (page_of(db, "records") - 1) * 4096, 4096)
 
 
-def newer_in_wal(db: Path) -> None:
-    """A newer kextlog's store, its last commit still in the -wal file (as a
-    crash leaves it)."""
+def in_wal(db: Path, sql: str) -> None:
+    """Commits sql into the -wal file only, as a writer that crashed before
+    a checkpoint leaves it."""
     saved = db.with_name("saved")
     saved.mkdir()
     connection = sqlite3.connect(db)
-    connection.execute("UPDATE alembic_version SET version_num = '9999'")
+    connection.execute(sql)
     connection.commit()
     for side in ("", "-wal"):
         shutil.copyfile(db.with_name(db.name + side), saved / (db.name + side))
-    connection.close()
+    connection.close()  # the last connection checkpoints: put back what it left
     for side in ("", "-wal"):
         shutil.copyfile(saved / (db.name + side), db.with_name(db.name + side))
     assert db.with_name(db.name + "-wal").stat().st_size > 0
+
+
+def newer_in_wal(db: Path) -> None:
+    """A newer kextlog's store, its last commit still in the -wal file."""
+    in_wal(db, "UPDATE alembic_version SET version_num = '9999'")
 
 
 # Found at start, before anything opens the file for real.
@@ -236,3 +242,20 @@ def test_check_never_creates_a_store(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr == f"kextlog: error: no kextlog database at {tmp_path / 'none.db'}\n"
     assert not (tmp_path / "none.db").exists()
+
+
+def test_a_checkpoint_cut_short_is_no_truncated_file(populated: PopulatedStore) -> None:
+    """A full disk can stop a checkpoint after it wrote the file's new header
+    but before the pages: the -wal file still holds them, and SQLite reads
+    them from there."""
+    db = populated.path
+    in_wal(db, "UPDATE records SET message = message || zeroblob(2000)")  # many new pages
+    with db.open("r+b") as file:
+        file.seek(28)
+        pages = int.from_bytes(file.read(4), "big")
+        file.seek(28)
+        file.write((pages + 500).to_bytes(4, "big"))  # the header of a larger file
+    assert (pages + 500) * 4096 > db.stat().st_size
+    result = run(db, ["sql", "-o", "json", "SELECT count(*) AS n FROM log"])
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"n": len(populated.records)}

@@ -1,16 +1,22 @@
-"""Ingest on a disk that fills up, with the real simulator and real ingest
-processes: it stays up, acknowledges nothing it has not committed, says so
-once, and stores everything once space returns; killed meanwhile, it loses
-nothing either (the producer's ring still holds what it never acknowledged)."""
+"""Ingest when the store cannot be written, with the real simulator and real
+ingest processes: a file system that fills up (a small tmpfs), a file size
+limit (RLIMIT_FSIZE: writes fail with an I/O error, and no mount is needed),
+a lock held past the busy timeout.  Ingest stays up, acknowledges nothing
+it has not committed, says so once, and stores everything once it can;
+killed meanwhile, it loses nothing either (the producer's ring still holds
+what it never acknowledged)."""
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,12 +28,31 @@ from tests.test_delivery import accounting, integrity, stop
 
 RATE, COUNT = 5_000, 40_000  # eight seconds of records...
 RING = 100_000  # ... which the simulator's ring holds all of: no loss is allowed
-ROOM = 256 * 1024  # bytes left free on the file system once the ballast is in
+ROOM = 256 * 1024  # bytes the store may still grow by once space runs out
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 16 MB file system of its own (tmpfs: we run as root)."""
+@dataclass
+class Squeeze:
+    """A way to run a running ingest out of space, and to give it back."""
+
+    directory: Path  # where the store goes
+    what: str  # the outage ingest reports
+    error: str  # SQLite's words for it
+    take: Callable[[int], None]  # given ingest's pid
+    give_back: Callable[[], None]
+
+
+@pytest.fixture(params=["tmpfs", "file size limit"])
+def squeeze(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Squeeze]:
+    if request.param == "tmpfs":
+        yield from small_disk(tmp_path)
+    else:
+        yield file_size_limit(tmp_path)
+
+
+def small_disk(tmp_path: Path) -> Iterator[Squeeze]:
+    """A 16 MB file system of its own (tmpfs: we run as root), filled up to
+    ROOM by a ballast file."""
     mount = tmp_path / "disk"
     mount.mkdir()
     mounted = subprocess.run(
@@ -37,20 +62,39 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small file system here: {mounted.stderr.strip()}")
-    yield mount
+    ballast = mount / "ballast"
+
+    def fill(_pid: int) -> None:
+        usage = os.statvfs(mount)
+        descriptor = os.open(ballast, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.posix_fallocate(descriptor, 0, usage.f_bavail * usage.f_frsize - ROOM)
+        finally:
+            os.close(descriptor)
+
+    yield Squeeze(mount, "disk full", "database or disk is full", fill, ballast.unlink)
     subprocess.run(["umount", "--lazy", str(mount)], check=True)
 
 
-def fill(disk: Path, room: int) -> Path:
-    """A ballast file that leaves only room bytes free."""
-    usage = os.statvfs(disk)
-    ballast = disk / "ballast"
-    descriptor = os.open(ballast, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        os.posix_fallocate(descriptor, 0, usage.f_bavail * usage.f_frsize - room)
-    finally:
-        os.close(descriptor)
-    return ballast
+def file_size_limit(tmp_path: Path) -> Squeeze:
+    """RLIMIT_FSIZE of the ingest process, set from outside (prlimit) to
+    ROOM above its largest file, and lifted again (Python ignores SIGXFSZ:
+    a write past the limit fails with EFBIG)."""
+    pids: list[int] = []
+
+    def limit(pid: int) -> None:
+        largest = max(path.stat().st_size for path in tmp_path.glob("k.db*"))
+        # The soft limit: raising it again needs no privilege.
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (largest + ROOM, resource.RLIM_INFINITY))
+        pids.append(pid)
+
+    def lift() -> None:
+        unlimited = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+        for pid in pids:
+            with suppress(ProcessLookupError):  # killed already
+                resource.prlimit(pid, resource.RLIMIT_FSIZE, unlimited)
+
+    return Squeeze(tmp_path, "I/O error", "disk I/O error", limit, lift)
 
 
 def status(db: Path) -> dict:
@@ -102,17 +146,15 @@ def assert_all_stored_once(db: Path, simulator: subprocess.Popen[str]) -> None:
     assert integrity(db) == "ok"
 
 
-def test_a_full_disk_holds_the_records_until_space_returns(
-    tmp_path: Path, small_disk: Path
-) -> None:
-    db, ingest_log = small_disk / "k.db", tmp_path / "ingest.log"
+def test_the_batch_is_held_until_the_store_can_be_written(tmp_path: Path, squeeze: Squeeze) -> None:
+    db, ingest_log = squeeze.directory / "k.db", tmp_path / "ingest.log"
     simulator, sock = start_pipeline(tmp_path, db)
     ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
     wait_for_stored(db, COUNT // 8)
-    ballast = fill(small_disk, ROOM)
+    squeeze.take(ingest.pid)
 
     outage = wait_for_outage(db)["store_outage"]
-    assert outage["what"] == "disk full" and outage["waiting"] > 0
+    assert outage["what"] == squeeze.what and outage["waiting"] > 0
     # It stays up, and takes nothing more while the producer goes on.
     committed = status(db)["stored"]
     time.sleep(2.0)
@@ -120,36 +162,36 @@ def test_a_full_disk_holds_the_records_until_space_returns(
     assert status(db)["stored"] == committed and status(db)["store_outage"] is not None
     shown = kextlog("status", "--db", str(db))
     assert shown.returncode == 0
-    assert "  store: disk full since " in shown.stdout
-    assert "records waiting, retrying (database or disk is full)" in shown.stdout
+    assert f"  store: {squeeze.what} since " in shown.stdout
+    assert f"records waiting, retrying ({squeeze.error})" in shown.stdout
 
-    ballast.unlink()
+    squeeze.give_back()
     assert_all_stored_once(db, simulator)
     assert status(db)["store_outage"] is None
     stop(ingest)
     log = ingest_log.read_text()
-    assert log.count(": disk full (") == 1, log  # the outage, once
+    assert log.count(f": {squeeze.what} (") == 1, log  # the outage, once
     assert "acknowledging nothing, retrying" in log
     assert log.count("writable again after") == 1, log  # and its end
     assert "Traceback" not in log
 
 
 def test_killed_during_the_outage_it_had_acknowledged_nothing(
-    tmp_path: Path, small_disk: Path
+    tmp_path: Path, squeeze: Squeeze
 ) -> None:
     """Had ingest acknowledged what it held but could not commit, the ring
     would have let it go, and the next ingest would find it lost."""
-    db, ingest_log = small_disk / "k.db", tmp_path / "ingest.log"
+    db, ingest_log = squeeze.directory / "k.db", tmp_path / "ingest.log"
     simulator, sock = start_pipeline(tmp_path, db)
     ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
     wait_for_stored(db, COUNT // 8)
-    ballast = fill(small_disk, ROOM)
+    squeeze.take(ingest.pid)
     assert wait_for_outage(db)["store_outage"]["waiting"] > 0
     time.sleep(1.0)  # retried meanwhile
     ingest.kill()
     ingest.wait()
 
-    ballast.unlink()
+    squeeze.give_back()
     ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
     assert_all_stored_once(db, simulator)
     stop(ingest)
