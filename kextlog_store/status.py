@@ -19,7 +19,9 @@ from pathlib import Path
 from .errors import DatabaseError
 from .store import sqlite_path
 
-STALE_SECONDS = 5.0  # a running daemon publishes every second
+# A running daemon publishes every second, but its writer may first wait out
+# the store's busy timeout (10 s) for a lock another process holds.
+STALE_SECONDS = 15.0
 
 
 def status_path(url: str) -> Path:

@@ -208,6 +208,9 @@ def test_a_lock_held_past_the_busy_timeout_is_waited_out(tmp_path: Path) -> None
         outage = wait_for_outage(db)["store_outage"]
         assert outage["what"] == "database is locked"
         assert ingest.poll() is None
+        # Alive, though its writer waits for the lock again.
+        shown = kextlog("status", "--db", str(db))
+        assert shown.returncode == 0 and "  store: database is locked since " in shown.stdout
     finally:
         holder.rollback()
         holder.close()
