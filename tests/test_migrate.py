@@ -121,6 +121,7 @@ def test_revision_files_are_named_after_their_revisions() -> None:
     for script in scripts:
         assert Path(script.path).name.startswith(f"{script.revision}_")
     assert store.known_revisions() == {script.revision for script in scripts}
+    assert max(store.known_revisions()) == migrate.head()  # what `kextlog db check` calls newest
 
 
 def test_summary_views_account_for_every_seq(tmp_path: Path) -> None:
