@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import sqlite3
 import subprocess
 import time
@@ -65,6 +66,8 @@ def small_disk(tmp_path: Path) -> Iterator[Squeeze]:
     ballast = mount / "ballast"
 
     def fill(_pid: int) -> None:
+        if ballast.exists():
+            return  # full already
         usage = os.statvfs(mount)
         descriptor = os.open(ballast, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
@@ -103,12 +106,14 @@ def status(db: Path) -> dict:
     return current.snapshot
 
 
-def wait_for_outage(db: Path) -> dict:
+def wait_for_outage(db: Path, pid: int) -> dict:
+    """Until the ingest process pid publishes a store outage."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        snapshot = read_status(database_url(str(db)))
-        if snapshot is not None and snapshot.snapshot.get("store_outage"):
-            return snapshot.snapshot
+        current = read_status(database_url(str(db)))
+        snapshot = current.snapshot if current is not None else {}
+        if snapshot.get("pid") == pid and snapshot["store_outage"]:
+            return snapshot
         time.sleep(0.1)
     raise TimeoutError("ingest never published a store outage")
 
@@ -153,7 +158,7 @@ def test_the_batch_is_held_until_the_store_can_be_written(tmp_path: Path, squeez
     wait_for_stored(db, COUNT // 8)
     squeeze.take(ingest.pid)
 
-    outage = wait_for_outage(db)["store_outage"]
+    outage = wait_for_outage(db, ingest.pid)["store_outage"]
     assert outage["what"] == squeeze.what and outage["waiting"] > 0
     # It stays up, and takes nothing more while the producer goes on.
     committed = status(db)["stored"]
@@ -176,7 +181,7 @@ def test_the_batch_is_held_until_the_store_can_be_written(tmp_path: Path, squeez
     assert "Traceback" not in log
 
 
-def test_killed_during_the_outage_it_had_acknowledged_nothing(
+def test_stopped_or_killed_during_the_outage_it_had_acknowledged_nothing(
     tmp_path: Path, squeeze: Squeeze
 ) -> None:
     """Had ingest acknowledged what it held but could not commit, the ring
@@ -186,7 +191,20 @@ def test_killed_during_the_outage_it_had_acknowledged_nothing(
     ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
     wait_for_stored(db, COUNT // 8)
     squeeze.take(ingest.pid)
-    assert wait_for_outage(db)["store_outage"]["waiting"] > 0
+    waiting = wait_for_outage(db, ingest.pid)["store_outage"]["waiting"]
+    assert waiting > 0
+    # Asked to stop, it cannot store what it holds: it says so, and fails.
+    ingest.send_signal(signal.SIGTERM)
+    assert ingest.wait(timeout=30) == 1
+    last = ingest_log.read_text().splitlines()[-1]
+    assert last == (
+        f"kextlog: error: stopped with {waiting:,} records not stored in {db} "
+        f"({squeeze.what}); the producers still hold them"
+    )
+
+    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
+    squeeze.take(ingest.pid)
+    wait_for_outage(db, ingest.pid)
     time.sleep(1.0)  # retried meanwhile
     ingest.kill()
     ingest.wait()
@@ -205,7 +223,7 @@ def test_a_lock_held_past_the_busy_timeout_is_waited_out(tmp_path: Path) -> None
     holder = sqlite3.connect(db, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # the write lock, for longer than ingest waits
     try:
-        outage = wait_for_outage(db)["store_outage"]
+        outage = wait_for_outage(db, ingest.pid)["store_outage"]
         assert outage["what"] == "database is locked"
         assert ingest.poll() is None
         # Alive, though its writer waits for the lock again.
