@@ -351,7 +351,7 @@ def check_file(path: Path) -> None:
     connection = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=10)
     try:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
-        revisions = set()
+        revisions: set[str] = set()
         if "alembic_version" in tables:
             rows = connection.execute("SELECT version_num FROM alembic_version")
             revisions = {row[0] for row in rows}
