@@ -43,17 +43,9 @@ class Squeeze:
     give_back: Callable[[], None]
 
 
-@pytest.fixture(params=["tmpfs", "file size limit"])
-def squeeze(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Squeeze]:
-    if request.param == "tmpfs":
-        yield from small_disk(tmp_path)
-    else:
-        yield file_size_limit(tmp_path)
-
-
-def small_disk(tmp_path: Path) -> Iterator[Squeeze]:
-    """A 16 MB file system of its own (tmpfs: we run as root), filled up to
-    ROOM by a ballast file."""
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MB file system of its own (tmpfs: we run as root)."""
     mount = tmp_path / "disk"
     mount.mkdir()
     mounted = subprocess.run(
@@ -63,6 +55,19 @@ def small_disk(tmp_path: Path) -> Iterator[Squeeze]:
     )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small file system here: {mounted.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "--lazy", str(mount)], check=True)
+
+
+@pytest.fixture(params=["tmpfs", "file size limit"])
+def squeeze(request: pytest.FixtureRequest, tmp_path: Path) -> Squeeze:
+    if request.param == "tmpfs":
+        return full_disk(request.getfixturevalue("small_disk"))
+    return file_size_limit(tmp_path)
+
+
+def full_disk(mount: Path) -> Squeeze:
+    """The small disk, filled up to ROOM by a ballast file."""
     ballast = mount / "ballast"
 
     def fill(_pid: int) -> None:
@@ -75,8 +80,7 @@ def small_disk(tmp_path: Path) -> Iterator[Squeeze]:
         finally:
             os.close(descriptor)
 
-    yield Squeeze(mount, "disk full", "database or disk is full", fill, ballast.unlink)
-    subprocess.run(["umount", "--lazy", str(mount)], check=True)
+    return Squeeze(mount, "disk full", "database or disk is full", fill, ballast.unlink)
 
 
 def file_size_limit(tmp_path: Path) -> Squeeze:
