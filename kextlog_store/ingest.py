@@ -345,7 +345,6 @@ class Ingest:
             self._writer_done.set()
             self._merge_due.set()  # wake it for the last merge
             merger.join()
-            self._merge.close()
             self._publish(running=False)
         return self.totals
 
@@ -539,10 +538,10 @@ class Ingest:
         outage = self._outage
         if outage is None or outage.what != what:
             log.warning(
-                "store %s: %s; holding %d records, acknowledging nothing, retrying",
+                "store %s: %s; %sacknowledging nothing, retrying",
                 self._where,
                 what if cause == what else f"{what} ({cause})",
-                waiting,
+                f"holding {waiting:,} records, " if waiting else "",
             )
         if outage is None:
             outage = StoreOutage(what, cause, time.time_ns(), time.monotonic(), waiting)
@@ -554,11 +553,11 @@ class Ingest:
         assert outage is not None
         self._outage = None
         log.info(
-            "store %s: writable again after %.1f s of %s; the %d records held are stored",
+            "store %s: writable again after %.1f s of %s%s",
             self._where,
             time.monotonic() - outage.began,
             outage.what,
-            outage.waiting,
+            f"; the {outage.waiting:,} records held are stored" if outage.waiting else "",
         )
 
     def _wait(self, seconds: float) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Computed,
+    Connection,
     Engine,
     ForeignKey,
     Index,
@@ -522,29 +523,40 @@ class PidMerge:
     in a short transaction of its own, pausing in between so the writer's
     commits get the lock; the last one moves pid_indexed_seq.  Until then
     queries find those records beyond it, as they find any not merged yet.
+
+    Each merge has a connection of its own, closed after it (with its
+    temporary tables and page cache): between merges the process holds no
+    connection the writer does not, so that the writer's new connections
+    after a store failure are new indeed (SQLite shares a file's open
+    descriptors, read-only ones too, among a process's connections).
     """
 
     def __init__(self, engine: Engine, slice_rows: int) -> None:
-        self._connection = engine.connect()  # the temporary tables live here
+        self._engine = engine
         self._slice_rows = slice_rows
-        for table in ("pid_merge", "pid_sorted"):
-            self._connection.exec_driver_sql(
-                f"CREATE TEMP TABLE {table} (pid INTEGER, time_ns INTEGER, id INTEGER)"
-            )
-        self._connection.commit()
 
     def merge(self, pause: Callable[[float], object] = lambda _: None) -> int:
         """One merge; returns how many records it indexed.  pause(seconds)
         runs between slices (the caller's wait, which may end early)."""
-        connection = self._connection
+        connection = self._engine.connect()
+        try:
+            return self._merge(connection, pause)
+        finally:
+            connection.invalidate()  # closed, not pooled
+            connection.close()
+
+    def _merge(self, connection: Connection, pause: Callable[[float], object]) -> int:
+        for table in ("pid_merge", "pid_sorted"):
+            connection.exec_driver_sql(
+                f"CREATE TEMP TABLE {table} (pid INTEGER, time_ns INTEGER, id INTEGER)"
+            )
+        connection.commit()
         with connection.begin():  # one snapshot of what is committed
             targets = connection.execute(
                 select(instances.c.id, instances.c.pid_indexed_seq, instances.c.high_water).where(
                     instances.c.pid_indexed_seq < instances.c.high_water
                 )
             ).all()
-            connection.exec_driver_sql("DELETE FROM pid_merge")
-            connection.exec_driver_sql("DELETE FROM pid_sorted")
             for instance_id, indexed, high_water in targets:
                 connection.exec_driver_sql(
                     "INSERT INTO pid_merge (pid, time_ns, id)"
@@ -582,6 +594,3 @@ class PidMerge:
                     return staged
             first = end + 1
             pause(time.monotonic() - began)
-
-    def close(self) -> None:
-        self._connection.close()

@@ -25,11 +25,11 @@ import pytest
 from kextlog_store.status import read_status
 from kextlog_store.store import database_url
 from tests.processes import kextlog, start, wait_for_socket
-from tests.test_delivery import accounting, integrity, stop
+from tests.test_delivery import accounting, integrity, stop, wait_for_line
 
 RATE, COUNT = 5_000, 40_000  # eight seconds of records...
 RING = 100_000  # ... which the simulator's ring holds all of: no loss is allowed
-ROOM = 256 * 1024  # bytes the store may still grow by once space runs out
+ROOM = 256 * 1024  # bytes left free on the small disk by its ballast
 
 
 @dataclass
@@ -84,15 +84,17 @@ def full_disk(mount: Path) -> Squeeze:
 
 
 def file_size_limit(tmp_path: Path) -> Squeeze:
-    """RLIMIT_FSIZE of the ingest process, set from outside (prlimit) to
-    ROOM above its largest file, and lifted again (Python ignores SIGXFSZ:
-    a write past the limit fails with EFBIG)."""
+    """RLIMIT_FSIZE of the ingest process, set from outside (prlimit), and
+    lifted again (Python ignores SIGXFSZ: a write past the limit fails with
+    EFBIG).  The limit is per file: at the database file's present size,
+    neither it nor the -wal file can grow (a limit above it would let a
+    checkpoint move the -wal file into it, and the -wal file start over)."""
     pids: list[int] = []
 
     def limit(pid: int) -> None:
-        largest = max(path.stat().st_size for path in tmp_path.glob("k.db*"))
+        size = (tmp_path / "k.db").stat().st_size
         # The soft limit: raising it again needs no privilege.
-        resource.prlimit(pid, resource.RLIMIT_FSIZE, (largest + ROOM, resource.RLIM_INFINITY))
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (size, resource.RLIM_INFINITY))
         pids.append(pid)
 
     def lift() -> None:
@@ -207,6 +209,7 @@ def test_stopped_or_killed_during_the_outage_it_had_acknowledged_nothing(
     )
 
     ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
+    wait_for_line(ingest_log, "connected to", count=2)
     squeeze.take(ingest.pid)
     wait_for_outage(db, ingest.pid)
     time.sleep(1.0)  # retried meanwhile
@@ -241,3 +244,35 @@ def test_a_lock_held_past_the_busy_timeout_is_waited_out(tmp_path: Path) -> None
     log = ingest_log.read_text()
     assert log.count(": database is locked; holding") == 1, log
     assert log.count("writable again after") == 1, log
+
+
+def remount(mount: Path, mode: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{mode}", str(mount)], check=True)
+
+
+def test_a_read_only_file_system_is_waited_out(tmp_path: Path, small_disk: Path) -> None:
+    """Restarted on a file system that went read-only.  Linux refuses to
+    remount one read-only while a process writes to it, so the first ingest
+    dies first (killed: a clean stop removes the -wal file, and SQLite
+    cannot open a WAL database without one on a read-only file system)."""
+    db, ingest_log = small_disk / "k.db", tmp_path / "ingest.log"
+    simulator, sock = start_pipeline(tmp_path, db)
+    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
+    wait_for_stored(db, COUNT // 8)
+    ingest.kill()
+    ingest.wait()
+    remount(small_disk, "ro")
+    try:
+        ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
+        wait_for_line(ingest_log, "acknowledging nothing, retrying", count=1)
+        time.sleep(1.0)  # retried meanwhile
+        assert ingest.poll() is None
+    finally:
+        remount(small_disk, "rw")
+    assert_all_stored_once(db, simulator)
+    stop(ingest)
+    log = ingest_log.read_text()
+    assert log.count(": read-only (attempt to write a readonly database); ") == 1, log
+    assert log.count("writable again after") == 1, log
+    # Its state could not be published meanwhile: said once.
+    assert log.count("cannot publish the state for `kextlog status`") == 1, log
