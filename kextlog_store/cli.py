@@ -49,7 +49,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 db_app = typer.Typer(
-    help="Create or upgrade the store's schema, show its revision.",
+    help="Create or upgrade the store's schema, show its revision, check it.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -595,6 +595,33 @@ def db_current_command(db: DbOption = None) -> None:
     from . import migrate, store
 
     sys.stdout.write(f"{migrate.current(store.database_url(db)) or 'none'}\n")
+
+
+@db_app.command("check")
+def db_check_command(
+    db: DbOption = None,
+    quick: Annotated[
+        bool,
+        typer.Option("--quick", help="SQLite's quick_check: faster, leaves out the indexes."),
+    ] = False,
+) -> None:
+    """Check the store, read-only: SQLite's integrity_check (or quick_check)
+    and foreign keys, then kextlog's own accounting: the schema revision is
+    known, each instance's high-water mark covers its stored records, no loss
+    overlaps a stored record or another loss. Exits 0 when all is well, 1
+    when not.
+
+    \b
+    Examples:
+      kextlog db check
+      kextlog db check --quick --db /var/lib/kextlog/kextlog.db
+    """
+    from . import check, store
+
+    report = check.check(store.database_url(db), quick=quick)
+    sys.stdout.write("\n".join(check.report_lines(report)) + "\n")
+    if report.failed:
+        raise DatabaseError(check.summary(report))
 
 
 # --- producing ------------------------------------------------------------

@@ -11,6 +11,11 @@ On request (SIGHUP) the writer commits and acknowledges what it holds, then
 switches to what reopen() gives: options (not the sources: they need a
 restart) and a writer, possibly on another database, in which each known
 instance continues from its high-water mark.
+
+When a commit fails in a way that can pass (a full disk, a read-only or
+failing file system, a lock held too long), the writer keeps its batch and
+tries it again with backoff, acknowledging nothing meanwhile: the readers
+stop once the queue is full, and the producers' rings hold the rest.
 """
 
 from __future__ import annotations
@@ -24,16 +29,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
-from .errors import KextlogError, ProtocolError, SourceError
+from .errors import DatabaseError, KextlogError, ProtocolError, SourceError
 from .kmsg import SourceDone
 from .levels import Level
 from .retention import RetentionPolicy, apply, check
 from .sources import Connection, Source
-from .store import InstanceState, PidMerge, Writer
+from .store import InstanceState, PidMerge, Writer, passing_failure, sqlite_path
 from .wire import Hello, LogFrame, LogRun, Loss, Status
 
 log = logging.getLogger("kextlog.ingest")
+
+T = TypeVar("T")
 
 HELLO_TIMEOUT = 5.0  # seconds a producer has to greet after connect
 READ_TIMEOUT = 0.25  # how often readers look at the stop flag
@@ -99,6 +107,17 @@ class IngestTotals:
 
 
 @dataclass
+class StoreOutage:
+    """Writes to the store failing in a way that can pass (store.passing_failure)."""
+
+    what: str  # e.g. "disk full"
+    error: str  # the store's own words
+    since_ns: int
+    began: float  # time.monotonic() then
+    waiting: int  # records held, not acknowledged
+
+
+@dataclass
 class _Batch:
     rows: dict[int, list[tuple]] = field(default_factory=dict)  # by instance id
     count: int = 0  # records in rows
@@ -145,6 +164,14 @@ class Ingest:
         self._latency_recent = Latencies()
         self._latency_run = Latencies()
         self._started_ns = time.time_ns()
+        self._outage: StoreOutage | None = None
+        self._publish_error: str | None = None
+
+    @property
+    def _where(self) -> str:
+        """The store, as outages name it (a reload may change it)."""
+        url = self.writer.engine.url.render_as_string(hide_password=True)
+        return str(sqlite_path(url) or url)
 
     # -- readers ---------------------------------------------------------
 
@@ -187,6 +214,7 @@ class Ingest:
         """The retention policy, applied now and then on a connection of its
         own: it deletes in small transactions and pauses between them, so
         the writer keeps committing (retention.apply)."""
+        failed: str | None = None  # reported once, until it works again
         while not self.stop.wait(self.options.retention_seconds):
             policy = self.options.retention  # a reload may change it
             if policy is None:
@@ -194,8 +222,11 @@ class Ingest:
             try:
                 result = apply(self.writer.engine, policy, stop=self.stop)
             except KextlogError as error:
-                log.warning("retention: %s; trying again later", error)
+                if str(error) != failed:
+                    log.warning("retention: %s; trying again later", error)
+                    failed = str(error)
                 continue
+            failed = None
             if result.removed or result.losses:
                 log.info(
                     "retention: removed %d records and %d loss rows; %d bytes in use",
@@ -336,14 +367,17 @@ class Ingest:
     def _state(self, session: Session) -> InstanceState:
         if session.state is None:
             hello = session.hello
-            registered = self.writer.register(
-                hello.instance,
-                first_seq=hello.first_seq,
-                source=session.source.spec,
-                name=hello.name,
-                boot_id=hello.boot_id,
-                producer_version=hello.producer_version,
-                now_ns=time.time_ns(),
+            registered = self._write(
+                lambda: self.writer.register(
+                    hello.instance,
+                    first_seq=hello.first_seq,
+                    source=session.source.spec,
+                    name=hello.name,
+                    boot_id=hello.boot_id,
+                    producer_version=hello.producer_version,
+                    now_ns=time.time_ns(),
+                ),
+                waiting=0,
             )
             # One state object per instance across reconnects: the writer's
             # view of what is accounted for must not go back.
@@ -455,10 +489,13 @@ class Ingest:
         if not batch:
             return batch
         states = [session.state for session in batch.sessions.values() if session.state]
-        try:
-            self.writer.commit(batch.rows, batch.losses, states, time.time_ns())
-        except Exception as error:  # every failure of the store is fatal here
-            raise KextlogError(f"cannot commit to the store: {error}") from error
+        # Tried again as a whole after a failure: it rolled back, and what
+        # the batch writes is the same every time (the rows, the losses, the
+        # instances' high-water marks and counts as they stand).
+        self._write(
+            lambda: self.writer.commit(batch.rows, batch.losses, states, time.time_ns()),
+            waiting=batch.count,
+        )
         committed_ns = time.time_ns()
         self.totals.stored += batch.count
         self.totals.commits += 1
@@ -491,20 +528,28 @@ class Ingest:
         self._merge_done.set()
         self._merge_due.set()  # wake it for the last merge
         self._merger.join()
-        self._merge.close()
 
     def _merge_pids(self, merge: PidMerge, done: threading.Event) -> None:
         """pid_index merges, beside the writer (store.PidMerge): when enough
         records wait, or every PID_MERGE_SECONDS; a last one once the writer
-        is done, without pauses."""
-        while not done.is_set():
-            self._merge_due.wait(PID_MERGE_SECONDS)
-            self._merge_due.clear()
+        is done with this store, without pauses.  A failure waits for the
+        next (a busy store, a full disk), reported once until a merge works
+        again."""
+        failed: str | None = None
+        while True:
+            last = done.is_set()
+            if not last:
+                self._merge_due.wait(PID_MERGE_SECONDS)
+                self._merge_due.clear()
             try:
-                merge.merge(pause=done.wait)
-            except Exception as error:  # a busy store, a full disk: next time
-                log.warning("pid index: %s; trying again later", error)
-        merge.merge()
+                merge.merge(pause=done.wait)  # no pauses once done is set
+                failed = None
+            except Exception as error:
+                if _cause(error) != failed:
+                    failed = _cause(error)
+                    log.warning("pid index: %s; trying again later", failed)
+            if last:
+                return
 
     # -- reload (SIGHUP) ---------------------------------------------------
 
@@ -548,6 +593,75 @@ class Ingest:
             now_ns=time.time_ns(),
         )
 
+    def _write(self, write: Callable[[], T], waiting: int) -> T:
+        """write() to the store, tried again with backoff for as long as it
+        fails in a way that can pass, acknowledging nothing meanwhile; the
+        outage is reported once, and so is its end.  Any other failure is
+        fatal, and so is a stop asked for during an outage: the producers
+        still hold what was not stored, for the next start."""
+        backoff = BACKOFF_FIRST
+        while True:
+            try:
+                result = write()
+            except KextlogError:
+                raise  # said already: e.g. a damaged file (store.damaged)
+            except Exception as error:
+                what = passing_failure(error)
+                if what is None:
+                    raise DatabaseError(
+                        f"cannot write to the store {self._where}: {_cause(error)}"
+                    ) from error
+                self._failed(what, error, waiting)
+                if self.stop.is_set():
+                    raise DatabaseError(
+                        f"stopped with {waiting:,} records not stored in {self._where} "
+                        f"({what}); the producers still hold them"
+                    ) from None
+                self._wait(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                # New connections: one opened while the file system was
+                # read-only stays read-only.
+                self.writer.engine.dispose()
+                continue
+            if self._outage is not None:
+                self._recovered()
+            return result
+
+    def _failed(self, what: str, error: Exception, waiting: int) -> None:
+        cause = _cause(error)
+        outage = self._outage
+        if outage is None or outage.what != what:
+            log.warning(
+                "store %s: %s; %sacknowledging nothing, retrying",
+                self._where,
+                what if cause == what else f"{what} ({cause})",
+                f"holding {waiting:,} records, " if waiting else "",
+            )
+        if outage is None:
+            outage = StoreOutage(what, cause, time.time_ns(), time.monotonic(), waiting)
+            self._outage = outage
+        outage.what, outage.error, outage.waiting = what, cause, waiting
+
+    def _recovered(self) -> None:
+        outage = self._outage
+        assert outage is not None
+        self._outage = None
+        log.info(
+            "store %s: writable again after %.1f s of %s%s",
+            self._where,
+            time.monotonic() - outage.began,
+            outage.what,
+            f"; the {outage.waiting:,} records held are stored" if outage.waiting else "",
+        )
+
+    def _wait(self, seconds: float) -> None:
+        """Waits seconds, or until stop; the state is published meanwhile
+        (`kextlog status` shows the outage)."""
+        end = time.monotonic() + seconds
+        while not self.stop.is_set() and (left := end - time.monotonic()) > 0:
+            self.stop.wait(min(left, PUBLISH_SECONDS))
+            self._publish(running=True)
+
     # -- status ------------------------------------------------------------
 
     def snapshot(self, running: bool) -> dict:
@@ -562,6 +676,14 @@ class Ingest:
             "lost": self.totals.lost,
             "filtered": self.totals.filtered,
             "commits": self.totals.commits,
+            "store_outage": None
+            if self._outage is None
+            else {
+                "what": self._outage.what,
+                "error": self._outage.error,
+                "since_ns": self._outage.since_ns,
+                "waiting": self._outage.waiting,
+            },
             "latency_ms": {"recent": recent.summary(), "run": self._latency_run.summary()},
             "sources": [self._describe(source) for source in self.sources],
         }
@@ -593,8 +715,21 @@ class Ingest:
         }
 
     def _publish(self, running: bool) -> None:
-        if self.publish is not None:
+        if self.publish is None:
+            return
+        try:
             self.publish(self.snapshot(running))
+        except OSError as error:  # the state is not worth stopping for
+            if str(error) != self._publish_error:
+                log.warning("cannot publish the state for `kextlog status`: %s", error)
+            self._publish_error = str(error)
+        else:
+            self._publish_error = None
+
+
+def _cause(error: Exception) -> str:
+    """The store's own words (SQLAlchemy wraps the driver's error), one line."""
+    return " ".join(str(getattr(error, "orig", None) or error).split())
 
 
 class Latencies:

@@ -47,13 +47,13 @@ def upgrade(url: str, revision: str = "head") -> Engine:
     """Bring the database at url to revision (creating it if needed)."""
     engine = write_engine(url)
     with engine.connect() as connection:
-        if sqlite_path(url) is not None:
-            _prepare_new_sqlite(connection)
-        elif connection.dialect.name == "postgresql":
+        if connection.dialect.name == "postgresql":
             # Daemons of several hosts may start at once: one upgrades, the
             # others wait for its commit and find the schema up to date.
             connection.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (UPGRADE_LOCK,))
-        _check_known(connection, url)
+        _check_known(connection, url)  # before anything changes the file
+        if sqlite_path(url) is not None:
+            _prepare_new_sqlite(connection)
         command.upgrade(_config(connection), revision)
         connection.commit()
     return engine

@@ -970,7 +970,8 @@ def run_sql(
         raise UsageError(f"--max-rows must be 0 or more, not {max_rows}")
     if time_limit is not None and time_limit <= 0:
         raise UsageError(f"--timeout must be more than 0 seconds, not {time_limit:g}")
-    if store.sqlite_path(url) is None:
+    path = store.sqlite_path(url)
+    if path is None:
         return _run_postgresql(url, sql, params, time_limit, max_rows or None)
     engine = store.read_engine(url)
     try:
@@ -978,7 +979,10 @@ def run_sql(
         try:
             connection = fairy.driver_connection
             assert isinstance(connection, sqlite3.Connection)
-            return _run_guarded(connection, sql, params, time_limit, max_rows or None)
+            try:
+                return _run_guarded(connection, sql, params, time_limit, max_rows or None)
+            except sqlite3.DatabaseError as exc:  # only a damaged file comes out as it is
+                raise store.damaged(path, exc) from None
         finally:
             # Closed, not pooled: the guard stays with this connection to the end.
             fairy.invalidate()
@@ -1116,6 +1120,8 @@ def _run_guarded(
         truncated = max_rows is not None and len(rows) > max_rows
         return SqlResult(columns, rows[:max_rows] if truncated else rows, truncated)
     except (sqlite3.Error, sqlite3.Warning) as exc:  # 3.10: "one statement at a time" is a Warning
+        if store.is_damaged(exc):
+            raise  # run_sql names the file
         raise _sql_error(exc, guard, deadline, time_limit) from None
     finally:
         connection.set_progress_handler(None, 0)

@@ -8,6 +8,7 @@ runtime directory, named after the database URL.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -18,7 +19,9 @@ from pathlib import Path
 from .errors import DatabaseError
 from .store import sqlite_path
 
-STALE_SECONDS = 5.0  # a running daemon publishes every second
+# A running daemon publishes every second, but its writer may first wait out
+# the store's busy timeout (10 s) for a lock another process holds.
+STALE_SECONDS = 15.0
 
 
 def status_path(url: str) -> Path:
@@ -39,8 +42,22 @@ class Publisher:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, snapshot: dict) -> None:
+        data = (json.dumps(snapshot, indent=1) + "\n").encode()
         temporary = self.path.with_name(self.path.name + ".tmp")
-        temporary.write_text(json.dumps(snapshot, indent=1) + "\n", encoding="utf-8")
+        try:
+            temporary.write_bytes(data)
+        except OSError as error:
+            temporary.unlink(missing_ok=True)
+            if error.errno != errno.ENOSPC or not self.path.exists():
+                raise
+            # A full disk, likely the store's outage, which status is to
+            # show: over the last state in place, which takes no new space;
+            # padded (JSON may end in blanks) so that none of it is left.
+            with self.path.open("r+b") as file:
+                size = file.seek(0, os.SEEK_END)
+                file.seek(0)
+                file.write(data.ljust(size, b" "))
+            return
         os.replace(temporary, self.path)
 
 
@@ -93,6 +110,13 @@ def describe(status: IngestStatus) -> list[str]:
         f"  stored {snapshot['stored']:,} records in {snapshot['commits']:,} commits, "
         f"lost {snapshot['lost']:,}, filtered {snapshot['filtered']:,}",
     ]
+    outage = snapshot.get("store_outage")
+    if outage is not None:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(outage["since_ns"] / 1e9))
+        lines.append(
+            f"  store: {outage['what']} since {since}, {outage['waiting']:,} records waiting, "
+            f"retrying ({outage['error']})"
+        )
     if latency["samples"]:
         lines.append(
             f"  kernel-to-commit latency p50 {latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms "

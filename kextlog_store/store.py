@@ -50,7 +50,10 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import ExceptionContext
 
+from . import migrations
 from .errors import DatabaseError
 
 metadata = MetaData(
@@ -301,14 +304,18 @@ def _user(uid: int) -> str:
 
 
 def write_engine(url: str) -> Engine:
-    """An engine that may create and change the database."""
+    """An engine that may create and change the database; an existing file
+    must be one kextlog can use (check_file)."""
     path = sqlite_path(url)
     if path is None:
         return _engine(url)
+    if path.exists():
+        check_file(path)
     create_private(path)
     engine = _engine(url)
     event.listen(engine, "connect", _tune_sqlite)
     event.listen(engine, "connect", _tune_writer)
+    _name_damage(engine, path)
     return engine
 
 
@@ -334,6 +341,7 @@ def read_engine(url: str) -> Engine:
         raise DatabaseError(
             f"no kextlog database at {path} (start `kextlog ingest` or pass --db / KEXTLOG_DB)"
         )
+    check_file(path)
     uri = f"file:{quote(str(path))}?mode=ro"
 
     def connect() -> sqlite3.Connection:
@@ -341,7 +349,143 @@ def read_engine(url: str) -> Engine:
 
     engine = create_engine("sqlite://", creator=connect)
     event.listen(engine, "connect", _tune_sqlite)
+    _name_damage(engine, path)
     return engine
+
+
+# What to do with a file kextlog cannot use; it never changes such a file.
+ADVICE = "restore it from a backup or move it aside; `kextlog db check` tells more"
+
+# SQLite's primary result codes (with their messages, for Python 3.10, which
+# has no codes) of a damaged file, and of write failures that can pass: tried
+# again later, the same transaction may succeed.
+_DAMAGED = {11: "database disk image is malformed", 26: "file is not a database"}
+_PASSING = {
+    5: ("database is locked", "database is locked"),  # SQLITE_BUSY, past the busy timeout
+    6: ("database is locked", "database table is locked"),  # SQLITE_LOCKED
+    8: ("read-only", "attempt to write a readonly database"),  # SQLITE_READONLY
+    10: ("I/O error", "disk I/O error"),  # SQLITE_IOERR
+    13: ("disk full", "database or disk is full"),  # SQLITE_FULL
+    14: ("cannot open", "unable to open database file"),  # SQLITE_CANTOPEN, e.g. the -wal file
+    15: ("locking protocol", "locking protocol"),  # SQLITE_PROTOCOL
+}
+
+
+def _primary_code(error: sqlite3.Error) -> int | None:
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF
+    message = str(error)
+    known = {text: code for code, text in _DAMAGED.items()}
+    known.update({text: code for code, (_, text) in _PASSING.items()})
+    return next((code for text, code in known.items() if text in message), None)
+
+
+def _driver_error(error: BaseException) -> BaseException:
+    """The driver's own error inside SQLAlchemy's wrapper."""
+    if isinstance(error, sa_exc.DBAPIError) and error.orig is not None:
+        return error.orig
+    return error
+
+
+def is_damaged(error: BaseException) -> bool:
+    """Whether the database said its file is damaged or not a database."""
+    error = _driver_error(error)
+    return isinstance(error, sqlite3.Error) and _primary_code(error) in _DAMAGED
+
+
+def damaged(path: Path, error: BaseException) -> DatabaseError:
+    """The error for a damaged database file: which, and what to do."""
+    cause = " ".join(str(_driver_error(error)).split())
+    return DatabaseError(f"{path} is damaged or not a database ({cause}): {ADVICE}")
+
+
+def _name_damage(engine: Engine, path: Path) -> None:
+    """A damaged page found by any statement of engine (a first look at
+    start cannot read every page) is reported as damaged(path)."""
+
+    def handle_error(context: ExceptionContext) -> None:
+        if is_damaged(context.original_exception):
+            raise damaged(path, context.original_exception)
+
+    event.listen(engine, "handle_error", handle_error)
+
+
+def passing_failure(error: BaseException) -> str | None:
+    """What failed, in a few words, when a write to the store failed in a way
+    that can pass (a full disk, a read-only or failing file system, a lock
+    held past the busy timeout, a lost server connection): the same
+    transaction may succeed when tried again.  None when trying again cannot
+    help: a damaged file, a missing table, a bug."""
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return "connection lost"
+    error = _driver_error(error)
+    if not isinstance(error, sqlite3.Error):
+        return None
+    passing = _PASSING.get(_primary_code(error) or 0)
+    return passing[0] if passing else None
+
+
+def known_revisions() -> set[str]:
+    """The schema revisions this kextlog knows, without loading Alembic (the
+    read path never does): each revision's file in migrations/versions is
+    named after it (tests/test_migrate.py holds every file to that)."""
+    versions = Path(migrations.__file__).parent / "versions"
+    return {path.name.partition("_")[0] for path in versions.glob("[!_]*.py")}
+
+
+def _truncated(path: Path) -> str | None:
+    """Whether the file is shorter than its header says (SQLite itself
+    reads on until a missing page, and then says only "malformed").  Not
+    while a -wal file holds commits: its pages count, and a checkpoint cut
+    short (a full disk) leaves the file short of its new header."""
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        return None
+    with path.open("rb") as file:
+        header = file.read(100)
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\0"):
+        return None
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    # The page count is valid when written with the change counter it goes with.
+    if header[24:28] != header[92:96]:
+        return None
+    size = path.stat().st_size
+    if pages * page_size <= size:
+        return None
+    return f"truncated: {size:,} bytes, its header counts {pages:,} pages of {page_size:,}"
+
+
+def check_file(path: Path) -> None:
+    """Refuse a file kextlog cannot use before anything opens it for real:
+    not a SQLite database, damaged where a first look reaches (its header
+    and schema), or from a newer kextlog.  The look opens it read-only and
+    changes nothing; `kextlog db check` looks at every page."""
+    try:
+        connection = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=10)
+        try:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+            revisions: set[str] = set()
+            if "alembic_version" in tables:
+                rows = connection.execute("SELECT version_num FROM alembic_version")
+                revisions = {row[0] for row in rows}
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as error:  # also: cannot be opened (permissions)
+        if is_damaged(error):
+            raise damaged(path, error) from None
+        raise DatabaseError(f"{path}: {error}") from None
+    problem = _truncated(path)
+    if problem is not None:
+        raise DatabaseError(f"{path} is damaged ({problem}): {ADVICE}")
+    unknown = revisions - known_revisions()
+    if unknown:
+        raise DatabaseError(
+            f"{path} has schema revision {', '.join(sorted(unknown))}, newer than this kextlog "
+            "knows: use the newer kextlog that wrote it, or upgrade this one"
+        )
 
 
 @dataclass
@@ -561,23 +705,22 @@ class PidMerge:
     BY in one transaction; writers are not blocked by it (MVCC), so it
     needs no slices.  Until then queries find those records beyond
     pid_indexed_seq, as they find any not merged yet.
+
+    Each merge has a connection of its own, closed after it (with its
+    temporary tables and page cache): between merges the process holds no
+    connection the writer does not, so that the writer's new connections
+    after a store failure are new indeed (SQLite shares a file's open
+    descriptors, read-only ones too, among a process's connections).
     """
 
     def __init__(self, engine: Engine, slice_rows: int, host: str) -> None:
-        self._connection = engine.connect()  # the temporary tables live here
+        self._engine = engine
         self._slice_rows = slice_rows
         self._host = host
-        self._sqlite = engine.dialect.name == "sqlite"
-        if self._sqlite:
-            for table in ("pid_merge", "pid_sorted"):
-                self._connection.exec_driver_sql(
-                    f"CREATE TEMP TABLE {table} (pid INTEGER, time_ns INTEGER, id INTEGER)"
-                )
-        self._connection.commit()
 
-    def _targets(self) -> list[Row]:
+    def _targets(self, connection: Connection) -> list[Row]:
         """This host's instances with records beyond pid_indexed_seq, in id order."""
-        return self._connection.execute(
+        return connection.execute(
             select(instances.c.id, instances.c.pid_indexed_seq, instances.c.high_water)
             .where(
                 instances.c.host == self._host,
@@ -586,10 +729,11 @@ class PidMerge:
             .order_by(instances.c.id)
         ).all()
 
-    def _indexed(self, targets: list[Row]) -> None:
+    @staticmethod
+    def _indexed(connection: Connection, targets: list[Row]) -> None:
         # Never lowered (another daemon may merge the same instance's records).
         for instance_id, _, high_water in targets:
-            self._connection.execute(
+            connection.execute(
                 update(instances)
                 .where(instances.c.id == instance_id, instances.c.pid_indexed_seq < high_water)
                 .values(pid_indexed_seq=high_water)
@@ -598,13 +742,23 @@ class PidMerge:
     def merge(self, pause: Callable[[float], object] = lambda _: None) -> int:
         """One merge; returns how many records it indexed.  pause(seconds)
         runs between slices (the caller's wait, which may end early)."""
-        if not self._sqlite:
-            return self._merge_at_once()
-        connection = self._connection
+        connection = self._engine.connect()
+        try:
+            if connection.dialect.name != "sqlite":
+                return self._merge_at_once(connection)
+            return self._merge_in_slices(connection, pause)
+        finally:
+            connection.invalidate()  # closed, not pooled
+            connection.close()
+
+    def _merge_in_slices(self, connection: Connection, pause: Callable[[float], object]) -> int:
+        for table in ("pid_merge", "pid_sorted"):
+            connection.exec_driver_sql(
+                f"CREATE TEMP TABLE {table} (pid INTEGER, time_ns INTEGER, id INTEGER)"
+            )
+        connection.commit()
         with connection.begin():  # one snapshot of what is committed
-            targets = self._targets()
-            connection.exec_driver_sql("DELETE FROM pid_merge")
-            connection.exec_driver_sql("DELETE FROM pid_sorted")
+            targets = self._targets(connection)
             for instance_id, indexed, high_water in targets:
                 connection.exec_driver_sql(
                     "INSERT INTO pid_merge (pid, time_ns, id)"
@@ -633,14 +787,14 @@ class PidMerge:
                     (first, end),
                 )
                 if end >= last:
-                    self._indexed(targets)
+                    self._indexed(connection, targets)
                     return staged
             first = end + 1
             pause(time.monotonic() - began)
 
-    def _merge_at_once(self) -> int:
-        with self._connection.begin():
-            targets = self._targets()
+    def _merge_at_once(self, connection: Connection) -> int:
+        with connection.begin():
+            targets = self._targets(connection)
             if not targets:
                 return 0
             ranges = or_(
@@ -657,13 +811,10 @@ class PidMerge:
                 .where(ranges)
                 .order_by(records.c.pid, records.c.time_ns, records.c.id)
             )
-            moved = self._connection.execute(
-                _insert_or_skip(self._connection, pid_index).from_select(
+            moved = connection.execute(
+                _insert_or_skip(connection, pid_index).from_select(
                     ["pid", "time_ns", "id"], sorted_rows
                 )
             ).rowcount
-            self._indexed(targets)
+            self._indexed(connection, targets)
         return moved
-
-    def close(self) -> None:
-        self._connection.close()

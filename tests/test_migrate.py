@@ -171,6 +171,8 @@ def test_unknown_newer_revision_is_refused_and_kept(tmp_path: Path) -> None:
     before = path.read_bytes()
     with pytest.raises(DatabaseError, match="newer than this kextlog knows"):
         migrate.upgrade(url)
+    with pytest.raises(DatabaseError, match="newer than this kextlog knows"):
+        migrate.current(url)
     assert path.read_bytes() == before
 
 
@@ -178,6 +180,25 @@ def test_foreign_database_is_refused(fresh_url: str, engine: Engine) -> None:
     execute(engine, "CREATE TABLE notes (body TEXT)")
     with pytest.raises(DatabaseError, match="not a kextlog database"):
         migrate.upgrade(fresh_url)
+
+
+def test_foreign_database_file_is_kept_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as connection:  # another program's, in rollback-journal mode
+        connection.execute("CREATE TABLE notes (body TEXT)")
+    before = path.read_bytes()
+    with pytest.raises(DatabaseError, match="not a kextlog database"):
+        migrate.upgrade(store.database_url(str(path)))
+    assert path.read_bytes() == before  # not even switched to WAL
+
+
+def test_revision_files_are_named_after_their_revisions() -> None:
+    """What store.known_revisions() relies on to know them without Alembic."""
+    scripts = list(ScriptDirectory(str(migrate.MIGRATIONS)).walk_revisions())
+    for script in scripts:
+        assert Path(script.path).name.startswith(f"{script.revision}_")
+    assert store.known_revisions() == {script.revision for script in scripts}
+    assert max(store.known_revisions()) == migrate.head()  # what `kextlog db check` calls newest
 
 
 def test_summary_views_account_for_every_seq(fresh_url: str, engine: Engine) -> None:

@@ -95,7 +95,7 @@ def test_the_store_is_private_to_its_user_and_the_admin_group(shared: Path) -> N
         refused = as_user(NOBODY, *COMMAND, "sql", "--db", str(db), "SELECT 1")
         assert (refused.returncode, refused.stderr) == (
             1,
-            "kextlog: error: unable to open database file\n",
+            f"kextlog: error: {db}: unable to open database file\n",
         )
     finally:
         ingest.send_signal(signal.SIGTERM)

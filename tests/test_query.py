@@ -187,9 +187,8 @@ def test_a_database_that_is_not_kextlogs(tmp_path: Path) -> None:
 def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "junk.db"
     path.write_bytes(b"this is not sqlite" * 100)
-    engine = store.read_engine(store.database_url(str(path)))
-    with pytest.raises(DatabaseError, match="not a database"):
-        fetch(engine)
+    with pytest.raises(DatabaseError, match=r"junk\.db is damaged or not a database"):
+        store.read_engine(store.database_url(str(path)))  # refused before any query
 
 
 def test_an_unknown_level_in_the_store_is_a_database_error(populated: PopulatedStore) -> None:

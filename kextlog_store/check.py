@@ -1,0 +1,188 @@
+"""`kextlog db check`: is the store whole, and does its accounting hold?
+
+SQLite's own checks (every page with integrity_check, or the cheaper
+quick_check; foreign keys), then kextlog's invariants that cost an index
+search per instance or per loss: the schema revision is one this kextlog
+knows, every instance's high-water mark covers its stored records, and no
+loss overlaps a stored record or another loss.  The file is opened
+read-only: checking never changes it, also when it is damaged.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from .errors import DatabaseError
+from .store import SEQ_BITS, SEQ_MASK, known_revisions, sqlite_path
+
+SHOWN_PROBLEMS = 10  # of each check, at most; the count says how many more
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str  # what was checked, e.g. "integrity_check"
+    problems: tuple[str, ...]  # empty when it passed
+    note: str = ""  # what it covered, or why it did not run
+    skipped: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    path: Path
+    findings: tuple[Finding, ...]
+
+    @property
+    def failed(self) -> tuple[Finding, ...]:
+        return tuple(finding for finding in self.findings if not finding.ok)
+
+
+def check(url: str, *, quick: bool = False) -> CheckReport:
+    """Every check of the SQLite store at url (quick: quick_check instead of
+    integrity_check, which leaves out the indexes' agreement with their
+    tables)."""
+    path = sqlite_path(url)
+    if path is None:
+        raise DatabaseError("kextlog db check supports SQLite stores only, for now")
+    if not path.is_file():
+        raise DatabaseError(f"no kextlog database at {path}")
+    connection = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=10)
+    try:
+        findings = [_pragma(connection, "quick_check" if quick else "integrity_check")]
+        findings.append(_pragma(connection, "foreign_key_check"))
+        revision = _revision(connection)
+        findings.append(revision)
+        if revision.ok and not revision.skipped:
+            findings += [_high_water(connection), _losses(connection)]
+        else:
+            reason = "skipped: the schema is not one this kextlog knows"
+            findings += [
+                Finding("high-water marks", (), reason, skipped=True),
+                Finding("losses", (), reason, skipped=True),
+            ]
+    finally:
+        connection.close()
+    return CheckReport(path, tuple(findings))
+
+
+def _run(connection: sqlite3.Connection, sql: str) -> list[tuple]:
+    return connection.execute(sql).fetchall()
+
+
+def _failure(name: str, error: sqlite3.Error) -> Finding:
+    return Finding(name, (" ".join(str(error).split()),))
+
+
+def _pragma(connection: sqlite3.Connection, name: str) -> Finding:
+    try:
+        rows = _run(connection, f"PRAGMA {name}")
+    except sqlite3.Error as error:
+        return _failure(name, error)
+    problems = [" ".join(str(value) for value in row) for row in rows if row != ("ok",)]
+    return _finding(name, problems)
+
+
+def _finding(name: str, problems: list[str], note: str = "") -> Finding:
+    if len(problems) > SHOWN_PROBLEMS:
+        more = len(problems) - SHOWN_PROBLEMS
+        problems = [*problems[:SHOWN_PROBLEMS], f"... and {more:,} more"]
+    return Finding(name, tuple(problems), note)
+
+
+def _revision(connection: sqlite3.Connection) -> Finding:
+    name = "schema revision"
+    try:
+        tables = {row[0] for row in _run(connection, "SELECT name FROM sqlite_master")}
+        if "alembic_version" not in tables:
+            if tables:
+                return Finding(name, ("not a kextlog database: tables but no schema revision",))
+            return Finding(name, (), "an empty database: no schema yet", skipped=True)
+        revisions = {row[0] for row in _run(connection, "SELECT version_num FROM alembic_version")}
+    except sqlite3.Error as error:
+        return _failure(name, error)
+    known = known_revisions()
+    unknown = sorted(revisions - known)
+    if unknown:
+        return Finding(name, (f"{', '.join(unknown)} is newer than this kextlog knows",))
+    if not revisions:
+        return Finding(name, (), "no revision recorded: no schema yet", skipped=True)
+    (revision,) = revisions
+    newest = max(known)
+    if revision != newest:
+        return Finding(name, (), f"{revision}, older than {newest}: `kextlog db upgrade`")
+    return Finding(name, (), f"{revision}, the newest")
+
+
+def _high_water(connection: sqlite3.Connection) -> Finding:
+    """Every stored seq of an instance is at most its high-water mark (one
+    search of the records' key per instance)."""
+    name = "high-water marks"
+    try:
+        rows = _run(
+            connection,
+            f"SELECT i.uuid, i.high_water,"
+            f" (SELECT max(r.id) FROM records r WHERE r.id >= i.id << {SEQ_BITS}"
+            f"  AND r.id < (i.id + 1) << {SEQ_BITS}) & {SEQ_MASK}"
+            f" FROM instances i",
+        )
+    except sqlite3.Error as error:
+        return _failure(name, error)
+    problems = [
+        f"instance {uuid}: a record with seq {newest} above its high-water mark {high_water}"
+        for uuid, high_water, newest in rows
+        if newest is not None and newest > high_water
+    ]
+    return _finding(name, problems, f"{len(rows):,} instances")
+
+
+def _losses(connection: sqlite3.Connection) -> Finding:
+    """Each loss is a sane range within its instance's high-water mark, holds
+    no stored record (one search of the key per loss), and overlaps no
+    other loss."""
+    name = "losses"
+    try:
+        rows = _run(
+            connection,
+            f"SELECT i.uuid, l.first_seq, l.last_seq, l.count, i.high_water,"
+            f" EXISTS (SELECT 1 FROM records r WHERE r.id >= (l.instance_id << {SEQ_BITS})"
+            f"  | l.first_seq AND r.id <= (l.instance_id << {SEQ_BITS}) | l.last_seq),"
+            f" lag(l.last_seq) OVER (PARTITION BY l.instance_id ORDER BY l.first_seq)"
+            f" FROM losses l JOIN instances i ON i.id = l.instance_id",
+        )
+    except sqlite3.Error as error:
+        return _failure(name, error)
+    problems = []
+    for uuid, first, last, count, high_water, stored, previous_last in rows:
+        where = f"instance {uuid}: loss of seqs {first}..{last}"
+        if first > last or count != last - first + 1:
+            problems.append(f"{where} counts {count}")
+        if last > high_water:
+            problems.append(f"{where} is above its high-water mark {high_water}")
+        if stored:
+            problems.append(f"{where} overlaps stored records")
+        if previous_last is not None and previous_last >= first:
+            problems.append(f"{where} overlaps the loss before it")
+    return _finding(name, problems, f"{len(rows):,} losses")
+
+
+def report_lines(report: CheckReport) -> list[str]:
+    """The report in words: a line per check, its problems below it."""
+    lines = [f"{report.path}:"]
+    for finding in report.findings:
+        mark = "skip" if finding.skipped else "ok" if finding.ok else "FAIL"
+        note = f" ({finding.note})" if finding.note else ""
+        lines.append(f"  {mark:<4}  {finding.check}{note}")
+        lines.extend(f"          {problem}" for problem in finding.problems)
+    return lines
+
+
+def summary(report: CheckReport) -> str:
+    """One line for a report with failures."""
+    names = ", ".join(finding.check for finding in report.failed)
+    return f"{report.path}: {len(report.failed)} of {len(report.findings)} checks failed ({names})"

@@ -1,0 +1,261 @@
+"""A damaged store, or one from a newer kextlog: every command refuses it at
+start with one line that names the file and what to do, and none changes it;
+`kextlog db check` reports what is wrong."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from kextlog_store import check
+from tests.conftest import PopulatedStore
+from tests.processes import COMMAND, environment, kextlog
+
+SIDE_FILES = ("", "-wal", "-shm")
+
+
+def fingerprint(db: Path) -> dict[str, str]:
+    """The database file and its side files that exist, by content."""
+    files = (db.with_name(db.name + side) for side in SIDE_FILES)
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in files if path.exists()
+    }
+
+
+def assert_unchanged(db: Path, before: dict[str, str]) -> None:
+    """The files that were there are as they were; no -wal with content came
+    (a reader may add the -shm, SQLite's index of the -wal, which holds no
+    data)."""
+    after = fingerprint(db)
+    assert {name: after.get(name) for name in before} == before
+    wal = db.with_name(db.name + "-wal")
+    assert wal.name in before or not wal.exists() or wal.stat().st_size == 0
+
+
+def page_of(db: Path, table: str) -> int:
+    with sqlite3.connect(db) as connection:
+        return connection.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)
+        ).fetchone()[0]
+
+
+def overwrite(db: Path, offset: int, size: int) -> None:
+    noise = random.Random(20261127).randbytes(size)
+    with db.open("r+b") as file:
+        file.seek(offset)
+        file.write(noise)
+
+
+def not_sqlite(db: Path) -> None:
+    db.write_text("these are notes, not a database\n" * 200)
+
+
+def garbage_header(db: Path) -> None:
+    overwrite(db, 0, 100)
+
+
+def truncated(db: Path) -> None:
+    with db.open("r+b") as file:
+        file.truncate(db.stat().st_size // 2)
+
+
+def damaged_records(db: Path) -> None:
+    """Noise over the records table's root page: the header and the schema
+    are whole, every read of a record fails."""
+    overwrite(db, (page_of(db, "records") - 1) * 4096, 4096)
+
+
+def in_wal(db: Path, sql: str) -> None:
+    """Commits sql into the -wal file only, as a writer that crashed before
+    a checkpoint leaves it."""
+    saved = db.with_name("saved")
+    saved.mkdir()
+    connection = sqlite3.connect(db)
+    connection.execute(sql)
+    connection.commit()
+    for side in ("", "-wal"):
+        shutil.copyfile(db.with_name(db.name + side), saved / (db.name + side))
+    connection.close()  # the last connection checkpoints: put back what it left
+    for side in ("", "-wal"):
+        shutil.copyfile(saved / (db.name + side), db.with_name(db.name + side))
+    assert db.with_name(db.name + "-wal").stat().st_size > 0
+
+
+def newer_in_wal(db: Path) -> None:
+    """A newer kextlog's store, its last commit still in the -wal file."""
+    in_wal(db, "UPDATE alembic_version SET version_num = '9999'")
+
+
+# Found at start, before anything opens the file for real.
+AT_START: dict[str, Callable[[Path], None]] = {
+    "not-sqlite": not_sqlite,
+    "garbage-header": garbage_header,
+    "truncated": truncated,
+    "newer-in-wal": newer_in_wal,
+}
+
+READERS = {
+    "query": ["query", "--no-pager"],
+    "follow": ["query", "--follow"],
+    "sql": ["sql", "SELECT count(*) FROM log"],
+    "stats": ["stats"],
+}
+WRITERS = {
+    "prune": ["prune", "--older-than", "1d"],
+    "db upgrade": ["db", "upgrade"],
+    "ingest": ["ingest", "--source", "unix:/nonexistent/sim.sock"],
+}
+
+
+def run(db: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
+    # A command that does not refuse the file would run on (ingest, follow):
+    # the timeout fails the test.
+    return subprocess.run(
+        [*COMMAND, *args, "--db", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=environment(),
+    )
+
+
+def assert_refused(result: subprocess.CompletedProcess[str], db: Path, words: str) -> None:
+    assert result.returncode == 1, result
+    assert result.stderr.count("\n") == 1, result.stderr  # one line, no traceback
+    assert result.stderr.startswith(f"kextlog: error: {db} ")
+    assert words in result.stderr
+
+
+@pytest.mark.parametrize("command", [*READERS, *WRITERS])
+@pytest.mark.parametrize("damage", AT_START)
+def test_every_command_refuses_a_bad_store_at_start_and_leaves_it(
+    populated: PopulatedStore, damage: str, command: str
+) -> None:
+    db = populated.path
+    AT_START[damage](db)
+    before = fingerprint(db)
+    result = run(db, {**READERS, **WRITERS}[command])
+    if damage == "newer-in-wal":
+        assert_refused(result, db, "newer than this kextlog knows")
+    else:
+        assert_refused(result, db, "move it aside; `kextlog db check` tells more")
+    assert_unchanged(db, before)
+
+
+@pytest.mark.parametrize("command", READERS)
+def test_a_damaged_page_is_reported_when_read_and_left(
+    populated: PopulatedStore, command: str
+) -> None:
+    db = populated.path
+    damaged_records(db)
+    before = fingerprint(db)
+    assert_refused(run(db, READERS[command]), db, "malformed")
+    assert_unchanged(db, before)
+
+
+def test_a_healthy_store_passes(populated: PopulatedStore) -> None:
+    before = fingerprint(populated.path)
+    result = kextlog("db", "check", "--db", str(populated.path))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{populated.path}:"
+    assert [line.split()[0] for line in lines[1:]] == ["ok"] * 5
+    assert "(2 instances)" in result.stdout
+    report = check.check(populated.url, quick=True)
+    assert report.failed == () and report.findings[0].check == "quick_check"
+    assert_unchanged(populated.path, before)
+
+
+def test_check_finds_damaged_pages(populated: PopulatedStore) -> None:
+    damaged_records(populated.path)
+    before = fingerprint(populated.path)
+    result = kextlog("db", "check", "--db", str(populated.path))
+    assert result.returncode == 1
+    assert "FAIL  integrity_check" in result.stdout
+    # The high-water check reads the records too: it fails with the page.
+    assert result.stderr == (
+        f"kextlog: error: {populated.path}: 2 of 5 checks failed "
+        "(integrity_check, high-water marks)\n"
+    )
+    assert "          database disk image is malformed\n" in result.stdout
+    assert_unchanged(populated.path, before)
+
+
+@pytest.mark.parametrize("damage", ["not-sqlite", "garbage-header"])
+def test_check_of_a_file_that_is_no_database(populated: PopulatedStore, damage: str) -> None:
+    AT_START[damage](populated.path)
+    report = check.check(populated.url)
+    assert [finding.check for finding in report.failed] == [
+        "integrity_check",
+        "foreign_key_check",
+        "schema revision",
+    ]
+    assert report.failed[0].problems == ("file is not a database",)
+    assert all(finding.skipped for finding in report.findings[3:])
+
+
+def test_check_finds_broken_accounting(lossy: PopulatedStore) -> None:
+    with sqlite3.connect(lossy.path) as connection:
+        # Instance 1 holds seqs up to 180: a high-water mark below that.
+        connection.execute("UPDATE instances SET high_water = 170 WHERE id = 1")
+        # Instance 2: a loss over stored records, and one over another loss.
+        connection.execute(
+            "INSERT INTO losses (instance_id, first_seq, last_seq, count, reason, recorded_ns)"
+            " VALUES (2, 30, 31, 2, 'gap', 0), (2, 111, 113, 3, 'gap', 0)"
+        )
+    report = check.check(lossy.url)
+    failed = {finding.check: finding.problems for finding in report.failed}
+    uuid1, uuid2 = (instance.uuid for instance in lossy.instances)
+    assert failed["high-water marks"] == (
+        f"instance {uuid1}: a record with seq 180 above its high-water mark 170",
+    )
+    assert set(failed["losses"]) == {
+        f"instance {uuid1}: loss of seqs 181..181 is above its high-water mark 170",
+        f"instance {uuid2}: loss of seqs 30..31 overlaps stored records",
+        f"instance {uuid2}: loss of seqs 111..113 overlaps stored records",
+        f"instance {uuid2}: loss of seqs 111..113 overlaps the loss before it",
+    }
+    assert set(failed) == {"high-water marks", "losses"}
+
+
+def test_check_of_a_newer_schema(populated: PopulatedStore) -> None:
+    with sqlite3.connect(populated.path) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '9999'")
+    report = check.check(populated.url)
+    assert [(finding.check, finding.problems) for finding in report.failed] == [
+        ("schema revision", ("9999 is newer than this kextlog knows",))
+    ]
+    assert [finding.skipped for finding in report.findings] == [False, False, False, True, True]
+
+
+def test_check_never_creates_a_store(tmp_path: Path) -> None:
+    result = kextlog("db", "check", "--db", str(tmp_path / "none.db"))
+    assert result.returncode == 1
+    assert result.stderr == f"kextlog: error: no kextlog database at {tmp_path / 'none.db'}\n"
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_a_checkpoint_cut_short_is_no_truncated_file(populated: PopulatedStore) -> None:
+    """A full disk can stop a checkpoint after it wrote the file's new header
+    but before the pages: the -wal file still holds them, and SQLite reads
+    them from there."""
+    db = populated.path
+    in_wal(db, "UPDATE records SET message = message || zeroblob(2000)")  # many new pages
+    with db.open("r+b") as file:
+        file.seek(28)
+        pages = int.from_bytes(file.read(4), "big")
+        file.seek(28)
+        file.write((pages + 500).to_bytes(4, "big"))  # the header of a larger file
+    assert (pages + 500) * 4096 > db.stat().st_size
+    result = run(db, ["sql", "-o", "json", "SELECT count(*) AS n FROM log"])
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"n": len(populated.records)}
