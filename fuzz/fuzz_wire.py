@@ -26,7 +26,7 @@ SEQ_MAX = TIME_MAX = 2**63 - 1
 def log_frame(choices: Choices) -> tuple[bytes, LogFrame]:
     seq, time_ns = 1 + choices.int(SEQ_MAX), choices.int(TIME_MAX + 1)
     pid, tid, level = choices.int(2**31), choices.int(TIME_MAX + 1), 1 + choices.int(5)
-    message = choices.bytes(choices.int(lib.KEXTLOG_MESSAGE_MAX + 1))
+    message = choices.bytes(choices.int(lib.KEXTLOG_MESSAGE_MAX + 1) // 4)  # short: more frames
     frame = ffi.new("char[]", lib.KEXTLOG_FRAME_MAX)
     length = lib.kextlog_encode_log(
         ffi.cast("struct kextlog_log_frame *", frame), seq, time_ns, 7, pid, tid, b"fuzz",
@@ -52,7 +52,7 @@ def build(choices: Choices) -> tuple[list[bytes], list, bool]:
     pieces: list[bytes] = []
     frames: list = []
     clean = True
-    while choices.left and len(pieces) < 64:
+    while choices.left and len(pieces) < 32:
         kind = choices.int(5)
         if kind < 2:
             raw, frame = log_frame(choices) if kind == 0 else loss_frame(choices)

@@ -12,10 +12,13 @@ raises one of kextlog's typed errors; anything else is a finding.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import math
 import random
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 try:
     import atheris
@@ -76,14 +79,27 @@ def main(target: Callable[[bytes], None]) -> None:
         atheris.Setup([*sys.argv, *defaults], target)
         atheris.Fuzz()
         return
+    inputs = [arg for arg in sys.argv[1:] if not arg.startswith("-")]
+    for name in inputs:  # inputs to run again, as libFuzzer takes them
+        target(Path(name).read_bytes())
+    if inputs:
+        return
     options = _options(sys.argv)
     runs = int(options.get("runs", 10_000))
-    deadline = time.monotonic() + float(options.get("max_total_time", "inf"))
+    seconds = float(options.get("max_total_time", 0))  # 0: no limit, as in libFuzzer
+    deadline = time.monotonic() + (seconds or math.inf)
     done = 0
     for data in _random_inputs(int(options.get("seed", 1))):
         if done == runs or time.monotonic() > deadline:
             break
-        target(data)
+        try:
+            target(data)
+        except Exception:
+            # As libFuzzer does: the input, to run again with `python fuzz/fuzz_X.py FILE`.
+            name = f"crash-{hashlib.sha1(data).hexdigest()}"
+            Path(name).write_bytes(data)
+            print(f"{sys.argv[0]}: a finding, written to {name}", file=sys.stderr)
+            raise
         done += 1
     print(
         f"{sys.argv[0]}: {done:,} random inputs (plain mode: atheris is not installed), no finding"

@@ -44,8 +44,10 @@ class Producer:
         self._listener.settimeout(30)
         self._connection: socket.socket | None = None
 
-    def accept(self) -> None:
+    def accept(self, before_hello: bytes = b"") -> None:
         connection, _ = self._listener.accept()
+        if before_hello:
+            connection.sendall(before_hello)
         hello = ffi.new("struct kextlog_hello_frame *")
         length = lib.kextlog_encode_hello(
             hello, self.instance.bytes, bytes(16), 1, 1, 1000, 1 << 20, 0x010000, b"hostile"
@@ -119,10 +121,10 @@ def test_malformed_frames_among_valid_ones(tmp_path: Path, socket_type: str) -> 
     producer = Producer(sock, SOCKET_TYPES[socket_type])
     ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=log)
     try:
-        producer.accept()
+        producer.accept(before_hello=b"not a HELLO")
         # Burst one: each kind of malformed frame in place of a record,
         # between valid ones; then garbage; then a frame cut short.
-        seq, malformed, problems = 1, [], Counter()
+        seq, malformed, problems = 1, [], Counter({"bad magic": 1})
         for offset, value, problem in BROKEN:
             producer.send(log_bytes(seq) + broken_log(seq + 1, offset, value) + log_bytes(seq + 2))
             malformed.append(seq + 1)
