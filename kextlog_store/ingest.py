@@ -376,8 +376,8 @@ class Ingest:
                     self._reopen()
                 if now - published >= PUBLISH_SECONDS:
                     self._publish(running=True)
+                    self._report_skipped(now)
                     published = now
-                self._report_skipped(now)
             # Clean stop: the readers are done reading; store what they queued.
             for reader in readers:
                 reader.join()
@@ -463,13 +463,14 @@ class Ingest:
             # record at a time.  Live streams never come here.
             rows = []
             for row in run.rows:
+                if row[0] <= state.high_water:
+                    continue
                 if row[0] > state.high_water + 1:
-                    gap = (state.high_water + 1, row[0] - 1)
-                    self._lose(batch, state, *gap, None, None, session.gap_reason)
+                    first, last = state.high_water + 1, row[0] - 1
+                    self._lose(batch, state, first, last, None, None, session.gap_reason)
                 session.skipping = False  # nothing was skipped between the rows of a run
-                if row[0] > state.high_water:
-                    rows.append(row)
-                    state.high_water = row[0]
+                rows.append(row)
+                state.high_water = row[0]
         if not rows:
             return
         state.high_water = rows[-1][0]
