@@ -147,6 +147,24 @@ def test_seq_jumps_are_losses_and_a_second_run_adds_nothing(tmp_path: Path) -> N
     assert len(losses(db)) == 2
 
 
+def test_lines_that_are_not_records_are_skipped_counted_and_lost(tmp_path: Path) -> None:
+    capture, db = tmp_path / "kmsg", tmp_path / "k.db"
+    capture.write_bytes(
+        record(0, "first").encode()
+        + b"6,1,nonsense;this seq is unreadable\n"
+        + b"\x00\xff garbage\n"
+        + record(2, "after").encode()
+    )
+    result = ingest_once(capture, db)
+    instance = BOOT_A.replace("-", "")
+    assert [row[1] for row in stored(db)] == [0, 2]
+    assert losses(db) == [(instance, 1, 1, 1, "malformed")]
+    # One line for the burst, none for the loss it caused.
+    (line,) = [line for line in result.stderr.splitlines() if "malformed input" in line]
+    assert line.endswith("(2 not a kmsg record)")
+    assert "records lost" not in result.stderr
+
+
 def test_a_reboot_is_a_new_instance(tmp_path: Path) -> None:
     before, after, db = tmp_path / "before", tmp_path / "after", tmp_path / "k.db"
     before.write_text(record(0, "boot one") + record(1, "bye"))
