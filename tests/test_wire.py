@@ -256,6 +256,23 @@ def test_a_frame_cut_by_its_datagram_is_truncated_and_the_next_datagram_read() -
     assert skipped == [Skipped("truncated", len(cut))]
 
 
+def test_a_length_past_the_end_of_the_data() -> None:
+    claims_more = bytearray(log_bytes(2))
+    claims_more[8:12] = (1120).to_bytes(4, "little")  # a valid frame length, not this frame's
+    sent = [log_bytes(1), bytes(claims_more), log_bytes(3)]
+    # In a datagram it runs past the end: cut short.
+    good, skipped = split(FrameReader().feed_datagrams([b"".join(sent)]))
+    assert [frame.seq for frame in good] == [1, 3]
+    assert skipped == [Skipped("truncated", 104)]
+    # On a stream the frames after it wait until the bytes it claims are there
+    # (or the stream ends), then it fails its check.
+    reader = FrameReader()
+    assert [f.seq for f in split(reader.feed(b"".join(sent)))[0]] == [1]
+    good, skipped = split(reader.feed(b"".join(log_bytes(seq) for seq in range(4, 14))))
+    assert [frame.seq for frame in good] == list(range(3, 14))
+    assert skipped == [Skipped("invalid field", 104)]
+
+
 def test_nul_bytes_in_text_are_kept_visible() -> None:
     (frame,) = feed(log_bytes(message=b"before\x00after \xff"))
     assert frame.message == "before\\x00after \\xff"
