@@ -162,10 +162,10 @@ size_t kextlog_wire_scan(const uint8_t *data, size_t available, const uint32_t *
 			struct kextlog_frame_header header;
 
 			memcpy(&header, data + at, sizeof header);
-
 			/* A frame that holds the start of another was cut short and
-			 * glued to it; its length cannot be trusted.  (Printf text
-			 * cannot hold a frame: every header has NUL bytes.) */
+			 * glued to it; its length cannot be trusted.  (A message does
+			 * not hold a frame: every header has NUL bytes, which printf
+			 * text only has from a %c of 0.) */
 			next = next_start(data, at + 1, at + length, limit, stream, &inside);
 			if (inside == PERHAPS)
 				break; /* decided when the rest of that frame arrives */
