@@ -44,7 +44,9 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
-	@for target in $(FUZZ_TARGETS); do $(BIN)/python $$target -runs=$(FUZZ_RUNS) || exit 1; done
+	@mkdir -p $(RUN_DIR); for target in $(FUZZ_TARGETS); do \
+	    $(BIN)/python $$target -runs=$(FUZZ_RUNS) > $(RUN_DIR)/fuzz.log 2>&1 \
+	    || { cat $(RUN_DIR)/fuzz.log; exit 1; }; echo "$$target: $(FUZZ_RUNS) inputs, no finding"; done
 
 # The fuzzers of fuzz/ (docs/fuzzing.md): a short round in `make test`, a long
 # one by hand, FUZZ_SECONDS each: make fuzz FUZZ_SECONDS=3600
