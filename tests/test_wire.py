@@ -273,6 +273,16 @@ def test_a_length_past_the_end_of_the_data() -> None:
     assert skipped == [Skipped("invalid field", 104)]
 
 
+def test_a_message_ending_in_the_start_of_a_magic_is_not_held_back() -> None:
+    # Found by hypothesis: no padding after the K, the end of the read right there.
+    for end in (b"K", b"KX", b"KXL", b"KXLG"):
+        message = end.rjust(24, b".")  # a multiple of 8 bytes long: no padding
+        reader = FrameReader()
+        (frame,) = flat(reader.feed(log_bytes(1, message)))
+        assert frame.message == message.decode()
+        assert reader.pending == 0
+
+
 def test_nul_bytes_in_text_are_kept_visible() -> None:
     (frame,) = feed(log_bytes(message=b"before\x00after \xff"))
     assert frame.message == "before\\x00after \\xff"

@@ -3,10 +3,12 @@
  */
 #include "kextlog_scan.h"
 
-/* The magic as it appears in memory (the wire is little-endian). */
-static const uint8_t magic[4] = {
+/* How every header begins in memory (the wire is little-endian): the magic
+ * and the version. */
+static const uint8_t header_start[6] = {
 	KEXTLOG_WIRE_MAGIC & 0xffu, (KEXTLOG_WIRE_MAGIC >> 8) & 0xffu,
 	(KEXTLOG_WIRE_MAGIC >> 16) & 0xffu, KEXTLOG_WIRE_MAGIC >> 24,
+	KEXTLOG_WIRE_VERSION & 0xffu, KEXTLOG_WIRE_VERSION >> 8,
 };
 
 /* The store keeps seqs, times and thread ids in signed 64-bit columns and
@@ -84,10 +86,11 @@ enum start {
 	PERHAPS,   /* on a stream: the start of such a frame, if the rest arrives */
 };
 
-/* Whether the present bytes at data are the magic, or as much of it as there is. */
-static bool magic_prefix(const uint8_t *data, size_t present)
+/* Whether the present bytes at data may begin a header. */
+static bool header_prefix(const uint8_t *data, size_t present)
 {
-	return memcmp(data, magic, present < sizeof magic ? present : sizeof magic) == 0;
+	return memcmp(data, header_start, present < sizeof header_start ? present :
+	    sizeof header_start) == 0;
 }
 
 static enum start frame_start(const uint8_t *data, size_t at, size_t limit, bool stream)
@@ -96,7 +99,7 @@ static enum start frame_start(const uint8_t *data, size_t at, size_t limit, bool
 	uint32_t length = 0;
 	enum kextlog_wire_status status;
 
-	if (!magic_prefix(data + at, present))
+	if (!header_prefix(data + at, present))
 		return NOTHING;
 	status = kextlog_wire_check(data + at, present, &length);
 	if (status == KEXTLOG_WIRE_OK || (status == KEXTLOG_WIRE_UNKNOWN && length <= present))
@@ -113,7 +116,7 @@ static size_t next_start(const uint8_t *data, size_t from, size_t to, size_t lim
     enum start *found)
 {
 	for (size_t at = from; at < to; at++) {
-		const uint8_t *candidate = memchr(data + at, magic[0], to - at);
+		const uint8_t *candidate = memchr(data + at, header_start[0], to - at);
 
 		if (candidate == NULL)
 			break;
@@ -154,7 +157,7 @@ size_t kextlog_wire_scan(const uint8_t *data, size_t available, const uint32_t *
 		if (status == KEXTLOG_WIRE_UNKNOWN && length > limit - at)
 			status = KEXTLOG_WIRE_SHORT;
 		/* Fewer bytes than a header: short only if they may begin one. */
-		if (status == KEXTLOG_WIRE_SHORT && !magic_prefix(data + at, limit - at))
+		if (status == KEXTLOG_WIRE_SHORT && !header_prefix(data + at, limit - at))
 			status = KEXTLOG_WIRE_BAD_MAGIC;
 		if (status == KEXTLOG_WIRE_SHORT && stream)
 			break; /* the rest is on its way */
@@ -167,6 +170,13 @@ size_t kextlog_wire_scan(const uint8_t *data, size_t available, const uint32_t *
 			 * not hold a frame: every header has NUL bytes, which printf
 			 * text only has from a %c of 0.) */
 			next = next_start(data, at + 1, at + length, limit, stream, &inside);
+			/* Text may end in what could begin a magic, at the end of
+			 * the data; only a header's first bytes with the version
+			 * (NUL bytes) are worth holding the frame back for. */
+			if (inside == PERHAPS && limit - next < sizeof header_start) {
+				inside = NOTHING;
+				next = at + length;
+			}
 			if (inside == PERHAPS)
 				break; /* decided when the rest of that frame arrives */
 			if (inside == FRAME)

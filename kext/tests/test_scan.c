@@ -222,6 +222,13 @@ static void test_a_frame_cut_short_on_a_stream(void)
 	count = scan(0, 150, 64, &offset); /* all of the first, not all of the second */
 	CHECK_EQ(count, 0);
 	CHECK_EQ(offset, 0);
+
+	/* A message may end in what could begin a magic: not held back for it. */
+	reset();
+	add_log(1, "launchd", "a message of 24 bytes: K"); /* no padding after the K */
+	count = scan(0, used, 64, &offset);
+	CHECK_EQ(count, 1);
+	CHECK_EQ(offset, used);
 }
 
 static void test_datagrams(void)
