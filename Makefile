@@ -14,7 +14,7 @@ KERNEL_SDK ?= $(wildcard $(CURDIR)/kext/.sdk)
 NATIVE_SOURCES := $(wildcard kext/include/*.h kext/core/*.[ch] kext/sim/*.[ch]) \
                   kextlog_store/_build_native.py setup.py pyproject.toml
 
-.PHONY: all install run test lint kext check bench clean install-service
+.PHONY: all install run test lint kext check bench clean install-service fuzz
 
 all: install
 
@@ -44,6 +44,19 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+	@mkdir -p $(RUN_DIR); for target in $(FUZZ_TARGETS); do \
+	    $(BIN)/python $$target -runs=$(FUZZ_RUNS) > $(RUN_DIR)/fuzz.log 2>&1 \
+	    || { cat $(RUN_DIR)/fuzz.log; exit 1; }; echo "$$target: $(FUZZ_RUNS) inputs, no finding"; done
+
+# The fuzzers of fuzz/ (docs/fuzzing.md): a short round in `make test`, a long
+# one by hand, FUZZ_SECONDS each: make fuzz FUZZ_SECONDS=3600
+FUZZ_TARGETS := fuzz/fuzz_wire.py fuzz/fuzz_parsers.py
+FUZZ_RUNS    ?= 3000
+FUZZ_SECONDS ?= 600
+
+fuzz: $(STAMP)
+	@for target in $(FUZZ_TARGETS); do \
+	    $(BIN)/python $$target -runs=-1 -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

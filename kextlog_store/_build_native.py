@@ -121,6 +121,8 @@ uint32_t kextlog_encode_resume(struct kextlog_resume_frame *frame,
 
 #define KEXTLOG_SCAN_NAMES ...
 #define KEXTLOG_SCAN_NO_NAME ...
+#define KEXTLOG_SCAN_SKIPPED ...
+enum kextlog_scan_problem { KEXTLOG_SCAN_TRUNCATED, KEXTLOG_SCAN_OUT_OF_RANGE, ... };
 struct kextlog_scan_names {
     uint16_t count;
     ...;
@@ -138,10 +140,13 @@ struct kextlog_scan_entry {
     uint16_t process;
     uint8_t level;
     uint8_t process_length;
+    uint8_t message_nul;
+    uint8_t problem;
+    uint32_t skipped;
 };
-size_t kextlog_wire_scan(const uint8_t *data, size_t available,
-    struct kextlog_scan_names *names, struct kextlog_scan_entry *entries, size_t max_entries,
-    size_t *consumed, enum kextlog_wire_status *status);
+size_t kextlog_wire_scan(const uint8_t *data, size_t available, const uint32_t *ends,
+    size_t end_count, size_t *offset, struct kextlog_scan_names *names,
+    struct kextlog_scan_entry *entries, size_t max_entries);
 
 struct kextlog_counters {
     uint64_t logged;

@@ -27,17 +27,18 @@ import os
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from .errors import DatabaseError, KextlogError, ProtocolError, SourceError
+from .errors import DatabaseError, KextlogError, SourceError
 from .kmsg import SourceDone
 from .levels import Level
 from .retention import RetentionPolicy, apply, check
-from .sources import Connection, Source
+from .sources import Connection, Source, SourceClosed
 from .store import InstanceState, PidMerge, Writer, passing_failure, sqlite_path
-from .wire import Hello, LogFrame, LogRun, Loss, Status
+from .wire import MALFORMED, Hello, LogFrame, LogRun, Loss, Skipped, Status
 
 log = logging.getLogger("kextlog.ingest")
 
@@ -48,6 +49,9 @@ READ_TIMEOUT = 0.25  # how often readers look at the stop flag
 GATHER_BYTES, GATHER_SECONDS = 64 * 1024, 0.005  # see _serve
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
 PUBLISH_SECONDS = 1.0  # how often the daemon's state is published for `kextlog status`
+# Malformed input is reported once per burst: when none came for a while,
+# and at least this often while it goes on.
+SKIPPED_QUIET_SECONDS, SKIPPED_REPORT_SECONDS = 1.0, 5.0
 LATENCY_EVERY = 16  # one record in this many is sampled for the latency figures
 # pid_index is brought up to date by a sorted merge once this many records
 # wait, or every so many seconds (queries scan what waits), moved in slices
@@ -68,6 +72,52 @@ class IngestOptions:
     retention_seconds: float = 60.0
 
 
+class SkipTally:
+    """The malformed input of one source (wire.Skipped): totals for `kextlog
+    status`, and a warning once per burst rather than once per frame."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # its reader adds what precedes HELLO, the writer the rest
+        self.bytes = 0
+        self.problems: Counter[str] = Counter()  # runs of skipped bytes, by problem
+        self._burst: Counter[str] = Counter()  # the same, not reported yet
+        self._burst_bytes = 0
+        self._burst_start = self._burst_last = 0.0
+
+    def add(self, skipped: Skipped) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if not self._burst:
+                self._burst_start = now
+            self._burst_last = now
+            self._burst[skipped.problem] += 1
+            self._burst_bytes += skipped.size
+            self.problems[skipped.problem] += 1
+            self.bytes += skipped.size
+
+    def report(self, now: float, ending: bool = False) -> str | None:
+        """A line on the burst, once it is over or has gone on long enough."""
+        with self._lock:
+            if not self._burst or not (
+                ending
+                or now - self._burst_last >= SKIPPED_QUIET_SECONDS
+                or now - self._burst_start >= SKIPPED_REPORT_SECONDS
+            ):
+                return None
+            problems = ", ".join(f"{count:,} {problem}" for problem, count in self._burst.items())
+            line = (
+                f"skipped {self._burst_bytes:,} bytes of malformed input in the last "
+                f"{max(now - self._burst_start, 1):.0f} s ({problems})"
+            )
+            self._burst.clear()
+            self._burst_bytes = 0
+            return line
+
+    def totals(self) -> dict:
+        with self._lock:
+            return {"bytes": self.bytes, "problems": dict(self.problems)}
+
+
 @dataclass
 class SourceState:
     """What the daemon knows of one source; readers write it, status reads it."""
@@ -80,6 +130,7 @@ class SourceState:
     received_seq: int = 0  # highest seq read from the current instance
     error: str | None = None
     finished: bool = False  # a --once source that handed over everything
+    skipped: SkipTally = field(default_factory=SkipTally)
 
 
 @dataclass
@@ -90,7 +141,12 @@ class Session:
     connection: Connection
     hello: Hello
     state: InstanceState | None = None  # set by the writer when it registers the instance
-    broken: bool = False  # it sent bytes that are not frames: reconnect and resume
+    # Bytes were skipped since the last seq: a gap there is their records.
+    skipping: bool = False
+
+    @property
+    def gap_reason(self) -> str:
+        return MALFORMED if self.skipping else "gap"
 
     def ack(self, seq: int) -> None:
         # A gone producer learns the same from the next connection's RESUME.
@@ -250,14 +306,21 @@ class Ingest:
         return [source.error for source in self.sources if source.finished and source.error]
 
     def _serve(self, state: SourceState, connection: Connection) -> None:
-        frames = self._greeting(connection)
+        frames = self._greeting(connection, state)
         hello = frames.pop(0)
         assert isinstance(hello, Hello)
         session = Session(state, connection, hello)
         # After what is stored, and what the writer has taken from an earlier
         # connection but not stored yet (a replay of it would be skipped).
         known = self._states.get(hello.instance)
-        stored = self.writer.high_water(hello.instance)
+        try:
+            stored = self.writer.high_water(hello.instance)
+        except Exception as error:
+            what = passing_failure(error)
+            if what is None:
+                raise
+            # An outage of the store (the writer reports it): connect again later.
+            raise SourceError(f"cannot read the store ({what})") from error
         resume = 1 + max(
             hello.first_seq - 1 if stored is None else stored,
             known.high_water if known else -1,
@@ -276,22 +339,26 @@ class Ingest:
         self._put(session, [hello, *frames], decoded=True)
         # Raw reads from here on: the writer decodes them, so this thread
         # holds the GIL for as little as possible while the writer inserts.
-        while not self.stop.is_set() and not session.broken:
-            data = connection.receive(READ_TIMEOUT)
-            if data:
-                self._put(session, data)
-                # A trickle (a kext sends a datagram per message) is gathered
-                # for a moment: fewer, larger hand-overs cost the writer less
-                # than the wait costs in latency.
-                if len(data) < GATHER_BYTES:
-                    time.sleep(GATHER_SECONDS)
-        if session.broken:
-            raise ProtocolError(state.error or "bad frames")
+        try:
+            while not self.stop.is_set():
+                received = connection.receive(READ_TIMEOUT)
+                if received:
+                    self._put(session, received)
+                    # A trickle (a kext sends a datagram per message) is gathered
+                    # for a moment: fewer, larger hand-overs cost the writer less
+                    # than the wait costs in latency.
+                    if sum(map(len, received)) < GATHER_BYTES:
+                        time.sleep(GATHER_SECONDS)
+        except SourceClosed:
+            self._put(session, None)  # a frame it left incomplete is truncated
+            raise
 
-    def _greeting(self, connection: Connection) -> list:
+    def _greeting(self, connection: Connection, state: SourceState) -> list:
         deadline = time.monotonic() + HELLO_TIMEOUT
         while not self.stop.is_set():
             frames = connection.read(min(READ_TIMEOUT, max(deadline - time.monotonic(), 0)))
+            while frames and isinstance(frames[0], Skipped):  # garbage before HELLO
+                state.skipped.add(frames.pop(0))
             if frames:
                 if not isinstance(frames[0], Hello):
                     raise SourceError("the producer did not start with HELLO")
@@ -347,6 +414,7 @@ class Ingest:
                     self._reopen()
                 if now - published >= PUBLISH_SECONDS:
                     self._publish(running=True)
+                    self._report_skipped(now)
                     published = now
             # Clean stop: the readers are done reading; store what they queued.
             for reader in readers:
@@ -361,8 +429,15 @@ class Ingest:
         finally:
             self.stop.set()
             self._stop_merging()
+            self._report_skipped(time.monotonic(), ending=True)
             self._publish(running=False)
         return self.totals
+
+    def _report_skipped(self, now: float, ending: bool = False) -> None:
+        for source in self.sources:
+            line = source.skipped.report(now, ending)
+            if line is not None:
+                log.warning("%s: %s", source.spec, line)
 
     def _state(self, session: Session) -> InstanceState:
         if session.state is None:
@@ -387,29 +462,24 @@ class Ingest:
 
     def _account(self, batch: _Batch, session: Session, payload: object, decoded: bool) -> None:
         """Every seq after the high-water mark is stored, lost or filtered,
-        exactly once; a seq the producer skipped without a LOSS is a gap."""
-        if session.broken:
-            return  # what the connection sent after its bad bytes
-        try:
-            frames = payload if decoded else session.connection.reader.feed(payload)
-        except ProtocolError as error:
-            log.warning("%s: %s; reconnecting", session.source.spec, error)
-            session.broken = True
-            session.source.error = str(error)
-            return
+        exactly once; a seq the producer skipped without a LOSS is a gap, and
+        one whose frame the reader skipped is malformed."""
+        frames = payload if decoded else session.connection.decode(payload)
         state = self._state(session)
         batch.sessions[state.id] = session
         for frame in frames:
             if isinstance(frame, LogRun):
                 session.source.received_seq = frame.last_seq
                 self._account_run(batch, session, state, frame)
+                session.skipping = False
             elif isinstance(frame, Loss):
                 session.source.received_seq = frame.last_seq
                 first = max(frame.first_seq, state.high_water + 1)
+                reason, session.skipping = session.gap_reason, False
                 if first > frame.last_seq:
                     continue
                 if first > state.high_water + 1:
-                    self._lose(batch, state, state.high_water + 1, first - 1, None, None, "gap")
+                    self._lose(batch, state, state.high_water + 1, first - 1, None, None, reason)
                 self._lose(
                     batch,
                     state,
@@ -421,6 +491,9 @@ class Ingest:
                 )
             elif isinstance(frame, Status):
                 session.source.producer = frame
+            elif isinstance(frame, Skipped):
+                session.source.skipped.add(frame)
+                session.skipping = True
 
     def _account_run(
         self, batch: _Batch, session: Session, state: InstanceState, run: LogRun
@@ -434,7 +507,9 @@ class Ingest:
                 if row[0] <= state.high_water:
                     continue
                 if row[0] > state.high_water + 1:
-                    self._lose(batch, state, state.high_water + 1, row[0] - 1, None, None, "gap")
+                    first, last = state.high_water + 1, row[0] - 1
+                    self._lose(batch, state, first, last, None, None, session.gap_reason)
+                session.skipping = False  # nothing was skipped between the rows of a run
                 rows.append(row)
                 state.high_water = row[0]
         if not rows:
@@ -476,6 +551,8 @@ class Ingest:
         self.totals.lost += count
         state.high_water = last
         state.lost += count
+        if reason == MALFORMED:
+            return  # reported with its burst of malformed input (SkipTally), not one by one
         log.warning(
             "instance %s: %d records lost (seqs %d..%d, %s)",
             state.uuid,
@@ -703,6 +780,7 @@ class Ingest:
             "committed_seq": committed,
             "lag": newest - committed if committed is not None else None,
             "lost": state.lost if state else None,
+            "skipped": source.skipped.totals(),
             "ring": None
             if producer is None
             else {

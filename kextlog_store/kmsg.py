@@ -5,11 +5,13 @@ Each record (Documentation/ABI/testing/dev-kmsg) is a line
     prio,seq,usec,flags[,key=value...];text
 
 followed by continuation lines " KEY=value" (SUBSYSTEM=, DEVICE=...), with
-unprintable bytes escaped as \\xNN.  The kernel's seq is the record's seq (it
-starts at 0), the boot is the instance, and a jump in seqs (the kernel
-overwrote records before they were read: EPIPE) is a loss row with its exact
-count, as the delivery contract wants.  Records become the same LogRun rows
-as the kext's LOG frames, with the syslog priority, facility and fields added.
+unprintable bytes escaped as \\xNN (a NUL stays escaped when stored).  The
+kernel's seq is the record's seq (it starts at 0), the boot is the instance,
+and a jump in seqs (the kernel overwrote records before they were read:
+EPIPE) is a loss row with its exact count, as the delivery contract wants.
+Records become the same LogRun rows as the kext's LOG frames, with the syslog
+priority, facility and fields added.  A line that is not such a record is
+skipped and counted, as a malformed frame is.
 """
 
 from __future__ import annotations
@@ -27,13 +29,18 @@ from dataclasses import dataclass
 
 from .errors import ProtocolError, SourceError
 from .levels import Level
-from .wire import Frame, Hello, LogRun, Loss
+from .wire import MALFORMED, Frame, Hello, LogRun, Loss, Skipped
 
 DEVICE = "/dev/kmsg"
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
 READ_BYTES = 16384  # more than a record can be (CONSOLE_EXT_LOG_MAX is 8192)
 BATCH_RECORDS = 4096  # records handed to the writer at once
 OVERWRITTEN = "overwritten"  # the loss reason: the kernel's ring went round
+NOT_A_RECORD = "not a kmsg record"  # why a line was skipped (wire.Skipped)
+# Bounds of what a record may say: the kernel's record keeps the facility in
+# 8 bits; seqs, thread ids and times go to signed 64-bit store columns
+# (2**62 ns since boot is 146 years).
+PRIORITY_MAX, VALUE_MAX, USEC_MAX = 255 * 8 + 7, 2**63 - 1, 2**62 // 1000
 
 # syslog severities: emerg..err are errors, notice and info are info.
 LEVELS = (Level.ERROR,) * 4 + (Level.WARNING, Level.INFO, Level.INFO, Level.DEBUG)
@@ -46,7 +53,8 @@ class SourceDone(SourceError):
 
 def unescape(text: bytes) -> str:
     raw = _ESCAPE.sub(lambda match: bytes([int(match.group(1), 16)]), text)
-    return raw.decode("utf-8", "backslashreplace")
+    # NUL stays escaped: it ends text in C and in SQL tools.
+    return raw.decode("utf-8", "backslashreplace").replace("\0", "\\x00")
 
 
 @dataclass(frozen=True)
@@ -65,25 +73,32 @@ def parse_record(raw: bytes) -> KmsgRecord:
     first, *continuation = raw.rstrip(b"\n").split(b"\n")
     prefix, separator, text = first.partition(b";")
     parts = prefix.split(b",")
-    if not separator or len(parts) < 4:
-        raise ProtocolError(f"not a kmsg record: {first[:80]!r}")
-    try:
-        value, seq, usec = int(parts[0]), int(parts[1]), int(parts[2])
-    except ValueError:
-        raise ProtocolError(f"not a kmsg record: {first[:80]!r}") from None
-    if value < 0 or seq < 0 or usec < 0:
-        raise ProtocolError(f"not a kmsg record: {first[:80]!r}")
+    if not separator or len(parts) < 4 or not all(_number(part) for part in parts[:3]):
+        raise _not_a_record(first)
+    value, seq, usec = int(parts[0]), int(parts[1]), int(parts[2])
+    if value > PRIORITY_MAX or seq > VALUE_MAX or usec > USEC_MAX:
+        raise _not_a_record(first)
     tid = 0
     for extra in parts[4:]:
         key, _, caller = extra.partition(b"=")
-        if key == b"caller" and caller[:1] == b"T" and caller[1:].isdigit():
-            tid = int(caller[1:])
+        if key == b"caller" and caller[:1] == b"T" and _number(caller[1:]):
+            tid = int(caller[1:]) if int(caller[1:]) <= VALUE_MAX else 0  # optional: unusable
     fields = {}
     for line in continuation:
         key, equals, field = line.strip().partition(b"=")
         if line.startswith(b" ") and equals:
             fields[unescape(key)] = unescape(field)
     return KmsgRecord(value & 7, value >> 3, seq, usec, tid, unescape(text), fields)
+
+
+def _not_a_record(line: bytes) -> ProtocolError:
+    return ProtocolError(f"{NOT_A_RECORD}: {line[:80]!r}")
+
+
+def _number(text: bytes) -> bool:
+    """Decimal digits only (int() also takes signs, spaces and underscores),
+    few enough to convert at once."""
+    return text.isdigit() and len(text) <= 20
 
 
 def split_records(data: bytes) -> tuple[list[bytes], bytes]:
@@ -102,18 +117,26 @@ class KmsgReader:
     def __init__(self, boot_time_ns: int) -> None:
         self.boot_time_ns = boot_time_ns  # wall clock at usec 0
         self.next_seq: int | None = None  # set by the resume point
+        self._skipped = False  # a line was skipped since the last record
 
     def feed(self, records: list[bytes]) -> list[Frame]:
         frames: list[Frame] = []
         run: LogRun | None = None
         for raw in records:
-            record = parse_record(raw)
+            try:
+                record = parse_record(raw)
+            except ProtocolError:
+                frames.append(Skipped(NOT_A_RECORD, len(raw)))
+                self._skipped, run = True, None
+                continue
+            skipped, self._skipped = self._skipped, False
             if self.next_seq is not None and record.seq < self.next_seq:
                 continue  # stored already
             if self.next_seq is not None and record.seq > self.next_seq:
-                frames.append(
-                    Loss(self.next_seq, record.seq - 1, None, None, OVERWRITTEN)
-                )  # the kernel overwrote them before they were read
+                # The kernel overwrote them before they were read, or they
+                # were in the lines skipped.
+                reason = MALFORMED if skipped else OVERWRITTEN
+                frames.append(Loss(self.next_seq, record.seq - 1, None, None, reason))
                 run = None
             if run is None:
                 run = LogRun()
@@ -203,6 +226,10 @@ class KmsgConnection:
 
     def ack(self, seq: int) -> None:
         """The kernel keeps its ring whatever we store."""
+
+    def decode(self, received: list[bytes] | None) -> list[Frame]:
+        """The frames of what receive() returned (None: nothing is left over)."""
+        return self.reader.feed(received or [])
 
     def receive(self, timeout: float) -> list[bytes]:
         """The records that arrived within timeout seconds (maybe none)."""

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import ProtocolError, SourceError, UsageError
+from .errors import SourceError, UsageError
 from .kmsg import DEVICE, KmsgSource
 from .wire import Frame, FrameReader, encode_ack, encode_resume
 
@@ -38,32 +38,42 @@ class Connection:
         self.reader = FrameReader()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
 
-    def receive(self, timeout: float) -> bytes:
-        """What arrived within timeout seconds (maybe nothing): everything
-        waiting, up to RECEIVE_BYTES.  A kext sends a datagram per message
-        it logs: taking them in one go keeps the work per record small."""
+    def receive(self, timeout: float) -> list[bytes]:
+        """What arrived within timeout seconds (maybe nothing): every datagram
+        waiting, or the stream's bytes, up to RECEIVE_BYTES in all.  A kext
+        sends a datagram per message it logs: taking them in one go keeps
+        the work per record small."""
         ready, _, _ = select.select([self._socket], [], [], timeout)
         if not ready:
-            return b""
+            return []
         chunks, size = [], 0
         while size < RECEIVE_BYTES:
             try:
-                data, _, flags, _ = self._socket.recvmsg(RECEIVE_BYTES, 0, socket.MSG_DONTWAIT)
+                data = self._socket.recv(RECEIVE_BYTES, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 break
             if not data:
                 if chunks:
                     break  # the rest first; the end comes with the next call
                 raise SourceClosed("the producer closed the connection")
-            if flags & socket.MSG_TRUNC:
-                raise ProtocolError(f"a datagram was larger than {RECEIVE_BYTES} bytes")
+            # A datagram longer than RECEIVE_BYTES comes cut: its cut frame
+            # is skipped as truncated, like any other (decode).
             chunks.append(data)
             size += len(data)
-        return b"".join(chunks)
+        return chunks
+
+    def decode(self, received: list[bytes] | None) -> list[Frame]:
+        """The frames of what receive() returned; None once the producer has
+        closed the connection (a frame it left incomplete is truncated)."""
+        if received is None:
+            return self.reader.finish()
+        if self._datagrams:
+            return self.reader.feed_datagrams(received)
+        return self.reader.feed(b"".join(received))
 
     def read(self, timeout: float) -> list[Frame]:
         """The frames that arrived within timeout seconds (maybe none)."""
-        return self.reader.feed(self.receive(timeout))
+        return self.decode(self.receive(timeout))
 
     def resume(self, instance_raw: bytes, seq: int) -> None:
         self._socket.sendall(encode_resume(instance_raw, seq))

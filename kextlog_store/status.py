@@ -127,6 +127,12 @@ def describe(status: IngestStatus) -> list[str]:
         lines.append(f"{source['source']}: {connected}")
         if source["error"] and not source["connected"]:
             lines.append(f"  last error: {source['error']}")
+        skipped = source.get("skipped")  # absent from the files of older daemons
+        if skipped and skipped["bytes"]:
+            problems = ", ".join(
+                f"{count:,} {problem}" for problem, count in skipped["problems"].items()
+            )
+            lines.append(f"  skipped {skipped['bytes']:,} bytes of malformed input ({problems})")
         if source["instance"] is None:
             continue
         lines.append(f"  producer {source['producer']}, instance {source['instance']}")

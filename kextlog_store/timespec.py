@@ -87,8 +87,11 @@ def parse_time(text: str, *, now: datetime | None = None, tz: tzinfo | None = No
 def parse_duration(text: str) -> int:
     """A length of time such as 30d or 1h30m, in nanoseconds."""
     duration = _duration(text.strip().lower())
-    if duration is None:
-        raise UsageError(f"invalid duration {text!r}: expected e.g. 30s, 15m, 1h30m, 2d, 1w")
+    if duration is None or duration > _INT64:
+        problem = "" if duration is None else " (out of range)"
+        raise UsageError(
+            f"invalid duration {text!r}{problem}: expected e.g. 30s, 15m, 1h30m, 2d, 1w"
+        )
     return duration
 
 

@@ -5,17 +5,18 @@ it for a whole read at once); LOG frames, the hot path, are then unpacked in
 bulk from the scan's fixed-size entries with a struct layout taken from the
 compiled header, other frames through the C structs.  Encoding calls the C
 encoders the kext uses.  A FrameReader accepts bytes however the transport cut
-them.
+them.  What is not a usable frame it skips and reports as Skipped, never as
+an error (docs/protocol.md, "Malformed input").
 """
 
 from __future__ import annotations
 
+import itertools
 import struct
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ._native import ffi, lib
-from .errors import ProtocolError
 from .levels import Level
 from .records import Record
 
@@ -39,7 +40,7 @@ SCAN_ENTRY = struct_of("struct kextlog_scan_entry")
 # The loop in FrameReader.feed unpacks entries in this order.
 _SCAN_FIELDS = (
     "seq", "time_ns", "mono_ns", "tid", "offset", "pid", "type", "flags",
-    "message_length", "process", "level", "process_length",
+    "message_length", "process", "level", "process_length", "message_nul", "problem", "skipped",
 )  # fmt: skip
 if tuple(name for name, _ in ffi.typeof("struct kextlog_scan_entry").fields) != _SCAN_FIELDS:
     raise ImportError("struct kextlog_scan_entry changed: update kextlog_store.wire")
@@ -48,12 +49,17 @@ LOSS_REASONS = {
     lib.KEXTLOG_LOSS_RING_FULL: "ring-full",
     lib.KEXTLOG_LOSS_RELEASED: "released",
 }
+MALFORMED = "malformed"  # the loss reason of seqs whose frames the reader skipped
 
-_STATUS = {
+# Why the reader skipped bytes (kextlog_scan.h), as Skipped.problem says it.
+PROBLEMS = {
     lib.KEXTLOG_WIRE_BAD_MAGIC: "bad magic",
-    lib.KEXTLOG_WIRE_BAD_VERSION: "unsupported protocol version",
-    lib.KEXTLOG_WIRE_BAD_LENGTH: "bad frame length",
-    lib.KEXTLOG_WIRE_BAD_FIELD: "field out of range",
+    lib.KEXTLOG_WIRE_BAD_VERSION: "unsupported version",
+    lib.KEXTLOG_WIRE_BAD_LENGTH: "bad length",
+    lib.KEXTLOG_WIRE_BAD_FIELD: "invalid field",
+    lib.KEXTLOG_WIRE_UNKNOWN: "unknown type",
+    lib.KEXTLOG_SCAN_TRUNCATED: "truncated",
+    lib.KEXTLOG_SCAN_OUT_OF_RANGE: "out of range",
 }
 
 
@@ -149,7 +155,16 @@ class LogRun:
         return [LogFrame(*row[:9]) for row in self.rows]
 
 
-Frame = Hello | LogRun | Loss | Status
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """Bytes the reader skipped: garbage, a malformed frame, or one it cannot
+    use.  Whatever records they held are missing from the seqs that follow."""
+
+    problem: str  # a value of PROBLEMS
+    size: int  # bytes
+
+
+Frame = Hello | LogRun | Loss | Status | Skipped
 
 
 def _text(raw: bytes) -> str:
@@ -157,8 +172,8 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-def _decode(kind: int, pointer) -> Frame | None:
-    """A frame other than LOG, checked already."""
+def _decode(kind: int, pointer) -> Frame:
+    """A HELLO, LOSS or STATUS frame, checked already."""
     if kind == lib.KEXTLOG_FRAME_LOSS:
         loss = ffi.cast("struct kextlog_loss_frame *", pointer)
         return Loss(
@@ -179,73 +194,85 @@ def _decode(kind: int, pointer) -> Frame | None:
             status.ring_bytes_used,
             status.ring_bytes,
         )
-    if kind == lib.KEXTLOG_FRAME_HELLO:
-        hello = ffi.cast("struct kextlog_hello_frame *", pointer)
-        instance = bytes(ffi.buffer(hello.instance_id))
-        version = hello.producer_version
-        return Hello(
-            instance=id_hex(instance),
-            instance_raw=instance,
-            boot_id=id_hex(bytes(ffi.buffer(hello.boot_id))),
-            oldest_seq=hello.oldest_seq,
-            next_seq=hello.next_seq,
-            ring_records=hello.ring_records,
-            ring_bytes=hello.ring_bytes,
-            producer_version=f"{version >> 16}.{(version >> 8) & 0xFF}.{version & 0xFF}",
-            name=_text(ffi.string(hello.name, lib.KEXTLOG_NAME_MAX)),
-        )
-    return None  # a type for the other direction, or one this side does not know
+    assert kind == lib.KEXTLOG_FRAME_HELLO, kind  # the scan describes no other type
+    hello = ffi.cast("struct kextlog_hello_frame *", pointer)
+    instance = bytes(ffi.buffer(hello.instance_id))
+    version = hello.producer_version
+    return Hello(
+        instance=id_hex(instance),
+        instance_raw=instance,
+        boot_id=id_hex(bytes(ffi.buffer(hello.boot_id))),
+        oldest_seq=hello.oldest_seq,
+        next_seq=hello.next_seq,
+        ring_records=hello.ring_records,
+        ring_bytes=hello.ring_bytes,
+        producer_version=f"{version >> 16}.{(version >> 8) & 0xFF}.{version & 0xFF}",
+        name=_text(ffi.string(hello.name, lib.KEXTLOG_NAME_MAX)),
+    )
 
 
 class FrameReader:
-    """Turns received bytes into frames.  Datagrams carry whole frames (one
-    or several); a stream may cut a frame anywhere: the rest waits here."""
+    """Turns received bytes into frames: a stream's, cut anywhere (the rest
+    of a frame waits here), or whole datagrams, one or several frames each."""
 
     def __init__(self) -> None:
         self._pending = bytearray()
         self._entries = ffi.new("struct kextlog_scan_entry[]", SCAN_ENTRIES)
-        self._consumed = ffi.new("size_t *")
-        self._status = ffi.new("enum kextlog_wire_status *")
+        self._offset = ffi.new("size_t *")
         self._table = ffi.new("struct kextlog_scan_names *")  # process names by number
         self._names: list[str] = []  # the same, decoded
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
+        """A stream's next bytes."""
         buffer = self._pending
         buffer += data
-        frames: list[Frame] = []
-        offset = 0
-        while True:
-            base = ffi.from_buffer(buffer)
-            try:
-                count = lib.kextlog_wire_scan(
-                    base + offset, len(buffer) - offset, self._table, self._entries,
-                    SCAN_ENTRIES, self._consumed, self._status,
-                )  # fmt: skip
-                entries = ffi.buffer(self._entries, count * SCAN_ENTRY.size)
-                self._describe(buffer, offset, SCAN_ENTRY.iter_unpack(entries), base, frames)
-            finally:
-                ffi.release(base)
-            offset += self._consumed[0]
-            status = self._status[0]
-            if status != lib.KEXTLOG_WIRE_OK or count < SCAN_ENTRIES:
-                break
-        del buffer[:offset]
-        if status not in (lib.KEXTLOG_WIRE_OK, lib.KEXTLOG_WIRE_SHORT):
-            raise ProtocolError(f"{_STATUS[status]} at byte {offset} of a read")
+        frames = self._scan(buffer, None)
+        del buffer[: self._offset[0]]
         return frames
 
-    def _describe(self, buffer: bytearray, start: int, entries, base, frames: list) -> None:
+    def feed_datagrams(self, datagrams: list[bytes]) -> list[Frame]:
+        """Whole datagrams: a frame never spans two, and one cut by its
+        datagram's end is skipped as truncated."""
+        ends = list(itertools.accumulate(map(len, datagrams)))
+        return self._scan(b"".join(datagrams), ends) if ends else []
+
+    def finish(self) -> list[Frame]:
+        """The stream ended: what waits for more is read as one last datagram,
+        in which a frame cut short is truncated (and frames after it whole)."""
+        pending, self._pending = self._pending, bytearray()
+        return self._scan(pending, [len(pending)]) if pending else []
+
+    def _scan(self, buffer: bytes | bytearray, ends: list[int] | None) -> list[Frame]:
+        frames: list[Frame] = []
+        limits = ffi.NULL if ends is None else ffi.new("uint32_t[]", ends)
+        self._offset[0] = 0
+        base = ffi.from_buffer(buffer)
+        try:
+            while True:
+                count = lib.kextlog_wire_scan(
+                    base, len(buffer), limits, len(ends or ()), self._offset, self._table,
+                    self._entries, SCAN_ENTRIES,
+                )  # fmt: skip
+                entries = ffi.buffer(self._entries, count * SCAN_ENTRY.size)
+                self._describe(buffer, SCAN_ENTRY.iter_unpack(entries), base, frames)
+                if count < SCAN_ENTRIES:
+                    return frames
+        finally:
+            ffi.release(base)
+
+    def _describe(self, buffer: bytes | bytearray, entries, base, frames: list) -> None:
         run = frames[-1] if frames and isinstance(frames[-1], LogRun) else None
         names = self._names
         view = memoryview(buffer)
         for (
-            seq, time_ns, mono_ns, tid, offset, pid, kind, flags, length, number, level, name_length
+            seq, time_ns, mono_ns, tid, at, pid, kind, flags, length, number, level, name_length,
+            nul, problem, skipped,
         ) in entries:  # fmt: skip
-            at = start + offset
             if kind != lib.KEXTLOG_FRAME_LOG:
-                frame = _decode(kind, base + at)
-                if frame is not None:
-                    frames.append(frame)
+                if kind == lib.KEXTLOG_SCAN_SKIPPED:
+                    frames.append(Skipped(PROBLEMS[problem], skipped))
+                else:
+                    frames.append(_decode(kind, base + at))
                 run = None
                 continue
             if run is None:
@@ -262,6 +289,8 @@ class FrameReader:
                     names.append(process)
             message = str(view[at + MESSAGE_OFFSET : at + MESSAGE_OFFSET + length], "utf-8",
                           "backslashreplace")  # fmt: skip
+            if nul:  # kept visible, as undecodable bytes are: NUL ends text in C and SQL tools
+                message = message.replace("\0", "\\x00")
             run.rows.append((seq, time_ns, mono_ns, level, flags, pid, tid, process, message))
         view.release()
 

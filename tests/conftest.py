@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import create_engine, insert, text, update
 
 from kextlog_store import migrate, store
@@ -41,6 +42,12 @@ ROOT = Path(__file__).resolve().parents[1]
 NS = 1_000_000_000
 HOST = "test-host"  # the fixtures' instances' host
 BACKENDS = ("sqlite", "postgresql")
+
+# Property tests: few examples in `make test`; many by hand with
+# `pytest --hypothesis-profile=thorough`.  No deadline: the machine is shared.
+settings.register_profile("quick", max_examples=40, deadline=None)
+settings.register_profile("thorough", max_examples=2_000, deadline=None)
+settings.load_profile("quick")
 
 # Relative --since/--until values the tests use; no generated record lies
 # within GUARD seconds of one of these ages, so the few seconds between

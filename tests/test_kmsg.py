@@ -13,9 +13,19 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kextlog_store.errors import ProtocolError
-from kextlog_store.kmsg import KmsgRecord, parse_record, split_records, unescape
+from kextlog_store.kmsg import (
+    NOT_A_RECORD,
+    KmsgReader,
+    KmsgRecord,
+    parse_record,
+    split_records,
+    unescape,
+)
+from kextlog_store.wire import MALFORMED, LogRun, Loss, Skipped
 from tests.processes import kextlog, start
 
 BOOT_A = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
@@ -137,6 +147,24 @@ def test_seq_jumps_are_losses_and_a_second_run_adds_nothing(tmp_path: Path) -> N
     assert len(losses(db)) == 2
 
 
+def test_lines_that_are_not_records_are_skipped_counted_and_lost(tmp_path: Path) -> None:
+    capture, db = tmp_path / "kmsg", tmp_path / "k.db"
+    capture.write_bytes(
+        record(0, "first").encode()
+        + b"6,1,nonsense;this seq is unreadable\n"
+        + b"\x00\xff garbage\n"
+        + record(2, "after").encode()
+    )
+    result = ingest_once(capture, db)
+    instance = BOOT_A.replace("-", "")
+    assert [row[1] for row in stored(db)] == [0, 2]
+    assert losses(db) == [(instance, 1, 1, 1, "malformed")]
+    # One line for the burst, none for the loss it caused.
+    (line,) = [line for line in result.stderr.splitlines() if "malformed input" in line]
+    assert line.endswith("(2 not a kmsg record)")
+    assert "records lost" not in result.stderr
+
+
 def test_a_reboot_is_a_new_instance(tmp_path: Path) -> None:
     before, after, db = tmp_path / "before", tmp_path / "after", tmp_path / "k.db"
     before.write_text(record(0, "boot one") + record(1, "bye"))
@@ -237,3 +265,81 @@ def test_the_real_kernel_log(tmp_path: Path) -> None:
     with sqlite3.connect(db) as connection:
         seqs = [seq for (seq,) in connection.execute("SELECT seq FROM records ORDER BY seq")]
     assert len(seqs) == len(set(seqs))  # nothing twice
+
+
+# -- properties --
+
+
+def kernel_escape(text: bytes) -> bytes:
+    """As the kernel writes text to /dev/kmsg: control bytes, bytes from 127
+    and the backslash as \\xNN."""
+    return b"".join(
+        b"\\x%02x" % byte if byte < 32 or byte >= 127 or byte == 0x5C else bytes([byte])
+        for byte in text
+    )
+
+
+records = st.builds(
+    lambda prio, facility, seq, usec, tid, text: (prio, facility, seq, usec, tid, text),
+    st.integers(0, 7),
+    st.integers(0, 255),
+    st.integers(0, 2**63 - 1),
+    st.integers(0, 2**62 // 1000),
+    st.integers(0, 2**63 - 1),
+    st.binary(max_size=200),
+)
+
+
+def line(prio: int, facility: int, seq: int, usec: int, tid: int, text: bytes) -> bytes:
+    value = facility * 8 + prio
+    return b"%d,%d,%d,-,caller=T%d;%s\n" % (value, seq, usec, tid, kernel_escape(text))
+
+
+def kept(text: bytes) -> str:
+    """What is stored of a record's text: undecodable bytes and NUL visible."""
+    return text.decode("utf-8", "backslashreplace").replace("\0", "\\x00")
+
+
+@given(records)
+def test_any_record_round_trips(fields: tuple) -> None:
+    prio, facility, seq, usec, tid, text = fields
+    assert parse_record(line(*fields)) == KmsgRecord(prio, facility, seq, usec, tid, kept(text), {})
+
+
+@given(st.binary(max_size=300))
+def test_any_bytes_are_a_record_in_range_or_refused(raw: bytes) -> None:
+    try:
+        parsed = parse_record(raw)
+    except ProtocolError as error:
+        assert str(error).startswith("not a kmsg record")
+    else:
+        assert 0 <= parsed.seq < 2**63 and 0 <= parsed.usec <= 2**62 // 1000
+        assert "\0" not in parsed.text
+
+
+@given(st.lists(st.tuples(records, st.booleans()), max_size=12), st.binary(max_size=40))
+def test_lines_that_are_not_records_are_skipped_and_their_seqs_lost(
+    sent: list[tuple[tuple, bool]], junk: bytes
+) -> None:
+    """Records with consecutive seqs, some of them replaced by garbage: the
+    rest come out in order, each garbage line is Skipped, and the seqs it
+    replaced are a loss with reason malformed once a later record shows them."""
+    garbage = b"<garbage " + junk.replace(b"\n", b" ").replace(b";", b" ") + b">\n"
+    stream, kept_seqs, broken_seqs = b"", [], []
+    for seq, (fields, broken) in enumerate(sent):
+        stream += garbage if broken else line(*fields[:2], seq, *fields[3:])
+        (broken_seqs if broken else kept_seqs).append(seq)
+    reader = KmsgReader(boot_time_ns=0)
+    reader.next_seq = 0
+    whole, rest = split_records(stream)
+    frames = reader.feed([*whole, rest] if rest else whole)
+    rows = [row for frame in frames if isinstance(frame, LogRun) for row in frame.rows]
+    assert [row[0] for row in rows] == kept_seqs
+    assert [f for f in frames if isinstance(f, Skipped)] == [
+        Skipped(NOT_A_RECORD, len(garbage))
+    ] * len(broken_seqs)
+    lost = [
+        seq for f in frames if isinstance(f, Loss) for seq in range(f.first_seq, f.last_seq + 1)
+    ]
+    assert lost == [seq for seq in broken_seqs if kept_seqs and seq < kept_seqs[-1]]
+    assert {f.reason for f in frames if isinstance(f, Loss)} <= {MALFORMED}

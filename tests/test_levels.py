@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kextlog_store.errors import UsageError
 from kextlog_store.levels import Level, parse_level, parse_level_range
@@ -72,3 +74,56 @@ def test_bad_level_range(text: str) -> None:
     with pytest.raises(UsageError) as caught:
         parse_level_range(text)
     assert "\n" not in str(caught.value)
+
+
+# -- properties --
+
+ALIASES = {Level.WARNING: ["warn"], Level.ERROR: ["err"]}
+SPELLINGS = {
+    level: [level.name, level.label, str(int(level)), *ALIASES.get(level, [])] for level in Level
+}
+
+
+@st.composite
+def spelled(draw: st.DrawFn, level: Level) -> str:
+    """Any accepted spelling of level: a name, an alias or its number, in
+    any case, with blanks around."""
+    word = draw(st.sampled_from(SPELLINGS[level]))
+    word = "".join(c.upper() if draw(st.booleans()) else c.lower() for c in word)
+    return draw(st.sampled_from(["", " ", "\t"])) + word + draw(st.sampled_from(["", " ", "\n"]))
+
+
+@given(
+    st.sampled_from(list(Level)).flatmap(lambda level: st.tuples(st.just(level), spelled(level)))
+)
+def test_every_spelling_of_a_level(case: tuple[Level, str]) -> None:
+    level, text = case
+    assert parse_level(text) is level
+    assert parse_level_range(text) == (level, Level.ERROR)
+
+
+@given(st.data(), st.sampled_from(list(Level)), st.sampled_from(list(Level)), st.booleans())
+def test_ranges_in_any_spelling(data: st.DataObject, a: Level, b: Level, open_: bool) -> None:
+    low, high = data.draw(spelled(a)), data.draw(spelled(b))
+    if open_:  # A.. and ..B
+        assert parse_level_range(f"{low}..") == (a, Level.ERROR)
+        assert parse_level_range(f"..{high}") == (Level.TRACE, b)
+    if a <= b:
+        assert parse_level_range(f"{low}..{high}") == (a, b)
+    else:
+        with pytest.raises(UsageError, match="empty level range"):
+            parse_level_range(f"{low}..{high}")
+
+
+@given(st.text(max_size=30) | st.text(alphabet="tracedbugINFOwrnl.0123456789 ", max_size=20))
+def test_anything_else_is_a_level_or_a_one_line_usage_error(text: str) -> None:
+    try:
+        assert isinstance(parse_level(text), Level)
+    except UsageError as error:
+        assert "\n" not in str(error)
+    try:
+        first, last = parse_level_range(text)
+    except UsageError as error:
+        assert "\n" not in str(error)
+    else:
+        assert isinstance(first, Level) and first <= last

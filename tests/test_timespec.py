@@ -300,3 +300,20 @@ def test_anything_else_is_a_usage_error_or_a_time(text: str) -> None:
         assert "\n" not in str(error)
     else:
         assert isinstance(value, int)
+
+
+@given(st.text(max_size=40) | st.text(alphabet="0123456789 .dhmswago", max_size=40))
+def test_any_duration_is_one_the_store_holds_or_a_usage_error(text: str) -> None:
+    try:
+        duration = parse_duration(text)
+    except UsageError as error:
+        assert "\n" not in str(error)
+    else:
+        assert 0 <= duration <= 2**63 - 1
+
+
+@given(st.integers(min_value=2**63 // WEEK + 1, max_value=10**30))
+def test_durations_beyond_the_store_are_refused(weeks: int) -> None:
+    # A fuzzer's finding: the value went on unchecked to a 64-bit column.
+    with pytest.raises(UsageError, match="out of range"):
+        parse_duration(f"{weeks}w")

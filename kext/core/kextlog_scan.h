@@ -6,6 +6,11 @@
  * (struct.iter_unpack) instead of touching each frame through cffi; new
  * process names are numbered in a table the reader keeps between calls.  Not
  * part of the kext: only receivers of LOG frames use it.
+ *
+ * Bytes that are not a usable frame are skipped, never stop the scan: each
+ * run of them becomes one SKIPPED entry saying how many bytes and why, and
+ * the scan resynchronises at the next place where a valid frame begins
+ * (docs/protocol.md, "Malformed input").
  */
 #ifndef KEXTLOG_SCAN_H
 #define KEXTLOG_SCAN_H
@@ -16,6 +21,16 @@
  * reader decodes it once.  An open-addressing table of slot numbers. */
 #define KEXTLOG_SCAN_NAMES 1024u
 #define KEXTLOG_SCAN_NO_NAME 0xffffu /* the table is full: read the name itself */
+
+/* The type of an entry that describes skipped bytes (frame types start at 1). */
+#define KEXTLOG_SCAN_SKIPPED 0u
+
+/* Why bytes were skipped: an enum kextlog_wire_status (BAD_MAGIC,
+ * BAD_VERSION, BAD_LENGTH, BAD_FIELD, UNKNOWN) or one of these. */
+enum kextlog_scan_problem {
+	KEXTLOG_SCAN_TRUNCATED    = 16, /* a frame cut short: by its datagram's end, or by the next frame */
+	KEXTLOG_SCAN_OUT_OF_RANGE = 17, /* a value no store column holds (see kextlog_scan.c) */
+};
 
 struct kextlog_scan_names {
 	uint16_t count;
@@ -28,23 +43,33 @@ struct kextlog_scan_entry {
 	uint64_t time_ns;
 	uint64_t mono_ns;
 	uint64_t tid;
-	uint32_t offset;         /* of the frame, from the start of the scanned data */
+	uint32_t offset;         /* of the frame or skipped bytes, from the start of data */
 	uint32_t pid;
-	uint16_t type;           /* every known type gets an entry; see offset for the rest */
+	uint16_t type;           /* HELLO, LOG, LOSS, STATUS or KEXTLOG_SCAN_SKIPPED */
 	uint16_t flags;
 	uint16_t message_length;
 	uint16_t process;        /* its number in the names table, or KEXTLOG_SCAN_NO_NAME */
 	uint8_t  level;
 	uint8_t  process_length; /* bytes before the first NUL of the process name */
+	uint8_t  message_nul;    /* LOG: the message holds a NUL byte */
+	uint8_t  problem;        /* SKIPPED: why */
+	uint32_t skipped;        /* SKIPPED: how many bytes */
 };
 
-/* Describes the whole, valid frames at the start of data, at most
- * max_entries of them; frames of unknown types are skipped.  Stops at the
- * first incomplete frame (status SHORT) or malformed one (its status), or
- * when entries are full or the data is used up (status OK).  *consumed is
- * the bytes of the frames described and skipped. */
-size_t kextlog_wire_scan(const uint8_t *data, size_t available,
-    struct kextlog_scan_names *names, struct kextlog_scan_entry *entries, size_t max_entries,
-    size_t *consumed, enum kextlog_wire_status *status);
+/* Describes the frames of data from *offset on, and the bytes it skips, in
+ * at most max_entries entries, and moves *offset past them.
+ *
+ * ends: where each datagram of data ends, ascending, the last at available
+ * (end_count of them), for a datagram connection: a frame never spans two
+ * datagrams, and one cut by its datagram's end is skipped as truncated.  NULL
+ * for a stream: there a frame may be cut by the end of the data, and the
+ * scan stops before it (the rest is on its way).
+ *
+ * Returns the number of entries.  Fewer than max_entries: everything up to
+ * available is described, except on a stream the bytes from *offset on,
+ * which wait for more. */
+size_t kextlog_wire_scan(const uint8_t *data, size_t available, const uint32_t *ends,
+    size_t end_count, size_t *offset, struct kextlog_scan_names *names,
+    struct kextlog_scan_entry *entries, size_t max_entries);
 
 #endif /* KEXTLOG_SCAN_H */
