@@ -114,4 +114,5 @@ bench/out/log_printf: bench/log_printf.c $(CORE_C) $(NATIVE_SOURCES)
 	    bench/log_printf.c $(CORE_C) -lpthread -o $@
 
 bench: $(STAMP) $(BENCH_C)
+	tests/install-postgres.sh
 	$(BIN)/python bench/run.py --json bench/out/results.json
