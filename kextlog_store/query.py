@@ -413,6 +413,9 @@ def _columns(rows: Any) -> tuple[ColumnElement[Any], ...]:
         _instances.c.uuid.label("instance"),
         _instances.c.source,
         c.flags,
+        c.syslog_priority,
+        c.facility,
+        c.fields,
     )
 
 
@@ -458,12 +461,12 @@ def records(engine: Engine, record_filter: RecordFilter) -> Generator[Record, No
 
 
 def _record(row: Sequence[Any]) -> Record:
-    time_ns, level, pid, tid, process, message, seq, instance, source, flags = row
+    time_ns, level, pid, tid, process, message, seq, instance, source, *rest = row
     try:
         known = _LEVELS[level]
     except KeyError:
         raise DatabaseError(f"record {instance}:{seq} has an unknown level {level!r}") from None
-    return Record(time_ns, known, pid, tid, process, message, seq, instance, source, flags)
+    return Record(time_ns, known, pid, tid, process, message, seq, instance, source, *rest)
 
 
 # PostgreSQL: undefined_table, undefined_column.
@@ -775,7 +778,7 @@ def _new_entries(
         yield from lost
         return
     wanted = ("id", "instance_id", "seq", "time_ns", "level", "flags", "pid", "tid", "process",
-              "message")  # fmt: skip
+              "message", "syslog_priority", "facility", "fields")  # fmt: skip
     new = (
         select(*(_records.c[name] for name in wanted))
         .where(or_(*(and_(_records.c.id > low, _records.c.id <= high) for low, high in windows)))

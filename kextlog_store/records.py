@@ -25,6 +25,11 @@ class Record:
     instance: str  # the instance id of HELLO, 32 hex digits
     source: str = ""  # where ingest read it, e.g. unix:/run/kextlog-sim.sock
     flags: int = 0  # the wire's record flags (truncated etc.)
+    # The kernel's own log (kmsg) only: syslog priority (0 emerg .. 7 debug),
+    # facility, and its KEY=value lines as a JSON object.
+    priority: int | None = None
+    facility: int | None = None
+    fields: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -168,7 +168,18 @@ TABLE_KEYS = RECORD_KEYS[:6]
 
 def record_fields(record: Record, tz: tzinfo | None = None) -> dict[str, Any]:
     """The keys of the json formats, in their order."""
-    return dict(zip(RECORD_KEYS, _values(record, _Clock(tz)), strict=True))
+    return _fields(record, _Clock(tz))
+
+
+def _fields(record: Record, clock: _Clock) -> dict[str, Any]:
+    """RECORD_KEYS, and for a record of the kernel's own log its syslog
+    priority, facility and KEY=value fields (as journalctl's JSON has them)."""
+    fields = dict(zip(RECORD_KEYS, _values(record, clock), strict=True))
+    if record.priority is not None:
+        fields["priority"] = record.priority
+        fields["facility"] = record.facility
+        fields["fields"] = json.loads(record.fields) if record.fields else {}
+    return fields
 
 
 def _values(record: Record, clock: _Clock) -> tuple[Any, ...]:
@@ -247,6 +258,20 @@ def _rows(write_rows: Callable[[Sequence[str], Iterable[Sequence[Any]], TextIO],
     return write
 
 
+def _objects(indent: int | None) -> RecordWriter:
+    """-o json, json-pretty: a JSON object per record (_fields), no markers
+    (machines read losses from the `lost` view)."""
+
+    def write(entries: Iterable[Entry], out: TextIO, tz: tzinfo | None, _color: bool) -> None:
+        clock = _Clock(tz)
+        for entry in entries:
+            if isinstance(entry, Record):
+                out.write(json.dumps(_fields(entry, clock), ensure_ascii=False, indent=indent))
+                out.write("\n")
+
+    return write
+
+
 def _record_table(entries: Iterable[Entry], out: TextIO, tz: tzinfo | None, color: bool) -> None:
     """-o table: the columns aligned over every row (so it is written at the
     end), a marker in the message column of a row of its own."""
@@ -267,8 +292,8 @@ WRITERS: dict[RecordFormat, RecordWriter] = {
     RecordFormat.SHORT: _lines(lambda record, clock: _line(clock.short(record.time_ns), record)),
     RecordFormat.SHORT_ISO: _lines(lambda record, clock: _line(clock.iso(record.time_ns), record)),
     RecordFormat.CAT: _lines(lambda record, _clock: record_cat(record)),
-    RecordFormat.JSON: _rows(lambda keys, rows, out: _write_json(keys, rows, out, None)),
-    RecordFormat.JSON_PRETTY: _rows(lambda keys, rows, out: _write_json(keys, rows, out, 2)),
+    RecordFormat.JSON: _objects(indent=None),
+    RecordFormat.JSON_PRETTY: _objects(indent=2),
     RecordFormat.CSV: _rows(lambda keys, rows, out: _write_csv(keys, rows, out)),
     RecordFormat.TABLE: _record_table,
 }

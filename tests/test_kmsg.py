@@ -114,6 +114,19 @@ def test_a_capture_stored_with_levels_priorities_and_fields(tmp_path: Path) -> N
         (instance, 4, "debug", 7, 0, None, "debugging", "kernel"),
     ]  # fmt: skip
     assert losses(db) == []
+    # `kextlog query -o json` shows them as journalctl's JSON does.
+    shown = kextlog("query", "--db", str(db), "-o", "json", "--source", "kmsg")
+    assert shown.returncode == 0, shown.stderr
+    assert [
+        (item["seq"], item["level"], item["priority"], item["facility"], item["fields"])
+        for item in map(json.loads, shown.stdout.splitlines())
+    ] == [
+        (0, "info", 5, 0, {}),
+        (1, "error", 2, 0, {}),
+        (2, "warning", 4, 3, {}),
+        (3, "info", 6, 0, {"SUBSYSTEM": "usb", "DEVICE": "c189:1"}),
+        (4, "debug", 7, 0, {}),
+    ]
     with sqlite3.connect(db) as connection:
         # The raw monotonic time is kept; wall time is the boot's time + it.
         times = connection.execute("SELECT mono_ns, time_ns FROM records ORDER BY seq").fetchall()
