@@ -626,8 +626,7 @@ def _entries(connection: Connection, record_filter: RecordFilter, scope: _Scope)
             ),
         )
         rows = connection.execute(select_records(record_filter, scope))
-        merge = _merge_newest_first if reverse else _merge
-        yield from merge((_record(row) for row in rows), found)
+        yield from _merge((_record(row) for row in rows), found, newest_first=reverse)
         return
     if lines == 0:
         return
@@ -649,27 +648,17 @@ def _entries(connection: Connection, record_filter: RecordFilter, scope: _Scope)
         yield from _merge(shown, lost)
 
 
-def _merge(found: Iterable[Record], lost: Sequence[Loss]) -> Iterator[Entry]:
+def _merge(
+    found: Iterable[Record], lost: Sequence[Loss], newest_first: bool = False
+) -> Iterator[Entry]:
     """Records and losses, both in logged order, into one: a loss before the
-    records of its time."""
+    records of its time (newest first: both backwards, a loss after them)."""
     pending = iter(lost)
     loss = next(pending, None)
     for record in found:
-        while loss is not None and loss.time_ns <= record.time_ns:
-            yield loss
-            loss = next(pending, None)
-        yield record
-    if loss is not None:
-        yield loss
-        yield from pending
-
-
-def _merge_newest_first(found: Iterable[Record], lost: Sequence[Loss]) -> Iterator[Entry]:
-    """_merge backwards: both newest first, a loss after the records of its time."""
-    pending = iter(lost)
-    loss = next(pending, None)
-    for record in found:
-        while loss is not None and loss.time_ns > record.time_ns:
+        while loss is not None and (
+            loss.time_ns > record.time_ns if newest_first else loss.time_ns <= record.time_ns
+        ):
             yield loss
             loss = next(pending, None)
         yield record
