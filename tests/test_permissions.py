@@ -44,6 +44,21 @@ def shared() -> Iterator[Path]:
     shutil.rmtree(path)
 
 
+@pytest.fixture
+def reachable_checkout() -> Iterator[None]:
+    """Another user runs this checkout's kextlog: its directories must let
+    them through (a clone in `mktemp -d` is root's alone), for this test."""
+    changed = []
+    for directory in Path(__file__).resolve().parents[1:]:
+        mode = stat.S_IMODE(directory.stat().st_mode)
+        if not mode & stat.S_IXOTH:
+            directory.chmod(mode | stat.S_IXOTH)
+            changed.append((directory, mode))
+    yield
+    for directory, mode in changed:
+        directory.chmod(mode)
+
+
 def as_user(user: list[str], *command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*user, *command], capture_output=True, text=True, timeout=60, check=False
@@ -55,7 +70,9 @@ def mode_and_group(path: Path) -> tuple[str, str]:
     return f"{stat.S_IMODE(info.st_mode):04o}", grp.getgrgid(info.st_gid).gr_name
 
 
-def test_the_store_is_private_to_its_user_and_the_admin_group(shared: Path) -> None:
+def test_the_store_is_private_to_its_user_and_the_admin_group(
+    shared: Path, reachable_checkout: None
+) -> None:
     sock, db = shared / "sim.sock", shared / "store" / "kextlog.db"
     simulator = start("simulate", "--socket", str(sock), "--count", "300", "--rate", "0")
     wait_for_socket(sock)
