@@ -133,9 +133,9 @@ _ZONE = r"(?P<zone>z|utc|[-+]\d{2}(?::?\d{2})?)"
 _TIME = r"(?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:[.,](?P<fraction>\d+))?)?"
 _ISO = re.compile(
     rf"(?P<year>\d{{4}})-(?P<month>\d{{2}})-(?P<day>\d{{2}})(?:(?:t|\s+){_TIME}\s*{_ZONE}?)?",
-    re.IGNORECASE,
+    re.IGNORECASE | re.ASCII,
 )
-_ISO_TIME_OF_DAY = re.compile(rf"{_TIME}\s*{_ZONE}", re.IGNORECASE)
+_ISO_TIME_OF_DAY = re.compile(rf"{_TIME}\s*{_ZONE}", re.IGNORECASE | re.ASCII)
 
 
 class _Wall(NamedTuple):

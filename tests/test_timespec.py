@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
+from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -275,6 +276,11 @@ BAD_TIMES = [
     "@99999999999999999999",
     "0000-01-01",
     "now Europe/Berlin",
+    # Digits and spaces are ASCII, as in C: no fullwidth or Arabic-Indic digits.
+    "\uff12\uff10\uff12\uff16-11-27T10:00Z",
+    "10:0\u0660Z",
+    "10:00\u00a0Z",
+    "\u0663\u0660s",
 ]
 
 
@@ -431,6 +437,7 @@ def disagreement(value: str, zone: str, before: int, want: int | None, after: in
     return None
 
 
+@cache
 def transitions(zone: str, year: int) -> list[tuple[datetime, int]]:
     """The wall clock just before each change of zone's UTC offset in year
     (naive), and the change in seconds."""
@@ -448,6 +455,7 @@ def transitions(zone: str, year: int) -> list[tuple[datetime, int]]:
     return found
 
 
+@cache
 def abbreviations(zone: str) -> set[str]:
     """zone's names in January and July, but those that also name a zone (CET,
     EST): systemd-analyze 252 refuses every zone name (see NAMED)."""
