@@ -195,10 +195,15 @@ void kextlog_core_log(struct kextlog_core *core, uint32_t level, const char *for
 	va_end(arguments);
 }
 
-static void queue_control(struct kextlog_core *core, const void *frame, uint32_t length)
+/* Refuses a frame that does not fit: the state machine never queues more than
+ * HELLO and one LOSS, or a STATUS and one LOSS, but no client can make it try. */
+static bool queue_control(struct kextlog_core *core, const void *frame, uint32_t length)
 {
+	if (length > sizeof core->control - core->control_length)
+		return false;
 	memcpy(core->control + core->control_length, frame, length);
 	core->control_length += length;
+	return true;
 }
 
 void kextlog_core_connect(struct kextlog_core *core)
@@ -248,93 +253,128 @@ static void release(struct kextlog_core *core, uint64_t seq)
 	flush_pending_loss(core);
 }
 
-/* Start streaming from seq: what the client already has is released, what
- * the ring no longer holds is reported as one RELEASED loss. */
-static void start_streaming(struct kextlog_core *core, uint64_t seq)
+/* Starts streaming from seq: what precedes it is released, what the ring no
+ * longer holds of it is reported as one RELEASED loss.  False (nothing
+ * changed) when that loss cannot be queued. */
+static bool start_streaming(struct kextlog_core *core, uint64_t seq)
 {
 	uint64_t first_unheld = core->loss_pending ? core->pending.first_seq : core->next_seq;
-	uint64_t oldest;
+	uint64_t oldest = oldest_held_seq(core);
 	struct kextlog_loss_frame gap;
 
 	if (seq == 0)
 		seq = 1;
 	if (seq > first_unheld)
 		seq = first_unheld;
+	/* Releasing what precedes seq leaves a frame holding seq at the head. */
+	if (seq < oldest && !queue_control(core, &gap, kextlog_encode_loss(&gap, seq, oldest - 1,
+	    0, 0, KEXTLOG_LOSS_RELEASED)))
+		return false;
 	release(core, seq - 1);
-	oldest = oldest_held_seq(core);
-	core->sent_seq = seq - 1;
-	if (seq < oldest) {
-		queue_control(core, &gap, kextlog_encode_loss(&gap, seq, oldest - 1, 0, 0,
-		    KEXTLOG_LOSS_RELEASED));
-		core->sent_seq = oldest - 1;
-	}
+	core->committed_seq = seq - 1;
+	core->sent_seq = seq < oldest ? oldest - 1 : seq - 1;
 	core->cursor = core->ring.head;
 	core->cursor_frame = core->ring.head;
 	core->connection = KEXTLOG_STREAMING;
+	return true;
 }
 
-/* Acts on one well-formed frame from the client; a frame that makes no
- * sense now (or comes from the wrong side) is refused as BAD_FIELD. */
+/* ACK(seq) while streaming: from what this connection's client has already
+ * said it committed up to what it has been sent. */
+static enum kextlog_wire_status acknowledge(struct kextlog_core *core, uint64_t seq)
+{
+	if (seq < core->committed_seq || seq > core->sent_seq)
+		return KEXTLOG_WIRE_BAD_FIELD;
+	core->committed_seq = seq;
+	release(core, seq);
+	return KEXTLOG_WIRE_OK;
+}
+
+/*
+ * The client's side of the protocol (docs/protocol.md, "What the producer
+ * accepts from its client"), for one well-formed frame:
+ *
+ *   state             RESUME(s), this instance     ACK(n)                  any other frame
+ *   AWAITING_RESUME   replay from s: STREAMING     refused                 refused
+ *   STREAMING         refused                      committed..sent: release refused
+ *
+ * Refused: changes nothing, counted as bad input.  (Input while disconnected
+ * never gets here, and unknown types of the client's range are skipped.)
+ */
 static enum kextlog_wire_status handle_frame(struct kextlog_core *core, const uint8_t *data)
 {
 	struct kextlog_frame_header header;
 
 	memcpy(&header, data, sizeof header);
-	if (header.type == KEXTLOG_FRAME_ACK && core->connection == KEXTLOG_STREAMING) {
-		struct kextlog_ack_frame ack;
+	switch (core->connection) {
+	case KEXTLOG_AWAITING_RESUME:
+		if (header.type == KEXTLOG_FRAME_RESUME) {
+			struct kextlog_resume_frame resume;
 
-		memcpy(&ack, data, sizeof ack);
-		/* Only what this connection has sent can be acknowledged. */
-		release(core, ack.seq < core->sent_seq ? ack.seq : core->sent_seq);
-		return KEXTLOG_WIRE_OK;
-	}
-	if (header.type == KEXTLOG_FRAME_RESUME && core->connection != KEXTLOG_DISCONNECTED) {
-		struct kextlog_resume_frame resume;
+			memcpy(&resume, data, sizeof resume);
+			if (memcmp(resume.instance_id, core->config.instance_id,
+			    KEXTLOG_ID_SIZE) == 0 && start_streaming(core, resume.seq))
+				return KEXTLOG_WIRE_OK;
+		}
+		return KEXTLOG_WIRE_BAD_FIELD;
+	case KEXTLOG_STREAMING:
+		if (header.type == KEXTLOG_FRAME_ACK) {
+			struct kextlog_ack_frame ack;
 
-		memcpy(&resume, data, sizeof resume);
-		if (memcmp(resume.instance_id, core->config.instance_id, KEXTLOG_ID_SIZE) != 0)
-			return KEXTLOG_WIRE_BAD_FIELD;
-		start_streaming(core, resume.seq);
-		return KEXTLOG_WIRE_OK;
+			memcpy(&ack, data, sizeof ack);
+			return acknowledge(core, ack.seq);
+		}
+		return KEXTLOG_WIRE_BAD_FIELD;
+	case KEXTLOG_DISCONNECTED:
+		break;
 	}
 	return KEXTLOG_WIRE_BAD_FIELD;
 }
 
-/* Handles every whole frame in core->input; returns the first problem. */
+/* The range of frame types a client may send (kextlog_wire.h): a newer
+ * client's types there are skipped; known types outside it are the producer's. */
+#define CLIENT_TYPES_FIRST 64u
+#define CLIENT_TYPES_LAST  127u
+
+/* Handles every whole frame in core->input; stops at the first problem.  A
+ * frame of a known type that is not a client's (HELLO, LOG...: longer than
+ * any client frame) fails the check as SHORT once its header is in. */
 static enum kextlog_wire_status drain_input(struct kextlog_core *core)
 {
-	enum kextlog_wire_status result = KEXTLOG_WIRE_OK;
-
 	for (;;) {
+		struct kextlog_frame_header header;
 		uint32_t frame_length = 0;
 		enum kextlog_wire_status status =
 		    kextlog_wire_check(core->input, core->input_length, &frame_length);
 
-		if (status == KEXTLOG_WIRE_SHORT) {
-			if (core->input_length < sizeof core->input)
-				return result; /* wait for the rest */
-			status = KEXTLOG_WIRE_BAD_LENGTH; /* longer than any client frame */
+		if (status == KEXTLOG_WIRE_SHORT && core->input_length >= sizeof header) {
+			memcpy(&header, core->input, sizeof header);
+			if (header.type != KEXTLOG_FRAME_ACK && header.type != KEXTLOG_FRAME_RESUME)
+				return KEXTLOG_WIRE_BAD_FIELD; /* the producer's frame */
 		}
-		if (status == KEXTLOG_WIRE_OK) {
+		if (status == KEXTLOG_WIRE_SHORT)
+			return KEXTLOG_WIRE_OK; /* wait for the rest: a client frame fits in input */
+		if (status == KEXTLOG_WIRE_OK)
 			status = handle_frame(core, core->input);
-		} else if (status == KEXTLOG_WIRE_UNKNOWN) {
-			status = KEXTLOG_WIRE_OK;
+		if (status == KEXTLOG_WIRE_UNKNOWN) {
+			memcpy(&header, core->input, sizeof header);
+			if (header.type < CLIENT_TYPES_FIRST || header.type > CLIENT_TYPES_LAST)
+				return KEXTLOG_WIRE_BAD_FIELD;
+			status = KEXTLOG_WIRE_OK; /* a newer client's frame: skipped */
 			if (frame_length > core->input_length) {
 				core->input_skip = frame_length - core->input_length;
 				frame_length = core->input_length;
 			}
-		} else {
-			/* Malformed: drop what is buffered, read the rest anew. */
-			core->input_length = 0;
-			return result == KEXTLOG_WIRE_OK ? status : result;
 		}
-		if (result == KEXTLOG_WIRE_OK)
-			result = status;
+		if (status != KEXTLOG_WIRE_OK)
+			return status;
 		memmove(core->input, core->input + frame_length, core->input_length - frame_length);
 		core->input_length -= frame_length;
 	}
 }
 
+/* A write is read up to its first problem; the rest of it, and whatever it
+ * left buffered, is dropped, so the next write is read afresh. */
 enum kextlog_wire_status kextlog_core_receive(struct kextlog_core *core, const uint8_t *data,
     size_t length)
 {
@@ -342,8 +382,9 @@ enum kextlog_wire_status kextlog_core_receive(struct kextlog_core *core, const u
 	size_t used = 0;
 
 	core->ops->lock(core->context);
-	while (used < length) {
-		enum kextlog_wire_status status;
+	if (core->connection == KEXTLOG_DISCONNECTED)
+		result = KEXTLOG_WIRE_BAD_FIELD; /* no client: nobody to read it for */
+	while (result == KEXTLOG_WIRE_OK && used < length) {
 		size_t take;
 
 		if (core->input_skip > 0) {
@@ -358,12 +399,13 @@ enum kextlog_wire_status kextlog_core_receive(struct kextlog_core *core, const u
 		memcpy(core->input + core->input_length, data + used, take);
 		core->input_length += (uint32_t)take;
 		used += take;
-		status = drain_input(core);
-		if (result == KEXTLOG_WIRE_OK)
-			result = status;
+		result = drain_input(core);
 	}
-	if (result != KEXTLOG_WIRE_OK)
+	if (result != KEXTLOG_WIRE_OK) {
+		core->input_length = 0;
+		core->input_skip = 0;
 		core->counters.bad_input++; /* once per write, not per byte of garbage */
+	}
 	core->ops->unlock(core->context);
 	kextlog_core_pump(core);
 	return result;

@@ -98,7 +98,7 @@ struct kextlog_counters {
 	uint64_t ratelimited;     /* held back by a call site's rate limit: no seq */
 	uint64_t frames_sent;     /* ring frames (LOG, LOSS) handed to a client, replays included */
 	uint64_t send_busy;       /* sends the client had no room for */
-	uint64_t bad_input;       /* malformed frames from the client */
+	uint64_t bad_input;       /* client writes refused: malformed, or not valid now */
 	uint64_t connects;
 	uint64_t next_seq;
 	uint64_t acked_seq;       /* highest seq acknowledged */
@@ -108,10 +108,12 @@ struct kextlog_counters {
 	uint64_t ring_capacity;   /* records */
 };
 
+/* The client's side of the protocol: which frame is valid in which state is
+ * in kextlog_core.c (handle_frame) and docs/protocol.md. */
 enum kextlog_connection {
 	KEXTLOG_DISCONNECTED = 0,
-	KEXTLOG_AWAITING_RESUME, /* HELLO queued or sent, waiting for RESUME */
-	KEXTLOG_STREAMING,       /* replaying, then live */
+	KEXTLOG_AWAITING_RESUME, /* HELLO queued or sent: one RESUME is valid */
+	KEXTLOG_STREAMING,       /* replaying, then live: ACKs are valid */
 };
 
 /* A run of records lost for one reason, not yet in the ring. */
@@ -142,6 +144,7 @@ struct kextlog_core {
 	uint64_t                  cursor;        /* ring position of the next byte to send */
 	uint64_t                  cursor_frame;  /* ring position of the frame holding it */
 	uint64_t                  sent_seq;      /* highest seq whose frame went out whole */
+	uint64_t                  committed_seq; /* this client's RESUME - 1, then its last ACK */
 	uint8_t                   input[sizeof(struct kextlog_resume_frame)];
 	uint32_t                  input_length;
 	uint64_t                  input_skip;    /* bytes of an unknown frame still to skip */
@@ -175,8 +178,10 @@ void kextlog_core_connect(struct kextlog_core *core);
 /* The client is gone: unacknowledged frames stay in the ring. */
 void kextlog_core_disconnect(struct kextlog_core *core);
 
-/* Bytes the client wrote (ACK, RESUME; split or glued anyhow).  Malformed
- * input is counted and dropped; returns the first problem seen, or OK. */
+/* Bytes the client wrote (ACK, RESUME; split or glued anyhow).  A frame that
+ * is malformed, or not valid in the connection's state, is a problem: it and
+ * the rest of the write are dropped, the write is counted once as bad input,
+ * and the next write is read afresh.  Returns the problem, or OK. */
 enum kextlog_wire_status kextlog_core_receive(struct kextlog_core *core, const uint8_t *data,
     size_t length);
 
