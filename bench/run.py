@@ -383,6 +383,30 @@ def log_printf_cost(report: Report, calls: int) -> None:
     report.add("log_printf / vsnprintf", result["ratio"], "x")
 
 
+def lock_hold(report: Report, records: int) -> None:
+    result = json.loads(
+        subprocess.run(
+            [str(OUT / "lock_hold"), str(records)], check=True, capture_output=True
+        ).stdout
+    )
+    note = f"{records:,}-record ring replayed in {result['replay_ms']:,.0f} ms (median of 5)"
+    report.add(
+        "longest lock hold while a full ring is replayed",
+        result["longest_hold_us"],
+        "us",
+        "<= 1,000 us",
+        lambda value: value <= 1000,
+        note,
+    )
+    report.add(
+        "longest wait of a logging thread for the lock then",
+        result["longest_logger_wait_us"],
+        "us",
+        "<= 1,000 us",
+        lambda value: value <= 1000,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
@@ -449,6 +473,7 @@ def main() -> None:
         )
         query_figures(report, scratch, sizes)
         log_printf_cost(report, 200_000 if args.quick else 2_000_000)
+        lock_hold(report, 10_000 if args.quick else 100_000)
     if args.json:
         args.json.write_text(json.dumps([figure.__dict__ for figure in report.figures], indent=1))
 
