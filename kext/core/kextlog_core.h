@@ -9,7 +9,8 @@
  * struct kextlog_ops.  docs/protocol.md describes the contract.
  *
  * Every entry point may be called from any thread; the core serialises them
- * with the platform's lock.  None of them sleeps or waits for the client.
+ * with the platform's lock, and bounds what it does in one hold of it.  None
+ * of them sleeps or waits for the client.
  */
 #ifndef KEXTLOG_CORE_H
 #define KEXTLOG_CORE_H
@@ -33,6 +34,10 @@
  * per INTERVAL; the rest are counted and reported when the next passes. */
 #define KEXTLOG_RATELIMIT_INTERVAL_NS 5000000000ull
 #define KEXTLOG_RATELIMIT_BURST       10u
+
+/* Acknowledged frames leave the ring at most this many per hold of the lock
+ * (an ACK may cover the whole ring). */
+#define KEXTLOG_RELEASE_BATCH 1024u
 
 /* How long the core waits for RESUME after HELLO before replaying everything
  * it holds (for clients that do not speak the whole protocol). */
@@ -130,6 +135,7 @@ struct kextlog_core {
 	struct kextlog_config     config;
 	struct kextlog_ring       ring;
 	uint64_t                  next_seq;
+	uint64_t                  acked_seq;     /* highest seq acknowledged: its frames may go */
 	bool                      loss_pending;
 	struct kextlog_pending_loss pending;
 
@@ -185,11 +191,15 @@ void kextlog_core_disconnect(struct kextlog_core *core);
 enum kextlog_wire_status kextlog_core_receive(struct kextlog_core *core, const uint8_t *data,
     size_t length);
 
-/* Sends what the client may have now. */
+/* Sends what the client may have now, one batch at most (send_batch_bytes,
+ * after at most KEXTLOG_RELEASE_BATCH acknowledged frames leave the ring):
+ * the pump of a logging thread never replays the ring under the lock.
+ * kextlog_core_tick() and kextlog_core_receive() do the rest, a batch per
+ * hold of the lock. */
 void kextlog_core_pump(struct kextlog_core *core);
 
 /* Timer: ends the wait for RESUME after the timeout, sends STATUS when due,
- * then pumps. */
+ * then sends all the client takes, a batch per hold of the lock. */
 void kextlog_core_tick(struct kextlog_core *core);
 
 /* True when frames wait for room at the connected client: the platform

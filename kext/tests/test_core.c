@@ -12,7 +12,7 @@
 #include "kextlog_test.h"
 
 #define UNLIMITED UINT32_MAX
-#define TAPS_MAX 1024u
+#define TAPS_MAX 4096u
 #define LOG_FRAME_MAX KEXTLOG_FRAME_MAX
 #define BATCH_BYTES (64u * 1024u)
 #define WALL_START 1700000000000000000ull
@@ -27,12 +27,19 @@ struct platform {
 	struct kextlog_core core;
 	uint32_t ring_records;
 	uint32_t ring_bytes;
-	_Alignas(8) uint8_t ring_memory[64 * 1024];
+	_Alignas(8) uint8_t ring_memory[1024 * 1024];
 
 	uint64_t wall_ns; /* moves on at every read, so each record has its own time */
 	uint64_t mono_ns; /* moved by the test only */
 	struct kextlog_task task;
 	bool locked;
+
+	/* What the core does in one hold of its lock: the most bytes it sends,
+	 * the most frames that leave the ring.  on_unlock runs once, after an
+	 * unlock, as another thread that was waiting for the lock. */
+	uint32_t bytes_this_hold, most_bytes_per_hold;
+	uint32_t records_at_lock, most_released_per_hold;
+	void   (*on_unlock)(struct platform *p);
 
 	/* The client: takes up to room bytes (UNLIMITED: all), whole sends only
 	 * unless it is a stream. */
@@ -75,14 +82,26 @@ static void fake_lock(void *context)
 
 	CHECK(!p->locked); /* the core never re-enters its lock */
 	p->locked = true;
+	p->bytes_this_hold = 0;
+	p->records_at_lock = p->core.ring.records;
 }
 
 static void fake_unlock(void *context)
 {
 	struct platform *p = context;
 
+	void (*hook)(struct platform *p) = p->on_unlock;
+
 	CHECK(p->locked);
+	if (p->bytes_this_hold > p->most_bytes_per_hold)
+		p->most_bytes_per_hold = p->bytes_this_hold;
+	if (p->records_at_lock > p->core.ring.records &&
+	    p->records_at_lock - p->core.ring.records > p->most_released_per_hold)
+		p->most_released_per_hold = p->records_at_lock - p->core.ring.records;
 	p->locked = false;
+	p->on_unlock = NULL;
+	if (hook != NULL)
+		hook(p);
 }
 
 static uint64_t fake_wall_time(void *context)
@@ -140,6 +159,7 @@ static uint32_t fake_send(void *context, const uint8_t *data, uint32_t length)
 	REQUIRE(p->sent_length + taken <= sizeof p->sent);
 	memcpy(p->sent + p->sent_length, data, taken);
 	p->sent_length += taken;
+	p->bytes_this_hold += taken;
 	if (p->room != UNLIMITED)
 		p->room -= taken;
 	return taken;
@@ -1309,6 +1329,84 @@ static void test_run_at_buffer_end(void)
 	finish(p);
 }
 
+/* A logging thread that gets the lock between two batches of a release. */
+static void log_while_releasing(struct platform *p)
+{
+	log_some(p, 1);
+}
+
+/* Replays and releases of thousands of frames: no hold of the lock sends
+ * more than one batch (a logging thread's pump sends one), or drops more
+ * than KEXTLOG_RELEASE_BATCH frames; the rest is done a batch per hold. */
+static void test_bounded_lock_holds(void)
+{
+	struct kextlog_config config = default_config();
+	uint32_t batch = 4096, records = 1500;
+	struct platform *p;
+
+	config.send_batch_bytes = batch;
+	p = start_with(&config, 4096);
+	log_some(p, records);
+	p->room = 0;
+	connect_client(p);
+	resume_at(p, 1);
+	expect_nothing(p);
+
+	/* A logging thread's pump: one batch of the replay, no more. */
+	p->room = UNLIMITED;
+	p->most_bytes_per_hold = 0;
+	kextlog_core_pump(&p->core);
+	CHECK(p->sent_length > 0 && p->sent_length <= batch + KEXTLOG_FRAME_MAX);
+	CHECK(kextlog_core_backlogged(&p->core));
+	/* The timer: the rest, a batch per hold. */
+	kextlog_core_tick(&p->core);
+	expect_hello(p, 1, records + 1);
+	expect_logs(p, 1, records);
+	expect_nothing(p);
+	CHECK(p->most_bytes_per_hold <= batch + KEXTLOG_FRAME_MAX);
+	CHECK(!kextlog_core_backlogged(&p->core));
+
+	/* One ACK of everything: released a batch per hold. */
+	ack(p, records);
+	CHECK_EQ(counters(p).ring_records, 0);
+	CHECK(p->most_released_per_hold > 0);
+	CHECK(p->most_released_per_hold <= KEXTLOG_RELEASE_BATCH);
+	CHECK(kextlog_core_idle(&p->core));
+
+	/* A client that had the first 1,200 of the next records from an earlier
+	 * connection: RESUME releases them a batch per hold, and sends none. */
+	log_some(p, records);
+	kextlog_core_disconnect(&p->core);
+	p->read = p->sent_length;
+	p->most_released_per_hold = 0;
+	connect_client(p);
+	expect_hello(p, records + 1, 2 * records + 1);
+	resume_at(p, records + 1201);
+	expect_logs(p, records + 1201, 2 * records);
+	expect_nothing(p);
+	CHECK_EQ(counters(p).ring_records, records - 1200);
+	CHECK(p->most_released_per_hold > 0);
+	CHECK(p->most_released_per_hold <= KEXTLOG_RELEASE_BATCH);
+	finish(p);
+
+	/* The ring is full of acknowledged frames not released yet when a
+	 * message comes: they make room for it, it is not lost. */
+	p = start(64);
+	connect_client(p);
+	resume_at(p, 1);
+	log_some(p, 64);
+	kextlog_core_pump(&p->core);
+	expect_hello(p, 1, 1);
+	expect_logs(p, 1, 64);
+	p->on_unlock = log_while_releasing; /* after the ACK is read, before the release */
+	ack(p, 64);
+	CHECK_EQ(counters(p).lost, 0);
+	CHECK_EQ(counters(p).ring_records, 1);
+	expect_logs(p, 65, 65);
+	expect_nothing(p);
+	finish(p);
+}
+
 /* Messages at every boundary of the stack buffer and of the maximum. */
 static void test_heap_path(void)
 {
@@ -1452,6 +1550,7 @@ int main(void)
 	test_client_frames();
 	test_status();
 	test_run_at_buffer_end();
+	test_bounded_lock_holds();
 	test_heap_path();
 	test_heap_nomem();
 	test_arguments_change_between_passes();
