@@ -11,6 +11,9 @@
 #include "kextlog_codec.h"
 #include "kextlog_core.h"
 
+/* Room for what a last-resort line is about: "unacknowledged seq <20 digits> WARNING". */
+#define LAST_RESORT_WHAT 64u
+
 /* A LOG frame under construction, with room for the stack-formatted message
  * and vsnprintf's terminating NUL. */
 union stack_frame {
@@ -230,8 +233,12 @@ void kextlog_core_vlog(struct kextlog_core *core, uint32_t level, const char *fo
 	core->ops->unlock(core->context);
 
 	if (!kept) {
+		char what[LAST_RESORT_WHAT];
+
 		message.frame->message[message.length] = '\0'; /* there is room for it */
-		core->ops->last_resort(core->context, level, seq, message.frame->message);
+		snprintf(what, sizeof what, "lost seq %llu %s", (unsigned long long)seq,
+		    kextlog_level_name(level));
+		core->ops->last_resort(core->context, what, message.frame->message);
 	}
 	if (message.heap_size != 0)
 		core->ops->free(core->context, message.frame, message.heap_size);
@@ -649,6 +656,104 @@ bool kextlog_core_idle(struct kextlog_core *core)
 	return idle;
 }
 
+/* The records the ring holds at stop (acknowledged frames have left it: the
+ * last write of the client released them before it returned). */
+struct held {
+	uint64_t records;
+	uint64_t first_seq, last_seq;
+};
+
+static struct held count_held(struct kextlog_core *core)
+{
+	struct held held = { 0 };
+	const struct kextlog_frame_header *frame;
+	uint64_t position = core->ring.head;
+
+	while ((frame = kextlog_ring_frame(&core->ring, &position)) != NULL) {
+		if (frame->type == KEXTLOG_FRAME_LOG) {
+			if (held.records++ == 0)
+				held.first_seq = kextlog_frame_first_seq(frame);
+			held.last_seq = kextlog_frame_last_seq(frame);
+		}
+		position += frame->length;
+	}
+	return held;
+}
+
+static void print_summary(struct kextlog_core *core, const struct held *held)
+{
+	char line[160];
+	uint64_t lost;
+	int length;
+
+	if (held->records == 1)
+		length = snprintf(line, sizeof line, "1 unacknowledged record, seq %llu",
+		    (unsigned long long)held->first_seq);
+	else
+		length = snprintf(line, sizeof line, "%llu unacknowledged records, seqs %llu..%llu",
+		    (unsigned long long)held->records, (unsigned long long)held->first_seq,
+		    (unsigned long long)held->last_seq);
+	/* The ring accounts for every seq in order: those between that are not
+	 * records were lost, and printed, when they were logged. */
+	lost = held->last_seq - held->first_seq + 1 - held->records;
+	if (lost > 0 && length > 0 && (size_t)length < sizeof line)
+		length += snprintf(line + length, sizeof line - (size_t)length,
+		    " (%llu lost earlier, printed then)", (unsigned long long)lost);
+	if (length > 0 && (size_t)length < sizeof line)
+		snprintf(line + length, sizeof line - (size_t)length, ", printed below");
+	core->ops->last_resort(core->context, "stop", line);
+}
+
+/* Takes the oldest frame out of the ring; for a LOG frame, fills what and
+ * returns its text, NUL-terminated in place (moved over the process name,
+ * which is not printed).  The text stays valid until the next push: none
+ * comes, nothing logs at stop. */
+static const char *take_oldest(struct kextlog_core *core, char *what, size_t what_size,
+    bool *any)
+{
+	uint64_t position = core->ring.head;
+	const struct kextlog_frame_header *frame = kextlog_ring_frame(&core->ring, &position);
+	struct kextlog_log_frame *log;
+	char *text;
+
+	*any = frame != NULL;
+	if (frame == NULL || frame->type != KEXTLOG_FRAME_LOG) {
+		kextlog_ring_pop(&core->ring);
+		return NULL;
+	}
+	log = (struct kextlog_log_frame *)(void *)(core->ring.buffer + position % core->ring.size);
+	text = (char *)log + offsetof(struct kextlog_log_frame, process);
+	memmove(text, log->message, log->message_length);
+	text[log->message_length] = '\0';
+	snprintf(what, what_size, "unacknowledged seq %llu %s", (unsigned long long)log->seq,
+	    kextlog_level_name(log->level));
+	kextlog_ring_pop(&core->ring);
+	return text;
+}
+
+void kextlog_core_stop(struct kextlog_core *core)
+{
+	struct held held;
+	bool any = true;
+
+	core->ops->lock(core->context);
+	held = count_held(core);
+	core->counters.printed_at_stop += held.records;
+	core->ops->unlock(core->context);
+	if (held.records > 0)
+		print_summary(core, &held);
+	while (any) {
+		char what[LAST_RESORT_WHAT];
+		const char *text;
+
+		core->ops->lock(core->context);
+		text = take_oldest(core, what, sizeof what, &any);
+		core->ops->unlock(core->context);
+		if (text != NULL)
+			core->ops->last_resort(core->context, what, text);
+	}
+}
+
 void kextlog_core_set_min_level(struct kextlog_core *core, uint32_t level)
 {
 	core->ops->lock(core->context);
@@ -667,4 +772,11 @@ void kextlog_core_counters(struct kextlog_core *core, struct kextlog_counters *c
 	counters->ring_high_water = core->ring.high_water;
 	counters->ring_capacity = core->ring.max_records;
 	core->ops->unlock(core->context);
+}
+
+const char *kextlog_level_name(uint32_t level)
+{
+	static const char *const names[] = { "?", "TRACE", "DEBUG", "INFO", "WARNING", "ERROR" };
+
+	return names[level <= KEXTLOG_LEVEL_ERROR ? level : 0];
 }

@@ -96,9 +96,11 @@ int kextlog_start(const struct kextlog_settings *settings);
 
 /* Call from the kext's stop routine, before taking down what logs.  While
  * the daemon is connected it returns EBUSY and changes nothing: the kext
- * must then refuse to unload.  Otherwise it frees everything and returns 0.
- * Outside kextlog_start()..kextlog_stop(), log_printf() prints to the kernel
- * log (messages under the last minimum level excepted). */
+ * must then refuse to unload.  Otherwise it prints every record the daemon
+ * did not acknowledge to the kernel log, after one line saying how many and
+ * which seqs, frees everything and returns 0.  Outside
+ * kextlog_start()..kextlog_stop(), log_printf() prints to the kernel log
+ * (messages under the last minimum level excepted). */
 int kextlog_stop(void);
 
 /* True when messages at level are logged now: lets a caller skip costly

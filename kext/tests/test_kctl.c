@@ -685,6 +685,28 @@ static void test_stop_refused_while_connected(void)
 	stop();
 }
 
+/* The daemon is gone and some records were never acknowledged: at stop
+ * they go to the kernel log, after one line saying which. */
+static void test_stop_prints_unacknowledged(void)
+{
+	struct reader reader;
+
+	start(KEXTLOG_SOCKET_DGRAM);
+	connect_streaming(&reader, SOCK_DGRAM);
+	log_info("stored %d", 1);
+	log_info("stored %d", 2);
+	write_ack(&reader, 2);
+	log_warning("never acknowledged %d", 3);
+	kextlog_shim_disconnect(reader.unit);
+	log_error("after the daemon left %d", 4);
+	CHECK(!printed("unacknowledged"));
+	stop();
+	CHECK(printed(NAME ": stop: 2 unacknowledged records, seqs 3..4, printed below\n"
+	    NAME ": unacknowledged seq 3 WARNING: never acknowledged 3\n"
+	    NAME ": unacknowledged seq 4 ERROR: after the daemon left 4\n"));
+	CHECK(!printed("stored"));
+}
+
 static void test_timer(void)
 {
 	const struct kextlog_frame_header *frame;
@@ -933,6 +955,7 @@ int main(int argc, char **argv)
 	test_sysctls();
 	test_ratelimit_report();
 	test_stop_refused_while_connected();
+	test_stop_prints_unacknowledged();
 	test_timer();
 	test_outside_start_and_stop();
 	test_ring_capacity();
