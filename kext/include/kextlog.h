@@ -32,11 +32,13 @@ void log_printf(uint32_t level, const char *format, ...) __printflike(2, 3);
 #define log_warning(...) log_printf(KEXTLOG_LEVEL_WARNING, __VA_ARGS__)
 #define log_error(...)   log_printf(KEXTLOG_LEVEL_ERROR, __VA_ARGS__)
 
+/* A call that is compiled out: never made, its arguments never evaluated,
+ * yet still checked against the format (and counted as used: no warnings). */
+#define KEXTLOG_DISCARD(...) ((void)(0 && (log_printf(__VA_ARGS__), 0)))
+
 /* Debug messages exist only in debug builds, as in the seed. */
 #ifdef KEXTLOG_RELEASE
-/* Never called, its arguments never evaluated, yet still checked against the
- * format (and counted as used: no warnings in release builds). */
-#define log_debug(...) ((void)(0 && (log_printf(KEXTLOG_LEVEL_DEBUG, __VA_ARGS__), 0)))
+#define log_debug(...) KEXTLOG_DISCARD(KEXTLOG_LEVEL_DEBUG, __VA_ARGS__)
 #else
 #define log_debug(...) log_printf(KEXTLOG_LEVEL_DEBUG, __VA_ARGS__)
 #endif
