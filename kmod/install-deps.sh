@@ -6,7 +6,7 @@
 # CI=true), so only CI stops here.
 set -u
 have() {
-    kver=$(make -s -C "$(dirname "$0")" kernel-version) && [ -n "$kver" ] &&
+    kver=$(make -s --no-print-directory -C "$(dirname "$0")" kernel-version) && [ -n "$kver" ] &&
         [ -e "/boot/vmlinuz-$kver" ] && [ -e "/lib/modules/$kver/build/Makefile" ] &&
         command -v qemu-system-x86_64 >/dev/null 2>&1 && [ -x /bin/busybox ] &&
         [ -e /usr/lib/x86_64-linux-gnu/libc.a ]

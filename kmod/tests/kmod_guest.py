@@ -33,7 +33,7 @@ TIMINGS = pytest.StashKey[list[str]]()  # the figures of the run, for the summar
 def kernel_version() -> str:
     """The kernel of Debian's linux-headers-amd64, as kmod/Makefile builds for."""
     return subprocess.run(
-        ["make", "-s", "-C", str(KMOD), "kernel-version"],
+        ["make", "-s", "--no-print-directory", "-C", str(KMOD), "kernel-version"],
         capture_output=True,
         text=True,
         check=True,
