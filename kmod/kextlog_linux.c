@@ -267,7 +267,7 @@ static ssize_t device_read(struct file *file, char __user *buffer, size_t count,
 out:
 	mutex_unlock(&logger.read_mutex);
 	if (result > 0)
-		kextlog_core_pump(&logger.core); /* room again */
+		kextlog_core_tick(&logger.core); /* room again: all out takes, a batch at a time */
 	return result;
 }
 

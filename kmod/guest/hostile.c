@@ -130,6 +130,7 @@ int main(int argc, char **argv)
 	struct kextlog_ack_frame ack;
 	struct kextlog_frame_header header;
 	struct pollfd poller;
+	unsigned rounds;
 	long result;
 	int fd, second;
 
@@ -181,28 +182,35 @@ int main(int argc, char **argv)
 	result = write(fd, buffer, 64);
 	check(result == 64, "a frame of an unknown type is skipped", result);
 
-	/* RESUME after RESUME, from anywhere: 0, huge, random; reads between. */
-	unsigned taken = 0;
+	/* The connection's one RESUME, a byte at a time, from seq 1: the ring
+	 * is replayed to us. */
+	kextlog_encode_resume(&resume, hello.instance_id, 1);
+	result = 1;
+	for (size_t i = 0; i < sizeof resume && result == 1; i++)
+		result = write(fd, (const uint8_t *)&resume + i, 1);
+	check(result == 1, "RESUME written a byte at a time is taken", result);
 
-	for (unsigned i = 0; i < RESUMES; i++, taken++) {
-		uint64_t seq = i == 0 ? 0 : i == 1 ? UINT64_MAX : next_random() % (hello.next_seq + 2);
+	/* RESUME again and again, from anywhere (0, huge, random), and ACKs of
+	 * any seq, with reads between: each RESUME is refused (one a connection),
+	 * an ACK taken only between what is committed and what was sent. */
+	for (rounds = 0; rounds < RESUMES; rounds++) {
+		uint64_t seq = rounds == 0 ? 0 : rounds == 1 ? UINT64_MAX : next_random();
 
 		kextlog_encode_resume(&resume, hello.instance_id, seq);
-		if (write(fd, &resume, sizeof resume) != sizeof resume)
+		if (write(fd, &resume, sizeof resume) >= 0 || errno != EINVAL)
 			break;
-		kextlog_encode_ack(&ack, next_random()); /* the module caps it at what it sent */
-		if (write(fd, &ack, sizeof ack) != sizeof ack)
-			break;
-		if (i % 16 == 0)
+		refused_writes++;
+		kextlog_encode_ack(&ack, rounds % 2 ? seq : seq % (hello.next_seq + 2));
+		if (write(fd, &ack, sizeof ack) < 0) {
+			if (errno != EINVAL)
+				break;
+			refused_writes++;
+		}
+		if (rounds % 16 == 0)
 			drain(fd);
 	}
-	check(taken == RESUMES, "1000 RESUMEs and ACKs, of any seq, are taken", taken);
-	/* A RESUME one byte at a time. */
-	kextlog_encode_resume(&resume, hello.instance_id, hello.next_seq);
-	result = 0;
-	for (size_t i = 0; i < sizeof resume && result >= 0; i++)
-		result = write(fd, (const uint8_t *)&resume + i, 1);
-	check(result == 1, "a RESUME written a byte at a time is taken", result);
+	check(rounds == RESUMES, "1000 more RESUMEs refused, ACKs of any seq taken or refused",
+	    rounds);
 	drain(fd);
 	close(fd);
 
