@@ -148,8 +148,9 @@ int main(int argc, char **argv)
 	second = open(device, O_RDWR | O_NONBLOCK);
 	refused(second, EBUSY, "a second reader gets EBUSY");
 
-	/* Out of turn, first: the module answers nothing until RESUME, or
-	 * until its resume timeout a second from now. */
+	/* Out of turn, first, and the RESUME right after: until RESUME, or the
+	 * resume timeout a second from the open, the module sends nothing after
+	 * HELLO and takes nothing but RESUME. */
 	kextlog_encode_ack(&ack, 1);
 	malformed(fd, &ack, sizeof ack, "ACK before RESUME is refused");
 	refused(raw_read(fd, NULL, sizeof buffer), EFAULT, "a read into a bad address gets EFAULT");
@@ -167,6 +168,15 @@ int main(int argc, char **argv)
 	kextlog_encode_resume(&resume, hello.instance_id, 1);
 	resume.instance_id[0] ^= 0xff;
 	malformed(fd, &resume, sizeof resume, "RESUME for another instance is refused");
+	/* The connection's one RESUME, a byte at a time, from seq 1: the ring
+	 * is replayed to us. */
+	kextlog_encode_resume(&resume, hello.instance_id, 1);
+	result = 1;
+	for (size_t i = 0; i < sizeof resume && result == 1; i++)
+		result = write(fd, (const uint8_t *)&resume + i, 1);
+	check(result == 1, "RESUME written a byte at a time is taken", result);
+
+	/* Malformed, whatever the state. */
 	for (size_t i = 0; i < sizeof buffer / 8; i++)
 		((uint64_t *)(void *)buffer)[i] = next_random();
 	malformed(fd, buffer, sizeof buffer, "garbage is refused");
@@ -181,14 +191,6 @@ int main(int argc, char **argv)
 	kextlog_encode_header((struct kextlog_frame_header *)(void *)buffer, 100, 64);
 	result = write(fd, buffer, 64);
 	check(result == 64, "a frame of an unknown type is skipped", result);
-
-	/* The connection's one RESUME, a byte at a time, from seq 1: the ring
-	 * is replayed to us. */
-	kextlog_encode_resume(&resume, hello.instance_id, 1);
-	result = 1;
-	for (size_t i = 0; i < sizeof resume && result == 1; i++)
-		result = write(fd, (const uint8_t *)&resume + i, 1);
-	check(result == 1, "RESUME written a byte at a time is taken", result);
 
 	/* RESUME again and again, from anywhere (0, huge, random), and ACKs of
 	 * any seq, with reads between: each RESUME is refused (one a connection),
