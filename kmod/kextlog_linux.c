@@ -38,7 +38,6 @@
 #include <linux/workqueue.h>
 
 #include "kextlog.h"
-#include "kextlog_codec.h"
 #include "kextlog_core.h"
 
 #define PRODUCER_NAME     "kextlog"
@@ -75,22 +74,25 @@ static struct {
 	.readers = __WAIT_QUEUE_HEAD_INITIALIZER(logger.readers),
 };
 
-static const char *level_name(uint32_t level)
+/* The printk level of a last-resort line: what it is about ends with the
+ * record's level ("lost seq 5 WARNING"); the summary at stop is a warning. */
+static const char *printk_level(const char *what)
 {
-	static const char *const names[] = { "?", "TRACE", "DEBUG", "INFO", "WARNING", "ERROR" };
+	static const char *const levels[] = {
+		[KEXTLOG_LEVEL_TRACE] = KERN_DEBUG,
+		[KEXTLOG_LEVEL_DEBUG] = KERN_DEBUG,
+		[KEXTLOG_LEVEL_INFO] = KERN_INFO,
+		[KEXTLOG_LEVEL_WARNING] = KERN_WARNING,
+		[KEXTLOG_LEVEL_ERROR] = KERN_ERR,
+	};
+	const char *space = strrchr(what, ' ');
+	uint32_t level;
 
-	return names[level <= KEXTLOG_LEVEL_ERROR ? level : 0];
-}
-
-/* The printk level of a kextlog level (as a printk prefix). */
-static const char *printk_level(uint32_t level)
-{
-	switch (level) {
-	case KEXTLOG_LEVEL_ERROR:   return KERN_ERR;
-	case KEXTLOG_LEVEL_WARNING: return KERN_WARNING;
-	case KEXTLOG_LEVEL_INFO:    return KERN_INFO;
-	default:                    return KERN_DEBUG;
+	for (level = KEXTLOG_LEVEL_TRACE; level <= KEXTLOG_LEVEL_ERROR; level++) {
+		if (strcmp(space != NULL ? space + 1 : what, kextlog_level_name(level)) == 0)
+			return levels[level];
 	}
+	return KERN_WARNING;
 }
 
 /* ---- the platform of the core ---- */
@@ -147,10 +149,9 @@ static uint32_t platform_send(void *context, const uint8_t *data, uint32_t lengt
 	return length;
 }
 
-static void platform_last_resort(void *context, uint32_t level, uint64_t seq, const char *message)
+static void platform_last_resort(void *context, const char *what, const char *message)
 {
-	printk("%s" PRODUCER_NAME ": lost seq %llu %s: %s\n", printk_level(level), seq,
-	    level_name(level), message);
+	printk("%s" PRODUCER_NAME ": %s: %s\n", printk_level(what), what, message);
 }
 
 static void *platform_alloc(void *context, size_t size)
@@ -444,40 +445,6 @@ static void read_boot_id(uint8_t id[KEXTLOG_ID_SIZE])
 	filp_close(file, NULL);
 }
 
-/* What the ring still holds goes to printk, so that nothing leaves unseen:
- * LOG frames with their seq, level, task and text, LOSS frames as ranges. */
-static void flush_unacknowledged(void)
-{
-	struct kextlog_ring *ring = &logger.core.ring;
-	const struct kextlog_frame_header *frame;
-	u64 records = 0, first = 0, last = 0;
-
-	while ((frame = kextlog_ring_frame(ring, &ring->head)) != NULL) {
-		if (frame->type == KEXTLOG_FRAME_LOG) {
-			const struct kextlog_log_frame *log = (const void *)frame;
-
-			printk("%s" PRODUCER_NAME ": unacknowledged seq %llu %s [%u %.*s]: %.*s\n",
-			    printk_level(log->level), log->seq, level_name(log->level), log->pid,
-			    (int)strnlen(log->process, sizeof log->process), log->process,
-			    (int)log->message_length, log->message);
-			records++;
-		} else {
-			pr_warn(PRODUCER_NAME ": seqs %llu..%llu were lost (printed when they were)\n",
-			    kextlog_frame_first_seq(frame), kextlog_frame_last_seq(frame));
-		}
-		if (first == 0)
-			first = kextlog_frame_first_seq(frame);
-		last = kextlog_frame_last_seq(frame);
-		kextlog_ring_pop(ring);
-		cond_resched();
-	}
-	if (logger.core.loss_pending)
-		last = logger.core.pending.last_seq;
-	if (first != 0)
-		pr_warn(PRODUCER_NAME ": unloading: %llu unacknowledged records flushed to the kernel log (seqs %llu..%llu)\n",
-		    records, first, last);
-}
-
 static int __init kextlog_init(void)
 {
 	struct kextlog_config config = {
@@ -528,7 +495,7 @@ static void __exit kextlog_exit(void)
 	misc_deregister(&kextlog_device);
 	cancel_delayed_work_sync(&logger.tick);
 	irq_work_sync(&logger.wake);
-	flush_unacknowledged();
+	kextlog_core_stop(&logger.core); /* what was not acknowledged, to the kernel log */
 	kvfree(logger.ring);
 }
 

@@ -191,7 +191,7 @@ def test_rmmod_is_refused_while_open_and_flushes_unacknowledged_records(run: Run
     flushed = [int(m[1]) for m in matches(console, r"kextlog: unacknowledged seq (\d+) ")]
     assert flushed == list(range(first, last + 1))
     summary = matches(
-        console, r"kextlog: unloading: (\d+) unacknowledged records .* \(seqs (\d+)\.\.(\d+)\)"
+        console, r"kextlog: stop: (\d+) unacknowledged records, seqs (\d+)\.\.(\d+), printed below"
     )
     assert [tuple(map(int, m.groups())) for m in summary] == [(last - first + 1, first, last)]
 
