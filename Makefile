@@ -103,6 +103,7 @@ kext:
 
 clean:
 	$(MAKE) -C kext clean
+	$(MAKE) -C kmod clean
 	rm -rf $(VENV) $(RUN_DIR) build *.egg-info kextlog_store/_native*.so
 
 # Benchmarks (not part of `make test`): every figure of docs/benchmarks.md.

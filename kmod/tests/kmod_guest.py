@@ -28,6 +28,12 @@ KMOD = ROOT / "kmod"
 STEP = "kmod-test: "
 STEP_TIMEOUT = 240.0  # seconds for one step: TCG on a loaded machine is slow
 TIMINGS = pytest.StashKey[list[str]]()  # the figures of the run, for the summary
+# What the kernel prints when something is wrong, right after the timestamp
+# (a record's text may say WARNING: at the same place in a kextlog line).
+FORBIDDEN = re.compile(
+    r"^\[\s*\d+\.\d+\] (BUG:|WARNING:|Oops|general protection fault|Kernel panic|Call Trace:"
+    r"|-+\[ cut here \])|sleeping function called from invalid context|scheduling while atomic"
+)
 
 
 def kernel_version() -> str:
@@ -116,13 +122,16 @@ class Guest:
             self._changed.notify_all()
 
     def wait(self, name: str, timeout: float = STEP_TIMEOUT) -> Step:
-        """The guest's next step, which must be name."""
+        """The guest's next step, which must be name.  A kernel that reports
+        a bug ends the wait at once: the guest may hang after it."""
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
                 while self._next < len(self.lines):
                     line = self.lines[self._next]
                     self._next += 1
+                    if FORBIDDEN.search(line):
+                        raise AssertionError(f"the guest's kernel says {line!r} (see {self.log})")
                     if line.startswith(STEP):
                         return self._step(name, line[len(STEP) :], self._next - 1)
                 if self._ended:
