@@ -50,7 +50,7 @@ test: $(STAMP)
 	    || { cat $(RUN_DIR)/fuzz.log; exit 1; }; echo "$$target: $(FUZZ_RUNS) inputs, no finding"; done
 
 # The Linux module in Debian's kernel under qemu, with the real ingest on the
-# host (kmod/README.md); bigger by hand: KEXTLOG_KMOD="100000 4000 10" make kmod-test
+# host (kmod/README.md); bigger by hand: KEXTLOG_KMOD="40000 2000 6" make kmod-test
 kmod-test: $(STAMP)
 	kmod/install-deps.sh
 	$(BIN)/python -m pytest kmod/tests

@@ -5,7 +5,7 @@ the guest's console.
 
 Sizes: KEXTLOG_KMOD="STORM RATE KILLS" (records per CPU in the storm,
 records per second per CPU while ingest is killed, how many kills); by hand,
-e.g. KEXTLOG_KMOD="100000 4000 10" make kmod-test.
+e.g. KEXTLOG_KMOD="40000 2000 6" make kmod-test.
 """
 
 from __future__ import annotations
