@@ -846,7 +846,6 @@ def ingest_command(
         fresh = settings()
         fresh_options = _ingest_options(fresh, sources)
         fresh_url = store.database_url(fresh.database)
-        _check_store(fresh_url)
         claim(fresh_url)
         writer = _open_store(fresh_url, host)
         restart = [
@@ -867,7 +866,6 @@ def ingest_command(
         )
         return writer, fresh_options
 
-    _check_store(url)  # before the claim makes its lock file there
     with ExitStack() as held:
         held.callback(lambda: [each.release() for each in claims.values()])
         claim(url)

@@ -168,9 +168,7 @@ class Directory:
         """A new directory in this one: 0755 less the umask, or given mode
         (setgid too) and group, set once it is ours alone."""
         os.mkdir(name, 0o755 if mode is None else 0o700, dir_fd=self.fd)
-        fd = os.open(
-            name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd
-        )
+        fd = os.open(name, _OWN_DIRECTORY, dir_fd=self.fd)
         try:
             if mode is not None:
                 os.fchown(fd, -1, group)
@@ -284,7 +282,11 @@ def locate(
     path = Path(os.path.abspath(path))
     for _ in range(_LINKS_MAX):
         directory = open_directory(path.parent, shared=shared, mode=mode, group=group)
-        info = directory.lstat(path.name)
+        try:
+            info = directory.lstat(path.name)
+        except OSError as error:  # e.g. a directory we may enter but not search
+            directory.close()
+            raise UnsafePath(f"{path}: {error.strerror}") from None
         if info is None or not stat.S_ISLNK(info.st_mode):
             return directory, path.name
         with directory:

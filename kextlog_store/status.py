@@ -34,7 +34,7 @@ from pathlib import Path
 from . import paths
 from .errors import DatabaseError, KextlogError
 from .render import escape_terminal
-from .store import private_directory, sqlite_path
+from .store import locate_database, private_directory, sqlite_path
 
 STATE_BYTES_MAX = 1 << 20  # a state is a few hundred bytes per source
 
@@ -53,22 +53,42 @@ def runtime_directory() -> Path:
         return Path(platformdirs.user_runtime_dir("kextlog"))
 
 
-def _place(url: str) -> tuple[Path, str, str]:
-    """The directory of a store's lock and state, their names without
-    .lock or .json, and the store as messages name it."""
+def _place(url: str, *, create: bool) -> tuple[paths.Directory, str, str]:
+    """The checked directory of a store's lock and state (made if missing
+    with create, else paths.Missing), their names without .lock or .json,
+    and the store as messages name it.  Beside a SQLite database they are
+    beside its real file: two links to one store share its lock."""
     database = sqlite_path(url)
     if database is not None:
-        return database.parent, database.name + "-ingest", str(database)
+        directory, name = locate_database(database, create=create)
+        return directory, f"{name}-ingest", str(database)
     from sqlalchemy import make_url
 
-    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
     shown = make_url(url).render_as_string(hide_password=True)
-    return runtime_directory(), f"ingest-{digest}", shown
+    return _runtime(create), _url_base(url), shown
+
+
+def _url_base(url: str) -> str:
+    return f"ingest-{hashlib.sha256(url.encode()).hexdigest()[:16]}"
+
+
+def _runtime(create: bool) -> paths.Directory:
+    where = runtime_directory()
+    try:
+        return private_directory(where, create=create)
+    except paths.Missing:
+        raise
+    except paths.UnsafePath as error:
+        raise DatabaseError(f"refusing the runtime directory {where}: {error}") from None
 
 
 def status_path(url: str) -> Path:
-    directory, base, _ = _place(url)
-    return directory / f"{base}.json"
+    """Where the store's state is, for messages (beside a link's target
+    when the database is a link)."""
+    database = sqlite_path(url)
+    if database is not None:
+        return database.with_name(f"{database.name}-ingest.json")
+    return runtime_directory() / f"{_url_base(url)}.json"
 
 
 class Held(KextlogError):
@@ -133,8 +153,7 @@ class Claim:
     store's lock, and the state it publishes for `kextlog status`."""
 
     def __init__(self, url: str) -> None:
-        where, base, shown = _place(url)
-        self._directory = _directory(where, shown, create=True)
+        self._directory, base, shown = _place(url, create=True)
         self.path = self._directory.path / f"{base}.json"
         self._state, self._temporary = f"{base}.json", f"{base}.json.tmp"
         try:
@@ -191,8 +210,7 @@ def claim_source(spec: str, key: str) -> Callable[[], None]:
     """A producer's lock (key: what names it for good, e.g. its socket's
     real path) in the runtime directory, for as long as ingest runs: a
     producer serves one client.  Returns what releases it."""
-    where = runtime_directory()
-    directory = _directory(where, str(where), create=True)
+    directory = _runtime(create=True)
     try:
         name = f"source-{hashlib.sha256(key.encode()).hexdigest()[:16]}.lock"
         fd = _take(
@@ -205,15 +223,6 @@ def claim_source(spec: str, key: str) -> Callable[[], None]:
     finally:
         directory.close()
     return lambda: os.close(fd)
-
-
-def _directory(where: Path, shown: str, *, create: bool) -> paths.Directory:
-    try:
-        return private_directory(where, create=create)
-    except paths.Missing:
-        raise
-    except paths.UnsafePath as error:
-        raise DatabaseError(f"refusing the ingest state of {shown}: {error}") from None
 
 
 @dataclass(frozen=True)
@@ -240,9 +249,8 @@ def read_status(url: str) -> IngestStatus | None:
     """The state ingest published for this store; None if there is none.
     A state that another user could have written, or that is not one
     ingest writes, is refused (DatabaseError)."""
-    where, base, shown = _place(url)
     try:
-        directory = _directory(where, shown, create=False)
+        directory, base, _ = _place(url, create=False)
     except paths.Missing:
         return None
     with directory:
@@ -266,12 +274,12 @@ def read_status(url: str) -> IngestStatus | None:
 def starting(url: str) -> int | None:
     """The pid of an ingest that holds the store's lock but has published
     no state yet (read_status gave None); None if none does."""
-    where, base, shown = _place(url)
     try:
-        with _directory(where, shown, create=False) as directory:
-            return _lock_holder(directory, f"{base}.lock")
+        directory, base, _ = _place(url, create=False)
     except paths.Missing:
         return None
+    with directory:
+        return _lock_holder(directory, f"{base}.lock")
 
 
 def _lock_holder(directory: paths.Directory, name: str) -> int | None:

@@ -258,9 +258,11 @@ def _made_private(create: bool) -> dict[str, Any]:
 COMPANIONS = ("-wal", "-shm", "-journal")
 
 
-def _locate(path: Path, *, create: bool) -> tuple[paths.Directory, str]:
-    """The database's directory (private_directory) and the file's name in
-    it, refused when others could change either or SQLite's files there."""
+def locate_database(path: Path, *, create: bool) -> tuple[paths.Directory, str]:
+    """The database's directory and the file's name in it, where a link at
+    path leads (paths.locate; with create, missing directories are made as
+    private_directory makes them, else they raise paths.Missing); refused
+    when others could change either, or SQLite's files there."""
     try:
         directory, name = paths.locate(path, **_made_private(create))
         try:
@@ -297,7 +299,7 @@ def check_private(path: Path) -> None:
     SQLite's files beside it writable or owned by someone else.  Nothing
     is created: a directory still missing will be made private."""
     with suppress(paths.Missing):
-        _locate(path, create=False)[0].close()
+        locate_database(path, create=False)[0].close()
 
 
 def write_engine(url: str) -> Engine:
@@ -306,7 +308,7 @@ def write_engine(url: str) -> Engine:
     path = sqlite_path(url)
     if path is None:
         return _engine(url)
-    directory, name = _locate(path, create=True)
+    directory, name = locate_database(path, create=True)
     with directory:
         try:
             _create_file(directory, name)

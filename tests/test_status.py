@@ -207,6 +207,26 @@ def test_a_second_ingest_on_the_same_store_is_refused(
     assert stored.stdout == '{"n": 0}\n'  # nothing of the refused one's
 
 
+def test_a_link_to_a_running_store_is_the_same_store(tmp_path: Path, capture: Path) -> None:
+    """The lock and the state are beside the database's real file."""
+    db, link = tmp_path / "k.db", tmp_path / "link.db"
+    first = start("ingest", "--source", f"unix:{tmp_path / 'none.sock'}", "--db", str(db))
+    try:
+        wait_until_running(db)
+        link.symlink_to(db)  # root's own link: followed
+        other = kextlog(
+            "ingest", "--db", str(link), *second_sources("ingest --once", tmp_path, capture)
+        )
+        assert refused(other, f"{link} is in use by another ingest (pid {first.pid})"), other.stderr
+        shown = kextlog("status", "--db", str(link))
+        assert shown.returncode == 0 and shown.stdout.startswith(
+            f"ingest: running (pid {first.pid})"
+        )
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=30) == 0
+
+
 def test_a_second_ingest_on_the_same_producer_is_refused(tmp_path: Path) -> None:
     """Another store, the same socket: the producer serves one client."""
     sock = tmp_path / "sim.sock"
