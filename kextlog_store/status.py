@@ -91,6 +91,9 @@ def status_path(url: str) -> Path:
     return runtime_directory() / f"{_url_base(url)}.json"
 
 
+_TAKE_TRIES = 100  # each lost to another process that took the lock meanwhile
+
+
 class Held(KextlogError):
     """Another process holds a lock kextlog takes: another ingest."""
 
@@ -114,7 +117,7 @@ def _holder(fd: int) -> int | None:
     return None if answer["type"] == fcntl.F_UNLCK else answer["pid"]
 
 
-def _take(directory: paths.Directory, name: str, refusal: Callable[[int], str]) -> int:
+def _take(directory: paths.Directory, name: str, refusal: Callable[[str], str]) -> int:
     """A lock on the file name in directory (made if missing), held until
     its descriptor is closed or the process ends: a POSIX lock, whose
     holder the kernel names to others (_holder); Held with refusal(pid)
@@ -133,16 +136,17 @@ def _take(directory: paths.Directory, name: str, refusal: Callable[[int], str]) 
                 raise
             fd, exclusive = directory.open(name), False
     try:
-        while True:
+        for _ in range(_TAKE_TRIES):
             holder = _holder(fd)
             if holder is not None:
-                raise Held(refusal(holder))
+                raise Held(refusal(str(holder)))
             try:
                 fcntl.lockf(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
                 return fd
             except OSError as error:  # taken meanwhile: ask again who holds it
                 if error.errno not in (errno.EACCES, errno.EAGAIN):
                     raise
+        raise Held(refusal("unknown"))  # the kernel refuses, and names no one
     except BaseException:
         os.close(fd)
         raise
