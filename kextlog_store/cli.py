@@ -828,7 +828,7 @@ def ingest_command(
     def claim(url: str) -> None:
         key = _url_key(url)
         if key not in claims:  # one per store: a second lock would be the first's
-            claims[key] = status.Claim(url)
+            claims[key] = status.Claim(url, host)
 
     def publish(snapshot: dict) -> None:
         # Beside the database the daemon writes to now (a reload may move it).
@@ -990,6 +990,15 @@ def _settings_file(
 @app.command("status")
 def status_command(
     db: DbOption = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            metavar="NAME",
+            help="For a shared store (a URL): the daemon that ingest --host NAME runs on this "
+            "machine (default: this machine's name).",
+        ),
+    ] = None,
     output: Annotated[
         StatusFormat, typer.Option("--output", "-o", help="Output format.")
     ] = StatusFormat.TEXT,
@@ -1003,17 +1012,19 @@ def status_command(
     Examples:
       kextlog status
       kextlog status -o json
+      kextlog status --db postgresql://kextlog@db.example.com/kextlog --host build-1
     """
     import json
 
     from . import status, store
 
     url = store.database_url(db)
-    current = status.read_status(url)
+    current = status.read_status(url, host)
     if current is None:
-        pid = status.starting(url)
+        pid = status.starting(url, host)
         if pid is None:
-            sys.stdout.write(f"ingest: never ran on this store (no {status.status_path(url)})\n")
+            shown = status.status_path(url, host)
+            sys.stdout.write(f"ingest: never ran on this store (no {shown})\n")
             raise typer.Exit(3)
         if output is StatusFormat.JSON:
             sys.stdout.write(json.dumps({"state": "starting", "pid": pid}) + "\n")

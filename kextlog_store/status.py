@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import os
+import socket
 import struct
 import sys
 import time
@@ -53,11 +54,13 @@ def runtime_directory() -> Path:
         return Path(platformdirs.user_runtime_dir("kextlog"))
 
 
-def _place(url: str, *, create: bool) -> tuple[paths.Directory, str, str]:
+def _place(url: str, host: str | None, *, create: bool) -> tuple[paths.Directory, str, str]:
     """The checked directory of a store's lock and state (made if missing
     with create, else paths.Missing), their names without .lock or .json,
     and the store as messages name it.  Beside a SQLite database they are
-    beside its real file: two links to one store share its lock."""
+    beside its real file: two links to one store share its lock.  A store
+    that is not a file has a daemon per host (ingest --host, this
+    machine's name by default), each with its own."""
     database = sqlite_path(url)
     if database is not None:
         directory, name = locate_database(database, create=create)
@@ -65,11 +68,16 @@ def _place(url: str, *, create: bool) -> tuple[paths.Directory, str, str]:
     from sqlalchemy import make_url
 
     shown = make_url(url).render_as_string(hide_password=True)
-    return _runtime(create), _url_base(url), shown
+    return _runtime(create), _url_base(url, host), f"{shown} for host {_host(host)}"
 
 
-def _url_base(url: str) -> str:
-    return f"ingest-{hashlib.sha256(url.encode()).hexdigest()[:16]}"
+def _host(host: str | None) -> str:
+    return host or socket.gethostname()  # as store.Writer's
+
+
+def _url_base(url: str, host: str | None) -> str:
+    key = f"{_host(host)}\0{url}".encode()
+    return f"ingest-{hashlib.sha256(key).hexdigest()[:16]}"
 
 
 def _runtime(create: bool) -> paths.Directory:
@@ -82,13 +90,13 @@ def _runtime(create: bool) -> paths.Directory:
         raise DatabaseError(f"refusing the runtime directory {where}: {error}") from None
 
 
-def status_path(url: str) -> Path:
+def status_path(url: str, host: str | None = None) -> Path:
     """Where the store's state is, for messages (beside a link's target
     when the database is a link)."""
     database = sqlite_path(url)
     if database is not None:
         return database.with_name(f"{database.name}-ingest.json")
-    return runtime_directory() / f"{_url_base(url)}.json"
+    return runtime_directory() / f"{_url_base(url, host)}.json"
 
 
 _TAKE_TRIES = 100  # each lost to another process that took the lock meanwhile
@@ -156,8 +164,8 @@ class Claim:
     """One daemon's hold on a store, from its start to its exit: the
     store's lock, and the state it publishes for `kextlog status`."""
 
-    def __init__(self, url: str) -> None:
-        self._directory, base, shown = _place(url, create=True)
+    def __init__(self, url: str, host: str | None = None) -> None:
+        self._directory, base, shown = _place(url, host, create=True)
         self.path = self._directory.path / f"{base}.json"
         self._state, self._temporary = f"{base}.json", f"{base}.json.tmp"
         try:
@@ -249,12 +257,12 @@ class IngestStatus:
         return f"not running (stale state from {_time(self.snapshot['updated_ns'])})"
 
 
-def read_status(url: str) -> IngestStatus | None:
+def read_status(url: str, host: str | None = None) -> IngestStatus | None:
     """The state ingest published for this store; None if there is none.
     A state that another user could have written, or that is not one
     ingest writes, is refused (DatabaseError)."""
     try:
-        directory, base, _ = _place(url, create=False)
+        directory, base, _ = _place(url, host, create=False)
     except paths.Missing:
         return None
     with directory:
@@ -275,11 +283,11 @@ def read_status(url: str) -> IngestStatus | None:
         return IngestStatus(path, snapshot, _lock_holder(directory, f"{base}.lock"))
 
 
-def starting(url: str) -> int | None:
+def starting(url: str, host: str | None = None) -> int | None:
     """The pid of an ingest that holds the store's lock but has published
     no state yet (read_status gave None); None if none does."""
     try:
-        directory, base, _ = _place(url, create=False)
+        directory, base, _ = _place(url, host, create=False)
     except paths.Missing:
         return None
     with directory:

@@ -13,6 +13,7 @@ import socket
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -249,6 +250,41 @@ def test_a_second_ingest_on_the_same_producer_is_refused(tmp_path: Path) -> None
         simulator.send_signal(signal.SIGTERM)
         assert first.wait(timeout=30) == 0
         simulator.communicate(timeout=30)
+
+
+def test_a_shared_store_has_a_daemon_per_host(
+    tmp_path: Path, postgres_database: Callable[[bool], str]
+) -> None:
+    """A PostgreSQL store: one daemon per host (--host), each with its own
+    lock and state under the runtime directory; a second for the same host
+    is refused."""
+    url = postgres_database(True)
+    daemons = {
+        host: start("ingest", "--source", f"unix:{tmp_path / f'{host}.sock'}", "--db", url,
+                    "--host", host)
+        for host in ("alpha", "beta")
+    }  # fmt: skip
+    try:
+        for host, daemon in daemons.items():
+            deadline = time.monotonic() + 30
+            while (current := read_status(url, host)) is None or not current.alive:
+                assert time.monotonic() < deadline, f"ingest --host {host} never published"
+                time.sleep(0.05)
+            assert current.snapshot["pid"] == daemon.pid
+            shown = kextlog("status", "--db", url, "--host", host)
+            assert shown.stdout.startswith(f"ingest: running (pid {daemon.pid})"), shown.stdout
+        again = start("ingest", "--source", f"unix:{tmp_path / 'c.sock'}", "--db", url,
+                      "--host", "beta")  # fmt: skip
+        _, err = again.communicate(timeout=60)
+        assert again.returncode == 1
+        assert err.endswith(
+            f"for host beta is in use by another ingest (pid {daemons['beta'].pid}); "
+            "one daemon per store\n"
+        ), err
+    finally:
+        for daemon in daemons.values():
+            daemon.send_signal(signal.SIGTERM)
+            assert daemon.wait(timeout=60) == 0
 
 
 HOSTILE_NAME = "kext\x1b[2J\u009b31m\nkextlog: error: forged\r"
