@@ -408,6 +408,15 @@ def test_the_simulator_never_serves_where_another_user_can_change_the_socket(
     assert list(theirs.iterdir()) == []
 
 
+def test_the_simulator_never_binds_or_chmods_through_a_link(sticky: Path, aimed: Aimed) -> None:
+    """In /tmp (sticky) the socket may be: a link another user put at its
+    name is refused, and the file it points to keeps its mode."""
+    plant_link(aimed.file, sticky / "sim.sock")
+    result = kextlog("simulate", "--socket", str(sticky / "sim.sock"), "--count", "1")
+    assert refused(result, f"{sticky / 'sim.sock'} exists and is not a socket"), result.stderr
+    assert aimed.untouched()
+
+
 # A producer another user runs: HELLO, then a record, on its own socket.
 FORGER = """
 import socket, sys, time
