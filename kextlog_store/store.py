@@ -274,7 +274,7 @@ def locate_database(path: Path, *, create: bool) -> tuple[paths.Directory, str]:
             directory.close()
             raise
     except paths.Missing:
-        raise
+        raise  # the caller's to tell: nothing to read, or nothing made yet
     except paths.UnsafePath as error:
         raise DatabaseError(f"refusing the database {path}: {error}") from None
     return directory, name
@@ -303,8 +303,9 @@ def check_private(path: Path) -> None:
 
 
 def write_engine(url: str) -> Engine:
-    """An engine that may create and change the database; an existing file
-    must be one kextlog can use (check_file)."""
+    """An engine that may create and change the database: a path no other
+    user can steer (locate_database), a file made private when new, and
+    an existing one kextlog can use (check_file)."""
     path = sqlite_path(url)
     if path is None:
         return _engine(url)

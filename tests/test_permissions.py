@@ -1,7 +1,9 @@
 """Who may read and change what: the store is private to its user and the
-admin group, the simulator's socket to its user, and ingest refuses a
-database path that others could change.  We run as root: another user is
-`nobody`, in a process that dropped its privileges (setpriv)."""
+admin group, the simulator's socket to its user, and no path another user
+could change is followed (a directory they may write, a link they
+planted), nor a producer, configuration or syslog socket of theirs
+believed.  We run as root: another user is `nobody`, in a process that
+dropped its privileges (setpriv)."""
 
 from __future__ import annotations
 
