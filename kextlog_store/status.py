@@ -76,7 +76,12 @@ def _host(host: str | None) -> str:
 
 
 def _url_base(url: str, host: str | None) -> str:
-    key = f"{_host(host)}\0{url}".encode()
+    """The names of a URL store's files: a hash of the host and the URL
+    without its password (no hash of a password in a file name)."""
+    from sqlalchemy import make_url
+
+    shown = make_url(url).render_as_string(hide_password=True)
+    key = f"{_host(host)}\0{shown}".encode()
     return f"ingest-{hashlib.sha256(key).hexdigest()[:16]}"
 
 
