@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .errors import DatabaseError
-from .store import SEQ_BITS, SEQ_MASK, known_revisions, sqlite_path
+from .store import SEQ_BITS, SEQ_MASK, check_private, known_revisions, sqlite_path
 
 SHOWN_PROBLEMS = 10  # of each check, at most; the count says how many more
 
@@ -52,6 +52,7 @@ def check(url: str, *, quick: bool = False) -> CheckReport:
         raise DatabaseError("kextlog db check supports SQLite stores only, for now")
     if not path.is_file():
         raise DatabaseError(f"no kextlog database at {path}")
+    check_private(path)  # SQLite opens its -wal and -shm by name beside it
     connection = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=10)
     try:
         findings = [_pragma(connection, "quick_check" if quick else "integrity_check")]

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing, contextmanager, suppress
+from contextlib import ExitStack, closing, contextmanager, suppress
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
@@ -31,7 +31,7 @@ from typer._click.exceptions import UsageError as ClickUsageError
 
 from . import __version__
 from .errors import DatabaseError, KextlogError, SourceError, UsageError
-from .render import RecordFormat, SqlFormat, StatsFormat
+from .render import RecordFormat, SqlFormat, StatsFormat, escape_terminal
 
 if TYPE_CHECKING:  # imported by the commands that need them (see above)
     from .config import IngestConfig
@@ -766,9 +766,9 @@ def ingest_command(
     signal.signal(signal.SIGHUP, lambda _signal, _frame: reload.set())
 
     from . import config, ingest, render, status, store
-    from .kmsg import DEVICE
+    from .kmsg import DEVICE, KmsgSource
     from .levels import parse_level
-    from .sources import parse_source
+    from .sources import exclusive_key, parse_source
     from .wire import LogFrame
 
     flags = config.IngestConfig(
@@ -784,7 +784,10 @@ def ingest_command(
     )
 
     def settings() -> config.IngestConfig:
-        return flags.over(config.load(config_file))
+        read = config.file_read(config_file)
+        if read is not None:
+            _check_owned(read, "the configuration", regular=True)
+        return flags.over(config.load(read))
 
     started = settings()
     if not started.sources:
@@ -795,6 +798,9 @@ def ingest_command(
         )
         for spec in started.sources
     ]
+    for source in sources:
+        if isinstance(source, KmsgSource):  # a file root is pointed at, read as records
+            _check_owned(Path(source.path), "the kmsg source")
     options = _ingest_options(started, sources)
     url = store.database_url(started.database)
     if check_config:
@@ -815,14 +821,25 @@ def ingest_command(
             record = frame.record(session.hello.instance, session.source.spec)
             sys.stdout.write(render.record_short(record, local) + "\n")
 
-    publishers: dict[str, status.Publisher] = {}
+    # The stores this daemon holds (status.Claim), by URL: the one it
+    # writes, and while a reload switches, the next.  Another ingest on
+    # one of them, or on one of the producers, is refused.
+    claims: dict[str, status.Claim] = {}
+
+    def claim(url: str) -> None:
+        key = _url_key(url)
+        if key not in claims:  # one per store: a second lock would be the first's
+            claims[key] = status.Claim(url, host)
 
     def publish(snapshot: dict) -> None:
         # Beside the database the daemon writes to now (a reload may move it).
         current = daemon.writer.engine.url.render_as_string(hide_password=False)
-        if current not in publishers:
-            publishers[current] = status.Publisher(current)
-        publishers[current](snapshot)
+        claims[current].publish(snapshot)
+        if snapshot["running"]:
+            # The store it left has its last state (running false), and one
+            # a failed reload claimed never had any: let them go.
+            for key in [key for key in claims if key != current]:
+                claims.pop(key).release()
         if live is not None:
             live(snapshot)
 
@@ -830,6 +847,7 @@ def ingest_command(
         fresh = settings()
         fresh_options = _ingest_options(fresh, sources)
         fresh_url = store.database_url(fresh.database)
+        claim(fresh_url)
         writer = _open_store(fresh_url, host)
         restart = [
             key
@@ -849,16 +867,23 @@ def ingest_command(
         )
         return writer, fresh_options
 
-    daemon = ingest.Ingest(
-        _open_store(url, host),
-        options,
-        stop,
-        echo=echo_record,
-        publish=publish,
-        reload=reload,
-        reopen=reopen,
-    )
-    totals = daemon.run()
+    with ExitStack() as held:
+        held.callback(lambda: [each.release() for each in claims.values()])
+        claim(url)
+        for source in sources:
+            key = exclusive_key(source)
+            if key is not None:
+                held.callback(status.claim_source(source.spec, key))
+        daemon = ingest.Ingest(
+            _open_store(url, host),
+            options,
+            stop,
+            echo=echo_record,
+            publish=publish,
+            reload=reload,
+            reopen=reopen,
+        )
+        totals = daemon.run()
     if live is not None:
         live.finish()
     if daemon.failures:
@@ -901,12 +926,29 @@ def _check_store(url: str) -> None:
         store.check_private(path)
 
 
+def _url_key(url: str) -> str:
+    """A store's URL as its engine renders it (ingest's claims are by it)."""
+    from sqlalchemy import make_url
+
+    return make_url(url).render_as_string(hide_password=False)
+
+
+def _check_owned(path: Path, what: str, *, regular: bool = False) -> None:
+    """Refuses what ingest reads when another user could change it (paths.check_owned)."""
+    from . import paths
+
+    try:
+        paths.check_owned(path, regular=regular)
+    except paths.UnsafePath as error:
+        raise paths.UnsafePath(f"refusing {what} {path}: {error}") from None
+
+
 def _open_store(url: str, host: str | None) -> Writer:
-    """The store's writer, on a checked database at the newest schema;
-    its instances under host (None: this machine's name)."""
+    """The store's writer, on a database at the newest schema (checked:
+    store.write_engine); its instances under host (None: this machine's
+    name)."""
     from . import migrate, store
 
-    _check_store(url)
     return store.Writer(migrate.upgrade(url), host=host)
 
 
@@ -949,6 +991,15 @@ def _settings_file(
 @app.command("status")
 def status_command(
     db: DbOption = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            metavar="NAME",
+            help="For a shared store (a URL): the daemon that ingest --host NAME runs on this "
+            "machine (default: this machine's name).",
+        ),
+    ] = None,
     output: Annotated[
         StatusFormat, typer.Option("--output", "-o", help="Output format.")
     ] = StatusFormat.TEXT,
@@ -962,16 +1013,25 @@ def status_command(
     Examples:
       kextlog status
       kextlog status -o json
+      kextlog status --db postgresql://kextlog@db.example.com/kextlog --host build-1
     """
     import json
 
     from . import status, store
 
     url = store.database_url(db)
-    current = status.read_status(url)
+    current = status.read_status(url, host)
     if current is None:
-        sys.stdout.write(f"ingest: never ran on this store (no {status.status_path(url)})\n")
-        raise typer.Exit(3)
+        pid = status.starting(url, host)
+        if pid is None:
+            shown = status.status_path(url, host)
+            sys.stdout.write(f"ingest: never ran on this store (no {shown})\n")
+            raise typer.Exit(3)
+        if output is StatusFormat.JSON:
+            sys.stdout.write(json.dumps({"state": "starting", "pid": pid}) + "\n")
+        else:
+            sys.stdout.write(f"ingest: starting (pid {pid}), no state published yet\n")
+        return
     if output is StatusFormat.JSON:
         sys.stdout.write(json.dumps({**current.snapshot, "state": current.state}) + "\n")
     else:
@@ -1071,7 +1131,8 @@ class _DaemonFormatter(logging.Formatter):
         self.prefix = prefix
 
     def format(self, record: logging.LogRecord) -> str:
-        return f"{self.prefix}{record.name.replace('.', ' ')}: {record.getMessage()}"
+        message = escape_terminal(record.getMessage())  # it may quote a producer
+        return f"{self.prefix}{record.name.replace('.', ' ')}: {message}"
 
 
 class _LiveLine:
@@ -1114,7 +1175,7 @@ class _SyslogFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return f"kextlog[{record.process}]: {record.name.removeprefix('kextlog.')}: " + (
-            record.getMessage()
+            escape_terminal(record.getMessage())
         )
 
 
@@ -1131,6 +1192,11 @@ def _log_to_syslog(address: str, stderr: logging.Handler) -> None:
             """A syslog that went away (it reconnects at the next message)
             costs that message, never a traceback on stderr."""
 
+    try:
+        _check_owned(Path(address), "the syslog socket")
+    except KextlogError as error:
+        logging.getLogger("kextlog.ingest").warning("%s: messages go to stderr only", error)
+        return
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
         probe.connect(address)

@@ -442,6 +442,17 @@ def _clean(text: str) -> str:
     return _CONTROL.sub(lambda match: f"\\x{ord(match[0]):02x}", text)
 
 
+# Every control character: C0 (tab and newline too), DEL and C1.
+_ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def escape_terminal(text: str) -> str:
+    """text on one line, with nothing in it a terminal acts on: each
+    control character as \\xNN (for what another party chose, e.g. a
+    producer's name, in status or in the daemon's own messages)."""
+    return _ANY_CONTROL.sub(lambda match: f"\\x{ord(match[0]):02x}", text)
+
+
 # --- the store's figures: kextlog stats and kextlog prune ---------------------
 
 # Bars that read without colour: one glyph per level, the severe ones darkest.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import grp
 import os
-import pwd
 import socket
 import sqlite3
 import stat
@@ -53,7 +52,7 @@ from sqlalchemy import (
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import ExceptionContext
 
-from . import migrations
+from . import migrations, paths
 from .errors import DatabaseError
 
 metadata = MetaData(
@@ -239,75 +238,83 @@ def admin_group() -> int:
     return gid if os.geteuid() == 0 or gid in os.getgroups() else os.getegid()
 
 
-def create_private(path: Path) -> None:
-    """The database file and its directory, when they do not exist yet:
-    directory 0750, file 0640, group admin_group().  SQLite gives the -wal
-    and -shm files it creates later the database file's mode (and, as
-    root, its owner and group); the directory's setgid bit gives its group
-    to every other file created in it (BSD does that by itself), as
-    journald's /var/log/journal."""
-    group = admin_group()
-    directory = path.parent
-    if not directory.exists():
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        with suppress(FileExistsError):
-            os.mkdir(directory, 0o700)
-            os.chown(directory, -1, group)
-            setgid = stat.S_ISGID if sys.platform.startswith("linux") else 0
-            os.chmod(directory, DIRECTORY_MODE | setgid)
+def private_directory(path: Path, *, create: bool) -> paths.Directory:
+    """A directory of the store, checked (paths.open_directory); with
+    create, made when missing: 0750, group admin_group(), and setgid so
+    that every file created in it has that group (BSD does that by
+    itself), as journald's /var/log/journal."""
+    return paths.open_directory(path, **_made_private(create))
+
+
+def _made_private(create: bool) -> dict[str, Any]:
+    """paths' options that make missing directories private (or none)."""
+    if not create:
+        return {}
+    setgid = stat.S_ISGID if sys.platform.startswith("linux") else 0
+    return {"mode": DIRECTORY_MODE | setgid, "group": admin_group()}
+
+
+# SQLite's own files beside the database, which it opens by name.
+COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def locate_database(path: Path, *, create: bool) -> tuple[paths.Directory, str]:
+    """The database's directory and the file's name in it, where a link at
+    path leads (paths.locate; with create, missing directories are made as
+    private_directory makes them, else they raise paths.Missing); refused
+    when others could change either, or SQLite's files there."""
     try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        return
+        directory, name = paths.locate(path, **_made_private(create))
+        try:
+            for suffix in ("", *COMPANIONS):
+                info = directory.lstat(name + suffix)
+                if info is not None:
+                    paths.check_file(info, directory.path / (name + suffix))
+        except BaseException:
+            directory.close()
+            raise
+    except paths.Missing:
+        raise  # the caller's to tell: nothing to read, or nothing made yet
+    except paths.UnsafePath as error:
+        raise DatabaseError(f"refusing the database {path}: {error}") from None
+    return directory, name
+
+
+def _create_file(directory: paths.Directory, name: str) -> None:
+    """The database file, new: 0640, group admin_group().  SQLite gives the
+    -wal and -shm files it creates later the database file's mode (and, as
+    root, its owner and group)."""
+    descriptor = directory.create(name, 0o600)
     try:
-        os.fchown(descriptor, -1, group)
+        os.fchown(descriptor, -1, admin_group())
         os.fchmod(descriptor, FILE_MODE)
     finally:
         os.close(descriptor)
 
 
 def check_private(path: Path) -> None:
-    """Refuses a database that others could change, as ssh's StrictModes: the
-    file (or its -wal, -shm) or any directory from it up to / writable by
-    everyone (a directory with the sticky bit, as /tmp, excepted) or owned
-    by a user other than root and this one.  Checked along the path as
-    given and along the one its symbolic links lead to."""
-    absolute = Path(os.path.abspath(path))
-    companions = [absolute.with_name(absolute.name + suffix) for suffix in ("-wal", "-shm")]
-    for chain in {absolute, absolute.resolve()}:
-        for candidate in (*companions, chain, *chain.parents):
-            try:
-                info = os.stat(candidate)
-            except FileNotFoundError:
-                continue
-            problem = None
-            if info.st_uid not in (0, os.geteuid()):
-                problem = f"is owned by {_user(info.st_uid)}, not by root or {_user(os.geteuid())}"
-            elif info.st_mode & stat.S_IWOTH and not (
-                stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_ISVTX
-            ):
-                mode = stat.S_IMODE(info.st_mode)
-                problem = f"is writable by everyone (mode {mode:04o}): chmod o-w {candidate}"
-            if problem is not None:
-                raise DatabaseError(f"refusing the database {path}: {candidate} {problem}")
-
-
-def _user(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"uid {uid}"
+    """Refuses a database that others could change, as ssh's StrictModes:
+    a directory on its way writable by someone else or owned by another
+    user, a link on its way another user owns (paths), or the file or
+    SQLite's files beside it writable or owned by someone else.  Nothing
+    is created: a directory still missing will be made private."""
+    with suppress(paths.Missing):
+        locate_database(path, create=False)[0].close()
 
 
 def write_engine(url: str) -> Engine:
-    """An engine that may create and change the database; an existing file
-    must be one kextlog can use (check_file)."""
+    """An engine that may create and change the database: a path no other
+    user can steer (locate_database), a file made private when new, and
+    an existing one kextlog can use (check_file)."""
     path = sqlite_path(url)
     if path is None:
         return _engine(url)
-    if path.exists():
-        check_file(path)
-    create_private(path)
+    directory, name = locate_database(path, create=True)
+    with directory:
+        try:
+            _create_file(directory, name)
+        except FileExistsError:
+            check_file(path)
     engine = _engine(url)
     event.listen(engine, "connect", _tune_sqlite)
     event.listen(engine, "connect", _tune_writer)
@@ -337,6 +344,7 @@ def read_engine(url: str) -> Engine:
         raise DatabaseError(
             f"no kextlog database at {path} (start `kextlog ingest` or pass --db / KEXTLOG_DB)"
         )
+    check_private(path)  # SQLite opens its -wal and -shm by name beside it
     check_file(path)
     uri = f"file:{quote(str(path))}?mode=ro"
 

@@ -78,6 +78,7 @@ def test_the_systemd_unit(tmp_path: Path) -> None:
     assert service["Restart"] == "on-failure" and service["RestartSec"] == "2s"
     assert service["KillSignal"] == "SIGTERM" and service["TimeoutStopSec"] == "30s"
     assert service["StateDirectory"] == "kextlog" and service["StateDirectoryMode"] == "0750"
+    assert service["RuntimeDirectory"] == "kextlog" and service["RuntimeDirectoryMode"] == "0750"
     assert service["UMask"] == "0027"
     assert service["ProtectSystem"] == "strict"
     assert service["ReadWritePaths"] == "/var/lib/kextlog"
