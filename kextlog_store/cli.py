@@ -293,7 +293,9 @@ def query_command(
             sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
         with closing(found), _pager(enabled=not (no_pager or follow)):
             try:
-                render.write_records(shown, output, sys.stdout, utc=utc, color=color)
+                render.write_records(
+                    shown, output, sys.stdout, utc=utc, color=color, terminal=sys.stdout.isatty()
+                )
             except KeyboardInterrupt:
                 if not follow:
                     raise  # Ctrl-C is how one ends --follow: exit 0 then
@@ -381,7 +383,9 @@ def sql_command(
         store.database_url(db), statement, parameters, time_limit=timeout, max_rows=max_rows
     )
     with _pager(enabled=not no_pager):
-        render.write_rows(result.columns, result.rows, output, sys.stdout)
+        render.write_rows(
+            result.columns, result.rows, output, sys.stdout, terminal=sys.stdout.isatty()
+        )
     if result.truncated:
         sys.stdout.flush()
         sys.stderr.write(
