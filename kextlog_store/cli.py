@@ -306,8 +306,15 @@ def query_command(
         engine.dispose()
 
 
-# Exit status of `kextlog sql` when --max-rows cut the result short.
+# Exit status of `kextlog sql` when --max-rows or --max-bytes cut the result short.
 EXIT_TRUNCATED = 3
+INT64_MAX = 2**63 - 1  # SQLite's integers, and PostgreSQL's bigint
+# The default of `sql --max-bytes`: the result is held in memory before it
+# is printed (a statement that runs out of time prints nothing), at about
+# twice its size; 256 MB is 10,000 rows of the log view's every column a
+# hundred times over, and still fits beside a running daemon on a small
+# machine.  A whole store goes out with --max-bytes 0, or `query -o csv`.
+MAX_BYTES = "256MB"
 
 
 def _identity(value: T) -> T:
@@ -338,7 +345,11 @@ def sql_command(
     timeout: Annotated[
         float,
         typer.Option(
-            "--timeout", min=0.001, metavar="SECONDS", help="Stop a statement that runs longer."
+            "--timeout",
+            min=0.001,
+            max=86_400,
+            metavar="SECONDS",
+            help="Stop a statement that runs longer.",
         ),
     ] = 10.0,
     max_rows: Annotated[
@@ -346,22 +357,34 @@ def sql_command(
         typer.Option(
             "--max-rows",
             min=0,
+            max=INT64_MAX,
             metavar="N",
             help="Print at most N rows (0: all); more make the exit status 3.",
         ),
     ] = 10_000,
+    max_bytes: Annotated[
+        str,
+        typer.Option(
+            "--max-bytes",
+            metavar="SIZE",
+            help="Hold and print at most SIZE (e.g. 64MB, 1GB; 0: no limit) of the result, "
+            "and no value longer; more make the exit status 3.",
+        ),
+    ] = MAX_BYTES,
     no_pager: NoPagerOption = False,
 ) -> None:
     """Run read-only SQL on the store; it cannot change anything or write any file.
 
     The views `log` (a record per row, readable) and `lost` (a loss per row)
     make most questions one line; README lists every table and view, and
-    REGEXP works (Python's re).
+    REGEXP works (RE2's syntax: no backreferences or lookaround).
 
     Limits: a statement that runs longer than --timeout stops with an error
-    and prints nothing (exit 1). One that returns more than --max-rows rows
-    prints the first N, says "stopped after N rows" on stderr and exits with
-    status 3, so that a script never takes a cut result for the whole.
+    and prints nothing (exit 1). One that returns more than --max-rows rows,
+    or more than --max-bytes, prints the rows that fit, says "stopped after N
+    rows" on stderr and exits with status 3, so that a script never takes a
+    cut result for the whole. A value longer than --max-bytes, or a
+    statement that needs more memory than twice that, stops with an error.
 
     \b
     Examples:
@@ -369,29 +392,73 @@ def sql_command(
       kextlog sql -o json "SELECT * FROM lost"
       kextlog sql -p pid 312 -p since 2026-11-27 \\
         "SELECT time, message FROM log WHERE pid = :pid AND time >= :since"
-      kextlog sql -o csv --max-rows 0 "SELECT * FROM log" > everything.csv
+      kextlog sql -o csv --max-rows 0 --max-bytes 0 "SELECT * FROM log" > everything.csv
       echo "PRAGMA table_info(records)" | kextlog sql -
     """
     from . import query, render, store
+    from .retention import parse_size
 
     if statement == "-":
         statement = sys.stdin.read()
+    size = _option("--max-bytes", parse_size, max_bytes)
     # Each value is a (NAME, VALUE) pair (see _take_pairs); always by name,
     # so that a :NAME without -p says which one is missing.
     parameters = query.sql_parameters(cast("list[tuple[str, str]]", param or []))
-    result = query.run_sql(
-        store.database_url(db), statement, parameters, time_limit=timeout, max_rows=max_rows
-    )
+    url = store.database_url(db)
+    with _hard_time_limit(timeout, lambda: str(query.time_limit_error(timeout))):
+        result = query.run_sql(
+            url, statement, parameters, time_limit=timeout, max_rows=max_rows, max_bytes=size
+        )
     with _pager(enabled=not no_pager):
-        render.write_rows(
-            result.columns, result.rows, output, sys.stdout, terminal=sys.stdout.isatty()
+        written = render.write_rows(
+            result.columns,
+            result.rows,
+            output,
+            sys.stdout,
+            terminal=sys.stdout.isatty(),
+            max_bytes=size or None,
         )
-    if result.truncated:
+    truncated = result.truncated or ("--max-bytes" if written < len(result.rows) else None)
+    if truncated is not None:
         sys.stdout.flush()
-        sys.stderr.write(
-            f"kextlog: stopped after {max_rows:,} rows: raise --max-rows (0 for all)\n"
-        )
+        if truncated == "--max-rows":
+            sys.stderr.write(
+                f"kextlog: stopped after {written:,} rows: raise --max-rows (0 for all)\n"
+            )
+        else:
+            sys.stderr.write(
+                f"kextlog: stopped after {written:,} rows, at --max-bytes {max_bytes}: "
+                "raise --max-bytes (0 for no limit)\n"
+            )
         raise typer.Exit(EXIT_TRUNCATED)
+
+
+# How long a statement may run past its time limit before the process ends:
+# the time limit stops a statement between SQLite's instructions, never
+# inside one call of a function (REGEXP with a huge pattern, instr() or
+# replace() over megabytes), nor PostgreSQL's client waiting for a server
+# that does not answer.
+HARD_LIMIT_GRACE = 1.0
+
+
+@contextmanager
+def _hard_time_limit(seconds: float, message: Callable[[], str]) -> Iterator[None]:
+    """Ends the process with message (exit 1) if what runs inside takes
+    HARD_LIMIT_GRACE longer than seconds; kextlog sql only reads, so
+    nothing is left half done."""
+
+    def expire() -> None:
+        sys.stderr.write(f"kextlog: error: {message()}\n")
+        sys.stderr.flush()
+        os._exit(1)
+
+    timer = threading.Timer(seconds + HARD_LIMIT_GRACE, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 @app.command("stats")

@@ -853,7 +853,7 @@ def test_sql_parameters(kextlog: Kextlog, populated: PopulatedStore) -> None:
             "Binding 1 has no name, but you supplied a dictionary (which has only names)."
             " (use :NAME in the SQL and -p NAME VALUE)",
         ),
-        (["SELECT 1 WHERE 'x' REGEXP '('"], "(an invalid REGEXP pattern?)"),
+        (["SELECT 1 WHERE 'x' REGEXP '('"], "SQL: REGEXP: invalid regular expression '(' (missing ): ()"),
         (["--timeout", "0", "SELECT 1"], "Invalid value for '--timeout'"),
         (["--max-rows", "-1", "SELECT 1"], "Invalid value for '--max-rows'"),
     ],
