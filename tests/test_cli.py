@@ -853,7 +853,10 @@ def test_sql_parameters(kextlog: Kextlog, populated: PopulatedStore) -> None:
             "Binding 1 has no name, but you supplied a dictionary (which has only names)."
             " (use :NAME in the SQL and -p NAME VALUE)",
         ),
-        (["SELECT 1 WHERE 'x' REGEXP '('"], "SQL: REGEXP: invalid regular expression '(' (missing ): ()"),
+        (
+            ["SELECT 1 WHERE 'x' REGEXP '('"],
+            "SQL: REGEXP: invalid regular expression '(' (missing ): ()",
+        ),
         (["--timeout", "0", "SELECT 1"], "Invalid value for '--timeout'"),
         (["--max-rows", "-1", "SELECT 1"], "Invalid value for '--max-rows'"),
     ],
@@ -1059,3 +1062,199 @@ def test_csv_on_a_terminal_is_escaped(hostile: list[Record], db_path: Path) -> N
         assert code == 0
         assert not UNSAFE.search(text.replace("\r", "")), args
         assert "esc \\x1b[31mred" in text
+
+
+# --- bounded reading: hostile regexes and SQL --------------------------------------------
+
+# An RE2 pattern as slow as RE2 gets (a large program, no DFA on random
+# text): about a second a kilobyte of random a and b.
+SLOW_PATTERN = "|".join(f"(a|b)*{'ab'[i % 2]}(a|b){{{1000 - i % 500}}}c" for i in range(150))
+
+
+@pytest.fixture
+def ab_store(empty_store: Path, db_url: str) -> Path:
+    """Fifty records whose messages are a kilobyte of random a and b."""
+    import random
+
+    from tests.conftest import Instance, insert_records
+
+    rng = random.Random(13)
+    instance = Instance(1, "0690a5df1c2e4b7a9d3f0a1b2c3d4e5f", "unix:/run/x.sock", 50, 0)
+    now = time.time_ns()
+    records = [
+        Record(now - seq * NS, Level.INFO, 1, 1, "p", "".join(rng.choices("ab", k=1000)), seq,
+               instance.uuid)
+        for seq in range(1, 51)
+    ]  # fmt: skip
+    insert_records(db_url, [instance], records)
+    return empty_store
+
+
+def kextlog_process(db: str, *args: str) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), KEXTLOG_DB=db, TZ="UTC")
+    return subprocess.Popen(
+        [sys.executable, "-m", "kextlog_store.cli", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_reading(process: subprocess.Popen[str], db: Path, timeout: float = 60) -> None:
+    """Until the process has mapped the store's -shm (it reads the store)
+    and then spent half a second of CPU: it is in its statement."""
+    deadline = time.monotonic() + timeout
+    maps = Path(f"/proc/{process.pid}/maps")
+    while f"{db}-shm" not in maps.read_text():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    start = cpu_seconds(process.pid)
+    while cpu_seconds(process.pid) < start + 0.5:
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["query", "--grep", SLOW_PATTERN],
+        [
+            "sql",
+            "--timeout",
+            "600",
+            f"SELECT count(*) FROM log WHERE message REGEXP '{SLOW_PATTERN}'",
+        ],
+    ],
+    ids=["query --grep", "sql REGEXP"],
+)
+def test_ctrl_c_in_a_long_search_exits_130_quietly(ab_store: Path, args: list[str]) -> None:
+    process = kextlog_process(str(ab_store), *args)
+    wait_until_reading(process, ab_store)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert (process.returncode, out, err) == (130, "", "")
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_ctrl_c_in_a_long_postgresql_statement_exits_130_quietly(
+    populated: PopulatedStore,
+) -> None:
+    from sqlalchemy import create_engine, text
+
+    process = kextlog_process(populated.url, "sql", "--timeout", "600", "SELECT pg_sleep(300)")
+    watcher = create_engine(populated.url)
+    running = text("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(300)'")
+    deadline = time.monotonic() + 60
+    while True:  # a transaction sees one snapshot of pg_stat_activity: one each
+        with watcher.connect() as connection:
+            if connection.execute(running).scalar():
+                break
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    watcher.dispose()
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert (process.returncode, out, err) == (130, "", "")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+def test_grep_of_hostile_messages_ends(kextlog: Kextlog, store_url: str) -> None:
+    """Messages a producer wrote to make a backtracking search run for ever."""
+    from tests.conftest import Instance, insert_records
+
+    instance = Instance(1, "0690a5df1c2e4b7a9d3f0a1b2c3d4e5f", "unix:/run/x.sock", 50, 0)
+    now = time.time_ns()
+    texts = ["a" * 1000 + "b", "x" * 1000, "ab" * 500]
+    records = [
+        Record(now - seq * NS, Level.INFO, 1, 1, "p", texts[seq % 3], seq, instance.uuid)
+        for seq in range(1, 51)
+    ]
+    insert_records(store_url, [instance], records)
+    started = time.monotonic()
+    for pattern in ("(a+)+$", "(x+x+)+y", "(a|aa)*c", "(.*a){20}c"):
+        result = kextlog("query", "--grep", pattern, "-o", "cat")
+        assert (result.returncode, result.stdout, result.stderr) == (0, "", ""), pattern
+    assert time.monotonic() - started < 120
+
+
+# Statements that run past the time limit: between SQLite's instructions
+# (the progress handler stops them), and inside one call of a function,
+# which nothing inside the process can interrupt (the process ends).
+ENDLESS = {
+    "REGEXP on every row": "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n)"
+    " SELECT count(*) FROM n WHERE printf('%.3000c', 'a') || i REGEXP '(a+)+$'",
+    "REGEXP on every message": f"SELECT count(*) FROM log WHERE message REGEXP '{SLOW_PATTERN}'",
+    "one long REGEXP": f"SELECT group_concat(message, '') REGEXP '{SLOW_PATTERN}' FROM log",
+    "one long instr": "SELECT instr(printf('%.4000000c', 'a'), printf('%.2000000c', 'a') || 'b')",
+    "a value doubling": "WITH RECURSIVE c(s) AS (SELECT 'x' UNION ALL SELECT s || s FROM c)"
+    " SELECT length(s) FROM c",
+}
+
+
+@pytest.mark.parametrize("sql", ENDLESS.values(), ids=ENDLESS.keys())
+def test_sql_time_limit_covers_every_statement(kextlog: Kextlog, ab_store: Path, sql: str) -> None:
+    started = time.monotonic()
+    result = kextlog("sql", "--timeout", "1", "--max-bytes", "0", sql)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == (
+        "kextlog: error: SQL stopped after the time limit of 1 s: raise --timeout\n"
+    )
+    assert time.monotonic() - started < 50
+
+
+def test_sql_bounds_memory_and_output(populated: PopulatedStore, tmp_path: Path) -> None:
+    assert populated.path is not None
+    env = dict(os.environ, PYTHONPATH=str(ROOT), KEXTLOG_DB=str(populated.path))
+
+    def run(*args: str) -> tuple[int, bytes, str, float]:
+        """Exit status, stdout (in a file), stderr, and peak RSS in MB."""
+        out = tmp_path / "out"
+        with out.open("wb") as stdout:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "kextlog_store.cli", "sql", *args],
+                env=env, stdout=stdout, stderr=subprocess.PIPE,
+            )  # fmt: skip
+            assert process.stderr is not None
+            err = process.stderr.read().decode()
+            _, status, usage = os.wait4(process.pid, 0)
+            process.returncode = os.waitstatus_to_exitcode(status)
+        return process.returncode, out.read_bytes(), err, usage.ru_maxrss / 1024
+
+    too_big = (
+        "kextlog: error: SQL: the statement needs more than --max-bytes (268,435,456 bytes)"
+        " for a value or its work: raise --max-bytes (0 for no limit)\n"
+    )
+    for sql in (
+        "SELECT zeroblob(500000000)",
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400)"
+        " SELECT length(group_concat(zeroblob(1000000))) FROM n",
+        "SELECT length(replace(printf('%.1000000c', 'a'), 'a', printf('%.1000c', 'y')))",
+        "SELECT " + ", ".join(["zeroblob(200000000)"] * 6),
+    ):
+        code, out, err, rss = run(sql)
+        assert (code, out, err) == (1, b"", too_big), sql
+        assert rss < 1200, (sql, rss)
+    # What is printed stops at --max-bytes: a whole row at a time.
+    rows = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)"
+    for output in ("table", "csv", "json"):
+        code, out, err, _ = run(
+            "-o", output, "--max-bytes", "1MB",
+            f"{rows} SELECT i, printf('%.10000c', 'z') AS wide FROM n",
+        )  # fmt: skip
+        assert code == 3 and 900_000 < len(out) <= 1 << 20, output
+        assert err.startswith("kextlog: stopped after ") and err.endswith(
+            " rows, at --max-bytes 1MB: raise --max-bytes (0 for no limit)\n"
+        )
+    # A wide value pads every other row of a table: the padding counts too.
+    code, out, err, rss = run(
+        "--max-bytes", "2MB", f"{rows} SELECT CASE i WHEN 1 THEN printf('%.100000c', 'w')"
+        " ELSE 'x' END AS wide, i FROM n",
+    )  # fmt: skip
+    assert code == 3 and len(out) <= 2 << 20
