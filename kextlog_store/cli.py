@@ -11,6 +11,7 @@ non-zero exit; never a traceback.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shlex
 import signal
@@ -40,6 +41,11 @@ if TYPE_CHECKING:  # imported by the commands that need them (see above)
     from .store import Writer
 
 T = TypeVar("T")
+
+# The ranges of numbers the options take: SQLite's integers (and
+# PostgreSQL's bigint), and a pid (pid_t).
+INT64_MAX = 2**63 - 1
+PID_MAX = 2**31 - 1
 
 app = typer.Typer(
     name="kextlog",
@@ -141,7 +147,9 @@ def query_command(
     until: UntilOption = None,
     pid: Annotated[
         list[int] | None,
-        typer.Option("--pid", metavar="PID", help="Records of this pid (repeatable)."),
+        typer.Option(
+            "--pid", min=0, max=PID_MAX, metavar="PID", help="Records of this pid (repeatable)."
+        ),
     ] = None,
     process: Annotated[
         list[str] | None,
@@ -188,7 +196,9 @@ def query_command(
     ] = None,
     lines: Annotated[
         int | None,
-        typer.Option("--lines", "-n", min=0, metavar="N", help="Only the last N records."),
+        typer.Option(
+            "--lines", "-n", min=0, max=INT64_MAX, metavar="N", help="Only the last N records."
+        ),
     ] = None,
     reverse: Annotated[bool, typer.Option("--reverse", "-r", help="Newest first.")] = False,
     follow: Annotated[
@@ -308,7 +318,6 @@ def query_command(
 
 # Exit status of `kextlog sql` when --max-rows or --max-bytes cut the result short.
 EXIT_TRUNCATED = 3
-INT64_MAX = 2**63 - 1  # SQLite's integers, and PostgreSQL's bigint
 # The default of `sql --max-bytes`: the result is held in memory before it
 # is printed (a statement that runs out of time prints nothing), at about
 # twice its size; 256 MB is 10,000 rows of the log view's every column a
@@ -318,6 +327,13 @@ MAX_BYTES = "256MB"
 
 
 def _identity(value: T) -> T:
+    return value
+
+
+def _finite(value: float) -> float:
+    """The callback of a float option: Click's ranges let nan through."""
+    if not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a number")
     return value
 
 
@@ -348,6 +364,7 @@ def sql_command(
             "--timeout",
             min=0.001,
             max=86_400,
+            callback=_finite,
             metavar="SECONDS",
             help="Stop a statement that runs longer.",
         ),
@@ -467,7 +484,10 @@ def stats_command(
     since: SinceOption = None,
     until: UntilOption = None,
     top: Annotated[
-        int, typer.Option("--top", min=1, metavar="N", help="The N processes with most records.")
+        int,
+        typer.Option(
+            "--top", min=1, max=INT64_MAX, metavar="N", help="The N processes with most records."
+        ),
     ] = 10,
     bucket: Annotated[
         str | None,
@@ -786,11 +806,12 @@ def ingest_command(
         ),
     ] = None,
     batch_records: Annotated[
-        int | None, typer.Option(min=1, help="Commit after this many records... [10000]")
+        int | None,
+        typer.Option(help="Commit after this many records (1 to 1,000,000)... [10000]"),
     ] = None,
     batch_seconds: Annotated[
         float | None,
-        typer.Option(min=0.001, help="...or this many seconds, whichever comes first [0.05]."),
+        typer.Option(help="...or this many seconds (0.001 to 60), whichever comes first [0.05]."),
     ] = None,
     syslog: Annotated[
         bool | None,
@@ -841,15 +862,16 @@ def ingest_command(
     from .sources import parse_source
     from .wire import LogFrame
 
+    # The options, checked as the configuration file's values are.
     flags = config.IngestConfig(
         sources=tuple(source) if source else None,
-        database=db or os.environ.get("KEXTLOG_DB"),
+        database=_option("--db", config.check("database"), db or os.environ.get("KEXTLOG_DB")),
         min_level=_option("--min-level", parse_level, min_level),
-        batch_records=batch_records,
-        batch_seconds=batch_seconds,
-        retain=retain,
-        max_size=max_size,
-        kmsg_path=kmsg_path,
+        batch_records=_option("--batch-records", config.check("batch.records"), batch_records),
+        batch_seconds=_option("--batch-seconds", config.check("batch.seconds"), batch_seconds),
+        retain=_option("--retain", config.check("retention.retain"), retain),
+        max_size=_option("--max-size", config.check("retention.max_size"), max_size),
+        kmsg_path=_option("--kmsg-path", config.check("kmsg.path"), kmsg_path),
         syslog=syslog,
     )
 
@@ -983,21 +1005,19 @@ def _open_store(url: str, host: str | None) -> Writer:
 def _settings_file(
     settings: IngestConfig, options: IngestOptions, url: str, config_file: Path | None
 ) -> str:
-    """--check-config: the settings in effect, as a configuration file."""
-    import json
-
+    """--check-config: the settings in effect, as a configuration file that
+    loads back to the same settings; never a password (as ***)."""
     from . import config
     from .kmsg import DEVICE
+    from .redact import redact
+    from .render import escape
 
-    def value(item: object) -> str:
-        return json.dumps(item)  # JSON strings, numbers, booleans and lists are TOML too
-
-    read = config.file_read(config_file)
+    value = config.toml_value
+    read = escape(str(config.file_read(config_file) or "no configuration file"), newlines=True)
     lines = [
-        f"# kextlog ingest: the settings in effect ({read or 'no configuration file'}, "
-        "then the options, then the defaults)",
+        f"# kextlog ingest: the settings in effect ({read}, then the options, then the defaults)",
         f"sources = {value(list(settings.sources or ()))}",
-        f"database = {value(url)}",
+        f"database = {value(redact(url))}",
         f"min_level = {value(options.min_level.label)}",
         f"syslog = {value(bool(settings.syslog))}",
         f"syslog_socket = {value(settings.syslog_socket or config.DEFAULT_SYSLOG_SOCKET)}",
@@ -1063,17 +1083,29 @@ def simulate_command(
         ),
     ] = SocketType.SEQPACKET,
     rate: Annotated[
-        int, typer.Option(min=0, help="Records per second; 0 as fast as possible.")
+        int,
+        typer.Option(min=0, max=10**9, help="Records per second; 0 as fast as possible."),
     ] = 10_000,
     count: Annotated[
-        int, typer.Option(min=0, help="Stop generating after N records (0: never).")
+        int,
+        typer.Option(min=0, max=INT64_MAX, help="Stop generating after N records (0: never)."),
     ] = 0,
     duration: Annotated[
-        float, typer.Option(min=0, help="Stop generating after S seconds (0: never).")
+        float,
+        typer.Option(
+            min=0,
+            max=10**9,
+            callback=_finite,
+            help="Stop generating after S seconds (0: never).",
+        ),
     ] = 0,
     ring: Annotated[
         int,
-        typer.Option(min=1, help="Ring capacity in records (default: 10 s at the default rate)."),
+        typer.Option(
+            min=1,
+            max=2**32 - 1,
+            help="Ring capacity in records (default: 10 s at the default rate).",
+        ),
     ] = 100_000,
     record: Annotated[
         Path | None,
@@ -1082,7 +1114,7 @@ def simulate_command(
             help="Write every generated record as a JSON line (query's json format).",
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(min=0, help="Workload seed.")] = 1,
+    seed: Annotated[int, typer.Option(min=0, max=INT64_MAX, help="Workload seed.")] = 1,
     quiet_losses: Annotated[
         bool,
         typer.Option(
@@ -1234,7 +1266,7 @@ def _window(since: str | None, until: str | None) -> tuple[int | None, int | Non
     return first, last
 
 
-def _option(name: str, parse: Callable[[str], T], value: str | None) -> T | None:
+def _option(name: str, parse: Callable[[Any], T], value: object | None) -> T | None:
     """parse(value), with the option's name in front of a UsageError."""
     if value is None:
         return None

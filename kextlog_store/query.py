@@ -44,6 +44,9 @@ from .records import Cursor, Entry, Loss, Record
 
 # --- records --------------------------------------------------------------
 
+INT64_MAX = 2**63 - 1  # SQLite's integers, PostgreSQL's bigint
+PID_MAX = 2**31 - 1  # pid_t
+
 
 @dataclass(frozen=True)
 class RecordFilter:
@@ -83,8 +86,11 @@ class RecordFilter:
     reverse: bool = False
 
     def __post_init__(self) -> None:
-        if self.lines is not None and self.lines < 0:
-            raise UsageError(f"--lines must be 0 or more, not {self.lines}")
+        if self.lines is not None and not 0 <= self.lines <= INT64_MAX:
+            raise UsageError(f"--lines must be from 0 to {INT64_MAX}, not {self.lines}")
+        for pid in self.pids:
+            if not 0 <= pid <= PID_MAX:
+                raise UsageError(f"--pid must be from 0 to {PID_MAX}, not {pid}")
         if self.cursor is not None and self.after_cursor is not None:
             raise UsageError("give --cursor or --after-cursor, not both")
         if self.grep is not None:
@@ -336,6 +342,11 @@ def _scope(connection: Connection, record_filter: RecordFilter) -> _Scope:
         ).scalar()
         if row_id is None:
             raise UsageError(f"{option}: instance {cursor.instance} is not in this store")
+        if (
+            not 0 <= cursor.seq <= store.SEQ_MASK
+            or not -INT64_MAX - 1 <= cursor.time_ns <= INT64_MAX
+        ):
+            raise UsageError(f"{option}: {cursor} is out of range: not a record's cursor")
         start = (cursor.time_ns, store.record_id(row_id, cursor.seq))
         included = record_filter.cursor is not None
     unindexed: tuple[tuple[int, int], ...] = ()
@@ -369,7 +380,10 @@ def _resolve_instance(connection: Connection, spec: str, record_filter: RecordFi
             .where(*among)
             .order_by(_instances.c.first_seen_ns.desc(), _instances.c.id.desc())
         )
-        found = connection.execute(ordered.offset(-int(text)).limit(1)).scalar()
+        offset = -int(text)
+        found = None
+        if offset <= INT64_MAX:  # no store has more instances
+            found = connection.execute(ordered.offset(offset).limit(1)).scalar()
         if found is None:
             known = connection.execute(
                 select(func.count()).select_from(ordered.subquery())
@@ -690,7 +704,7 @@ def _entries(connection: Connection, record_filter: RecordFilter, scope: _Scope)
         return
     # One more than asked for tells whether -n left records out.
     newest = connection.execute(
-        select_records(replace(record_filter, lines=lines + 1), scope)
+        select_records(replace(record_filter, lines=min(lines + 1, INT64_MAX)), scope)
     ).all()
     shown = [_record(row) for row in reversed(newest[:lines])]
     if len(newest) > lines:
@@ -888,16 +902,20 @@ def sql_parameters(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
             raise UsageError(f"-p: {name!r} is not a parameter name (letters, digits and _)")
         if key in values:
             raise UsageError(f"-p: parameter {key!r} is given twice")
-        values[key] = _integer_or_text(value)
+        values[key] = _integer_or_text(key, value)
     return values
 
 
-def _integer_or_text(value: str) -> int | str:
+def _integer_or_text(name: str, value: str) -> int | str:
     try:
         number = int(value)
     except ValueError:
         return value
-    return number if str(number) == value else value
+    if str(number) != value:
+        return value
+    if not -INT64_MAX - 1 <= number <= INT64_MAX:
+        raise UsageError(f"-p {name}: {value} is beyond SQL's 64-bit integers")
+    return number
 
 
 # Pragmas that only report, and may take a table or index name as argument.
@@ -1002,7 +1020,6 @@ def _describe(action: int, arg1: str | None, arg2: str | None) -> str:
 # statement_timeout (int milliseconds) holds it; SQLite counts rows and
 # bytes in 64 bits.
 MAX_TIME_LIMIT = 86_400.0
-INT64_MAX = 2**63 - 1
 # SQLite's own memory for a statement besides its values (page cache,
 # sorter, the statement itself): the heap limit is twice max_bytes and this.
 _HEAP_MARGIN = 64 << 20

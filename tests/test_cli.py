@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -1258,3 +1259,116 @@ def test_sql_bounds_memory_and_output(populated: PopulatedStore, tmp_path: Path)
         " ELSE 'x' END AS wide, i FROM n",
     )  # fmt: skip
     assert code == 3 and len(out) <= 2 << 20
+
+
+# --- every number and value a reader types is checked ----------------------------------
+
+OUT_OF_RANGE = ["9223372036854775808", "-9223372036854775809", "1" + "0" * 30, "nan", "inf", "-inf"]
+# What each command needs besides the option tried, so that it would run.
+BASE_ARGS = {
+    "query": [],
+    "sql": ["SELECT :n"],
+    "stats": [],
+    "prune": [],
+    "ingest": ["--source", "kmsg", "--check-config"],
+    "simulate": ["--socket", "/nonexistent/kextlog.sock"],
+    "status": [],
+}
+# Options that take text holding a number.
+NUMBER_TEXT = {
+    ("query", "--since"): ["@{}", "{}s", "{}"],
+    ("query", "--until"): ["@{}", "{}d"],
+    ("query", "--instance"): ["-{}", "{}"],
+    ("query", "--cursor"): ["i=INSTANCE,s={},t=1", "i=INSTANCE,s=1,t={}"],
+    ("query", "--after-cursor"): ["i=INSTANCE,s=17592186044416,t=1"],
+    ("stats", "--bucket"): ["{}s", "1ns"],
+    ("prune", "--older-than"): ["{}w"],
+    ("prune", "--max-size"): ["{}GB"],
+    ("sql", "--max-bytes"): ["{}", "{}GB"],
+    ("sql", "--param"): ["n {}"],
+    ("ingest", "--retain"): ["info={}d"],
+    ("ingest", "--max-size"): ["{}"],
+}  # fmt: skip
+
+
+def number_cases() -> list[tuple[str, str, list[str]]]:
+    """(command, option, arguments) for every numeric option and every
+    option of NUMBER_TEXT, with each out-of-range value."""
+    import typer
+
+    from kextlog_store import cli
+
+    group = typer.main.get_command(cli.app)
+    cases = []
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        for parameter in command.params:
+            option = max(parameter.opts, key=len)
+            numeric = parameter.type.name.split()[0] in ("integer", "int", "float")
+            if numeric and parameter.name != "version":
+                cases += [(name, option, [option, value]) for value in OUT_OF_RANGE]
+            for template in NUMBER_TEXT.get((name, option), []):
+                for value in OUT_OF_RANGE[:3] if "{}" in template else [""]:
+                    cases.append((name, option, [option, *template.format(value).split(" ")]))
+    return cases
+
+
+@pytest.fixture
+def keep_signals() -> Iterator[None]:
+    """ingest sets handlers of its own: back to pytest's afterwards."""
+    saved = {
+        number: signal.getsignal(number)
+        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    }
+    yield
+    for number, handler in saved.items():
+        signal.signal(number, handler)
+
+
+def test_every_out_of_range_number_is_a_usage_error(
+    populated: PopulatedStore,
+    capsys: pytest.CaptureFixture[str],
+    keep_signals: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("KEXTLOG_DEBUG", raising=False)
+    cases = number_cases()
+    assert len(cases) > 120 and {name for name, _, _ in cases} >= set(BASE_ARGS) - {"status"}
+    wrong = []
+    for command, option, arguments in cases:
+        db = ["--db", str(populated.path)] if command != "simulate" else []
+        arguments = [
+            argument.replace("INSTANCE", populated.instances[0].uuid) for argument in arguments
+        ]
+        code = run_main([command, *BASE_ARGS[command], *arguments, *db])
+        out, err = capsys.readouterr()
+        short = option.lstrip("-")[:1] if option == "--param" else option
+        if (
+            code != 2
+            or not err.startswith("kextlog: error: ")
+            or err.count("\n") != 1
+            or (option not in err and f"-{short}" not in err)
+        ):
+            wrong.append((arguments, code, err or out[:200]))
+    assert wrong == [], "\n".join(map(repr, wrong))
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("postgresql://kextlog:s3cret@[::1", "invalid database URL"),
+        ("postgresql://kextlog:s3cret@host:99999999999999999999/db", "invalid database URL"),
+        ("foo://kextlog:s3cret@x/y", "unknown database URL scheme 'foo'"),
+        ("mysql://kextlog:s3cret@x/y", "unknown database URL scheme 'mysql'"),
+        ("sqlite://", "kextlog needs a database file"),
+        ("/tmp/with\x00nul.db", "NUL"),
+    ],
+)
+def test_a_bad_database_url_is_a_usage_error(
+    url: str, fragment: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KEXTLOG_DEBUG", raising=False)
+    for args in (["query", "--db", url], ["sql", "--db", url, "SELECT 1"], ["status", "--db", url]):
+        assert run_main(args) == 2, args
+        _, err = capsys.readouterr()
+        assert err.startswith("kextlog: error: ") and err.count("\n") == 1, err
+        assert fragment in err and "s3cret" not in err, err
