@@ -32,7 +32,8 @@ from typer._click.exceptions import UsageError as ClickUsageError
 
 from . import __version__
 from .errors import DatabaseError, KextlogError, SourceError, UsageError
-from .render import RecordFormat, SqlFormat, StatsFormat
+from .redact import redact, redact_all
+from .render import RecordFormat, SqlFormat, StatsFormat, escape
 
 if TYPE_CHECKING:  # imported by the commands that need them (see above)
     from .config import IngestConfig
@@ -914,7 +915,7 @@ def ingest_command(
         current = daemon.writer.engine.url.render_as_string(hide_password=False)
         if current not in publishers:
             publishers[current] = status.Publisher(current)
-        publishers[current](snapshot)
+        publishers[current](redact_all(snapshot))  # error texts may quote a URL
         if live is not None:
             live(snapshot)
 
@@ -933,7 +934,7 @@ def ingest_command(
         log.info(
             "reloaded %s: database %s, batches of %d records or %g s, min level %s, retention %s",
             config.file_read(config_file) or "(no configuration file)",
-            fresh_url,
+            redact(fresh_url),
             fresh_options.batch_records,
             fresh_options.batch_seconds,
             fresh_options.min_level.label,
@@ -1173,7 +1174,13 @@ class _DaemonFormatter(logging.Formatter):
         self.prefix = prefix
 
     def format(self, record: logging.LogRecord) -> str:
-        return f"{self.prefix}{record.name.replace('.', ' ')}: {record.getMessage()}"
+        return f"{self.prefix}{record.name.replace('.', ' ')}: {_logged(record)}"
+
+
+def _logged(record: logging.LogRecord) -> str:
+    """A diagnostic as it may be written: one line, no password, nothing
+    that drives a terminal (it may quote a producer's text)."""
+    return escape(redact(record.getMessage()), newlines=True)
 
 
 class _LiveLine:
@@ -1216,7 +1223,7 @@ class _SyslogFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return f"kextlog[{record.process}]: {record.name.removeprefix('kextlog.')}: " + (
-            record.getMessage()
+            _logged(record)
         )
 
 
@@ -1278,7 +1285,8 @@ def _option(name: str, parse: Callable[[Any], T], value: object | None) -> T | N
 
 def _fail(message: str, code: int) -> NoReturn:
     sys.stdout.flush()
-    sys.stderr.write(f"kextlog: error: {' '.join(message.split())}\n")
+    line = escape(redact(" ".join(message.split())), newlines=True)
+    sys.stderr.write(f"kextlog: error: {line}\n")
     sys.stderr.flush()
     raise SystemExit(code)
 
@@ -1318,7 +1326,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         raise SystemExit(1) from None
     except Exception as exc:  # a failure no layer below typed (disk, permissions, a bug)
         if os.environ.get("KEXTLOG_DEBUG"):
-            raise
+            import traceback
+
+            sys.stdout.flush()
+            sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+            raise SystemExit(1) from None
         cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
         if type(cause).__module__.startswith("psycopg"):  # the server refused, or is not there
             _fail(f"PostgreSQL: {cause}", 1)

@@ -11,6 +11,7 @@ import: no SQLAlchemy.
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import unquote
 
 HIDDEN = "***"
@@ -31,6 +32,18 @@ def remember(url: str) -> None:
         for match in pattern.finditer(url):
             secret = url[match.end(1) : match.end()]
             _remembered.update(text for text in (secret, unquote(secret)) if len(text) >= _SHORTEST)
+
+
+def redact_all(value: Any) -> Any:
+    """value, a string or the lists and dicts of JSON, with redact() applied
+    to every string in it (the daemon's state, before it is written)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: redact_all(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact_all(item) for item in value]
+    return value
 
 
 def redact(text: str) -> str:

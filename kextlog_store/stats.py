@@ -23,6 +23,7 @@ from . import store
 from .errors import UsageError
 from .levels import Level
 from .query import database_error, select_losses
+from .redact import redact
 from .timespec import NS_PER_SECOND
 
 _records, _instances, _losses = store.records, store.instances, store.losses
@@ -353,7 +354,7 @@ def _postgresql_size(connection: Connection) -> DatabaseSize:
     ).one()
     url = connection.engine.url.set(drivername="postgresql")
     return DatabaseSize(
-        path=url.render_as_string(hide_password=True),
+        path=redact(url.render_as_string(hide_password=False)),
         file_bytes=int(size),
         wal_bytes=0,
         page_size=int(block),

@@ -16,7 +16,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import make_url
+
 from .errors import DatabaseError
+from .redact import redact
 from .store import sqlite_path
 
 # A running daemon publishes every second, but its writer may first wait out
@@ -30,7 +33,10 @@ def status_path(url: str) -> Path:
         return database.with_name(database.name + "-ingest.json")
     import platformdirs
 
-    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    # The URL as SQLAlchemy writes it (the daemon's and a reader's alike),
+    # without its password: no hash of a password in a file name.
+    name = redact(make_url(url).render_as_string(hide_password=False))
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
     return Path(platformdirs.user_runtime_dir("kextlog")) / f"ingest-{digest}.json"
 
 
