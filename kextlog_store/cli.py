@@ -166,8 +166,8 @@ def query_command(
             "--grep",
             "-g",
             metavar="REGEX",
-            help="Messages that match REGEX (Python's syntax); case-insensitive unless "
-            "REGEX has an upper-case letter.",
+            help="Messages that match REGEX (RE2's syntax: no backreferences or lookaround); "
+            "case-insensitive unless REGEX has an upper-case letter.",
         ),
     ] = None,
     instance: Annotated[
@@ -320,11 +320,13 @@ def query_command(
 # Exit status of `kextlog sql` when --max-rows or --max-bytes cut the result short.
 EXIT_TRUNCATED = 3
 # The default of `sql --max-bytes`: the result is held in memory before it
-# is printed (a statement that runs out of time prints nothing), at about
-# twice its size; 256 MB is 10,000 rows of the log view's every column a
-# hundred times over, and still fits beside a running daemon on a small
-# machine.  A whole store goes out with --max-bytes 0, or `query -o csv`.
-MAX_BYTES = "256MB"
+# is printed (a statement that runs out of time prints nothing), and a value
+# being printed costs up to about seven times its size (Python's str, csv's
+# four bytes a character, the encoded copy): 64 MB keeps the worst at some
+# 500 MB beside a running daemon, and is still 10,000 rows of the log
+# view's every column twenty times over.  A whole store goes out with
+# --max-bytes 0, or `kextlog query -o csv`, which streams.
+MAX_BYTES = "64MB"
 
 
 def _identity(value: T) -> T:

@@ -58,7 +58,7 @@ class RecordFilter:
     pids: any of these pids; empty for all.
     processes: any of these process names, each exact or a glob (* ? [...],
     case-sensitive, as the shell's); empty for all.
-    grep: a regular expression searched in the message (Python's syntax),
+    grep: a regular expression searched in the message (RE2's syntax),
     case-insensitive unless it has an upper-case letter (one not right after
     a backslash, so \\S and \\W do not count), as journalctl's --grep.
     instance: a kext instance id, a unique prefix of one, or an offset: 0 the
@@ -1086,6 +1086,13 @@ def run_sql(
         engine.dispose()
 
 
+def _printed_size(value: Any) -> int:
+    """About what a value takes printed: a blob in hex, text as it is."""
+    if isinstance(value, bytes):
+        return 2 * len(value) + 3
+    return len(value) if isinstance(value, str) else 20
+
+
 def time_limit_error(time_limit: float) -> DatabaseError:
     """The error of a statement stopped at its time limit."""
     return DatabaseError(f"SQL stopped after the time limit of {time_limit:g} s: raise --timeout")
@@ -1106,7 +1113,7 @@ class _Limits(NamedTuple):
             if self.max_rows is not None and len(kept) == self.max_rows:
                 return kept, "--max-rows"
             if self.max_bytes is not None:
-                size += sum(len(value) if isinstance(value, (str, bytes)) else 8 for value in row)
+                size += sum(map(_printed_size, row))
                 if size > self.max_bytes:
                     return kept, "--max-bytes"
             kept.append(row)

@@ -14,7 +14,6 @@ whether the output is a terminal.
 from __future__ import annotations
 
 import csv
-import io
 import itertools
 import json
 import re
@@ -398,13 +397,22 @@ def write_rows(
     written = 0
     for text in texts:
         if left is not None:
-            left -= len(text.encode())
+            left -= len(text) if text.isascii() else len(text.encode())
             if left < 0:
                 break
         out.write(text)
         written += 1
     head = 2 if output is SqlFormat.TABLE else 1 if output is SqlFormat.CSV else 0
     return max(written - head * header, 0)
+
+
+class _Row:
+    """What csv.writer writes a row to (in one write): kept as it is."""
+
+    text = ""
+
+    def write(self, text: str) -> None:
+        self.text = text
 
 
 def _csv_texts(
@@ -419,9 +427,9 @@ def _csv_texts(
     quotes a field for the characters of its line terminator only, so a
     lone CR would end the row for them all; a row with one is quoted whole.
     On a terminal every value is escaped instead (nobody reads it back)."""
-    buffer = io.StringIO()
-    plain = csv.writer(buffer, lineterminator="\n")
-    quoted = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    target = _Row()
+    plain = csv.writer(target, lineterminator="\n")
+    quoted = csv.writer(target, lineterminator="\n", quoting=csv.QUOTE_ALL)
 
     def line(values: Iterable[Any]) -> str:
         cells = ["" if value is None else _json_value(value) for value in values]
@@ -429,10 +437,7 @@ def _csv_texts(
             cells = [escape(str(cell)) for cell in cells]
         carriage = any(isinstance(cell, str) and "\r" in cell for cell in cells)
         (quoted if carriage else plain).writerow(cells)
-        text = buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-        return text
+        return target.text
 
     if header:
         yield line(columns)
