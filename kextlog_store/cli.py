@@ -1012,8 +1012,6 @@ def _settings_file(
     loads back to the same settings; never a password (as ***)."""
     from . import config
     from .kmsg import DEVICE
-    from .redact import redact
-    from .render import escape
 
     value = config.toml_value
     read = escape(str(config.file_read(config_file) or "no configuration file"), newlines=True)
