@@ -136,11 +136,12 @@ class _Callbacks:
         self.refused: UsageError | None = None  # a REGEXP pattern RE2 does not take
 
     def regexp(self, pattern: str | None, value: Any) -> bool | None:
-        """SQLite's `X REGEXP Y` calls regexp(Y, X): a search (regex.search)."""
+        """SQLite's `X REGEXP Y` calls regexp(Y, X): a search (regex.compile)."""
         try:
             if pattern is None or value is None:
                 return None
-            return regex.search(pattern, value if isinstance(value, (str, bytes)) else str(value))
+            text = value if isinstance(value, bytes) else str(value).encode()
+            return regex.compile(pattern).search(text)
         except UsageError as exc:
             self.refused = exc
             raise

@@ -424,16 +424,10 @@ def test_sql_on_a_missing_database(kextlog: Kextlog, db_path: Path) -> None:
 
 
 def test_sql_is_interrupted_by_ctrl_c(populated: PopulatedStore) -> None:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), KEXTLOG_DB=str(populated.path))
+    assert populated.path is not None
     endless = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT max(i) FROM n"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kextlog_store.cli", "sql", endless],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    time.sleep(1.5)  # into the statement (Python handles SIGINT from start-up on)
+    process = kextlog_process(str(populated.path), "sql", "--timeout", "600", endless)
+    wait_until_reading(process, populated.path)  # into the statement
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)
     assert (process.returncode, out, err) == (130, "", "")
