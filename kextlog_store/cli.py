@@ -11,6 +11,7 @@ non-zero exit; never a traceback.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shlex
 import signal
@@ -31,7 +32,8 @@ from typer._click.exceptions import UsageError as ClickUsageError
 
 from . import __version__
 from .errors import DatabaseError, KextlogError, SourceError, UsageError
-from .render import RecordFormat, SqlFormat, StatsFormat, escape_terminal
+from .redact import redact, redact_all
+from .render import RecordFormat, SqlFormat, StatsFormat, escape
 
 if TYPE_CHECKING:  # imported by the commands that need them (see above)
     from .config import IngestConfig
@@ -40,6 +42,11 @@ if TYPE_CHECKING:  # imported by the commands that need them (see above)
     from .store import Writer
 
 T = TypeVar("T")
+
+# The ranges of numbers the options take: SQLite's integers (and
+# PostgreSQL's bigint), and a pid (pid_t).
+INT64_MAX = 2**63 - 1
+PID_MAX = 2**31 - 1
 
 app = typer.Typer(
     name="kextlog",
@@ -141,7 +148,9 @@ def query_command(
     until: UntilOption = None,
     pid: Annotated[
         list[int] | None,
-        typer.Option("--pid", metavar="PID", help="Records of this pid (repeatable)."),
+        typer.Option(
+            "--pid", min=0, max=PID_MAX, metavar="PID", help="Records of this pid (repeatable)."
+        ),
     ] = None,
     process: Annotated[
         list[str] | None,
@@ -157,8 +166,8 @@ def query_command(
             "--grep",
             "-g",
             metavar="REGEX",
-            help="Messages that match REGEX (Python's syntax); case-insensitive unless "
-            "REGEX has an upper-case letter.",
+            help="Messages that match REGEX (RE2's syntax: no backreferences or lookaround); "
+            "case-insensitive unless REGEX has an upper-case letter.",
         ),
     ] = None,
     instance: Annotated[
@@ -188,7 +197,9 @@ def query_command(
     ] = None,
     lines: Annotated[
         int | None,
-        typer.Option("--lines", "-n", min=0, metavar="N", help="Only the last N records."),
+        typer.Option(
+            "--lines", "-n", min=0, max=INT64_MAX, metavar="N", help="Only the last N records."
+        ),
     ] = None,
     reverse: Annotated[bool, typer.Option("--reverse", "-r", help="Newest first.")] = False,
     follow: Annotated[
@@ -293,7 +304,9 @@ def query_command(
             sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
         with closing(found), _pager(enabled=not (no_pager or follow)):
             try:
-                render.write_records(shown, output, sys.stdout, utc=utc, color=color)
+                render.write_records(
+                    shown, output, sys.stdout, utc=utc, color=color, terminal=sys.stdout.isatty()
+                )
             except KeyboardInterrupt:
                 if not follow:
                     raise  # Ctrl-C is how one ends --follow: exit 0 then
@@ -304,11 +317,26 @@ def query_command(
         engine.dispose()
 
 
-# Exit status of `kextlog sql` when --max-rows cut the result short.
+# Exit status of `kextlog sql` when --max-rows or --max-bytes cut the result short.
 EXIT_TRUNCATED = 3
+# The default of `sql --max-bytes`: the result is held in memory before it
+# is printed (a statement that runs out of time prints nothing), and a value
+# being printed costs up to about seven times its size (Python's str, csv's
+# four bytes a character, the encoded copy): 64 MB keeps the worst at some
+# 500 MB beside a running daemon, and is still 10,000 rows of the log
+# view's every column twenty times over.  A whole store goes out with
+# --max-bytes 0, or `kextlog query -o csv`, which streams.
+MAX_BYTES = "64MB"
 
 
 def _identity(value: T) -> T:
+    return value
+
+
+def _finite(value: float) -> float:
+    """The callback of a float option: Click's ranges let nan through."""
+    if not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a number")
     return value
 
 
@@ -336,7 +364,12 @@ def sql_command(
     timeout: Annotated[
         float,
         typer.Option(
-            "--timeout", min=0.001, metavar="SECONDS", help="Stop a statement that runs longer."
+            "--timeout",
+            min=0.001,
+            max=86_400,
+            callback=_finite,
+            metavar="SECONDS",
+            help="Stop a statement that runs longer.",
         ),
     ] = 10.0,
     max_rows: Annotated[
@@ -344,22 +377,34 @@ def sql_command(
         typer.Option(
             "--max-rows",
             min=0,
+            max=INT64_MAX,
             metavar="N",
             help="Print at most N rows (0: all); more make the exit status 3.",
         ),
     ] = 10_000,
+    max_bytes: Annotated[
+        str,
+        typer.Option(
+            "--max-bytes",
+            metavar="SIZE",
+            help="Hold and print at most SIZE (e.g. 64MB, 1GB; 0: no limit) of the result, "
+            "and no value longer; more make the exit status 3.",
+        ),
+    ] = MAX_BYTES,
     no_pager: NoPagerOption = False,
 ) -> None:
     """Run read-only SQL on the store; it cannot change anything or write any file.
 
     The views `log` (a record per row, readable) and `lost` (a loss per row)
     make most questions one line; README lists every table and view, and
-    REGEXP works (Python's re).
+    REGEXP works (RE2's syntax: no backreferences or lookaround).
 
     Limits: a statement that runs longer than --timeout stops with an error
-    and prints nothing (exit 1). One that returns more than --max-rows rows
-    prints the first N, says "stopped after N rows" on stderr and exits with
-    status 3, so that a script never takes a cut result for the whole.
+    and prints nothing (exit 1). One that returns more than --max-rows rows,
+    or more than --max-bytes, prints the rows that fit, says "stopped after N
+    rows" on stderr and exits with status 3, so that a script never takes a
+    cut result for the whole. A value longer than --max-bytes, or a
+    statement that needs more memory than twice that, stops with an error.
 
     \b
     Examples:
@@ -367,27 +412,73 @@ def sql_command(
       kextlog sql -o json "SELECT * FROM lost"
       kextlog sql -p pid 312 -p since 2026-11-27 \\
         "SELECT time, message FROM log WHERE pid = :pid AND time >= :since"
-      kextlog sql -o csv --max-rows 0 "SELECT * FROM log" > everything.csv
+      kextlog sql -o csv --max-rows 0 --max-bytes 0 "SELECT * FROM log" > everything.csv
       echo "PRAGMA table_info(records)" | kextlog sql -
     """
     from . import query, render, store
+    from .retention import parse_size
 
     if statement == "-":
         statement = sys.stdin.read()
+    size = _option("--max-bytes", parse_size, max_bytes)
     # Each value is a (NAME, VALUE) pair (see _take_pairs); always by name,
     # so that a :NAME without -p says which one is missing.
     parameters = query.sql_parameters(cast("list[tuple[str, str]]", param or []))
-    result = query.run_sql(
-        store.database_url(db), statement, parameters, time_limit=timeout, max_rows=max_rows
-    )
-    with _pager(enabled=not no_pager):
-        render.write_rows(result.columns, result.rows, output, sys.stdout)
-    if result.truncated:
-        sys.stdout.flush()
-        sys.stderr.write(
-            f"kextlog: stopped after {max_rows:,} rows: raise --max-rows (0 for all)\n"
+    url = store.database_url(db)
+    with _hard_time_limit(timeout, lambda: str(query.time_limit_error(timeout))):
+        result = query.run_sql(
+            url, statement, parameters, time_limit=timeout, max_rows=max_rows, max_bytes=size
         )
+    with _pager(enabled=not no_pager):
+        written = render.write_rows(
+            result.columns,
+            result.rows,
+            output,
+            sys.stdout,
+            terminal=sys.stdout.isatty(),
+            max_bytes=size or None,
+        )
+    truncated = result.truncated or ("--max-bytes" if written < len(result.rows) else None)
+    if truncated is not None:
+        sys.stdout.flush()
+        if truncated == "--max-rows":
+            sys.stderr.write(
+                f"kextlog: stopped after {written:,} rows: raise --max-rows (0 for all)\n"
+            )
+        else:
+            sys.stderr.write(
+                f"kextlog: stopped after {written:,} rows, at --max-bytes {max_bytes}: "
+                "raise --max-bytes (0 for no limit)\n"
+            )
         raise typer.Exit(EXIT_TRUNCATED)
+
+
+# How long a statement may run past its time limit before the process ends:
+# the time limit stops a statement between SQLite's instructions, never
+# inside one call of a function (REGEXP with a huge pattern, instr() or
+# replace() over megabytes), nor PostgreSQL's client waiting for a server
+# that does not answer.
+HARD_LIMIT_GRACE = 1.0
+
+
+@contextmanager
+def _hard_time_limit(seconds: float, message: Callable[[], str]) -> Iterator[None]:
+    """Ends the process with message (exit 1) if what runs inside takes
+    HARD_LIMIT_GRACE longer than seconds; kextlog sql only reads, so
+    nothing is left half done."""
+
+    def expire() -> None:
+        sys.stderr.write(f"kextlog: error: {message()}\n")
+        sys.stderr.flush()
+        os._exit(1)
+
+    timer = threading.Timer(seconds + HARD_LIMIT_GRACE, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 @app.command("stats")
@@ -396,7 +487,10 @@ def stats_command(
     since: SinceOption = None,
     until: UntilOption = None,
     top: Annotated[
-        int, typer.Option("--top", min=1, metavar="N", help="The N processes with most records.")
+        int,
+        typer.Option(
+            "--top", min=1, max=INT64_MAX, metavar="N", help="The N processes with most records."
+        ),
     ] = 10,
     bucket: Annotated[
         str | None,
@@ -716,11 +810,12 @@ def ingest_command(
         ),
     ] = None,
     batch_records: Annotated[
-        int | None, typer.Option(min=1, help="Commit after this many records... [10000]")
+        int | None,
+        typer.Option(help="Commit after this many records (1 to 1,000,000)... [10000]"),
     ] = None,
     batch_seconds: Annotated[
         float | None,
-        typer.Option(min=0.001, help="...or this many seconds, whichever comes first [0.05]."),
+        typer.Option(help="...or this many seconds (0.001 to 60), whichever comes first [0.05]."),
     ] = None,
     syslog: Annotated[
         bool | None,
@@ -771,15 +866,16 @@ def ingest_command(
     from .sources import exclusive_key, parse_source
     from .wire import LogFrame
 
+    # The options, checked as the configuration file's values are.
     flags = config.IngestConfig(
         sources=tuple(source) if source else None,
-        database=db or os.environ.get("KEXTLOG_DB"),
+        database=_option("--db", config.check("database"), db or os.environ.get("KEXTLOG_DB")),
         min_level=_option("--min-level", parse_level, min_level),
-        batch_records=batch_records,
-        batch_seconds=batch_seconds,
-        retain=retain,
-        max_size=max_size,
-        kmsg_path=kmsg_path,
+        batch_records=_option("--batch-records", config.check("batch.records"), batch_records),
+        batch_seconds=_option("--batch-seconds", config.check("batch.seconds"), batch_seconds),
+        retain=_option("--retain", config.check("retention.retain"), retain),
+        max_size=_option("--max-size", config.check("retention.max_size"), max_size),
+        kmsg_path=_option("--kmsg-path", config.check("kmsg.path"), kmsg_path),
         syslog=syslog,
     )
 
@@ -834,7 +930,7 @@ def ingest_command(
     def publish(snapshot: dict) -> None:
         # Beside the database the daemon writes to now (a reload may move it).
         current = daemon.writer.engine.url.render_as_string(hide_password=False)
-        claims[current].publish(snapshot)
+        claims[current].publish(redact_all(snapshot))  # error texts may quote a URL
         if snapshot["running"]:
             # The store it left has its last state (running false), and one
             # a failed reload claimed never had any: let them go.
@@ -859,7 +955,7 @@ def ingest_command(
         log.info(
             "reloaded %s: database %s, batches of %d records or %g s, min level %s, retention %s",
             config.file_read(config_file) or "(no configuration file)",
-            fresh_url,
+            redact(fresh_url),
             fresh_options.batch_records,
             fresh_options.batch_seconds,
             fresh_options.min_level.label,
@@ -955,21 +1051,17 @@ def _open_store(url: str, host: str | None) -> Writer:
 def _settings_file(
     settings: IngestConfig, options: IngestOptions, url: str, config_file: Path | None
 ) -> str:
-    """--check-config: the settings in effect, as a configuration file."""
-    import json
-
+    """--check-config: the settings in effect, as a configuration file that
+    loads back to the same settings; never a password (as ***)."""
     from . import config
     from .kmsg import DEVICE
 
-    def value(item: object) -> str:
-        return json.dumps(item)  # JSON strings, numbers, booleans and lists are TOML too
-
-    read = config.file_read(config_file)
+    value = config.toml_value
+    read = escape(str(config.file_read(config_file) or "no configuration file"), newlines=True)
     lines = [
-        f"# kextlog ingest: the settings in effect ({read or 'no configuration file'}, "
-        "then the options, then the defaults)",
+        f"# kextlog ingest: the settings in effect ({read}, then the options, then the defaults)",
         f"sources = {value(list(settings.sources or ()))}",
-        f"database = {value(url)}",
+        f"database = {value(redact(url))}",
         f"min_level = {value(options.min_level.label)}",
         f"syslog = {value(bool(settings.syslog))}",
         f"syslog_socket = {value(settings.syslog_socket or config.DEFAULT_SYSLOG_SOCKET)}",
@@ -1053,17 +1145,29 @@ def simulate_command(
         ),
     ] = SocketType.SEQPACKET,
     rate: Annotated[
-        int, typer.Option(min=0, help="Records per second; 0 as fast as possible.")
+        int,
+        typer.Option(min=0, max=10**9, help="Records per second; 0 as fast as possible."),
     ] = 10_000,
     count: Annotated[
-        int, typer.Option(min=0, help="Stop generating after N records (0: never).")
+        int,
+        typer.Option(min=0, max=INT64_MAX, help="Stop generating after N records (0: never)."),
     ] = 0,
     duration: Annotated[
-        float, typer.Option(min=0, help="Stop generating after S seconds (0: never).")
+        float,
+        typer.Option(
+            min=0,
+            max=10**9,
+            callback=_finite,
+            help="Stop generating after S seconds (0: never).",
+        ),
     ] = 0,
     ring: Annotated[
         int,
-        typer.Option(min=1, help="Ring capacity in records (default: 10 s at the default rate)."),
+        typer.Option(
+            min=1,
+            max=2**32 - 1,
+            help="Ring capacity in records (default: 10 s at the default rate).",
+        ),
     ] = 100_000,
     record: Annotated[
         Path | None,
@@ -1072,7 +1176,7 @@ def simulate_command(
             help="Write every generated record as a JSON line (query's json format).",
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(min=0, help="Workload seed.")] = 1,
+    seed: Annotated[int, typer.Option(min=0, max=INT64_MAX, help="Workload seed.")] = 1,
     quiet_losses: Annotated[
         bool,
         typer.Option(
@@ -1131,8 +1235,13 @@ class _DaemonFormatter(logging.Formatter):
         self.prefix = prefix
 
     def format(self, record: logging.LogRecord) -> str:
-        message = escape_terminal(record.getMessage())  # it may quote a producer
-        return f"{self.prefix}{record.name.replace('.', ' ')}: {message}"
+        return f"{self.prefix}{record.name.replace('.', ' ')}: {_logged(record)}"
+
+
+def _logged(record: logging.LogRecord) -> str:
+    """A diagnostic as it may be written: one line, no password, nothing
+    that drives a terminal (it may quote a producer's text)."""
+    return escape(redact(record.getMessage()), newlines=True)
 
 
 class _LiveLine:
@@ -1175,7 +1284,7 @@ class _SyslogFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return f"kextlog[{record.process}]: {record.name.removeprefix('kextlog.')}: " + (
-            escape_terminal(record.getMessage())
+            _logged(record)
         )
 
 
@@ -1230,7 +1339,7 @@ def _window(since: str | None, until: str | None) -> tuple[int | None, int | Non
     return first, last
 
 
-def _option(name: str, parse: Callable[[str], T], value: str | None) -> T | None:
+def _option(name: str, parse: Callable[[Any], T], value: object | None) -> T | None:
     """parse(value), with the option's name in front of a UsageError."""
     if value is None:
         return None
@@ -1242,7 +1351,8 @@ def _option(name: str, parse: Callable[[str], T], value: str | None) -> T | None
 
 def _fail(message: str, code: int) -> NoReturn:
     sys.stdout.flush()
-    sys.stderr.write(f"kextlog: error: {' '.join(message.split())}\n")
+    line = escape(redact(" ".join(message.split())), newlines=True)
+    sys.stderr.write(f"kextlog: error: {line}\n")
     sys.stderr.flush()
     raise SystemExit(code)
 
@@ -1282,7 +1392,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         raise SystemExit(1) from None
     except Exception as exc:  # a failure no layer below typed (disk, permissions, a bug)
         if os.environ.get("KEXTLOG_DEBUG"):
-            raise
+            import traceback
+
+            sys.stdout.flush()
+            sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+            raise SystemExit(1) from None
         cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
         if type(cause).__module__.startswith("psycopg"):  # the server refused, or is not there
             _fail(f"PostgreSQL: {cause}", 1)

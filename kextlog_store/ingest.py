@@ -35,6 +35,7 @@ from typing import TypeVar
 from .errors import DatabaseError, KextlogError, SourceError
 from .kmsg import SourceDone
 from .levels import Level
+from .redact import redact
 from .retention import RetentionPolicy, apply, check
 from .sources import Connection, Source, SourceClosed
 from .store import InstanceState, PidMerge, Writer, passing_failure, sqlite_path
@@ -226,8 +227,8 @@ class Ingest:
     @property
     def _where(self) -> str:
         """The store, as outages name it (a reload may change it)."""
-        url = self.writer.engine.url.render_as_string(hide_password=True)
-        return str(sqlite_path(url) or url)
+        url = self.writer.engine.url.render_as_string(hide_password=False)
+        return str(sqlite_path(url) or redact(url))
 
     # -- readers ---------------------------------------------------------
 

@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, exists, func, select
@@ -55,7 +56,10 @@ def parse_size(text: str) -> int:
     match = _SIZE.fullmatch(text.strip().lower())
     if match is None:
         raise UsageError(f"invalid size {text!r}: expected e.g. 2GB, 500MB, 100K")
-    return int(float(match["number"]) * _UNITS[match["unit"]])
+    size = int(Decimal(match["number"]) * _UNITS[match["unit"]])
+    if size >= 1 << 63:  # what SQLite and PostgreSQL count in
+        raise UsageError(f"invalid size {text!r}: more than 8 EiB")
+    return size
 
 
 @dataclass(frozen=True)

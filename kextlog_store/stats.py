@@ -20,8 +20,10 @@ from sqlalchemy import Connection, func, select, text
 from sqlalchemy import exc as sa_exc
 
 from . import store
+from .errors import UsageError
 from .levels import Level
 from .query import database_error, select_losses
+from .redact import redact
 from .timespec import NS_PER_SECOND
 
 _records, _instances, _losses = store.records, store.instances, store.losses
@@ -36,6 +38,7 @@ BUCKET_SIZES = (
     + tuple(days * _DAY for days in (1, 2, 7, 14, 30, 91, 365))
 )
 MAX_BUCKETS = 24
+MAX_CHART_BUCKETS = 10_000  # what --bucket may ask for: a line each
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,13 @@ def _collect(
         start = first_ns if since_ns is None else since_ns
         end = last_ns if until_ns is None else until_ns
         size = size or choose_bucket(end - start, max_buckets)
-        buckets = _buckets(connection, window, _aligned(start, size, utc), end, size)
+        origin = _aligned(start, size, utc)
+        if (end - origin) // size >= MAX_CHART_BUCKETS:  # a bucket of 1ns over a week...
+            raise UsageError(
+                f"--bucket: {(end - origin) // size + 1:,} buckets in this window, more than "
+                f"{MAX_CHART_BUCKETS:,}: give a larger bucket or a narrower window"
+            )
+        buckets = _buckets(connection, window, origin, end, size)
     placed = select_losses(since_ns, until_ns).subquery()
     losses = tuple(
         LossCount(reason, rows, int(lost))
@@ -345,7 +354,7 @@ def _postgresql_size(connection: Connection) -> DatabaseSize:
     ).one()
     url = connection.engine.url.set(drivername="postgresql")
     return DatabaseSize(
-        path=url.render_as_string(hide_password=True),
+        path=redact(url.render_as_string(hide_password=False)),
         file_bytes=int(size),
         wal_bytes=0,
         page_size=int(block),

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from . import paths
 from .errors import DatabaseError, KextlogError
-from .render import escape_terminal
+from .render import escape
 from .store import locate_database, private_directory, sqlite_path
 
 STATE_BYTES_MAX = 1 << 20  # a state is a few hundred bytes per source
@@ -453,7 +453,7 @@ def parse(data: bytes, path: Path) -> dict:
         problem = f"not JSON: {error}"
     else:
         return snapshot
-    raise DatabaseError(f"{path}: not a state ingest wrote ({escape_terminal(problem)})")
+    raise DatabaseError(f"{path}: not a state ingest wrote ({escape(problem, newlines=True)})")
 
 
 def _time(ns: int) -> str:
@@ -464,7 +464,10 @@ def describe(status: IngestStatus) -> list[str]:
     """`kextlog status` in words; every text from the state escaped (a
     producer's name is the producer's to choose)."""
     snapshot = status.snapshot
-    text = escape_terminal
+
+    def text(value: str) -> str:
+        return escape(value, newlines=True)
+
     latency = snapshot["latency_ms"]["recent"]
     lines = [
         f"ingest: {status.state} (pid {snapshot['pid']}), last update "

@@ -52,8 +52,8 @@ from sqlalchemy import (
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import ExceptionContext
 
-from . import migrations, paths
-from .errors import DatabaseError
+from . import migrations, paths, redact
+from .errors import DatabaseError, UsageError
 
 metadata = MetaData(
     naming_convention={
@@ -180,15 +180,51 @@ def default_database_path() -> Path:
     return Path(platformdirs.user_data_dir("kextlog")) / "kextlog.db"
 
 
+# The URLs kextlog stores in: SQLite's and PostgreSQL's through psycopg 3.
+_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
+
+
 def database_url(db: str | None = None) -> str:
     """--db, else KEXTLOG_DB, else the default location; a value with :// is a
     URL.  A plain postgresql:// (or postgres://) URL, as libpq and psql take
-    it, means the psycopg 3 driver."""
+    it, means the psycopg 3 driver.  Raises UsageError for a value kextlog
+    cannot store in (without its password); a URL's password is a secret
+    from then on (redact.remember)."""
     value = db or os.environ.get("KEXTLOG_DB") or str(default_database_path())
-    if "://" in value:
-        scheme, rest = value.split("://", 1)
-        return f"postgresql+psycopg://{rest}" if scheme in ("postgresql", "postgres") else value
-    return "sqlite:///" + os.path.abspath(os.path.expanduser(value))
+    check_database(value)
+    if "://" not in value:
+        return "sqlite:///" + os.path.abspath(os.path.expanduser(value))
+    scheme, rest = value.split("://", 1)
+    return f"postgresql+psycopg://{rest}" if scheme in ("postgresql", "postgres") else value
+
+
+def check_database(value: str) -> None:
+    """Refuses (UsageError) a database path or URL that kextlog cannot use:
+    a NUL, a URL that does not parse, a back end or driver other than
+    SQLite's and psycopg's, a SQLite URL without a file."""
+    if "\x00" in value:
+        raise UsageError("the database path has a NUL character")
+    if "://" not in value:
+        return
+    redact.remember(value)
+    scheme, rest = value.split("://", 1)
+    if scheme in ("postgresql", "postgres"):
+        scheme = "postgresql+psycopg"
+    try:
+        parsed = make_url(f"{scheme}://{rest}")
+        port = parsed.port
+    except (sa_exc.ArgumentError, ValueError) as exc:
+        why = redact.redact(" ".join(str(exc).split()))
+        raise UsageError(f"invalid database URL {redact.redact(value)!r} ({why})") from None
+    if parsed.drivername not in _SCHEMES:
+        raise UsageError(
+            f"unknown database URL scheme {scheme!r}: kextlog stores in SQLite (a file, or "
+            "sqlite:///PATH) or PostgreSQL (postgresql://USER@HOST/DATABASE)"
+        )
+    if port is not None and not 0 < port < 65536:
+        raise UsageError(f"invalid database URL {redact.redact(value)!r} (port {port})")
+    if scheme.startswith("sqlite") and parsed.database in (None, "", ":memory:"):
+        raise UsageError(f"{redact.redact(value)}: kextlog needs a database file")
 
 
 def _engine(url: str, **options: object) -> Engine:
@@ -196,7 +232,7 @@ def _engine(url: str, **options: object) -> Engine:
         return create_engine(url, **options)
     except ImportError as exc:  # the driver is an optional extra (psycopg for PostgreSQL)
         raise DatabaseError(
-            f"{make_url(url).render_as_string()}: no driver for this database ({exc});"
+            f"{redact.redact(url)}: no driver for this database ({exc});"
             " for PostgreSQL: pip install 'kextlog[postgresql]'"
         ) from None
     except ValueError as exc:  # SQLAlchemy cannot parse it, or no such back end
@@ -209,7 +245,7 @@ def sqlite_path(url: str) -> Path | None:
     if parsed.get_backend_name() != "sqlite":
         return None
     if not parsed.database or parsed.database == ":memory:":
-        raise DatabaseError(f"{url}: kextlog needs a database file")
+        raise DatabaseError(f"{redact.redact(url)}: kextlog needs a database file")
     return Path(parsed.database)
 
 
