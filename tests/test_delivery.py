@@ -43,11 +43,15 @@ def accounting(db: Path) -> dict[str, dict]:
 
 def assert_each_seq_once(instance: dict, last_seq: int) -> None:
     """Every seq 1..last_seq is stored or inside a loss, exactly once."""
-    seen = list(instance["stored"])
+    ranges = [(seq, seq) for seq in instance["stored"]]
     for first, last, count, *_ in instance["losses"]:
         assert count == last - first + 1
-        seen.extend(range(first, last + 1))
-    assert sorted(seen) == list(range(1, last_seq + 1))
+        ranges.append((first, last))
+    following = 1  # ranges, in order, must tile 1..last_seq: no gap, no overlap
+    for first, last in sorted(ranges):
+        assert first == following, f"seq {min(first, following)} is missing or twice"
+        following = last + 1
+    assert following == last_seq + 1
     assert instance["high_water"] == last_seq
 
 
