@@ -16,7 +16,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .errors import DatabaseError
-from .store import SEQ_BITS, SEQ_MASK, SEQ_MAX, known_revisions, sqlite_path
+from .store import SEQ_BITS, SEQ_MASK, known_revisions, sqlite_path
+from .wire import SEQ_MAX
 
 SHOWN_PROBLEMS = 10  # of each check, at most; the count says how many more
 

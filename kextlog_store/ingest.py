@@ -217,6 +217,7 @@ class Ingest:
         self._greetings: dict[str, tuple[str, Hello]] = {}  # by instance: source, HELLO
         self._owners: dict[str, str] = {}  # by instance: the source it belongs to (_claim)
         self._owners_lock = threading.Lock()  # readers claim instances at the same time
+        self._stopped_connections: list[Connection] = []  # by readers that stopped
         self._merge_due = threading.Event()  # enough records wait for pid_index
         self._unindexed = 0  # records committed since the merge was last asked for
         self._latency_recent = Latencies()
@@ -264,7 +265,11 @@ class Ingest:
             else:
                 backoff = BACKOFF_FIRST
             finally:
-                connection.close()
+                if self.stop.is_set():
+                    # Open until the last commit's ACK has gone (run()).
+                    self._stopped_connections.append(connection)
+                else:
+                    connection.close()
                 state.connected = False
                 state.since_ns = time.time_ns()
 
@@ -441,6 +446,8 @@ class Ingest:
             self._commit(batch)
         finally:
             self.stop.set()
+            for connection in self._stopped_connections:
+                connection.close()
             self._stop_merging()
             self._report_skipped(time.monotonic(), ending=True)
             self._publish(running=False)

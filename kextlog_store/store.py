@@ -101,11 +101,10 @@ instances = Table(
 # A record's key is (instance, seq), packed into one 64-bit rowid: one B-tree
 # to write per record instead of a rowid plus a unique index (see migration
 # 0002).  The bounds are the wire header's: the reader refuses a seq past
-# SEQ_MAX, so one instance's records never take another's keys, and with at
+# wire.SEQ_MAX, so one instance's records never take another's keys, and with at
 # most INSTANCES_MAX instances no sum of counts or marks overflows.
 SEQ_BITS = lib.KEXTLOG_SEQ_BITS
-SEQ_MAX = lib.KEXTLOG_SEQ_MAX
-SEQ_MASK = SEQ_MAX
+SEQ_MASK = lib.KEXTLOG_SEQ_MAX
 INSTANCES_MAX = lib.KEXTLOG_INSTANCES_MAX
 # The shift in SQL (instance_id << SEQ_SHIFT): a plain integer literal, as
 # PostgreSQL shifts a bigint by an int, not by a bigint parameter.
