@@ -7,7 +7,6 @@ producer that records every ACK it gets."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 import uuid
@@ -16,9 +15,9 @@ from pathlib import Path
 from kextlog_store._native import lib
 from kextlog_store.status import read_status
 from kextlog_store.store import database_url
-from tests.processes import kextlog, start
+from tests.processes import start
 from tests.test_delivery import accounting, assert_each_seq_once
-from tests.test_ingest_hostile import Producer, stop
+from tests.test_ingest_hostile import Producer, assert_store_clean, stop
 from tests.test_wire import log_bytes, loss_bytes
 
 SEQ_MAX = lib.KEXTLOG_SEQ_MAX  # the bound the header states
@@ -59,15 +58,6 @@ def skipped(db: Path, source: Path, expected: dict[str, int]) -> dict[str, int]:
         if problems == expected or time.monotonic() > deadline:
             return problems
         time.sleep(0.05)
-
-
-def assert_store_clean(db: Path) -> dict:
-    """`kextlog db check` and `kextlog stats` pass; stats' figures."""
-    checked = kextlog("db", "check", "--db", str(db))
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    stats = kextlog("stats", "--db", str(db), "-o", "json")
-    assert stats.returncode == 0, stats.stderr
-    return json.loads(stats.stdout)
 
 
 def test_a_seq_past_the_bound_never_reaches_another_instances_records(tmp_path: Path) -> None:
@@ -302,3 +292,4 @@ def test_no_ack_for_a_batch_whose_commit_failed(tmp_path: Path) -> None:
     assert "Traceback" not in log
     (instance,) = accounting(db).values()
     assert instance["stored"] == [1, 2, 3, 4] and instance["high_water"] == 4
+    assert_store_clean(db)
