@@ -25,7 +25,7 @@ from kextlog_store.wire import (
 
 INSTANCE = bytes(range(16))
 # The field bounds, from the header (kextlog_wire.h).
-SEQ_MAX, VALUE_MAX = lib.KEXTLOG_SEQ_MAX, lib.KEXTLOG_VALUE_MAX
+SEQ_MAX, TIME_MAX, TID_MAX = lib.KEXTLOG_SEQ_MAX, lib.KEXTLOG_TIME_MAX, lib.KEXTLOG_TID_MAX
 PID_MAX, FLAGS_MAX = lib.KEXTLOG_PID_MAX, lib.KEXTLOG_FLAGS_MAX
 BOOT = bytes(range(16, 32))
 
@@ -57,18 +57,22 @@ def hello_bytes(instance: bytes = INSTANCE, oldest_seq: int = 5, next_seq: int =
     return bytes(ffi.buffer(frame, length))
 
 
-def loss_bytes(first: int, last: int, reason: int = 1) -> bytes:
+def loss_bytes(first: int, last: int, reason: int = 1, last_time_ns: int = 2000) -> bytes:
     frame = ffi.new("struct kextlog_loss_frame *")
-    length = lib.kextlog_encode_loss(frame, first, last, 1000, 2000, reason)
+    length = lib.kextlog_encode_loss(frame, first, last, 1000, last_time_ns, reason)
     return bytes(ffi.buffer(frame, length))
 
 
 def status_bytes(
-    next_seq: int = 100, lost: int = 3, ring_records: int = 10, ring_bytes_used: int = 2048
+    next_seq: int = 100,
+    lost: int = 3,
+    ring_records: int = 10,
+    ring_bytes_used: int = 2048,
+    time_ns: int = 555,
 ) -> bytes:
     frame = ffi.new("struct kextlog_status_frame *")
     length = lib.kextlog_encode_status(
-        frame, next_seq, lost, 555, ring_records, 64, ring_bytes_used, 16384
+        frame, next_seq, lost, time_ns, ring_records, 64, ring_bytes_used, 16384
     )
     return bytes(ffi.buffer(frame, length))
 
@@ -202,16 +206,21 @@ BROKEN = [
 
 AT_BOUNDS = [
     log_bytes(
-        SEQ_MAX, time_ns=VALUE_MAX, mono_ns=VALUE_MAX, pid=PID_MAX, tid=VALUE_MAX, flags=FLAGS_MAX
+        SEQ_MAX, time_ns=TIME_MAX, mono_ns=TIME_MAX, pid=PID_MAX, tid=TID_MAX, flags=FLAGS_MAX
     ),
-    loss_bytes(1, SEQ_MAX),
+    loss_bytes(1, SEQ_MAX, last_time_ns=TIME_MAX),
     hello_bytes(oldest_seq=SEQ_MAX + 1, next_seq=SEQ_MAX + 1),  # all given out, none held
     hello_bytes(instance=bytes(15) + b"\x01", oldest_seq=1, next_seq=1),
-    status_bytes(SEQ_MAX + 1, SEQ_MAX, ring_records=64, ring_bytes_used=16384),
+    status_bytes(SEQ_MAX + 1, SEQ_MAX, ring_records=64, ring_bytes_used=16384, time_ns=TIME_MAX),
 ]
 PAST_BOUNDS = [
     log_bytes(SEQ_MAX + 1),  # its key would be another instance's record
     log_bytes(1, flags=FLAGS_MAX + 1),
+    log_bytes(1, time_ns=TIME_MAX + 1),  # readers add zone offsets and windows to times
+    log_bytes(1, mono_ns=TIME_MAX + 1),
+    log_bytes(1, tid=TID_MAX + 1),
+    log_bytes(1, pid=PID_MAX + 1),
+    loss_bytes(1, 2, last_time_ns=TIME_MAX + 1),
     loss_bytes(SEQ_MAX, SEQ_MAX + 1),  # a count past what one instance can lose
     loss_bytes(2, 2**63 - 1),
     hello_bytes(instance=bytes(16)),  # an id of zeros is no one's
@@ -222,6 +231,7 @@ PAST_BOUNDS = [
     status_bytes(lost=SEQ_MAX + 1),
     status_bytes(ring_records=65),  # more held than the ring's capacity
     status_bytes(ring_bytes_used=16385),
+    status_bytes(time_ns=TIME_MAX + 1),
 ]
 
 
@@ -357,9 +367,9 @@ def test_ack_and_resume_come_from_the_c_encoders() -> None:
 
 @given(
     seq=st.integers(1, SEQ_MAX),
-    time_ns=st.integers(0, VALUE_MAX),
+    time_ns=st.integers(0, TIME_MAX),
     pid=st.integers(0, PID_MAX),
-    tid=st.integers(0, VALUE_MAX),
+    tid=st.integers(0, TID_MAX),
     level=st.integers(1, 5),
     message=st.binary(max_size=1024),
     cut=st.integers(0, 2000),
@@ -433,9 +443,9 @@ def valid_status(next_seq: int, lost: int) -> tuple:
 valid_logs = st.builds(
     valid_log,
     st.integers(1, SEQ_MAX),
-    st.integers(0, VALUE_MAX),
+    st.integers(0, TIME_MAX),
     st.integers(0, PID_MAX),
-    st.integers(0, VALUE_MAX),
+    st.integers(0, TID_MAX),
     st.integers(1, 5),
     st.binary(max_size=300),
 )
@@ -451,6 +461,7 @@ _BREAKS = st.one_of(
     st.tuples(st.just(56), st.sampled_from([0, *range(6, 256)]), st.just(1)),
     st.tuples(st.just(52), st.integers(1025, 2**16 - 1), st.just(2)),
     st.tuples(st.just(16), st.integers(SEQ_MAX + 1, 2**64 - 1) | st.just(0), st.just(8)),
+    st.tuples(st.just(24), st.integers(TIME_MAX + 1, 2**64 - 1), st.just(8)),
     st.tuples(st.just(48), st.integers(PID_MAX + 1, 2**32 - 1), st.just(4)),
     st.tuples(st.just(54), st.integers(FLAGS_MAX + 1, 2**16 - 1), st.just(2)),
 )

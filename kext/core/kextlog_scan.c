@@ -51,8 +51,8 @@ static bool in_bounds(const uint8_t *frame, uint16_t type)
 		struct kextlog_log_frame log;
 
 		memcpy(&log, frame, sizeof log);
-		return log.seq != 0 && log.seq <= KEXTLOG_SEQ_MAX && log.time_ns <= KEXTLOG_VALUE_MAX &&
-		    log.mono_ns <= KEXTLOG_VALUE_MAX && log.tid <= KEXTLOG_VALUE_MAX &&
+		return log.seq != 0 && log.seq <= KEXTLOG_SEQ_MAX && log.time_ns <= KEXTLOG_TIME_MAX &&
+		    log.mono_ns <= KEXTLOG_TIME_MAX && log.tid <= KEXTLOG_TID_MAX &&
 		    log.pid <= KEXTLOG_PID_MAX && log.flags <= KEXTLOG_FLAGS_MAX;
 	}
 	if (type == KEXTLOG_FRAME_LOSS) {
@@ -60,8 +60,8 @@ static bool in_bounds(const uint8_t *frame, uint16_t type)
 
 		/* The check saw 1 <= first_seq <= last_seq and count = the range's size. */
 		memcpy(&loss, frame, sizeof loss);
-		return loss.last_seq <= KEXTLOG_SEQ_MAX && loss.first_time_ns <= KEXTLOG_VALUE_MAX &&
-		    loss.last_time_ns <= KEXTLOG_VALUE_MAX;
+		return loss.last_seq <= KEXTLOG_SEQ_MAX && loss.first_time_ns <= KEXTLOG_TIME_MAX &&
+		    loss.last_time_ns <= KEXTLOG_TIME_MAX;
 	}
 	if (type == KEXTLOG_FRAME_HELLO) {
 		struct kextlog_hello_frame hello;
@@ -77,7 +77,7 @@ static bool in_bounds(const uint8_t *frame, uint16_t type)
 
 		memcpy(&status, frame, sizeof status);
 		return status.next_seq <= KEXTLOG_SEQ_MAX + 1 && status.lost <= KEXTLOG_SEQ_MAX &&
-		    status.time_ns <= KEXTLOG_VALUE_MAX && status.ring_records <= status.ring_capacity &&
+		    status.time_ns <= KEXTLOG_TIME_MAX && status.ring_records <= status.ring_capacity &&
 		    status.ring_bytes_used <= status.ring_bytes;
 	}
 	return true;

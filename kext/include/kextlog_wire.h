@@ -45,7 +45,10 @@
 #define KEXTLOG_SEQ_BITS      44u
 #define KEXTLOG_SEQ_MAX       ((UINT64_C(1) << KEXTLOG_SEQ_BITS) - 1u) /* LOG, LOSS, HELLO, STATUS seqs */
 #define KEXTLOG_INSTANCES_MAX ((UINT64_C(1) << (63u - KEXTLOG_SEQ_BITS)) - 1u) /* in one store */
-#define KEXTLOG_VALUE_MAX     ((uint64_t)INT64_MAX) /* times, thread ids: signed 64-bit columns */
+/* Times in ns, wall-clock and monotonic: up to the year 2116.  Signed 64-bit
+ * columns, with room for what readers add to them (zone offsets, windows). */
+#define KEXTLOG_TIME_MAX      (UINT64_C(1) << 62)
+#define KEXTLOG_TID_MAX       ((uint64_t)INT64_MAX) /* a signed 64-bit column */
 #define KEXTLOG_PID_MAX       ((uint32_t)INT32_MAX) /* a pid_t */
 #define KEXTLOG_FLAGS_MAX     0x7fffu /* LOG flags: bit 15 is reserved (a signed 16-bit column) */
 

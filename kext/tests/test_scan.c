@@ -223,8 +223,8 @@ static void test_field_bounds(void)
 	uint32_t size;
 
 	for (int past = 0; past <= 1; past++) {
-		size = kextlog_encode_log(log, KEXTLOG_SEQ_MAX + (uint64_t)past, KEXTLOG_VALUE_MAX,
-		    KEXTLOG_VALUE_MAX, KEXTLOG_PID_MAX, KEXTLOG_VALUE_MAX, "p", KEXTLOG_LEVEL_INFO,
+		size = kextlog_encode_log(log, KEXTLOG_SEQ_MAX + (uint64_t)past, KEXTLOG_TIME_MAX,
+		    KEXTLOG_TIME_MAX, KEXTLOG_PID_MAX, KEXTLOG_TID_MAX, "p", KEXTLOG_LEVEL_INFO,
 		    KEXTLOG_FLAGS_MAX, "m", 1);
 		check_bound(frame, size, !past);
 		log->flags = (uint16_t)(KEXTLOG_FLAGS_MAX + (unsigned)past);
