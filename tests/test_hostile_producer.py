@@ -7,15 +7,17 @@ producer that records every ACK it gets."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from kextlog_store._native import lib
 from kextlog_store.status import read_status
 from kextlog_store.store import database_url
-from tests.processes import start
+from tests.processes import kextlog, start
 from tests.test_delivery import accounting, assert_each_seq_once
 from tests.test_ingest_hostile import Producer, assert_store_clean, stop
 from tests.test_wire import log_bytes, loss_bytes
@@ -293,3 +295,25 @@ def test_no_ack_for_a_batch_whose_commit_failed(tmp_path: Path) -> None:
     (instance,) = accounting(db).values()
     assert instance["stored"] == [1, 2, 3, 4] and instance["high_water"] == 4
     assert_store_clean(db)
+
+
+def test_a_flag_no_postgresql_column_holds_is_refused(
+    tmp_path: Path, postgres_database: Callable[[bool], str]
+) -> None:
+    url, sock = postgres_database(False), tmp_path / "hostile.sock"
+    producer = Producer(sock)
+    daemon = start("ingest", "--source", f"unix:{sock}", "--db", url, log=tmp_path / "ingest.log")
+    try:
+        producer.accept()
+        # flags is a signed 16-bit column: with bit 15 the binary COPY stores -32768.
+        producer.send(log_bytes(1), log_bytes(2, flags=0x8000), log_bytes(3))
+        producer.wait_for_ack(3)
+        assert daemon.poll() is None
+    finally:
+        stop(daemon)
+        producer.close()
+
+    shown = kextlog("stats", "--db", url, "-o", "json")
+    assert shown.returncode == 0, shown.stderr
+    (instance,) = json.loads(shown.stdout)["instances"]
+    assert (instance["stored"], instance["lost"], instance["high_water"]) == (2, 1, 3)
