@@ -37,8 +37,11 @@ from .kmsg import SourceDone
 from .levels import Level
 from .retention import RetentionPolicy, apply, check
 from .sources import Connection, Source, SourceClosed
-from .store import InstanceState, PidMerge, Writer, passing_failure, sqlite_path
-from .wire import MALFORMED, Hello, LogFrame, LogRun, Loss, Skipped, Status
+from .store import SEQ_MASK, InstanceState, PidMerge, Writer, passing_failure, sqlite_path
+from .wire import MALFORMED, SEQ_MAX, Hello, LogFrame, LogRun, Loss, Skipped, Status
+
+if SEQ_MASK != SEQ_MAX:  # the store's key packing must be the header's field bounds
+    raise ImportError("KEXTLOG_SEQ_BITS changed in kextlog_wire.h: update kextlog_store.store")
 
 log = logging.getLogger("kextlog.ingest")
 
