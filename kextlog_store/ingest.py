@@ -52,6 +52,7 @@ READ_TIMEOUT = 0.25  # how often readers look at the stop flag
 GATHER_BYTES, GATHER_SECONDS = 64 * 1024, 0.005  # see _serve
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
 PUBLISH_SECONDS = 1.0  # how often the daemon's state is published for `kextlog status`
+DRAIN_READS = 64  # at a clean stop: reads of what producers sent since (16 MiB at most)
 # Malformed input is reported once per burst: when none came for a while,
 # and at least this often while it goes on.
 SKIPPED_QUIET_SECONDS, SKIPPED_REPORT_SECONDS = 1.0, 5.0
@@ -450,6 +451,13 @@ class Ingest:
         finally:
             self.stop.set()
             for connection in self._stopped_connections:
+                # What came since the readers stopped is read and dropped
+                # first: a socket closed with unread data is reset, and the
+                # producer's read fails before it reaches our last ACK.
+                with contextlib.suppress(KextlogError, OSError):
+                    for _ in range(DRAIN_READS):
+                        if not connection.receive(0):
+                            break
                 connection.close()
             self._stop_merging()
             self._report_skipped(time.monotonic(), ending=True)
