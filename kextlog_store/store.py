@@ -98,10 +98,14 @@ instances = Table(
 
 # A record's key is (instance, seq), packed into one 64-bit rowid: one B-tree
 # to write per record instead of a rowid plus a unique index (see migration
-# 0002).  Up to 2**19 instances of up to 2**44 records each.
+# 0002).  The bounds are the wire header's (KEXTLOG_SEQ_BITS): the reader
+# refuses a seq past SEQ_MASK, so one instance's records never take another's
+# keys, and with at most INSTANCES_MAX instances no sum of counts or marks
+# overflows.  Written as a number so that reading the store loads no cffi;
+# ingest, the one writer, checks it against the compiled header at import.
 SEQ_BITS = 44
 SEQ_MASK = (1 << SEQ_BITS) - 1
-MAX_INSTANCES = 1 << (63 - SEQ_BITS)
+INSTANCES_MAX = (1 << (63 - SEQ_BITS)) - 1
 # The shift in SQL (instance_id << SEQ_SHIFT): a plain integer literal, as
 # PostgreSQL shifts a bigint by an int, not by a bigint parameter.
 SEQ_SHIFT = literal_column(str(SEQ_BITS))
@@ -604,6 +608,7 @@ class Writer:
                 instances.c.high_water,
                 instances.c.filtered,
                 instances.c.pid_indexed_seq,
+                instances.c.source,
             ).where(instances.c.host == self.host, instances.c.uuid == uuid)
         ).first()
 
@@ -643,9 +648,9 @@ class Writer:
                     .returning(instances.c.id)
                 ).scalar()
                 if new_id is not None:
-                    if new_id >= MAX_INSTANCES:
+                    if new_id > INSTANCES_MAX:
                         raise DatabaseError(
-                            f"the store holds its maximum of {MAX_INSTANCES} instances"
+                            f"the store holds its maximum of {INSTANCES_MAX:,} instances"
                         )
                     return InstanceState(new_id, uuid, first_seq - 1, 0, 0, first_seq - 1)
                 row = self._instance(connection, uuid)  # registered meanwhile
@@ -664,11 +669,12 @@ class Writer:
                 row.id, uuid, row.high_water, row.filtered, int(lost), row.pid_indexed_seq
             )
 
-    def high_water(self, uuid: str) -> int | None:
-        """Up to which seq the instance is accounted for; None if unknown."""
+    def known(self, uuid: str) -> Row | None:
+        """The instance as stored (this host's): its high_water, up to which
+        seq it is accounted for, and the source it was last read from; None
+        if unknown."""
         with self.engine.connect() as connection:
-            row = self._instance(connection, uuid)
-            return None if row is None else row.high_water
+            return self._instance(connection, uuid)
 
     def commit(
         self,
