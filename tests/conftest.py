@@ -549,7 +549,8 @@ def lossy(store_url: str, backend: str, db_path: Path) -> PopulatedStore:
     (almost) each gap, of every reason, with known and unknown times:
 
     instance 1 seqs 1..3    released, time unknown; seqs 4..6 were pruned (no
-                            loss), so it belongs before seq 7, about 3 h ago
+                            loss; counted in pruned_records), so it belongs
+                            before seq 7, about 3 h ago
     instance 2 seqs 24..25  ring full, known time: the time of instance 1 seq
                             41 (a tie across instances), about 2 h 20 m ago
     instance 1 seqs 50..52  ring full, known time, about 2 h 15 m ago
@@ -593,6 +594,12 @@ def lossy(store_url: str, backend: str, db_path: Path) -> PopulatedStore:
     kept = [record for record in made if (record.instance, record.seq) not in missing]
     insert_records(store_url, instances, kept)
     insert_losses(store_url, rows)
+    engine = store.write_engine(store_url)
+    with engine.begin() as connection:  # as prune counts what it removes
+        connection.execute(
+            update(store.instances).where(store.instances.c.id == 1).values(pruned_records=3)
+        )
+    engine.dispose()
     losses = sorted(
         (placed(row, instances, kept) for row in rows),
         key=lambda loss: (loss.time_ns, ids_of[loss.instance], loss.first_seq),
