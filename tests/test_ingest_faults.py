@@ -24,6 +24,7 @@ import pytest
 
 from kextlog_store.status import read_status
 from kextlog_store.store import database_url
+from tests.conftest import unavailable
 from tests.processes import kextlog, start, wait_for_socket
 from tests.test_delivery import accounting, integrity, stop, wait_for_line
 
@@ -54,7 +55,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         text=True,
     )
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.strip()}")
+        unavailable(f"cannot mount a small file system (tmpfs, as root): {mounted.stderr.strip()}")
     yield mount
     subprocess.run(["umount", "--lazy", str(mount)], check=True)
 

@@ -9,7 +9,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ from kextlog_store.levels import Level
 from kextlog_store.records import Record
 from kextlog_store.retention import PruneResult, RetentionPolicy, apply, parse_size
 from kextlog_store.stats import collect
-from tests.conftest import NS, Kextlog, PopulatedStore
+from tests.conftest import NS, Kextlog, PopulatedStore, wait_until
 
 MINUTE, HOUR, DAY = 60 * NS, 3600 * NS, 86400 * NS
 BOTH_BACKENDS = True
@@ -362,7 +362,7 @@ def test_freed_pages_are_reused_and_the_file_stops_growing(
 def test_pruning_while_a_writer_commits(engine: Engine, empty_store: Path, db_url: str) -> None:
     fill(empty_store, 20_000)
     cap = in_use(empty_store) // 4
-    stop, writing = threading.Event(), threading.Event()
+    stop = threading.Event()
     seen: list[int] = []  # instance 1's pruned_records, as the writer saw it after each commit
     errors: list[BaseException] = []
 
@@ -372,7 +372,6 @@ def test_pruning_while_a_writer_commits(engine: Engine, empty_store: Path, db_ur
             while not stop.is_set():
                 fill(empty_store, 200, start_seq=seq)
                 seen.append(rows(empty_store, "SELECT pruned_records FROM instances")[0][0])
-                writing.set()
                 seq += 200
                 time.sleep(0.005)
         except BaseException as exc:  # a "database is locked" would end up here
@@ -381,11 +380,11 @@ def test_pruning_while_a_writer_commits(engine: Engine, empty_store: Path, db_ur
     writer = threading.Thread(target=write)
     writer.start()
     try:
-        assert writing.wait(60), errors
+        wait_until(lambda: seen or errors, "the writer's first commit")
         result = apply(engine, RetentionPolicy({}, cap, 1_000))
         # One more commit: the writer is not stuck behind the last transaction.
         after = len(seen)
-        assert wait_until(lambda: len(seen) > after or bool(errors), 60)
+        wait_until(lambda: len(seen) > after or errors, "a commit after the prune")
     finally:
         stop.set()
         writer.join(timeout=60)
@@ -398,16 +397,6 @@ def test_pruning_while_a_writer_commits(engine: Engine, empty_store: Path, db_ur
     assert len(steps) >= result.removed // 1_000 // 4, (len(steps), result.removed)
     check_pid_index(empty_store)
     check_accounting(db_url, {1: result.removed}, {})
-
-
-def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
-    """Whether condition() came true within timeout seconds (checked often)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 # --- the command ----------------------------------------------------------------------
