@@ -655,7 +655,7 @@ def kextlog(db_path: Path, backend: str, request: pytest.FixtureRequest) -> Iter
             input=input,
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=120,
             check=False,
         )
 
