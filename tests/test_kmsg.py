@@ -3,6 +3,7 @@ the machine's real /dev/kmsg when it can be read."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -11,7 +12,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -255,6 +258,23 @@ WRITES_PER_OPEN = 10  # the kernel lets one open of /dev/kmsg write 10 records a
 FLOOD_BYTES = 64 << 20  # written at most to make the kernel's ring go round
 
 
+@pytest.fixture
+def kernel_log() -> Iterator[None]:
+    """The kernel's log to this test alone among the test runs on this
+    machine (several checkouts may run their suites at once): one flooding
+    it would make another's exact counts wrong."""
+    lock = os.open(
+        Path(tempfile.gettempdir()) / "kextlog-tests-kernel-log.lock",
+        os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW,
+        0o600,
+    )
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(lock)
+
+
 def readable_kernel_log() -> None:
     if not os.access(DEVICE, os.R_OK):
         unavailable(f"{DEVICE} is not readable")
@@ -381,7 +401,7 @@ def stored_seqs(db: Path) -> list[int]:
         return [seq for (seq,) in connection.execute("SELECT seq FROM records ORDER BY seq")]
 
 
-def test_the_real_kernel_log_as_dmesg_reads_it(tmp_path: Path) -> None:
+def test_the_real_kernel_log_as_dmesg_reads_it(tmp_path: Path, kernel_log: None) -> None:
     """Every record dmesg reads, stored with the same facility, priority,
     time and text, in the same order."""
     readable_kernel_log()
@@ -408,7 +428,9 @@ def oldest() -> int:
     return held()[0][0]
 
 
-def test_records_the_kernel_overwrote_are_overwritten_losses(tmp_path: Path) -> None:
+def test_records_the_kernel_overwrote_are_overwritten_losses(
+    tmp_path: Path, kernel_log: None
+) -> None:
     """The kernel's ring goes round while ingest is stopped: once while it
     follows (SIGSTOP: its next read fails with EPIPE), once while it is not
     running; each time the seqs from the first it had not read to the one
@@ -449,7 +471,8 @@ def test_records_the_kernel_overwrote_are_overwritten_losses(tmp_path: Path) -> 
     for (first, last, count, reason), low, high in zip(
         losses, oldest_before, oldest_after, strict=True
     ):
-        assert low <= last + 1 <= high and (count, reason) == (last - first + 1, "overwritten")
+        assert low <= last + 1 <= high, (losses, oldest_before, oldest_after)
+        assert (count, reason) == (last - first + 1, "overwritten")
     # Where each began: at the start of the boot's seqs; at the first seq
     # ingest had not read when it stopped (after the start record, at most
     # the first one written while it was stopped); after the last stored.
