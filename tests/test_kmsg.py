@@ -428,6 +428,15 @@ def oldest() -> int:
     return held()[0][0]
 
 
+def stopped(pid: int) -> bool:
+    """Whether every thread of process pid is stopped (SIGSTOP)."""
+    states = [
+        stat.read_text().rpartition(")")[2].split()[0]
+        for stat in Path(f"/proc/{pid}/task").glob("*/stat")
+    ]
+    return bool(states) and all(state == "T" for state in states)
+
+
 def test_records_the_kernel_overwrote_are_overwritten_losses(
     tmp_path: Path, kernel_log: None
 ) -> None:
@@ -451,6 +460,9 @@ def test_records_the_kernel_overwrote_are_overwritten_losses(
         oldest_after.append(oldest())
         ingest.send_signal(signal.SIGSTOP)
         try:
+            # Every thread stopped before the first record of the flood: a
+            # thread running when the signal came may read one more first.
+            wait_until(lambda: stopped(ingest.pid), "ingest to stop")
             first_overwritten = go_round(tag)
             oldest_before.append(oldest())
             newest = held()[-1][0]
