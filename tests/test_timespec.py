@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from kextlog_store.errors import UsageError
 from kextlog_store.timespec import UNITS, parse_duration, parse_time, to_ns
-from tests.conftest import unavailable
 
 UTC = timezone.utc
 NS = 1_000_000_000
@@ -27,12 +26,11 @@ def utc_ns(year: int, month: int, day: int, hour: int = 0, minute: int = 0, seco
 
 
 def berlin() -> tzinfo:
-    import zoneinfo
-
+    zoneinfo = pytest.importorskip("zoneinfo")
     try:
         return zoneinfo.ZoneInfo("Europe/Berlin")  # type: ignore[no-any-return]
     except zoneinfo.ZoneInfoNotFoundError:
-        unavailable("no time zone database (tzdata)")
+        pytest.skip("no time zone database")
 
 
 def test_to_ns_is_exact() -> None:
