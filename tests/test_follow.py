@@ -165,7 +165,9 @@ def test_follow_starts_with_the_last_ten_then_shows_what_is_committed(
 def test_follow_shows_new_losses_and_new_instances(
     following: list[Follower], populated: PopulatedStore, writer: Writer
 ) -> None:
-    follower = start_following(following, populated, lines=0)  # nothing, then the new
+    # Its first output, the last record, says it has taken its starting point.
+    follower = start_following(following, populated, lines=1)
+    assert follower.take(1) == list(populated.records[-1:])
     now = populated.now_ns
     writer.loss(2, 121, 125, now + NS)
     writer.instance(3, "3" * 32, "unix:/run/sim-c.sock")
@@ -182,16 +184,19 @@ def test_follow_shows_new_losses_and_new_instances(
 def test_follow_applies_the_filter_to_new_records(
     following: list[Follower], populated: PopulatedStore, writer: Writer
 ) -> None:
+    first = populated.instance(1)
+    now = populated.now_ns
+    # The one old record that matches: the first output, after which it follows.
+    (old,) = writer.records(first.id, first.uuid, (181, now, Level.ERROR, "keep: old"))
     follower = start_following(
         following, populated, levels=(Level.ERROR, Level.ERROR), grep="keep", lines=2
     )
-    first = populated.instance(1)
-    now = populated.now_ns
-    writer.records(first.id, first.uuid, (181, now + NS, Level.ERROR, "drop"))
-    wanted = writer.records(first.id, first.uuid, (182, now + 2 * NS, Level.ERROR, "keep me"))
-    writer.records(first.id, first.uuid, (183, now + 3 * NS, Level.INFO, "keep not"))
-    assert follower.take(1) == wanted  # and none before it: nothing old matches "keep"
-    assert_nothing_more(follower, writer, populated, 184)
+    assert follower.take(1) == [old]
+    writer.records(first.id, first.uuid, (182, now + NS, Level.ERROR, "drop"))
+    wanted = writer.records(first.id, first.uuid, (183, now + 2 * NS, Level.ERROR, "keep me"))
+    writer.records(first.id, first.uuid, (184, now + 3 * NS, Level.INFO, "keep not"))
+    assert follower.take(1) == wanted
+    assert_nothing_more(follower, writer, populated, 185)
 
 
 def test_follow_from_since_or_a_cursor_shows_everything_after_it(
