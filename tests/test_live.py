@@ -92,9 +92,10 @@ def test_reading_while_ingest_commits_at_full_speed(tmp_path: Path) -> None:
 def test_prune_keeps_the_store_small_while_ingest_commits(tmp_path: Path) -> None:
     sock, db, log = tmp_path / "sim.sock", tmp_path / "k.db", tmp_path / "ingest.log"
     count, rate, cap, rounds = 160_000, 20_000, 2 << 20, 4  # 20 MB of records
+    # A ring that holds them all: a loaded machine's slower ingest loses none.
     simulator = start(
         "simulate", "--socket", str(sock), "--rate", str(rate), "--count", str(count),
-        "--quiet-losses",
+        "--ring", str(count), "--quiet-losses",
     )  # fmt: skip
     wait_for_socket(sock)
     ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=log)
