@@ -40,7 +40,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(MAKE) -C kext check KERNEL_SDK=$(KERNEL_SDK)
-	tests/install-postgres.sh
+	tests/install-packages.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -127,5 +127,5 @@ bench/out/lock_hold: bench/lock_hold.c kext/sim/kextlog_workload.c $(CORE_C) $(N
 	    bench/lock_hold.c kext/sim/kextlog_workload.c $(CORE_C) -lpthread -o $@
 
 bench: $(STAMP) $(BENCH_C)
-	tests/install-postgres.sh
+	tests/install-packages.sh
 	$(BIN)/python bench/run.py --json bench/out/results.json

@@ -1,10 +1,12 @@
 """`kextlog db check`: is the store whole, and does its accounting hold?
 
 SQLite's own checks (every page with integrity_check, or the cheaper
-quick_check; foreign keys), then kextlog's invariants that cost an index
-search per instance or per loss: the schema revision is one this kextlog
-knows, every instance's high-water mark covers its stored records, and no
-loss overlaps a stored record or another loss.  The file is opened
+quick_check; foreign keys), then kextlog's invariants: the schema
+revision is one this kextlog knows, every instance's high-water mark
+covers its stored records, no loss overlaps a stored record or another
+loss (an index search per instance or per loss), and each instance's seqs
+up to its high-water mark add up: stored, lost, filtered and pruned, each
+counted on its own (a pass over its records' key).  The file is opened
 read-only: checking never changes it, also when it is damaged.
 """
 
@@ -60,12 +62,12 @@ def check(url: str, *, quick: bool = False) -> CheckReport:
         revision = _revision(connection)
         findings.append(revision)
         if revision.ok and not revision.skipped:
-            findings += [_high_water(connection), _losses(connection)]
+            findings += [_high_water(connection), _losses(connection), _accounting(connection)]
         else:
             reason = "skipped: the schema is not one this kextlog knows"
             findings += [
-                Finding("high-water marks", (), reason, skipped=True),
-                Finding("losses", (), reason, skipped=True),
+                Finding(name, (), reason, skipped=True)
+                for name in ("high-water marks", "losses", "accounting")
             ]
     finally:
         connection.close()
@@ -174,6 +176,42 @@ def _losses(connection: sqlite3.Connection) -> Finding:
         if previous_last is not None and previous_last >= first:
             problems.append(f"{where} overlaps the loss before it")
     return _finding(name, problems, f"{len(rows):,} losses")
+
+
+def _accounting(connection: sqlite3.Connection) -> Finding:
+    """Each instance's seqs first_seq..high_water are each stored, lost,
+    filtered or pruned: the four counts add up to their number (the
+    delivery contract; prune counts what it removes as it removes it)."""
+    name = "accounting"
+    try:
+        columns = {row[1] for row in _run(connection, "PRAGMA table_info(instances)")}
+        if "pruned_records" not in columns:
+            note = "skipped: this revision does not count pruned rows: `kextlog db upgrade`"
+            return Finding(name, (), note, skipped=True)
+        rows = _run(
+            connection,
+            f"SELECT i.uuid, i.first_seq, i.high_water,"
+            f" (SELECT count(*) FROM records r WHERE r.id >= (i.id << {SEQ_BITS}) + i.first_seq"
+            f"  AND r.id <= (i.id << {SEQ_BITS}) + i.high_water),"
+            f" (SELECT coalesce(sum(l.count), 0) FROM losses l WHERE l.instance_id = i.id),"
+            f" i.filtered, i.pruned_records + i.pruned_lost"
+            f" FROM instances i",
+        )
+    except sqlite3.Error as error:
+        return _failure(name, error)
+    problems = []
+    for uuid, first, high_water, stored, lost, filtered, pruned in rows:
+        seqs = high_water - first + 1
+        counted = stored + lost + filtered + pruned
+        if counted != seqs:
+            missing = seqs - counted
+            off = f"{missing:,} not accounted for" if missing > 0 else f"{-missing:,} counted twice"
+            problems.append(
+                f"instance {uuid}: {seqs:,} seqs ({first}..{high_water}), but stored {stored:,}"
+                f" + lost {lost:,} + filtered {filtered:,} + pruned {pruned:,} = {counted:,}"
+                f" ({off})"
+            )
+    return _finding(name, problems, f"{len(rows):,} instances")
 
 
 def report_lines(report: CheckReport) -> list[str]:

@@ -702,8 +702,8 @@ def db_check_command(
     """Check the store, read-only: SQLite's integrity_check (or quick_check)
     and foreign keys, then kextlog's own accounting: the schema revision is
     known, each instance's high-water mark covers its stored records, no loss
-    overlaps a stored record or another loss. Exits 0 when all is well, 1
-    when not.
+    overlaps a stored record or another loss, and each instance's seqs add
+    up (stored, lost, filtered, pruned). Exits 0 when all is well, 1 when not.
 
     \b
     Examples:

@@ -647,6 +647,7 @@ def stats_fields(stats: Stats, tz: tzinfo | None = None) -> dict[str, Any]:
                 "lost": item.lost,
                 "filtered": item.filtered,
                 "pruned": item.pruned,
+                "discrepancy": item.discrepancy,
                 "ahead": item.ahead,
                 "first_record": iso(item.first_record_ns),
                 "last_record": iso(item.last_record_ns),
@@ -745,7 +746,20 @@ def stats_lines(stats: Stats, tz: tzinfo | None = None, *, color: bool = False) 
             f"  instance {item.instance[:8]}: {item.ahead:,} more records stored beyond"
             " its high-water mark, waiting for the seqs before them"
         )
+    for item in stats.instances:
+        if item.discrepancy:
+            lines.append(f"  instance {item.instance[:8]}: {_discrepancy(item.discrepancy)}")
     return lines
+
+
+def _discrepancy(seqs: int) -> str:
+    """An instance's accounting that does not add up, in words."""
+    if seqs > 0:
+        return (
+            f"{seqs:,} seqs up to its high-water mark are neither stored, lost, filtered"
+            " nor pruned: rows went without prune (`kextlog db check`)"
+        )
+    return f"{-seqs:,} seqs are counted twice (`kextlog db check`)"
 
 
 def _indent(lines: Iterable[str]) -> list[str]:

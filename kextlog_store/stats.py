@@ -81,8 +81,10 @@ class LossCount:
 class InstanceAccount:
     """One instance and what became of its seqs first_seq..high_water (a
     kext's start at 1, the kernel's own log's at 0): each is stored, lost,
-    filtered or pruned (pruned: the rest, whose rows prune
-    removed; the delivery contract accounts for every seq exactly once)."""
+    filtered or pruned, exactly once (the delivery contract).  Each is
+    counted on its own (pruned: as prune removed them), so discrepancy, the
+    seqs none of them covers, is 0 unless a row went another way (negative:
+    counted twice)."""
 
     instance: str
     source: str
@@ -91,14 +93,27 @@ class InstanceAccount:
     producer_version: str
     first_seen_ns: int
     last_seen_ns: int
+    first_seq: int
     high_water: int
     stored: int  # records with seq <= high_water
     lost: int  # records the losses table accounts for
     filtered: int  # dropped on purpose by ingest's --min-level
-    pruned: int  # high_water - first_seq + 1 - stored - lost - filtered
+    pruned_records: int  # records prune removed
+    pruned_lost: int  # seqs of the loss rows prune removed
     ahead: int  # records stored beyond high_water (before a gap ingest still waits to fill)
     first_record_ns: int | None  # the time of its lowest stored seq
     last_record_ns: int | None  # the time of its highest stored seq
+
+    @property
+    def pruned(self) -> int:
+        """Seqs whose rows prune removed."""
+        return self.pruned_records + self.pruned_lost
+
+    @property
+    def discrepancy(self) -> int:
+        """Seqs up to high_water that no count covers (negative: counted twice)."""
+        expected = self.high_water - self.first_seq + 1
+        return expected - self.stored - self.lost - self.filtered - self.pruned
 
 
 @dataclass(frozen=True)
@@ -295,6 +310,8 @@ def _instance_accounts(connection: Connection) -> tuple[InstanceAccount, ...]:
             stored,
             lost,
             i.c.filtered,
+            i.c.pruned_records,
+            i.c.pruned_lost,
             ahead,
             record_time(records.c.id),
             record_time(records.c.id.desc()),
@@ -303,7 +320,8 @@ def _instance_accounts(connection: Connection) -> tuple[InstanceAccount, ...]:
     accounts = []
     for row in rows:
         (uuid, source, name, boot, version, first_seen, last_seen, first_seq, high_water, kept,
-         gone, filtered, beyond, first_record, last_record) = row  # fmt: skip
+         gone, filtered, pruned_records, pruned_lost, beyond, first_record,
+         last_record) = row  # fmt: skip
         accounts.append(
             InstanceAccount(
                 instance=uuid,
@@ -313,11 +331,13 @@ def _instance_accounts(connection: Connection) -> tuple[InstanceAccount, ...]:
                 producer_version=version,
                 first_seen_ns=first_seen,
                 last_seen_ns=last_seen,
+                first_seq=first_seq,
                 high_water=high_water,
                 stored=kept,
                 lost=int(gone),
                 filtered=filtered,
-                pruned=high_water - first_seq + 1 - kept - int(gone) - filtered,
+                pruned_records=pruned_records,
+                pruned_lost=pruned_lost,
                 ahead=beyond,
                 first_record_ns=first_record,
                 last_record_ns=last_record,

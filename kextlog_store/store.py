@@ -87,12 +87,16 @@ instances = Table(
     Column("producer_version", Text, nullable=False),
     Column("first_seen_ns", BigInteger, nullable=False),
     Column("last_seen_ns", BigInteger, nullable=False),
-    # Every seq up to high_water is stored, lost or filtered; pruning never lowers it.
+    # Every seq up to high_water is stored, lost, filtered or pruned; pruning never lowers it.
     Column("high_water", BigInteger, nullable=False, server_default="0"),
     Column("filtered", BigInteger, nullable=False, server_default="0"),
     Column("pid_indexed_seq", BigInteger, nullable=False, server_default="0"),
     # Where its seqs start: 1 for a kext, 0 for the kernel's own log (kmsg).
     Column("first_seq", BigInteger, nullable=False, server_default="1"),
+    # What prune removed of it (records; seqs of loss rows), counted in the
+    # transaction of each delete: the accounting compares counts, not a rest.
+    Column("pruned_records", BigInteger, nullable=False, server_default="0"),
+    Column("pruned_lost", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("host", "uuid"),
 )
 

@@ -429,7 +429,7 @@ def test_sql_is_interrupted_by_ctrl_c(populated: PopulatedStore) -> None:
     process = kextlog_process(str(populated.path), "sql", "--timeout", "600", endless)
     wait_until_reading(process, populated.path)  # into the statement
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=30)
+    out, err = process.communicate(timeout=60)
     assert (process.returncode, out, err) == (130, "", "")
 
 
@@ -910,7 +910,7 @@ def test_sql_time_limit(kextlog: Kextlog, populated: PopulatedStore) -> None:
     result = kextlog("sql", "--timeout", "0.5", endless)
     assert_one_line_error(result, "SQL stopped after the time limit of 0.5 s: raise --timeout")
     assert result.returncode == 1
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 30  # it ends (a loaded machine starts Python slowly)
 
 
 # --- help and completion -----------------------------------------------------------------
@@ -1100,6 +1100,7 @@ def kextlog_process(db: str, *args: str) -> subprocess.Popen[str]:
 
 
 def cpu_seconds(pid: int) -> float:
+    """The CPU time process pid has used, user and system."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 

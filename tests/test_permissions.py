@@ -24,12 +24,15 @@ from pathlib import Path
 import pytest
 
 from kextlog_store import store
+from tests.conftest import unavailable
 from tests.processes import COMMAND, connect, kextlog, start, wait_for_socket
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("setpriv") is None,
-    reason="needs root and setpriv(1), to act as another user",
-)
+
+@pytest.fixture(autouse=True)
+def as_another_user() -> None:
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        unavailable("needs root and setpriv(1), to act as another user")
+
 
 # Another user, with none of root's groups; and the same user in the admin group.
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]

@@ -9,7 +9,7 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from kextlog_store import store
 from kextlog_store.levels import Level
@@ -96,7 +96,40 @@ def test_records_beyond_the_high_water_mark_are_ahead(lossy: PopulatedStore) -> 
     # Seqs 171..180 are stored past the mark (a gap ingest waits for, here
     # made up); 181 is a loss past it.
     assert (first.high_water, first.stored, first.ahead, first.lost) == (170, 159, 10, 9)
-    assert first.pruned == 170 - 159 - 9 - 0
+    assert first.pruned == 3  # as counted, whatever the mark
+    assert first.discrepancy == -1  # the loss of 181 is counted, past the mark
+
+
+def test_rows_gone_without_prune_are_a_discrepancy(kextlog: Kextlog, lossy: PopulatedStore) -> None:
+    """A record and a loss row deleted behind kextlog's back are not pruned:
+    stats, its JSON and the view instance_accounting show them missing."""
+    engine = store.write_engine(lossy.url)
+    with engine.begin() as connection:
+        connection.execute(delete(store.records).where(store.records.c.id == store.record_id(1, 8)))
+        connection.execute(
+            delete(store.losses).where(
+                store.losses.c.instance_id == 2, store.losses.c.first_seq == 110
+            )
+        )
+    engine.dispose()
+    first, second = collect(lossy.url).instances
+    assert (first.stored, first.lost, first.pruned, first.discrepancy) == (168, 9, 3, 1)
+    assert (second.stored, second.lost, second.pruned, second.discrepancy) == (110, 13, 0, 2)
+    sql = kextlog(
+        "sql", "-o", "json", "SELECT instance, pruned, discrepancy FROM instance_accounting"
+    )
+    assert [json.loads(line) for line in sql.stdout.splitlines()] == [
+        {"instance": lossy.instance(1).uuid, "pruned": 3, "discrepancy": 1},
+        {"instance": lossy.instance(2).uuid, "pruned": 0, "discrepancy": 2},
+    ]
+    got = json.loads(kextlog("stats", "-o", "json").stdout)["instances"]
+    assert [(i["pruned"], i["discrepancy"]) for i in got] == [(3, 1), (0, 2)]
+    text = kextlog("stats").stdout.splitlines()
+    assert [line for line in text if "neither stored" in line] == [
+        f"  instance {lossy.instance(n).uuid[:8]}: {seqs} seqs up to its high-water mark are"
+        " neither stored, lost, filtered nor pruned: rows went without prune (`kextlog db check`)"
+        for n, seqs in ((1, 1), (2, 2))
+    ]
 
 
 def test_a_window(lossy: PopulatedStore) -> None:
