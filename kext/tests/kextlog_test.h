@@ -59,7 +59,7 @@ static void kextlog_test_fail(void)
 /* A copy of length bytes of data in an allocation of exactly that size (one
  * byte, unused, when length is 0): code under test that reads one byte past
  * what it was given is caught by AddressSanitizer.  kextlog_test_free() it. */
-static void *kextlog_test_exact(const void *data, size_t length)
+static inline void *kextlog_test_exact(const void *data, size_t length)
 {
 	unsigned char *copy = calloc(length > 0 ? length : 1, 1);
 
@@ -69,7 +69,7 @@ static void *kextlog_test_exact(const void *data, size_t length)
 	return length > 0 ? copy : copy + 1;
 }
 
-static void kextlog_test_free(void *copy, size_t length)
+static inline void kextlog_test_free(void *copy, size_t length)
 {
 	free(length > 0 ? copy : (unsigned char *)copy - 1);
 }
