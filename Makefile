@@ -106,7 +106,7 @@ clean:
 	rm -rf $(VENV) $(RUN_DIR) build *.egg-info kextlog_store/_native*.so
 
 # Benchmarks (not part of `make test`): every figure of docs/benchmarks.md.
-BENCH_C := bench/out/single_writer bench/out/log_printf
+BENCH_C := bench/out/single_writer bench/out/log_printf bench/out/lock_hold
 CORE_C  := kext/core/kextlog_codec.c kext/core/kextlog_ring.c kext/core/kextlog_core.c
 
 bench/out/single_writer: bench/single_writer.c kext/sim/kextlog_workload.c $(NATIVE_SOURCES)
@@ -119,6 +119,11 @@ bench/out/log_printf: bench/log_printf.c $(CORE_C) $(NATIVE_SOURCES)
 	@mkdir -p $(@D)
 	$(CC) -std=gnu11 -O2 -Wall -Wextra -Werror -Ikext/include -Ikext/core \
 	    bench/log_printf.c $(CORE_C) -lpthread -o $@
+
+bench/out/lock_hold: bench/lock_hold.c kext/sim/kextlog_workload.c $(CORE_C) $(NATIVE_SOURCES)
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 -O2 -Wall -Wextra -Werror -Ikext/include -Ikext/core -Ikext/sim \
+	    bench/lock_hold.c kext/sim/kextlog_workload.c $(CORE_C) -lpthread -o $@
 
 bench: $(STAMP) $(BENCH_C)
 	tests/install-postgres.sh

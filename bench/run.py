@@ -383,6 +383,28 @@ def log_printf_cost(report: Report, calls: int) -> None:
     report.add("log_printf / vsnprintf", result["ratio"], "x")
 
 
+def lock_hold(report: Report, records: int) -> None:
+    """Medians of 5 replays of a full ring, each figure the replay's longest:
+    CPU time under the lock (the work a hold does), the same in wall time
+    (preemption of the holder included), and a logging thread's wait."""
+    result = json.loads(
+        subprocess.run(
+            [str(OUT / "lock_hold"), str(records)], check=True, capture_output=True
+        ).stdout
+    )
+    note = f"{records:,}-record ring replayed in {result['replay_ms']:,.0f} ms"
+    report.add(
+        "longest hold of the core's lock in a replay: CPU",
+        result["longest_work_us"],
+        "us",
+        "<= 500 us",
+        lambda value: value <= 500,
+        note,
+    )
+    report.add("longest hold of the core's lock in a replay: wall", result["longest_hold_us"], "us")
+    report.add("longest wait of a logging thread then", result["longest_logger_wait_us"], "us")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
@@ -449,6 +471,7 @@ def main() -> None:
         )
         query_figures(report, scratch, sizes)
         log_printf_cost(report, 200_000 if args.quick else 2_000_000)
+        lock_hold(report, 10_000 if args.quick else 100_000)
     if args.json:
         args.json.write_text(json.dumps([figure.__dict__ for figure in report.figures], indent=1))
 

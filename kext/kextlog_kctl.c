@@ -68,7 +68,8 @@ static const struct {
 	  offsetof(struct kextlog_counters, below_min_level) },
 	{ "send_busy", "sends the client had no room for (retried)",
 	  offsetof(struct kextlog_counters, send_busy) },
-	{ "bad_input", "malformed writes from the client", offsetof(struct kextlog_counters, bad_input) },
+	{ "bad_input", "client writes refused: malformed, or not valid now",
+	  offsetof(struct kextlog_counters, bad_input) },
 	{ "connects", "clients accepted", offsetof(struct kextlog_counters, connects) },
 	{ "ring_records", "frames held now", offsetof(struct kextlog_counters, ring_records) },
 	{ "ring_capacity", "ring capacity in records", offsetof(struct kextlog_counters, ring_capacity) },
@@ -253,8 +254,9 @@ static errno_t control_disconnect(kern_ctl_ref control, u_int32_t unit, void *un
 
 /* What the client wrote (ACK, RESUME).  Input is untrusted, even from root:
  * it is copied out piece by piece, never past what the chain holds, and the
- * core checks every frame.  A write is dropped from its first malformed
- * piece on (counted once, bad_input); the chain is freed whatever happens. */
+ * core checks every frame against the connection's state.  A write is
+ * dropped from its first refused piece on (counted once, bad_input); the
+ * chain is freed whatever happens. */
 static errno_t control_send(kern_ctl_ref control, u_int32_t unit, void *unitinfo, mbuf_t chain,
     int flags)
 {

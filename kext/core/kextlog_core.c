@@ -31,15 +31,19 @@ void kextlog_core_init(struct kextlog_core *core, const struct kextlog_ops *ops,
 	core->next_seq = 1;
 }
 
-/* The first seq not yet in the ring: where a new pending loss would start. */
+/* The oldest seq held and not acknowledged (acknowledged frames may still
+ * wait in the ring: they leave it a batch at a time). */
 static uint64_t oldest_held_seq(struct kextlog_core *core)
 {
 	uint64_t position = core->ring.head;
 	const struct kextlog_frame_header *oldest = kextlog_ring_frame(&core->ring, &position);
+	uint64_t seq;
 
 	if (oldest != NULL)
-		return kextlog_frame_first_seq(oldest);
-	return core->loss_pending ? core->pending.first_seq : core->next_seq;
+		seq = kextlog_frame_first_seq(oldest);
+	else
+		seq = core->loss_pending ? core->pending.first_seq : core->next_seq;
+	return seq > core->acked_seq ? seq : core->acked_seq + 1;
 }
 
 static bool flush_pending_loss(struct kextlog_core *core)
@@ -53,6 +57,53 @@ static bool flush_pending_loss(struct kextlog_core *core)
 	if (!kextlog_ring_push(&core->ring, &frame, sizeof frame))
 		return false;
 	core->loss_pending = false;
+	return true;
+}
+
+/* Drops the oldest frame if it is acknowledged; false when it is not. */
+static bool release_one(struct kextlog_core *core)
+{
+	uint64_t position = core->ring.head;
+	const struct kextlog_frame_header *oldest = kextlog_ring_frame(&core->ring, &position);
+
+	if (oldest == NULL || kextlog_frame_last_seq(oldest) > core->acked_seq)
+		return false;
+	kextlog_ring_pop(&core->ring);
+	/* After a RESUME the cursor starts at the head, before what it releases. */
+	if (core->cursor_frame < core->ring.head) {
+		core->cursor = core->ring.head;
+		core->cursor_frame = core->ring.head;
+	}
+	return true;
+}
+
+/* Under the lock: at most KEXTLOG_RELEASE_BATCH acknowledged frames leave the
+ * ring (an ACK may cover the whole ring); true when none is left. */
+static bool release_some(struct kextlog_core *core)
+{
+	bool done = false;
+
+	for (uint32_t i = 0; i < KEXTLOG_RELEASE_BATCH && !done; i++)
+		done = !release_one(core);
+	flush_pending_loss(core); /* the room may let a pending loss in */
+	return done;
+}
+
+/* Everything up to seq is committed: its frames may leave the ring. */
+static void acknowledged(struct kextlog_core *core, uint64_t seq)
+{
+	if (seq > core->acked_seq)
+		core->acked_seq = seq;
+}
+
+/* Into the ring, after any pending loss; acknowledged frames still in it make
+ * room, one at a time, only as much as the frame needs. */
+static bool keep(struct kextlog_core *core, const void *frame, uint32_t length)
+{
+	while (!flush_pending_loss(core) || !kextlog_ring_push(&core->ring, frame, length)) {
+		if (!release_one(core))
+			return false;
+	}
 	return true;
 }
 
@@ -171,7 +222,7 @@ void kextlog_core_vlog(struct kextlog_core *core, uint32_t level, const char *fo
 		core->counters.nomem++;
 	if (core->ops->tap != NULL)
 		core->ops->tap(core->context, message.frame);
-	kept = flush_pending_loss(core) && kextlog_ring_push(&core->ring, message.frame, length);
+	kept = keep(core, message.frame, length);
 	if (!kept) {
 		add_pending_loss(core, seq, time_ns);
 		core->counters.lost++;
@@ -195,10 +246,129 @@ void kextlog_core_log(struct kextlog_core *core, uint32_t level, const char *for
 	va_end(arguments);
 }
 
-static void queue_control(struct kextlog_core *core, const void *frame, uint32_t length)
+/* Refuses a frame that does not fit: the state machine never queues more than
+ * HELLO and one LOSS, or a STATUS and one LOSS, but no client can make it try. */
+static bool queue_control(struct kextlog_core *core, const void *frame, uint32_t length)
 {
+	if (length > sizeof core->control - core->control_length)
+		return false;
 	memcpy(core->control + core->control_length, frame, length);
 	core->control_length += length;
+	return true;
+}
+
+/* Sends the rest of the control frames; false while some remain. */
+static bool pump_control(struct kextlog_core *core)
+{
+	uint32_t length = core->control_length - core->control_sent;
+	uint32_t taken;
+
+	if (length == 0)
+		return true;
+	taken = core->ops->send(core->context, core->control + core->control_sent, length);
+	core->control_sent += taken;
+	if (taken < length) {
+		core->counters.send_busy++;
+		return false;
+	}
+	core->control_length = 0;
+	core->control_sent = 0;
+	return true;
+}
+
+/* One send of the frames after the cursor: a contiguous run of whole frames
+ * (or the rest of a partly sent one), at most limit bytes unless its first
+ * frame alone is larger.  Returns what the client took; *offered says how
+ * much was offered (0: nothing to send). */
+static uint32_t pump_ring_once(struct kextlog_core *core, uint32_t limit, uint32_t *offered)
+{
+	const struct kextlog_frame_header *frame;
+	uint64_t position = core->cursor_frame;
+	uint64_t start, end;
+	uint32_t taken;
+
+	*offered = 0;
+	frame = kextlog_ring_frame(&core->ring, &position);
+	if (frame == NULL)
+		return 0;
+	if (core->cursor == core->cursor_frame || core->cursor < position)
+		core->cursor = position;
+	core->cursor_frame = position;
+	start = core->cursor;
+	end = position + frame->length;
+	/* Extend over the following frames while they are contiguous in memory:
+	 * not past padding, nor past the end of the buffer. */
+	while (end < core->ring.tail && end % core->ring.size != 0) {
+		uint64_t next = end;
+		const struct kextlog_frame_header *following = kextlog_ring_frame(&core->ring, &next);
+
+		if (following == NULL || next != end || end + following->length - start > limit)
+			break;
+		end += following->length;
+	}
+
+	*offered = (uint32_t)(end - start);
+	taken = core->ops->send(core->context, core->ring.buffer + (start % core->ring.size),
+	    *offered);
+	if (taken == 0) {
+		core->counters.send_busy++;
+		return 0;
+	}
+	core->cursor = start + taken;
+	/* Account for every frame that went out whole. */
+	position = core->cursor_frame;
+	while ((frame = kextlog_ring_frame(&core->ring, &position)) != NULL &&
+	    position + frame->length <= core->cursor) {
+		core->sent_seq = kextlog_frame_last_seq(frame);
+		core->counters.frames_sent++;
+		position += frame->length;
+	}
+	core->cursor_frame = position;
+	if (core->cursor < position)
+		core->cursor = position;
+	return taken;
+}
+
+/* Under the lock: acknowledged frames leave the ring, then the control frames
+ * and at most one batch of ring frames (send_batch_bytes, or one larger
+ * frame) go out.  True when more may be done now. */
+static bool pump_batch(struct kextlog_core *core)
+{
+	uint32_t batch = core->config.send_batch_bytes, sent = 0;
+
+	if (!release_some(core))
+		return true; /* the ring frames wait until the released have left */
+	if (core->connection == KEXTLOG_DISCONNECTED || !pump_control(core) ||
+	    core->connection != KEXTLOG_STREAMING)
+		return false;
+	while (sent < batch) {
+		uint32_t offered, taken = pump_ring_once(core, batch - sent, &offered);
+
+		if (taken == 0 || taken < offered)
+			return false; /* nothing left, or no room at the client */
+		sent += taken;
+	}
+	return true;
+}
+
+void kextlog_core_pump(struct kextlog_core *core)
+{
+	core->ops->lock(core->context);
+	pump_batch(core);
+	core->ops->unlock(core->context);
+}
+
+/* As many batches as the client takes, the lock released between them: a
+ * replay of the whole ring never holds up the logging threads. */
+static void pump_all(struct kextlog_core *core)
+{
+	bool more;
+
+	do {
+		core->ops->lock(core->context);
+		more = pump_batch(core);
+		core->ops->unlock(core->context);
+	} while (more);
 }
 
 void kextlog_core_connect(struct kextlog_core *core)
@@ -230,111 +400,128 @@ void kextlog_core_disconnect(struct kextlog_core *core)
 	core->ops->unlock(core->context);
 }
 
-/* Acknowledged frames leave the ring; room may let a pending loss in. */
-static void release(struct kextlog_core *core, uint64_t seq)
-{
-	const struct kextlog_frame_header *oldest;
-	uint64_t position;
-
-	for (;;) {
-		position = core->ring.head;
-		oldest = kextlog_ring_frame(&core->ring, &position);
-		if (oldest == NULL || kextlog_frame_last_seq(oldest) > seq)
-			break;
-		kextlog_ring_pop(&core->ring);
-	}
-	if (seq > core->counters.acked_seq)
-		core->counters.acked_seq = seq;
-	flush_pending_loss(core);
-}
-
-/* Start streaming from seq: what the client already has is released, what
- * the ring no longer holds is reported as one RELEASED loss. */
-static void start_streaming(struct kextlog_core *core, uint64_t seq)
+/* Starts streaming from seq: what precedes it is released, what the ring no
+ * longer holds of it is reported as one RELEASED loss.  False (nothing
+ * changed) when that loss cannot be queued. */
+static bool start_streaming(struct kextlog_core *core, uint64_t seq)
 {
 	uint64_t first_unheld = core->loss_pending ? core->pending.first_seq : core->next_seq;
-	uint64_t oldest;
+	uint64_t oldest = oldest_held_seq(core);
 	struct kextlog_loss_frame gap;
 
 	if (seq == 0)
 		seq = 1;
 	if (seq > first_unheld)
 		seq = first_unheld;
-	release(core, seq - 1);
-	oldest = oldest_held_seq(core);
-	core->sent_seq = seq - 1;
-	if (seq < oldest) {
-		queue_control(core, &gap, kextlog_encode_loss(&gap, seq, oldest - 1, 0, 0,
-		    KEXTLOG_LOSS_RELEASED));
-		core->sent_seq = oldest - 1;
-	}
+	/* Releasing what precedes seq leaves a frame holding seq at the head. */
+	if (seq < oldest && !queue_control(core, &gap, kextlog_encode_loss(&gap, seq, oldest - 1,
+	    0, 0, KEXTLOG_LOSS_RELEASED)))
+		return false;
+	acknowledged(core, seq - 1);
+	core->committed_seq = seq - 1;
+	core->sent_seq = seq < oldest ? oldest - 1 : seq - 1;
 	core->cursor = core->ring.head;
 	core->cursor_frame = core->ring.head;
 	core->connection = KEXTLOG_STREAMING;
+	return true;
 }
 
-/* Acts on one well-formed frame from the client; a frame that makes no
- * sense now (or comes from the wrong side) is refused as BAD_FIELD. */
+/* ACK(seq) while streaming: from what this connection's client has already
+ * said it committed up to what it has been sent. */
+static enum kextlog_wire_status acknowledge(struct kextlog_core *core, uint64_t seq)
+{
+	if (seq < core->committed_seq || seq > core->sent_seq)
+		return KEXTLOG_WIRE_BAD_FIELD;
+	core->committed_seq = seq;
+	acknowledged(core, seq);
+	return KEXTLOG_WIRE_OK;
+}
+
+/*
+ * The client's side of the protocol (docs/protocol.md, "What the producer
+ * accepts from its client"), for one well-formed frame:
+ *
+ *   state             RESUME(s), this instance     ACK(n)                  any other frame
+ *   AWAITING_RESUME   replay from s: STREAMING     refused                 refused
+ *   STREAMING         refused                      committed..sent: release refused
+ *
+ * Refused: changes nothing, counted as bad input.  (Input while disconnected
+ * never gets here, and unknown types of the client's range are skipped.)
+ */
 static enum kextlog_wire_status handle_frame(struct kextlog_core *core, const uint8_t *data)
 {
 	struct kextlog_frame_header header;
 
 	memcpy(&header, data, sizeof header);
-	if (header.type == KEXTLOG_FRAME_ACK && core->connection == KEXTLOG_STREAMING) {
-		struct kextlog_ack_frame ack;
+	switch (core->connection) {
+	case KEXTLOG_AWAITING_RESUME:
+		if (header.type == KEXTLOG_FRAME_RESUME) {
+			struct kextlog_resume_frame resume;
 
-		memcpy(&ack, data, sizeof ack);
-		/* Only what this connection has sent can be acknowledged. */
-		release(core, ack.seq < core->sent_seq ? ack.seq : core->sent_seq);
-		return KEXTLOG_WIRE_OK;
-	}
-	if (header.type == KEXTLOG_FRAME_RESUME && core->connection != KEXTLOG_DISCONNECTED) {
-		struct kextlog_resume_frame resume;
+			memcpy(&resume, data, sizeof resume);
+			if (memcmp(resume.instance_id, core->config.instance_id,
+			    KEXTLOG_ID_SIZE) == 0 && start_streaming(core, resume.seq))
+				return KEXTLOG_WIRE_OK;
+		}
+		return KEXTLOG_WIRE_BAD_FIELD;
+	case KEXTLOG_STREAMING:
+		if (header.type == KEXTLOG_FRAME_ACK) {
+			struct kextlog_ack_frame ack;
 
-		memcpy(&resume, data, sizeof resume);
-		if (memcmp(resume.instance_id, core->config.instance_id, KEXTLOG_ID_SIZE) != 0)
-			return KEXTLOG_WIRE_BAD_FIELD;
-		start_streaming(core, resume.seq);
-		return KEXTLOG_WIRE_OK;
+			memcpy(&ack, data, sizeof ack);
+			return acknowledge(core, ack.seq);
+		}
+		return KEXTLOG_WIRE_BAD_FIELD;
+	case KEXTLOG_DISCONNECTED:
+		break;
 	}
 	return KEXTLOG_WIRE_BAD_FIELD;
 }
 
-/* Handles every whole frame in core->input; returns the first problem. */
+/* The range of frame types a client may send (kextlog_wire.h): a newer
+ * client's types there are skipped; known types outside it are the producer's. */
+#define CLIENT_TYPES_FIRST 64u
+#define CLIENT_TYPES_LAST  127u
+
+/* Handles every whole frame in core->input; stops at the first problem.  A
+ * frame of a known type that is not a client's (HELLO, LOG...: longer than
+ * any client frame) fails the check as SHORT once its header is in. */
 static enum kextlog_wire_status drain_input(struct kextlog_core *core)
 {
-	enum kextlog_wire_status result = KEXTLOG_WIRE_OK;
-
 	for (;;) {
+		struct kextlog_frame_header header;
 		uint32_t frame_length = 0;
 		enum kextlog_wire_status status =
 		    kextlog_wire_check(core->input, core->input_length, &frame_length);
 
-		if (status == KEXTLOG_WIRE_SHORT) {
-			if (core->input_length < sizeof core->input)
-				return result; /* wait for the rest */
-			status = KEXTLOG_WIRE_BAD_LENGTH; /* longer than any client frame */
+		if (status == KEXTLOG_WIRE_SHORT && core->input_length >= sizeof header) {
+			memcpy(&header, core->input, sizeof header);
+			if (header.type != KEXTLOG_FRAME_ACK && header.type != KEXTLOG_FRAME_RESUME)
+				return KEXTLOG_WIRE_BAD_FIELD; /* the producer's frame */
 		}
-		if (status == KEXTLOG_WIRE_OK) {
+		if (status == KEXTLOG_WIRE_SHORT)
+			return KEXTLOG_WIRE_OK; /* wait for the rest: a client frame fits in input */
+		if (status == KEXTLOG_WIRE_OK)
 			status = handle_frame(core, core->input);
-		} else if (status == KEXTLOG_WIRE_UNKNOWN) {
-			status = KEXTLOG_WIRE_OK;
+		if (status == KEXTLOG_WIRE_UNKNOWN) {
+			memcpy(&header, core->input, sizeof header);
+			if (header.type < CLIENT_TYPES_FIRST || header.type > CLIENT_TYPES_LAST)
+				return KEXTLOG_WIRE_BAD_FIELD;
+			status = KEXTLOG_WIRE_OK; /* a newer client's frame: skipped */
 			if (frame_length > core->input_length) {
 				core->input_skip = frame_length - core->input_length;
 				frame_length = core->input_length;
 			}
-		} else {
-			/* Malformed: drop what is buffered, read the rest anew. */
-			core->input_length = 0;
-			return result == KEXTLOG_WIRE_OK ? status : result;
 		}
-		if (result == KEXTLOG_WIRE_OK)
-			result = status;
+		if (status != KEXTLOG_WIRE_OK)
+			return status;
 		memmove(core->input, core->input + frame_length, core->input_length - frame_length);
 		core->input_length -= frame_length;
 	}
 }
 
+/* A write is read up to its first problem; the rest of it, and whatever it
+ * left buffered, is dropped, so the next write is read afresh. */
 enum kextlog_wire_status kextlog_core_receive(struct kextlog_core *core, const uint8_t *data,
     size_t length)
 {
@@ -342,8 +529,9 @@ enum kextlog_wire_status kextlog_core_receive(struct kextlog_core *core, const u
 	size_t used = 0;
 
 	core->ops->lock(core->context);
-	while (used < length) {
-		enum kextlog_wire_status status;
+	if (core->connection == KEXTLOG_DISCONNECTED)
+		result = KEXTLOG_WIRE_BAD_FIELD; /* no client: nobody to read it for */
+	while (result == KEXTLOG_WIRE_OK && used < length) {
 		size_t take;
 
 		if (core->input_skip > 0) {
@@ -358,96 +546,16 @@ enum kextlog_wire_status kextlog_core_receive(struct kextlog_core *core, const u
 		memcpy(core->input + core->input_length, data + used, take);
 		core->input_length += (uint32_t)take;
 		used += take;
-		status = drain_input(core);
-		if (result == KEXTLOG_WIRE_OK)
-			result = status;
+		result = drain_input(core);
 	}
-	if (result != KEXTLOG_WIRE_OK)
+	if (result != KEXTLOG_WIRE_OK) {
+		core->input_length = 0;
+		core->input_skip = 0;
 		core->counters.bad_input++; /* once per write, not per byte of garbage */
+	}
 	core->ops->unlock(core->context);
-	kextlog_core_pump(core);
+	pump_all(core);
 	return result;
-}
-
-/* Sends the rest of the control frames; false while some remain. */
-static bool pump_control(struct kextlog_core *core)
-{
-	uint32_t length = core->control_length - core->control_sent;
-	uint32_t taken;
-
-	if (length == 0)
-		return true;
-	taken = core->ops->send(core->context, core->control + core->control_sent, length);
-	core->control_sent += taken;
-	if (taken < length) {
-		core->counters.send_busy++;
-		return false;
-	}
-	core->control_length = 0;
-	core->control_sent = 0;
-	return true;
-}
-
-/* One send of the frames after the cursor: a contiguous run of whole frames
- * (or the rest of a partly sent one), at most send_batch_bytes unless a
- * single frame is larger.  Returns false when nothing more can go now. */
-static bool pump_ring_once(struct kextlog_core *core)
-{
-	const struct kextlog_frame_header *frame;
-	uint64_t position = core->cursor_frame;
-	uint64_t start, end;
-	uint32_t taken;
-
-	frame = kextlog_ring_frame(&core->ring, &position);
-	if (frame == NULL)
-		return false;
-	if (core->cursor == core->cursor_frame || core->cursor < position)
-		core->cursor = position;
-	core->cursor_frame = position;
-	start = core->cursor;
-	end = position + frame->length;
-	/* Extend over the following frames while they are contiguous in memory:
-	 * not past padding, nor past the end of the buffer. */
-	while (end < core->ring.tail && end % core->ring.size != 0) {
-		uint64_t next = end;
-		const struct kextlog_frame_header *following = kextlog_ring_frame(&core->ring, &next);
-
-		if (following == NULL || next != end ||
-		    end + following->length - start > core->config.send_batch_bytes)
-			break;
-		end += following->length;
-	}
-
-	taken = core->ops->send(core->context, core->ring.buffer + (start % core->ring.size),
-	    (uint32_t)(end - start));
-	if (taken == 0) {
-		core->counters.send_busy++;
-		return false;
-	}
-	core->cursor = start + taken;
-	/* Account for every frame that went out whole. */
-	position = core->cursor_frame;
-	while ((frame = kextlog_ring_frame(&core->ring, &position)) != NULL &&
-	    position + frame->length <= core->cursor) {
-		core->sent_seq = kextlog_frame_last_seq(frame);
-		core->counters.frames_sent++;
-		position += frame->length;
-	}
-	core->cursor_frame = position;
-	if (core->cursor < position)
-		core->cursor = position;
-	return taken == end - start;
-}
-
-void kextlog_core_pump(struct kextlog_core *core)
-{
-	core->ops->lock(core->context);
-	if (core->connection != KEXTLOG_DISCONNECTED && pump_control(core) &&
-	    core->connection == KEXTLOG_STREAMING) {
-		while (pump_ring_once(core))
-			;
-	}
-	core->ops->unlock(core->context);
 }
 
 /* STATUS goes between whole frames only: never while the control area is
@@ -478,7 +586,7 @@ void kextlog_core_tick(struct kextlog_core *core)
 	flush_pending_loss(core);
 	queue_status(core, now_ns);
 	core->ops->unlock(core->context);
-	kextlog_core_pump(core);
+	pump_all(core);
 }
 
 bool kextlog_core_ratelimit(struct kextlog_core *core, struct kextlog_ratelimit *state,
@@ -512,14 +620,21 @@ bool kextlog_core_ratelimit(struct kextlog_core *core, struct kextlog_ratelimit 
 
 bool kextlog_core_backlogged(struct kextlog_core *core)
 {
+	const struct kextlog_frame_header *frame;
 	uint64_t position;
 	bool backlogged;
 
 	core->ops->lock(core->context);
-	position = core->cursor_frame;
-	backlogged = core->control_length > core->control_sent ||
-	    (core->connection == KEXTLOG_STREAMING &&
-	    kextlog_ring_frame(&core->ring, &position) != NULL);
+	position = core->ring.head;
+	frame = kextlog_ring_frame(&core->ring, &position);
+	if (frame != NULL && kextlog_frame_last_seq(frame) <= core->acked_seq) {
+		backlogged = true; /* acknowledged frames to release first */
+	} else {
+		position = core->cursor_frame;
+		backlogged = core->control_length > core->control_sent ||
+		    (core->connection == KEXTLOG_STREAMING &&
+		    kextlog_ring_frame(&core->ring, &position) != NULL);
+	}
 	core->ops->unlock(core->context);
 	return backlogged;
 }
@@ -546,6 +661,7 @@ void kextlog_core_counters(struct kextlog_core *core, struct kextlog_counters *c
 	core->ops->lock(core->context);
 	*counters = core->counters;
 	counters->next_seq = core->next_seq;
+	counters->acked_seq = core->acked_seq;
 	counters->ring_records = core->ring.records;
 	counters->ring_bytes_used = core->ring.tail - core->ring.head;
 	counters->ring_high_water = core->ring.high_water;

@@ -9,7 +9,8 @@
  * struct kextlog_ops.  docs/protocol.md describes the contract.
  *
  * Every entry point may be called from any thread; the core serialises them
- * with the platform's lock.  None of them sleeps or waits for the client.
+ * with the platform's lock, and bounds what it does in one hold of it.  None
+ * of them sleeps or waits for the client.
  */
 #ifndef KEXTLOG_CORE_H
 #define KEXTLOG_CORE_H
@@ -33,6 +34,10 @@
  * per INTERVAL; the rest are counted and reported when the next passes. */
 #define KEXTLOG_RATELIMIT_INTERVAL_NS 5000000000ull
 #define KEXTLOG_RATELIMIT_BURST       10u
+
+/* Acknowledged frames leave the ring at most this many per hold of the lock
+ * (an ACK may cover the whole ring). */
+#define KEXTLOG_RELEASE_BATCH 1024u
 
 /* How long the core waits for RESUME after HELLO before replaying everything
  * it holds (for clients that do not speak the whole protocol). */
@@ -98,7 +103,7 @@ struct kextlog_counters {
 	uint64_t ratelimited;     /* held back by a call site's rate limit: no seq */
 	uint64_t frames_sent;     /* ring frames (LOG, LOSS) handed to a client, replays included */
 	uint64_t send_busy;       /* sends the client had no room for */
-	uint64_t bad_input;       /* malformed frames from the client */
+	uint64_t bad_input;       /* client writes refused: malformed, or not valid now */
 	uint64_t connects;
 	uint64_t next_seq;
 	uint64_t acked_seq;       /* highest seq acknowledged */
@@ -108,10 +113,12 @@ struct kextlog_counters {
 	uint64_t ring_capacity;   /* records */
 };
 
+/* The client's side of the protocol: which frame is valid in which state is
+ * in kextlog_core.c (handle_frame) and docs/protocol.md. */
 enum kextlog_connection {
 	KEXTLOG_DISCONNECTED = 0,
-	KEXTLOG_AWAITING_RESUME, /* HELLO queued or sent, waiting for RESUME */
-	KEXTLOG_STREAMING,       /* replaying, then live */
+	KEXTLOG_AWAITING_RESUME, /* HELLO queued or sent: one RESUME is valid */
+	KEXTLOG_STREAMING,       /* replaying, then live: ACKs are valid */
 };
 
 /* A run of records lost for one reason, not yet in the ring. */
@@ -128,6 +135,7 @@ struct kextlog_core {
 	struct kextlog_config     config;
 	struct kextlog_ring       ring;
 	uint64_t                  next_seq;
+	uint64_t                  acked_seq;     /* highest seq acknowledged: its frames may go */
 	bool                      loss_pending;
 	struct kextlog_pending_loss pending;
 
@@ -142,6 +150,7 @@ struct kextlog_core {
 	uint64_t                  cursor;        /* ring position of the next byte to send */
 	uint64_t                  cursor_frame;  /* ring position of the frame holding it */
 	uint64_t                  sent_seq;      /* highest seq whose frame went out whole */
+	uint64_t                  committed_seq; /* this client's RESUME - 1, then its last ACK */
 	uint8_t                   input[sizeof(struct kextlog_resume_frame)];
 	uint32_t                  input_length;
 	uint64_t                  input_skip;    /* bytes of an unknown frame still to skip */
@@ -175,16 +184,22 @@ void kextlog_core_connect(struct kextlog_core *core);
 /* The client is gone: unacknowledged frames stay in the ring. */
 void kextlog_core_disconnect(struct kextlog_core *core);
 
-/* Bytes the client wrote (ACK, RESUME; split or glued anyhow).  Malformed
- * input is counted and dropped; returns the first problem seen, or OK. */
+/* Bytes the client wrote (ACK, RESUME; split or glued anyhow).  A frame that
+ * is malformed, or not valid in the connection's state, is a problem: it and
+ * the rest of the write are dropped, the write is counted once as bad input,
+ * and the next write is read afresh.  Returns the problem, or OK. */
 enum kextlog_wire_status kextlog_core_receive(struct kextlog_core *core, const uint8_t *data,
     size_t length);
 
-/* Sends what the client may have now. */
+/* Sends what the client may have now, one batch at most (send_batch_bytes,
+ * after at most KEXTLOG_RELEASE_BATCH acknowledged frames leave the ring):
+ * the pump of a logging thread never replays the ring under the lock.
+ * kextlog_core_tick() and kextlog_core_receive() do the rest, a batch per
+ * hold of the lock. */
 void kextlog_core_pump(struct kextlog_core *core);
 
 /* Timer: ends the wait for RESUME after the timeout, sends STATUS when due,
- * then pumps. */
+ * then sends all the client takes, a batch per hold of the lock. */
 void kextlog_core_tick(struct kextlog_core *core);
 
 /* True when frames wait for room at the connected client: the platform

@@ -12,7 +12,7 @@
 #include "kextlog_test.h"
 
 #define UNLIMITED UINT32_MAX
-#define TAPS_MAX 1024u
+#define TAPS_MAX 4096u
 #define LOG_FRAME_MAX KEXTLOG_FRAME_MAX
 #define BATCH_BYTES (64u * 1024u)
 #define WALL_START 1700000000000000000ull
@@ -27,12 +27,19 @@ struct platform {
 	struct kextlog_core core;
 	uint32_t ring_records;
 	uint32_t ring_bytes;
-	_Alignas(8) uint8_t ring_memory[64 * 1024];
+	_Alignas(8) uint8_t ring_memory[1024 * 1024];
 
 	uint64_t wall_ns; /* moves on at every read, so each record has its own time */
 	uint64_t mono_ns; /* moved by the test only */
 	struct kextlog_task task;
 	bool locked;
+
+	/* What the core does in one hold of its lock: the most bytes it sends,
+	 * the most frames that leave the ring.  on_unlock runs once, after an
+	 * unlock, as another thread that was waiting for the lock. */
+	uint32_t bytes_this_hold, most_bytes_per_hold;
+	uint32_t records_at_lock, most_released_per_hold;
+	void   (*on_unlock)(struct platform *p);
 
 	/* The client: takes up to room bytes (UNLIMITED: all), whole sends only
 	 * unless it is a stream. */
@@ -75,14 +82,26 @@ static void fake_lock(void *context)
 
 	CHECK(!p->locked); /* the core never re-enters its lock */
 	p->locked = true;
+	p->bytes_this_hold = 0;
+	p->records_at_lock = p->core.ring.records;
 }
 
 static void fake_unlock(void *context)
 {
 	struct platform *p = context;
 
+	void (*hook)(struct platform *p) = p->on_unlock;
+
 	CHECK(p->locked);
+	if (p->bytes_this_hold > p->most_bytes_per_hold)
+		p->most_bytes_per_hold = p->bytes_this_hold;
+	if (p->records_at_lock > p->core.ring.records &&
+	    p->records_at_lock - p->core.ring.records > p->most_released_per_hold)
+		p->most_released_per_hold = p->records_at_lock - p->core.ring.records;
 	p->locked = false;
+	p->on_unlock = NULL;
+	if (hook != NULL)
+		hook(p);
 }
 
 static uint64_t fake_wall_time(void *context)
@@ -140,6 +159,7 @@ static uint32_t fake_send(void *context, const uint8_t *data, uint32_t length)
 	REQUIRE(p->sent_length + taken <= sizeof p->sent);
 	memcpy(p->sent + p->sent_length, data, taken);
 	p->sent_length += taken;
+	p->bytes_this_hold += taken;
 	if (p->room != UNLIMITED)
 		p->room -= taken;
 	return taken;
@@ -520,6 +540,7 @@ static void test_resume_other_instance(void)
 static void test_ack(void)
 {
 	struct platform *p = start(64);
+	struct kextlog_ack_frame frame;
 
 	log_some(p, 10);
 	connect_client(p);
@@ -531,13 +552,21 @@ static void test_ack(void)
 	CHECK_EQ(counters(p).acked_seq, 4);
 	CHECK_EQ(counters(p).ring_records, 6);
 	CHECK(!kextlog_core_idle(&p->core));
-	ack(p, 2); /* stale: changes nothing */
+	ack(p, 4); /* again: changes nothing, and is fine */
+	CHECK_EQ(counters(p).bad_input, 0);
+	CHECK_EQ(kextlog_core_receive(&p->core, (const uint8_t *)&frame,
+	    kextlog_encode_ack(&frame, 2)), KEXTLOG_WIRE_BAD_FIELD); /* backwards: refused */
+	CHECK_EQ(counters(p).bad_input, 1);
 	CHECK_EQ(counters(p).acked_seq, 4);
 	CHECK_EQ(counters(p).ring_records, 6);
 
-	/* 11 and 12 are kept but not sent: an ACK cannot release them. */
+	/* 11 and 12 are kept but not sent: an ACK of them is refused, whole. */
 	log_some(p, 2);
-	ack(p, 1000);
+	CHECK_EQ(kextlog_core_receive(&p->core, (const uint8_t *)&frame,
+	    kextlog_encode_ack(&frame, 1000)), KEXTLOG_WIRE_BAD_FIELD);
+	CHECK_EQ(counters(p).bad_input, 2);
+	CHECK_EQ(counters(p).acked_seq, 4);
+	ack(p, 10);
 	CHECK_EQ(counters(p).acked_seq, 10);
 	CHECK_EQ(counters(p).ring_records, 2);
 	kextlog_core_pump(&p->core);
@@ -945,6 +974,266 @@ static void test_bad_input(void)
 	finish(p);
 }
 
+/* ---- the client's frames in every state (docs/protocol.md, "What the producer
+ * accepts from its client") ---- */
+
+enum client_state {
+	STATE_DISCONNECTED, /* a client came, acknowledged 4 and went */
+	STATE_AWAITING,     /* then another connected: HELLO sent */
+	STATE_STREAMING,    /* which resumed at 5 and acknowledged 6 */
+	STATE_TIMED_OUT,    /* or which never resumed: streaming after the timeout */
+};
+
+enum client_frame {
+	FRAME_RESUME_LOW,    /* RESUME(1): 1..4 are no longer held */
+	FRAME_RESUME_HIGH,   /* RESUME(8) */
+	FRAME_RESUME_OTHER,  /* RESUME(1) for another instance */
+	FRAME_ACK,           /* ACK(8): sent, not yet acknowledged */
+	FRAME_ACK_BACKWARDS, /* ACK(3): below what this connection acknowledged or resumed after */
+	FRAME_ACK_ABOVE,     /* ACK(1000): more than was sent */
+	FRAME_HELLO,         /* the producer's frames, from the client */
+	FRAME_LOG,
+	FRAME_LOSS,
+	FRAME_STATUS,
+	FRAME_UNKNOWN_CLIENT, /* type 100: in the client's range, for a newer client */
+	FRAME_UNKNOWN_OTHER,  /* type 200: in no range */
+	FRAME_MALFORMED,      /* an ACK with a bad magic */
+	FRAME_KINDS,
+};
+
+static const char *const frame_names[FRAME_KINDS] = {
+	"RESUME(1)", "RESUME(8)", "RESUME(other instance)", "ACK(8)", "ACK(3)", "ACK(1000)",
+	"HELLO", "LOG", "LOSS", "STATUS", "type 100", "type 200", "bad magic",
+};
+
+/* What a write of the frame (REPEATS copies, glued) does in the state. */
+struct client_case {
+	enum client_state state;
+	enum client_frame frame;
+	bool     accepted;         /* no bad input counted */
+	enum kextlog_connection after;
+	uint64_t acked;            /* counters.acked_seq after; the ring holds acked+1..10 */
+	uint64_t loss_first, loss_last; /* the RELEASED loss the client gets, or 0 */
+	uint64_t log_first, log_last;   /* the LOG frames it gets, or 0 */
+};
+
+#define REPEATS 16u /* 4 RESUMEs in one write once sent non-frame bytes, 12 wrote wild */
+#define REFUSED(state, frame, after, acked) { state, frame, false, after, acked, 0, 0, 0, 0 }
+
+static const struct client_case client_cases[] = {
+	/* No client: nothing is read. */
+	REFUSED(STATE_DISCONNECTED, FRAME_RESUME_LOW, KEXTLOG_DISCONNECTED, 4),
+	REFUSED(STATE_DISCONNECTED, FRAME_RESUME_HIGH, KEXTLOG_DISCONNECTED, 4),
+	REFUSED(STATE_DISCONNECTED, FRAME_RESUME_OTHER, KEXTLOG_DISCONNECTED, 4),
+	REFUSED(STATE_DISCONNECTED, FRAME_ACK, KEXTLOG_DISCONNECTED, 4),
+	REFUSED(STATE_DISCONNECTED, FRAME_ACK_BACKWARDS, KEXTLOG_DISCONNECTED, 4),
+	REFUSED(STATE_DISCONNECTED, FRAME_ACK_ABOVE, KEXTLOG_DISCONNECTED, 4),
+	REFUSED(STATE_DISCONNECTED, FRAME_HELLO, KEXTLOG_DISCONNECTED, 4),
+	REFUSED(STATE_DISCONNECTED, FRAME_LOG, KEXTLOG_DISCONNECTED, 4),
+	REFUSED(STATE_DISCONNECTED, FRAME_LOSS, KEXTLOG_DISCONNECTED, 4),
+	REFUSED(STATE_DISCONNECTED, FRAME_STATUS, KEXTLOG_DISCONNECTED, 4),
+	REFUSED(STATE_DISCONNECTED, FRAME_UNKNOWN_CLIENT, KEXTLOG_DISCONNECTED, 4),
+	REFUSED(STATE_DISCONNECTED, FRAME_UNKNOWN_OTHER, KEXTLOG_DISCONNECTED, 4),
+	REFUSED(STATE_DISCONNECTED, FRAME_MALFORMED, KEXTLOG_DISCONNECTED, 4),
+
+	/* After HELLO: the first RESUME for this instance starts the stream; the
+	 * copies after it find the connection streaming and are refused. */
+	{ STATE_AWAITING, FRAME_RESUME_LOW, false, KEXTLOG_STREAMING, 4, 1, 4, 5, 10 },
+	{ STATE_AWAITING, FRAME_RESUME_HIGH, false, KEXTLOG_STREAMING, 7, 0, 0, 8, 10 },
+	REFUSED(STATE_AWAITING, FRAME_RESUME_OTHER, KEXTLOG_AWAITING_RESUME, 4),
+	REFUSED(STATE_AWAITING, FRAME_ACK, KEXTLOG_AWAITING_RESUME, 4),
+	REFUSED(STATE_AWAITING, FRAME_ACK_BACKWARDS, KEXTLOG_AWAITING_RESUME, 4),
+	REFUSED(STATE_AWAITING, FRAME_ACK_ABOVE, KEXTLOG_AWAITING_RESUME, 4),
+	REFUSED(STATE_AWAITING, FRAME_HELLO, KEXTLOG_AWAITING_RESUME, 4),
+	REFUSED(STATE_AWAITING, FRAME_LOG, KEXTLOG_AWAITING_RESUME, 4),
+	REFUSED(STATE_AWAITING, FRAME_LOSS, KEXTLOG_AWAITING_RESUME, 4),
+	REFUSED(STATE_AWAITING, FRAME_STATUS, KEXTLOG_AWAITING_RESUME, 4),
+	{ STATE_AWAITING, FRAME_UNKNOWN_CLIENT, true, KEXTLOG_AWAITING_RESUME, 4, 0, 0, 0, 0 },
+	REFUSED(STATE_AWAITING, FRAME_UNKNOWN_OTHER, KEXTLOG_AWAITING_RESUME, 4),
+	REFUSED(STATE_AWAITING, FRAME_MALFORMED, KEXTLOG_AWAITING_RESUME, 4),
+
+	/* Streaming after RESUME(5) and ACK(6): only ACKs from 6 to 10 count. */
+	REFUSED(STATE_STREAMING, FRAME_RESUME_LOW, KEXTLOG_STREAMING, 6),
+	REFUSED(STATE_STREAMING, FRAME_RESUME_HIGH, KEXTLOG_STREAMING, 6),
+	REFUSED(STATE_STREAMING, FRAME_RESUME_OTHER, KEXTLOG_STREAMING, 6),
+	{ STATE_STREAMING, FRAME_ACK, true, KEXTLOG_STREAMING, 8, 0, 0, 0, 0 },
+	REFUSED(STATE_STREAMING, FRAME_ACK_BACKWARDS, KEXTLOG_STREAMING, 6),
+	REFUSED(STATE_STREAMING, FRAME_ACK_ABOVE, KEXTLOG_STREAMING, 6),
+	REFUSED(STATE_STREAMING, FRAME_HELLO, KEXTLOG_STREAMING, 6),
+	REFUSED(STATE_STREAMING, FRAME_LOG, KEXTLOG_STREAMING, 6),
+	REFUSED(STATE_STREAMING, FRAME_LOSS, KEXTLOG_STREAMING, 6),
+	REFUSED(STATE_STREAMING, FRAME_STATUS, KEXTLOG_STREAMING, 6),
+	{ STATE_STREAMING, FRAME_UNKNOWN_CLIENT, true, KEXTLOG_STREAMING, 6, 0, 0, 0, 0 },
+	REFUSED(STATE_STREAMING, FRAME_UNKNOWN_OTHER, KEXTLOG_STREAMING, 6),
+	REFUSED(STATE_STREAMING, FRAME_MALFORMED, KEXTLOG_STREAMING, 6),
+
+	/* Streaming since the timeout, from the oldest held (5): RESUME is too late. */
+	REFUSED(STATE_TIMED_OUT, FRAME_RESUME_LOW, KEXTLOG_STREAMING, 4),
+	REFUSED(STATE_TIMED_OUT, FRAME_RESUME_HIGH, KEXTLOG_STREAMING, 4),
+	REFUSED(STATE_TIMED_OUT, FRAME_RESUME_OTHER, KEXTLOG_STREAMING, 4),
+	{ STATE_TIMED_OUT, FRAME_ACK, true, KEXTLOG_STREAMING, 8, 0, 0, 0, 0 },
+	REFUSED(STATE_TIMED_OUT, FRAME_ACK_BACKWARDS, KEXTLOG_STREAMING, 4),
+	REFUSED(STATE_TIMED_OUT, FRAME_ACK_ABOVE, KEXTLOG_STREAMING, 4),
+	REFUSED(STATE_TIMED_OUT, FRAME_HELLO, KEXTLOG_STREAMING, 4),
+	REFUSED(STATE_TIMED_OUT, FRAME_LOG, KEXTLOG_STREAMING, 4),
+	REFUSED(STATE_TIMED_OUT, FRAME_LOSS, KEXTLOG_STREAMING, 4),
+	REFUSED(STATE_TIMED_OUT, FRAME_STATUS, KEXTLOG_STREAMING, 4),
+	{ STATE_TIMED_OUT, FRAME_UNKNOWN_CLIENT, true, KEXTLOG_STREAMING, 4, 0, 0, 0, 0 },
+	REFUSED(STATE_TIMED_OUT, FRAME_UNKNOWN_OTHER, KEXTLOG_STREAMING, 4),
+	REFUSED(STATE_TIMED_OUT, FRAME_MALFORMED, KEXTLOG_STREAMING, 4),
+};
+
+/* One frame of the kind, as a client would write it; returns its length. */
+static uint32_t encode_client_frame(enum client_frame kind, uint8_t *out)
+{
+	static const uint8_t other[KEXTLOG_ID_SIZE] = { 99 };
+	union {
+		struct kextlog_frame_header header;
+		struct kextlog_resume_frame resume;
+		struct kextlog_ack_frame ack;
+		struct kextlog_hello_frame hello;
+		struct kextlog_loss_frame loss;
+		struct kextlog_status_frame status;
+		uint8_t bytes[KEXTLOG_FRAME_MAX];
+	} frame;
+	uint32_t length = 0;
+
+	memset(&frame, 0, sizeof frame);
+	switch (kind) {
+	case FRAME_RESUME_LOW:
+		length = kextlog_encode_resume(&frame.resume, instance_id, 1);
+		break;
+	case FRAME_RESUME_HIGH:
+		length = kextlog_encode_resume(&frame.resume, instance_id, 8);
+		break;
+	case FRAME_RESUME_OTHER:
+		length = kextlog_encode_resume(&frame.resume, other, 1);
+		break;
+	case FRAME_ACK:
+		length = kextlog_encode_ack(&frame.ack, 8);
+		break;
+	case FRAME_ACK_BACKWARDS:
+		length = kextlog_encode_ack(&frame.ack, 3);
+		break;
+	case FRAME_ACK_ABOVE:
+		length = kextlog_encode_ack(&frame.ack, 1000);
+		break;
+	case FRAME_HELLO:
+		length = kextlog_encode_hello(&frame.hello, instance_id, boot_id, 1, 11, 64, 4096, 1,
+		    "a client");
+		break;
+	case FRAME_LOG:
+		length = kextlog_encode_log((struct kextlog_log_frame *)(void *)frame.bytes, 3, 1, 1, 1,
+		    1, "client", KEXTLOG_LEVEL_INFO, 0, "from the client", 15);
+		break;
+	case FRAME_LOSS:
+		length = kextlog_encode_loss(&frame.loss, 1, 4, 0, 0, KEXTLOG_LOSS_RELEASED);
+		break;
+	case FRAME_STATUS:
+		length = kextlog_encode_status(&frame.status, 11, 0, 1, 6, 64, 1000, 4096);
+		break;
+	case FRAME_UNKNOWN_CLIENT:
+		length = 32;
+		kextlog_encode_header(&frame.header, 100, length);
+		break;
+	case FRAME_UNKNOWN_OTHER:
+		length = 32;
+		kextlog_encode_header(&frame.header, 200, length);
+		break;
+	case FRAME_MALFORMED:
+		length = kextlog_encode_ack(&frame.ack, 8);
+		frame.header.magic = 0x12345678;
+		break;
+	case FRAME_KINDS:
+		break;
+	}
+	memcpy(out, frame.bytes, length);
+	return length;
+}
+
+/* Ten records; a first client acknowledged 1..4; then the state. */
+static struct platform *reach(enum client_state state)
+{
+	struct platform *p = start(64);
+
+	log_some(p, 10);
+	connect_client(p);
+	resume_at(p, 1);
+	ack(p, 4);
+	kextlog_core_disconnect(&p->core);
+	if (state == STATE_DISCONNECTED)
+		return p;
+	connect_client(p);
+	if (state == STATE_STREAMING) {
+		resume_at(p, 5);
+		ack(p, 6);
+	} else if (state == STATE_TIMED_OUT) {
+		p->mono_ns += KEXTLOG_RESUME_TIMEOUT_NS;
+		kextlog_core_tick(&p->core);
+	}
+	return p;
+}
+
+/* Every byte the client ever got is a well-formed frame, one after another. */
+static void expect_well_formed(struct platform *p)
+{
+	uint32_t offset = 0, length = 0;
+
+	while (offset < p->sent_length) {
+		REQUIRE(kextlog_wire_check(p->sent + offset, p->sent_length - offset, &length) ==
+		    KEXTLOG_WIRE_OK);
+		offset += length;
+	}
+}
+
+static void test_client_frames(void)
+{
+	static uint8_t write[REPEATS * KEXTLOG_FRAME_MAX];
+
+	for (size_t i = 0; i < sizeof client_cases / sizeof client_cases[0]; i++) {
+		const struct client_case *c = &client_cases[i];
+		struct platform *p = reach(c->state);
+		uint64_t bad = counters(p).bad_input;
+		uint32_t length = 0;
+		enum kextlog_wire_status status;
+
+		p->read = p->sent_length;
+		for (uint32_t copy = 0; copy < REPEATS; copy++)
+			length += encode_client_frame(c->frame, write + length);
+		status = kextlog_core_receive(&p->core, write, length);
+		kextlog_core_pump(&p->core);
+		kextlog_core_tick(&p->core);
+
+		if ((status == KEXTLOG_WIRE_OK) != c->accepted ||
+		    counters(p).bad_input != bad + !c->accepted || p->core.connection != c->after ||
+		    counters(p).acked_seq != c->acked)
+			fprintf(stderr, "case %zu: %s in state %d\n", i, frame_names[c->frame],
+			    (int)c->state);
+		CHECK_EQ(status == KEXTLOG_WIRE_OK, c->accepted);
+		CHECK_EQ(counters(p).bad_input, bad + !c->accepted); /* once per write */
+		CHECK_EQ(p->core.connection, c->after);
+		CHECK_EQ(counters(p).acked_seq, c->acked);
+		CHECK_EQ(counters(p).ring_records, 10 - c->acked);
+		expect_well_formed(p);
+		if (c->loss_first != 0)
+			expect_loss(p, c->loss_first, c->loss_last, KEXTLOG_LOSS_RELEASED);
+		if (c->log_first != 0)
+			expect_logs(p, c->log_first, c->log_last);
+		expect_nothing(p);
+
+		/* Whatever came, the connection is still in step: a valid frame works. */
+		if (c->after == KEXTLOG_STREAMING) {
+			ack(p, 10);
+			CHECK_EQ(counters(p).ring_records, 0);
+		} else if (c->after == KEXTLOG_AWAITING_RESUME) {
+			resume_at(p, 9);
+			expect_logs(p, 9, 10);
+		}
+		expect_nothing(p);
+		finish(p);
+	}
+}
+
 static void expect_status(struct platform *p, uint64_t next_seq, uint32_t ring_records)
 {
 	const struct kextlog_status_frame *status =
@@ -1036,6 +1325,84 @@ static void test_run_at_buffer_end(void)
 	kextlog_core_pump(&p->core);
 	CHECK_EQ(p->sends, 2);
 	expect_logs(p, 16, 17);
+	expect_nothing(p);
+	finish(p);
+}
+
+/* A logging thread that gets the lock between two batches of a release. */
+static void log_while_releasing(struct platform *p)
+{
+	log_some(p, 1);
+}
+
+/* Replays and releases of thousands of frames: no hold of the lock sends
+ * more than one batch (a logging thread's pump sends one), or drops more
+ * than KEXTLOG_RELEASE_BATCH frames; the rest is done a batch per hold. */
+static void test_bounded_lock_holds(void)
+{
+	struct kextlog_config config = default_config();
+	uint32_t batch = 4096, records = 1500;
+	struct platform *p;
+
+	config.send_batch_bytes = batch;
+	p = start_with(&config, 4096);
+	log_some(p, records);
+	p->room = 0;
+	connect_client(p);
+	resume_at(p, 1);
+	expect_nothing(p);
+
+	/* A logging thread's pump: one batch of the replay, no more. */
+	p->room = UNLIMITED;
+	p->most_bytes_per_hold = 0;
+	kextlog_core_pump(&p->core);
+	CHECK(p->sent_length > 0 && p->sent_length <= batch + KEXTLOG_FRAME_MAX);
+	CHECK(kextlog_core_backlogged(&p->core));
+	/* The timer: the rest, a batch per hold. */
+	kextlog_core_tick(&p->core);
+	expect_hello(p, 1, records + 1);
+	expect_logs(p, 1, records);
+	expect_nothing(p);
+	CHECK(p->most_bytes_per_hold <= batch + KEXTLOG_FRAME_MAX);
+	CHECK(!kextlog_core_backlogged(&p->core));
+
+	/* One ACK of everything: released a batch per hold. */
+	ack(p, records);
+	CHECK_EQ(counters(p).ring_records, 0);
+	CHECK(p->most_released_per_hold > 0);
+	CHECK(p->most_released_per_hold <= KEXTLOG_RELEASE_BATCH);
+	CHECK(kextlog_core_idle(&p->core));
+
+	/* A client that had the first 1,200 of the next records from an earlier
+	 * connection: RESUME releases them a batch per hold, and sends none. */
+	log_some(p, records);
+	kextlog_core_disconnect(&p->core);
+	p->read = p->sent_length;
+	p->most_released_per_hold = 0;
+	connect_client(p);
+	expect_hello(p, records + 1, 2 * records + 1);
+	resume_at(p, records + 1201);
+	expect_logs(p, records + 1201, 2 * records);
+	expect_nothing(p);
+	CHECK_EQ(counters(p).ring_records, records - 1200);
+	CHECK(p->most_released_per_hold > 0);
+	CHECK(p->most_released_per_hold <= KEXTLOG_RELEASE_BATCH);
+	finish(p);
+
+	/* The ring is full of acknowledged frames not released yet when a
+	 * message comes: they make room for it, it is not lost. */
+	p = start(64);
+	connect_client(p);
+	resume_at(p, 1);
+	log_some(p, 64);
+	kextlog_core_pump(&p->core);
+	expect_hello(p, 1, 1);
+	expect_logs(p, 1, 64);
+	p->on_unlock = log_while_releasing; /* after the ACK is read, before the release */
+	ack(p, 64);
+	CHECK_EQ(counters(p).lost, 0);
+	CHECK_EQ(counters(p).ring_records, 1);
+	expect_logs(p, 65, 65);
 	expect_nothing(p);
 	finish(p);
 }
@@ -1180,8 +1547,10 @@ int main(void)
 	test_truncation();
 	test_receive_split();
 	test_bad_input();
+	test_client_frames();
 	test_status();
 	test_run_at_buffer_end();
+	test_bounded_lock_holds();
 	test_heap_path();
 	test_heap_nomem();
 	test_arguments_change_between_passes();

@@ -390,7 +390,10 @@ static void test_hello_resume_replay_ack(void)
 	write_ack(&reader, 4);
 	CHECK_EQ(read_sysctl(SYSCTL("acknowledged")), 4);
 	CHECK_EQ(read_sysctl(SYSCTL("ring_records")), 2);
-	write_ack(&reader, 100); /* more than was sent: clamped */
+	write_ack(&reader, 100); /* more than was sent: refused */
+	CHECK_EQ(read_sysctl(SYSCTL("bad_input")), 1);
+	CHECK_EQ(read_sysctl(SYSCTL("acknowledged")), 4);
+	write_ack(&reader, 6);
 	CHECK_EQ(read_sysctl(SYSCTL("acknowledged")), 6);
 	CHECK_EQ(read_sysctl(SYSCTL("ring_records")), 0);
 
@@ -513,6 +516,46 @@ static void test_hostile_input(void)
 	CHECK_EQ(read_sysctl(SYSCTL("acknowledged")), 2);
 	CHECK(message_is(next_log(&reader), "one"));
 	CHECK(message_is(next_log(&reader), "two"));
+	kextlog_shim_disconnect(reader.unit);
+	stop();
+}
+
+/* The issue's attack: once something is acknowledged, RESUMEs glued in one
+ * write each asked for a RELEASED loss in a fixed buffer.  The first RESUME
+ * of a connection counts; the rest of the write is refused, and every byte
+ * the client gets is a frame. */
+static void test_resumes_in_one_write(void)
+{
+	struct kextlog_resume_frame resumes[16];
+	struct kextlog_hello_frame hello;
+	const struct kextlog_frame_header *frame;
+	const struct kextlog_loss_frame *loss;
+	struct reader reader;
+	uint32_t length = 0;
+
+	start(KEXTLOG_SOCKET_DGRAM);
+	connect_streaming(&reader, SOCK_DGRAM);
+	for (int i = 1; i <= 6; i++)
+		log_info("record %d", i);
+	write_ack(&reader, 4);
+	kextlog_shim_disconnect(reader.unit);
+
+	connect_client(&reader, SOCK_DGRAM);
+	hello = read_hello(&reader);
+	for (size_t i = 0; i < COUNT(resumes); i++)
+		length += kextlog_encode_resume(&resumes[i], hello.instance_id, 1);
+	write_frame(&reader, resumes, length, 0);
+	CHECK_EQ(read_sysctl(SYSCTL("bad_input")), 1);
+	frame = next_frame(&reader);
+	REQUIRE(frame != NULL && frame->type == KEXTLOG_FRAME_LOSS);
+	loss = (const void *)frame;
+	CHECK_EQ(loss->first_seq, 1);
+	CHECK_EQ(loss->last_seq, 4);
+	CHECK_EQ(next_log(&reader)->seq, 5);
+	CHECK_EQ(next_log(&reader)->seq, 6);
+	CHECK(next_frame(&reader) == NULL); /* next_frame checked every byte */
+	write_ack(&reader, 6);
+	CHECK_EQ(read_sysctl(SYSCTL("ring_records")), 0);
 	kextlog_shim_disconnect(reader.unit);
 	stop();
 }
@@ -886,6 +929,7 @@ int main(int argc, char **argv)
 	test_datagrams_and_streams();
 	test_no_room_then_retry();
 	test_hostile_input();
+	test_resumes_in_one_write();
 	test_sysctls();
 	test_ratelimit_report();
 	test_stop_refused_while_connected();
