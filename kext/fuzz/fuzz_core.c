@@ -294,7 +294,7 @@ static const struct kextlog_ops stack_ops = {
 
 static uint64_t acked_now(struct harness *h)
 {
-	return h->core->counters.acked_seq;
+	return h->core->acked_seq;
 }
 
 /* The first LOG or LOSS of a connection starts where it was asked to:
