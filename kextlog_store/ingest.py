@@ -215,6 +215,9 @@ class Ingest:
         self._queue: queue.Queue[tuple[Session, bytes | list]] = queue.Queue(options.queue_batches)
         self._states: dict[str, InstanceState] = {}
         self._greetings: dict[str, tuple[str, Hello]] = {}  # by instance: source, HELLO
+        self._owners: dict[str, str] = {}  # by instance: the source it belongs to (_claim)
+        self._owners_lock = threading.Lock()  # readers claim instances at the same time
+        self._stopped_connections: list[Connection] = []  # by readers that stopped
         self._merge_due = threading.Event()  # enough records wait for pid_index
         self._unindexed = 0  # records committed since the merge was last asked for
         self._latency_recent = Latencies()
@@ -262,7 +265,11 @@ class Ingest:
             else:
                 backoff = BACKOFF_FIRST
             finally:
-                connection.close()
+                if self.stop.is_set():
+                    # Open until the last commit's ACK has gone (run()).
+                    self._stopped_connections.append(connection)
+                else:
+                    connection.close()
                 state.connected = False
                 state.since_ns = time.time_ns()
 
@@ -314,15 +321,16 @@ class Ingest:
         # connection but not stored yet (a replay of it would be skipped).
         known = self._states.get(hello.instance)
         try:
-            stored = self.writer.high_water(hello.instance)
+            stored = self.writer.known(hello.instance)
         except Exception as error:
             what = passing_failure(error)
             if what is None:
                 raise
             # An outage of the store (the writer reports it): connect again later.
             raise SourceError(f"cannot read the store ({what})") from error
+        self._claim(hello.instance, state.spec, stored.source if stored else None)
         resume = 1 + max(
-            hello.first_seq - 1 if stored is None else stored,
+            hello.first_seq - 1 if stored is None else stored.high_water,
             known.high_water if known else -1,
         )
         connection.resume(hello.instance_raw, resume)
@@ -352,6 +360,16 @@ class Ingest:
         except SourceClosed:
             self._put(session, None)  # a frame it left incomplete is truncated
             raise
+
+    def _claim(self, instance: str, spec: str, stored_source: str | None) -> None:
+        """An instance id is the source's that announced it first (in the
+        store, or since ingest started): another source that announces it is
+        refused, or its records would be taken for the first one's, and the
+        first one's skipped as replays while they are acknowledged."""
+        with self._owners_lock:
+            owner = self._owners.setdefault(instance, stored_source or spec)
+        if owner != spec:
+            raise SourceError(f"instance {instance} belongs to {owner}: refused")
 
     def _greeting(self, connection: Connection, state: SourceState) -> list:
         deadline = time.monotonic() + HELLO_TIMEOUT
@@ -428,6 +446,8 @@ class Ingest:
             self._commit(batch)
         finally:
             self.stop.set()
+            for connection in self._stopped_connections:
+                connection.close()
             self._stop_merging()
             self._report_skipped(time.monotonic(), ending=True)
             self._publish(running=False)

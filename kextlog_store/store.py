@@ -54,6 +54,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import ExceptionContext
 
 from . import migrations
+from ._native import lib
 from .errors import DatabaseError
 
 metadata = MetaData(
@@ -99,10 +100,12 @@ instances = Table(
 
 # A record's key is (instance, seq), packed into one 64-bit rowid: one B-tree
 # to write per record instead of a rowid plus a unique index (see migration
-# 0002).  Up to 2**19 instances of up to 2**44 records each.
-SEQ_BITS = 44
-SEQ_MASK = (1 << SEQ_BITS) - 1
-MAX_INSTANCES = 1 << (63 - SEQ_BITS)
+# 0002).  The bounds are the wire header's: the reader refuses a seq past
+# wire.SEQ_MAX, so one instance's records never take another's keys, and with at
+# most INSTANCES_MAX instances no sum of counts or marks overflows.
+SEQ_BITS = lib.KEXTLOG_SEQ_BITS
+SEQ_MASK = lib.KEXTLOG_SEQ_MAX
+INSTANCES_MAX = lib.KEXTLOG_INSTANCES_MAX
 # The shift in SQL (instance_id << SEQ_SHIFT): a plain integer literal, as
 # PostgreSQL shifts a bigint by an int, not by a bigint parameter.
 SEQ_SHIFT = literal_column(str(SEQ_BITS))
@@ -560,6 +563,7 @@ class Writer:
                 instances.c.high_water,
                 instances.c.filtered,
                 instances.c.pid_indexed_seq,
+                instances.c.source,
             ).where(instances.c.host == self.host, instances.c.uuid == uuid)
         ).first()
 
@@ -599,9 +603,9 @@ class Writer:
                     .returning(instances.c.id)
                 ).scalar()
                 if new_id is not None:
-                    if new_id >= MAX_INSTANCES:
+                    if new_id > INSTANCES_MAX:
                         raise DatabaseError(
-                            f"the store holds its maximum of {MAX_INSTANCES} instances"
+                            f"the store holds its maximum of {INSTANCES_MAX:,} instances"
                         )
                     return InstanceState(new_id, uuid, first_seq - 1, 0, 0, first_seq - 1)
                 row = self._instance(connection, uuid)  # registered meanwhile
@@ -620,11 +624,12 @@ class Writer:
                 row.id, uuid, row.high_water, row.filtered, int(lost), row.pid_indexed_seq
             )
 
-    def high_water(self, uuid: str) -> int | None:
-        """Up to which seq the instance is accounted for; None if unknown."""
+    def known(self, uuid: str) -> Row | None:
+        """The instance as stored (this host's): its high_water, up to which
+        seq it is accounted for, and the source it was last read from; None
+        if unknown."""
         with self.engine.connect() as connection:
-            row = self._instance(connection, uuid)
-            return None if row is None else row.high_water
+            return self._instance(connection, uuid)
 
     def commit(
         self,

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from kextlog_store import check
+from kextlog_store.wire import SEQ_MAX
 from tests.conftest import PopulatedStore
 from tests.processes import COMMAND, environment, kextlog
 
@@ -225,6 +226,19 @@ def test_check_finds_broken_accounting(lossy: PopulatedStore) -> None:
         f"instance {uuid2}: loss of seqs 111..113 overlaps the loss before it",
     }
     assert set(failed) == {"high-water marks", "losses"}
+
+
+def test_check_finds_a_high_water_mark_past_the_seq_bound(lossy: PopulatedStore) -> None:
+    # A mark past SEQ_MAX covers other instances' keys (an older kextlog let one in).
+    past = SEQ_MAX + 1
+    with sqlite3.connect(lossy.path) as connection:
+        connection.execute("UPDATE instances SET high_water = ? WHERE id = 1", (past,))
+    report = check.check(lossy.url)
+    failed = {finding.check: finding.problems for finding in report.failed}
+    uuid1 = lossy.instances[0].uuid
+    assert failed["high-water marks"] == (
+        f"instance {uuid1}: high-water mark {past} past seq {SEQ_MAX}",
+    )
 
 
 def test_check_of_a_newer_schema(populated: PopulatedStore) -> None:

@@ -25,7 +25,7 @@ from kextlog_store.kmsg import (
     split_records,
     unescape,
 )
-from kextlog_store.wire import MALFORMED, LogRun, Loss, Skipped
+from kextlog_store.wire import MALFORMED, SEQ_MAX, LogRun, Loss, Skipped
 from tests.processes import kextlog, start
 
 BOOT_A = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
@@ -296,7 +296,7 @@ records = st.builds(
     lambda prio, facility, seq, usec, tid, text: (prio, facility, seq, usec, tid, text),
     st.integers(0, 7),
     st.integers(0, 255),
-    st.integers(0, 2**63 - 1),
+    st.integers(0, SEQ_MAX),
     st.integers(0, 2**62 // 1000),
     st.integers(0, 2**63 - 1),
     st.binary(max_size=200),
@@ -319,6 +319,13 @@ def test_any_record_round_trips(fields: tuple) -> None:
     assert parse_record(line(*fields)) == KmsgRecord(prio, facility, seq, usec, tid, kept(text), {})
 
 
+def test_a_seq_past_the_wire_bound_is_not_a_record() -> None:
+    # Its key would be another instance's record (kextlog_wire.h's field bounds).
+    assert parse_record(b"6,%d,1,-;at the bound\n" % SEQ_MAX).seq == SEQ_MAX
+    with pytest.raises(ProtocolError, match="not a kmsg record"):
+        parse_record(b"6,%d,1,-;past it\n" % (SEQ_MAX + 1))
+
+
 @given(st.binary(max_size=300))
 def test_any_bytes_are_a_record_in_range_or_refused(raw: bytes) -> None:
     try:
@@ -326,7 +333,7 @@ def test_any_bytes_are_a_record_in_range_or_refused(raw: bytes) -> None:
     except ProtocolError as error:
         assert str(error).startswith("not a kmsg record")
     else:
-        assert 0 <= parsed.seq < 2**63 and 0 <= parsed.usec <= 2**62 // 1000
+        assert 0 <= parsed.seq <= SEQ_MAX and 0 <= parsed.usec <= 2**62 // 1000
         assert "\0" not in parsed.text
 
 

@@ -16,7 +16,8 @@ from kextlog_store.levels import Level
 from kextlog_store.records import Record
 from kextlog_store.render import bar, format_size, stats_lines
 from kextlog_store.stats import BUCKET_SIZES, Stats, choose_bucket, collect
-from tests.conftest import NS, Kextlog, PopulatedStore
+from kextlog_store.wire import TIME_MAX
+from tests.conftest import NS, Instance, Kextlog, PopulatedStore, insert_records
 
 MINUTE, HOUR, DAY = 60 * NS, 3600 * NS, 86400 * NS
 BOTH_BACKENDS = True
@@ -289,3 +290,25 @@ def test_stats_window_errors(kextlog: Kextlog, populated: PopulatedStore) -> Non
         result = kextlog("stats", *args)
         assert (result.returncode, result.stdout) == (2, "")
         assert result.stderr.startswith(f"kextlog: error: {message}")
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Tokyo", "Pacific/Kiritimati", "America/Los_Angeles"])
+def test_records_at_the_time_bounds_in_any_zone(
+    store_url: str, kextlog: Kextlog, zone: str
+) -> None:
+    # The earliest and latest times a producer may send (kextlog_wire.h):
+    # bucket arithmetic with the zone's offset must not overflow 64 bits.
+    instance = Instance(1, "ab" * 16, "unix:/s", 2, 0)
+    times = (0, TIME_MAX)
+    insert_records(
+        store_url,
+        [instance],
+        [
+            Record(time_ns, Level.INFO, 1, 1, "p", "m", seq, instance.uuid)
+            for seq, time_ns in enumerate(times, 1)
+        ],
+    )
+    shown = kextlog("stats", "-o", "json", env={"TZ": zone})
+    assert shown.returncode == 0, shown.stderr
+    stats = json.loads(shown.stdout)
+    assert stats["records"] == 2 and sum(bucket["total"] for bucket in stats["rate"]) == 2

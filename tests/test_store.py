@@ -99,8 +99,9 @@ def test_commits_and_what_registration_finds_again(engine: Engine) -> None:
     again = register(store.Writer(engine, host="h"), "cd" * 16)
     assert (again.id, again.high_water, again.lost) == (state.id, 5, 2)
     assert type(again.lost) is int
-    assert writer.high_water("cd" * 16) == 5
-    assert store.Writer(engine, host="elsewhere").high_water("cd" * 16) is None
+    known = writer.known("cd" * 16)
+    assert known is not None and (known.high_water, known.source) == (5, "unix:/s")
+    assert store.Writer(engine, host="elsewhere").known("cd" * 16) is None
 
 
 def test_kernel_log_rows_carry_their_own_columns(engine: Engine) -> None:

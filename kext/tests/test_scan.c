@@ -208,6 +208,70 @@ static void test_seq_zero_is_out_of_range(void)
 	check_skipped(&entries[0], 0, used, KEXTLOG_SCAN_OUT_OF_RANGE);
 }
 
+/* Field bounds (kextlog_wire.h): a frame at them is described, one past
+ * them is skipped as out of range, whatever its type. */
+static void add_frame(const void *frame, uint32_t size)
+{
+	memcpy(data + used, frame, size);
+	used += size;
+}
+
+static void check_bound(const void *frame, uint32_t size, bool accepted)
+{
+	size_t offset, count;
+
+	reset();
+	add_log(1, "launchd", "before");
+	add_frame(frame, size);
+	add_log(2, "launchd", "after");
+	count = scan(0, used, 64, &offset);
+	REQUIRE(count == 3);
+	CHECK_EQ(entries[0].seq, 1);
+	if (accepted)
+		CHECK_EQ(entries[1].type, ((const struct kextlog_frame_header *)frame)->type);
+	else
+		check_skipped(&entries[1], 104, size, KEXTLOG_SCAN_OUT_OF_RANGE);
+	CHECK_EQ(entries[2].seq, 2);
+	CHECK_EQ(offset, used);
+}
+
+static void test_field_bounds(void)
+{
+	static const uint8_t instance[KEXTLOG_ID_SIZE] = { 1 }, zeros[KEXTLOG_ID_SIZE] = { 0 };
+	static _Alignas(8) uint8_t frame[KEXTLOG_FRAME_MAX];
+	struct kextlog_log_frame *log = (struct kextlog_log_frame *)frame;
+	struct kextlog_loss_frame *loss = (struct kextlog_loss_frame *)frame;
+	struct kextlog_hello_frame *hello = (struct kextlog_hello_frame *)frame;
+	struct kextlog_status_frame *status = (struct kextlog_status_frame *)frame;
+	uint32_t size;
+
+	for (int past = 0; past <= 1; past++) {
+		size = kextlog_encode_log(log, KEXTLOG_SEQ_MAX + (uint64_t)past, KEXTLOG_TIME_MAX,
+		    KEXTLOG_TIME_MAX, KEXTLOG_PID_MAX, KEXTLOG_TID_MAX, "p", KEXTLOG_LEVEL_INFO,
+		    KEXTLOG_FLAGS_MAX, "m", 1);
+		check_bound(frame, size, !past);
+		log->flags = (uint16_t)(KEXTLOG_FLAGS_MAX + (unsigned)past);
+		log->seq = 1;
+		check_bound(frame, size, !past);
+		size = kextlog_encode_loss(loss, 1, KEXTLOG_SEQ_MAX + (uint64_t)past, 0, 0,
+		    KEXTLOG_LOSS_RING_FULL);
+		check_bound(frame, size, !past);
+		size = kextlog_encode_hello(hello, past ? zeros : instance, zeros, 1, 1, 64, 4096, 0, "k");
+		check_bound(frame, size, !past);
+		size = kextlog_encode_hello(hello, instance, zeros, KEXTLOG_SEQ_MAX + 1,
+		    KEXTLOG_SEQ_MAX + 1 + (uint64_t)past, 64, 4096, 0, "k");
+		check_bound(frame, size, !past);
+		size = kextlog_encode_hello(hello, instance, zeros, (uint64_t)!past, 1, 64, 4096, 0, "k");
+		check_bound(frame, size, !past);
+		size = kextlog_encode_status(status, KEXTLOG_SEQ_MAX + 1 + (uint64_t)past,
+		    KEXTLOG_SEQ_MAX, 0, 64, 64, 4096, 4096);
+		check_bound(frame, size, !past);
+		status->next_seq = 1;
+		status->ring_records += (uint32_t)past;
+		check_bound(frame, size, !past);
+	}
+}
+
 static void test_a_frame_cut_short_on_a_stream(void)
 {
 	size_t offset, count, cut;
@@ -334,6 +398,7 @@ int main(void)
 	test_garbage_is_skipped_in_one_run();
 	test_malformed_frames_each_say_why();
 	test_seq_zero_is_out_of_range();
+	test_field_bounds();
 	test_a_frame_cut_short_on_a_stream();
 	test_datagrams();
 	test_message_nul_and_unknown_types();
