@@ -33,8 +33,8 @@
 #include "kextlog_core.h"
 #include "kextlog_fuzz.h"
 
-#define EVENTS_MAX    384u
-#define SEQS_MAX      4096u   /* log calls past it are skipped */
+#define EVENTS_MAX    256u
+#define SEQS_MAX      1024u   /* log calls past it are skipped */
 #define RESUMES_MAX   64u
 #define WINDOW        64u     /* client bytes kept to find the frames a write completes */
 #define UNLIMITED     UINT32_MAX

@@ -1,7 +1,8 @@
 /*
  * fuzz_scan.c - kextlog_wire_scan, the daemon's bulk reader, on data built
  * from the input: valid HELLO, LOG, LOSS and STATUS frames, frames the
- * reader must skip (unknown types, the client's own, values out of range),
+ * reader must skip (unknown types, the client's own, a value past one of the
+ * field bounds),
  * garbage without the magic's first byte, any bytes, frames with a byte
  * changed or cut short; read as datagrams (boundaries where the input says)
  * or as a stream cut into reads anywhere, with few or many entries a call.
@@ -15,8 +16,9 @@
  *   entries, or on a stream before bytes that may begin a frame;
  * - a frame entry is one the check written from docs/protocol.md accepts
  *   there, within its datagram, of a type the daemon reads, with every
- *   field as in the bytes and in the range a store column holds; its
- *   process name is the names table's entry of that number;
+ *   field as in the bytes and within the field bounds of kextlog_wire.h;
+ *   its process name is the names table's entry of that number; a frame
+ *   skipped as out of range is a valid one past a bound;
  * - no valid frame begins inside a frame entry or a skipped run (the scan
  *   resynchronises at the first one);
  * And when the data is only frames and clean garbage, and no frame begins
@@ -28,7 +30,6 @@
 
 #define DATA_MAX    8192u
 #define PIECES_MAX  256u
-#define VALUE_MAX   ((uint64_t)INT64_MAX)
 
 /* What the scan should make of a piece of clean data. */
 struct expected {
@@ -63,61 +64,104 @@ static void expect(struct scan_case *s, uint32_t offset, uint32_t size, uint16_t
 		s->clean = false;
 }
 
-static uint32_t encode_frame(struct fuzz_input *input, uint8_t *frame, uint32_t kind,
-    bool *in_range)
+/* Within the field bounds of kextlog_wire.h (docs/protocol.md, "Field
+ * bounds"), read from the bytes: what a frame entry must be, and what a
+ * frame skipped as out of range is not. */
+static bool within_bounds(const uint8_t *frame, uint16_t type)
+{
+	switch (type) {
+	case FUZZ_LOG:
+		return fuzz_le(frame, 16, 8) >= 1 && fuzz_le(frame, 16, 8) <= KEXTLOG_SEQ_MAX &&
+		    fuzz_le(frame, 24, 8) <= KEXTLOG_TIME_MAX && fuzz_le(frame, 32, 8) <= KEXTLOG_TIME_MAX &&
+		    fuzz_le(frame, 40, 8) <= KEXTLOG_TID_MAX && fuzz_le(frame, 48, 4) <= KEXTLOG_PID_MAX &&
+		    fuzz_le(frame, 54, 2) <= KEXTLOG_FLAGS_MAX;
+	case FUZZ_LOSS:
+		return fuzz_le(frame, 24, 8) <= KEXTLOG_SEQ_MAX && fuzz_le(frame, 40, 8) <= KEXTLOG_TIME_MAX &&
+		    fuzz_le(frame, 48, 8) <= KEXTLOG_TIME_MAX;
+	case FUZZ_HELLO:
+		return !fuzz_zero(frame, 16, 32) && fuzz_le(frame, 48, 8) >= 1 &&
+		    fuzz_le(frame, 48, 8) <= fuzz_le(frame, 56, 8) &&
+		    fuzz_le(frame, 56, 8) <= KEXTLOG_SEQ_MAX + 1;
+	case FUZZ_STATUS:
+		return fuzz_le(frame, 16, 8) <= KEXTLOG_SEQ_MAX + 1 && fuzz_le(frame, 24, 8) <= KEXTLOG_SEQ_MAX &&
+		    fuzz_le(frame, 32, 8) <= KEXTLOG_TIME_MAX && fuzz_le(frame, 40, 4) <= fuzz_le(frame, 44, 4) &&
+		    fuzz_le(frame, 48, 4) <= fuzz_le(frame, 52, 4);
+	default:
+		return true;
+	}
+}
+
+/* 0 <= n <= max from the input. */
+static uint64_t up_to(struct fuzz_input *input, uint64_t max)
+{
+	uint64_t value = fuzz_u64(input);
+
+	return max == UINT64_MAX ? value : value % (max + 1);
+}
+
+/* A frame of kind 0-3 (LOG, LOSS, HELLO, STATUS) within the bounds; 4 one
+ * of those with a value past a bound; 5 a client's frame; 6 an unknown type. */
+static uint32_t encode_frame(struct fuzz_input *input, uint8_t *frame, uint32_t kind)
 {
 	static const uint8_t ids[16] = { 1, 2, 3 };
-	uint64_t seq = 1 + fuzz_u64(input) % VALUE_MAX, times[3];
-	uint32_t pid = fuzz_u32(input) & 0x7fffffffu;
+	uint64_t seq = 1 + up_to(input, KEXTLOG_SEQ_MAX - 1), times[2], tid = up_to(input, KEXTLOG_TID_MAX);
+	uint32_t pid = (uint32_t)up_to(input, KEXTLOG_PID_MAX), length;
+	uint16_t flags = (uint16_t)up_to(input, KEXTLOG_FLAGS_MAX);
+	uint64_t lost = up_to(input, KEXTLOG_SEQ_MAX);
 	const uint8_t *text;
-	char process[32] = { 0 };
-	uint16_t length = (uint16_t)(fuzz_u8(input) & 1 ? fuzz_below(input, 1025) : fuzz_below(input, 40));
+	char process[32] = { 0 }, message[FUZZ_MESSAGE_MAX];
+	uint16_t message_length = (uint16_t)(fuzz_u8(input) & 1 ? fuzz_below(input, 1025) : fuzz_below(input, 40));
 	size_t got;
 
-	*in_range = true;
-	for (int i = 0; i < 3; i++)
-		times[i] = fuzz_u64(input) % (VALUE_MAX + 1);
-	switch (kind) {
-	case 0: {
-		char message[FUZZ_MESSAGE_MAX];
+	for (int i = 0; i < 2; i++)
+		times[i] = up_to(input, KEXTLOG_TIME_MAX);
+	if (kind == 4) { /* one value past its bound */
+		uint32_t which = fuzz_below(input, 14);
+		uint64_t past = 1 + (uint64_t)fuzz_u32(input);
 
+		kind = which < 7 ? 0 : which < 9 ? 1 : which < 11 ? 2 : 3;
+		switch (which) {
+		case 0:  seq = 0; break;
+		case 1:  seq = KEXTLOG_SEQ_MAX + past; break;
+		case 2:  times[0] = KEXTLOG_TIME_MAX + past; break;
+		case 3:  times[1] = KEXTLOG_TIME_MAX + past; break;
+		case 4:  tid = KEXTLOG_TID_MAX + past; break;
+		case 5:  pid = KEXTLOG_PID_MAX + (uint32_t)fuzz_below(input, 1000) + 1; break;
+		case 6:  flags = (uint16_t)(KEXTLOG_FLAGS_MAX + 1 + fuzz_below(input, 0x8000)); break;
+		case 7:  seq = KEXTLOG_SEQ_MAX + past; break;      /* LOSS last_seq */
+		case 8:  times[1] = KEXTLOG_TIME_MAX + past; break;
+		case 9:  seq = KEXTLOG_SEQ_MAX + 1 + past; break;  /* HELLO next_seq */
+		case 10: return kextlog_encode_hello((void *)frame, (const uint8_t[16]){ 0 }, ids, 1, seq,
+		    pid, pid, pid, "fuzz"); /* no one's instance id */
+		case 11: seq = KEXTLOG_SEQ_MAX + 1 + past; break;  /* STATUS next_seq */
+		case 12: lost = KEXTLOG_SEQ_MAX + past; break;     /* STATUS lost */
+		default: return kextlog_encode_status((void *)frame, seq, 0, 0, pid + 1, pid, 0, 0);
+		}
+	}
+	switch (kind) {
+	case 0:
 		got = fuzz_take(input, 32, &text);
 		memcpy(process, text, got);
 		got = fuzz_take(input, 64, &text);
-		for (uint32_t i = 0; i < length; i++)
+		for (uint32_t i = 0; i < message_length; i++)
 			message[i] = (char)(got > 0 ? text[i % got] : 'm');
-		return kextlog_encode_log((void *)frame, seq, times[0], times[1], pid, times[2], process,
-		    1 + fuzz_below(input, 5), fuzz_u16(input), message, length);
-	}
-	case 1: {
-		uint64_t last = seq + fuzz_u64(input) % (VALUE_MAX - seq + 1);
-
-		return kextlog_encode_loss((void *)frame, seq, last, times[0], times[1],
-		    1 + fuzz_below(input, 2));
-	}
+		return kextlog_encode_log((void *)frame, seq, times[0], times[1], pid, tid, process,
+		    1 + fuzz_below(input, 5), flags, message, message_length);
+	case 1:
+		return kextlog_encode_loss((void *)frame, seq > KEXTLOG_SEQ_MAX ? 1 : seq,
+		    seq + up_to(input, seq > KEXTLOG_SEQ_MAX ? 0 : KEXTLOG_SEQ_MAX - seq), times[0],
+		    times[1], 1 + fuzz_below(input, 3));
 	case 2:
-		return kextlog_encode_hello((void *)frame, ids, ids, seq, seq, pid, pid, pid, "fuzz");
+		return kextlog_encode_hello((void *)frame, ids, ids, 1 + up_to(input, seq - 1), seq, pid,
+		    pid, pid, "fuzz");
 	case 3:
-		return kextlog_encode_status((void *)frame, seq, times[0], times[1], pid, pid, pid, pid);
-	case 4: /* a value no store column holds */
-		*in_range = false;
-		if (fuzz_u8(input) & 1)
-			return kextlog_encode_loss((void *)frame, seq, VALUE_MAX + 1 + fuzz_below(input, 9),
-			    times[0], times[1], 1);
-		switch (fuzz_below(input, 5)) {
-		case 0:  seq = 0; break;
-		case 1:  seq = VALUE_MAX + 1 + fuzz_u32(input); break;
-		case 2:  times[0] |= 1ull << 63; break;
-		case 3:  times[2] |= 1ull << 63; break;
-		default: pid |= 1u << 31; break;
-		}
-		return kextlog_encode_log((void *)frame, seq, times[0], times[1], pid, times[2], "p", 3, 0,
-		    "out of range", 12);
-	case 5: /* a client's frame: valid, not for the daemon */
+		length = (uint32_t)up_to(input, pid);
+		return kextlog_encode_status((void *)frame, seq, lost, times[1], length, pid, length, pid);
+	case 5: /* valid, not for the daemon */
 		return fuzz_u8(input) & 1 ? kextlog_encode_ack((void *)frame, seq) :
 		    kextlog_encode_resume((void *)frame, ids, seq);
 	default: /* a type nobody knows, well-formed */
-		length = (uint16_t)(16 + 8 * fuzz_below(input, 20));
+		length = 16 + 8 * fuzz_below(input, 20);
 		memset(frame, 0, length);
 		got = fuzz_take(input, length - 16u, &text);
 		memcpy(frame + 16, text, got);
@@ -141,10 +185,9 @@ static void build(struct scan_case *s, struct fuzz_input *input, bool datagrams)
 	s->clean = true;
 	while (fuzz_left(input) && s->start_count < PIECES_MAX && s->end_count < PIECES_MAX) {
 		uint32_t kind = fuzz_below(input, 12), length, at;
-		bool in_range;
 
 		if (kind < 7) {
-			length = encode_frame(input, frame, kind, &in_range);
+			length = encode_frame(input, frame, kind);
 		} else if (kind == 7) { /* garbage that cannot begin a frame */
 			length = (uint32_t)fuzz_take(input, 1 + fuzz_below(input, 64), &bytes);
 			memcpy(frame, bytes, length);
@@ -155,7 +198,7 @@ static void build(struct scan_case *s, struct fuzz_input *input, bool datagrams)
 			memcpy(frame, bytes, length);
 			s->clean = false;
 		} else if (kind == 9 || kind == 10) { /* a frame with a byte changed, or cut short */
-			length = encode_frame(input, frame, fuzz_below(input, 7), &in_range);
+			length = encode_frame(input, frame, fuzz_below(input, 7));
 			at = fuzz_below(input, length);
 			if (kind == 9)
 				frame[at] = fuzz_u8(input);
@@ -240,17 +283,13 @@ static void check_frame_entry(const uint8_t *data, const struct kextlog_scan_ent
 		    entry->process_length == process_length &&
 		    entry->message_nul == (memchr(frame + 96, 0, entry->message_length) != NULL),
 		    "LOG entry fields at %u", entry->offset);
-		FUZZ_ASSERT(entry->seq >= 1 && entry->seq <= VALUE_MAX && entry->time_ns <= VALUE_MAX &&
-		    entry->mono_ns <= VALUE_MAX && entry->tid <= VALUE_MAX && entry->pid <= INT32_MAX,
-		    "LOG entry out of range at %u", entry->offset);
 		FUZZ_ASSERT(entry->process == KEXTLOG_SCAN_NO_NAME ||
 		    (entry->process < names->count &&
 		    memcmp(names->names[entry->process], frame + 64, 32) == 0),
 		    "process number %u is not the frame's name", entry->process);
-	} else if (entry->type == FUZZ_LOSS) {
-		FUZZ_ASSERT(fuzz_le(frame, 24, 8) <= VALUE_MAX && fuzz_le(frame, 40, 8) <= VALUE_MAX &&
-		    fuzz_le(frame, 48, 8) <= VALUE_MAX, "LOSS entry out of range at %u", entry->offset);
 	}
+	FUZZ_ASSERT(within_bounds(frame, entry->type), "the entry at %u is past a field bound",
+	    entry->offset);
 }
 
 /* One call: data[0..available) from *offset, in exact allocations. */
@@ -287,6 +326,11 @@ static size_t scan_once(struct scan_case *s, uint32_t available, bool datagrams,
 			    entry->problem <= KEXTLOG_WIRE_UNKNOWN) ||
 			    entry->problem == KEXTLOG_SCAN_TRUNCATED ||
 			    entry->problem == KEXTLOG_SCAN_OUT_OF_RANGE, "problem %u", entry->problem);
+			if (entry->problem == KEXTLOG_SCAN_OUT_OF_RANGE)
+				FUZZ_ASSERT(fuzz_check_frame(data + entry->offset, limit - entry->offset,
+				    &size) == FUZZ_OK && size == entry->skipped &&
+				    !within_bounds(data + entry->offset, (uint16_t)fuzz_le(data + entry->offset, 6, 2)),
+				    "the frame skipped as out of range at %u is within the bounds", entry->offset);
 		} else {
 			check_frame_entry(data, entry, limit, names);
 			size = (uint32_t)fuzz_le(data + entry->offset, 8, 4);
