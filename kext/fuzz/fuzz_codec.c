@@ -77,12 +77,17 @@ static uint8_t *prefilled(uint32_t length)
 }
 
 /* A name of any length from the input in an exact allocation: terminated
- * (shorter, as long as or longer than the field) or filling it unterminated. */
+ * (shorter, as long as or longer than the field) or filling it unterminated;
+ * or none (NULL: the field is zeros). */
 static char *make_name(struct fuzz_input *input, uint32_t field, uint32_t *kept, size_t *size)
 {
-	uint32_t length = fuzz_below(input, field + 9);
+	uint32_t length = fuzz_below(input, field + 10);
 	bool terminated = length != field || (fuzz_u8(input) & 1);
 	char *name;
+
+	*kept = 0;
+	if (length == field + 9)
+		return NULL;
 
 	*size = length + terminated;
 	name = malloc(*size);
@@ -100,7 +105,7 @@ static char *make_name(struct fuzz_input *input, uint32_t field, uint32_t *kept,
 
 static void check_name(const uint8_t *field, uint32_t size, const char *name, uint32_t kept)
 {
-	FUZZ_ASSERT(memcmp(field, name, kept) == 0 && fuzz_zero(field, kept, size),
+	FUZZ_ASSERT((kept == 0 || memcmp(field, name, kept) == 0) && fuzz_zero(field, kept, size),
 	    "a name is not copied and NUL-padded");
 }
 

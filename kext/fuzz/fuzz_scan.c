@@ -91,11 +91,14 @@ static bool within_bounds(const uint8_t *frame, uint16_t type)
 	}
 }
 
-/* 0 <= n <= max from the input. */
+/* 0 <= n <= max from the input; the bounds themselves often. */
 static uint64_t up_to(struct fuzz_input *input, uint64_t max)
 {
-	uint64_t value = fuzz_u64(input);
+	uint8_t choice = fuzz_u8(input) % 4;
+	uint64_t value = choice < 2 ? 0 : fuzz_u64(input);
 
+	if (choice == 1)
+		return max;
 	return max == UINT64_MAX ? value : value % (max + 1);
 }
 
@@ -117,7 +120,7 @@ static uint32_t encode_frame(struct fuzz_input *input, uint8_t *frame, uint32_t 
 		times[i] = up_to(input, KEXTLOG_TIME_MAX);
 	if (kind == 4) { /* one value past its bound */
 		uint32_t which = fuzz_below(input, 14);
-		uint64_t past = 1 + (uint64_t)fuzz_u32(input);
+		uint64_t past = 1 + (fuzz_u8(input) & 1 ? 0 : (uint64_t)fuzz_u32(input));
 
 		kind = which < 7 ? 0 : which < 9 ? 1 : which < 11 ? 2 : 3;
 		switch (which) {
