@@ -104,7 +104,7 @@ struct harness {
 	uint64_t resume_claimed; /* highest RESUME seq - 1 it wrote */
 };
 
-static uint32_t read_frames(struct harness *h, const uint8_t *data, uint32_t length, bool datagram);
+static void read_frames(struct harness *h, const uint8_t *data, uint32_t length, bool datagram);
 
 /* FUZZ_TRACE=1 prints the script and what the client reads, to explain a finding. */
 static bool tracing;
@@ -397,12 +397,12 @@ static void read_frame(struct harness *h, const struct fuzz_frame *f)
 }
 
 /* Datagram: whole frames only.  Stream: frames may be cut anywhere. */
-static uint32_t read_frames(struct harness *h, const uint8_t *data, uint32_t length, bool datagram)
+static void read_frames(struct harness *h, const uint8_t *data, uint32_t length, bool datagram)
 {
 	struct client *c = &h->client;
 	struct fuzz_frame frame;
 	const char *why;
-	uint32_t at = 0, frames = 0;
+	uint32_t at = 0;
 
 	while (at < length) {
 		uint32_t take;
@@ -417,12 +417,11 @@ static uint32_t read_frames(struct harness *h, const uint8_t *data, uint32_t len
 				break;
 			case FUZZ_READ_SHORT:
 				c->partial_length += take;
-				return frames;
+				return;
 			case FUZZ_READ_FRAME:
 				at += frame.length - c->partial_length;
 				c->partial_length = 0;
 				read_frame(h, &frame);
-				frames++;
 			}
 			continue;
 		}
@@ -434,14 +433,12 @@ static uint32_t read_frames(struct harness *h, const uint8_t *data, uint32_t len
 			FUZZ_ASSERT(!datagram, "a datagram ends inside a frame");
 			memcpy(c->partial, data + at, length - at);
 			c->partial_length = length - at;
-			return frames;
+			return;
 		case FUZZ_READ_FRAME:
 			read_frame(h, &frame);
 			at += frame.length;
-			frames++;
 		}
 	}
-	return frames;
 }
 
 /* ---- the client writes ---- */
