@@ -110,13 +110,6 @@ static struct {
 /* What log_printf() prints outside kextlog_start()..kextlog_stop(). */
 static uint32_t fallback_min_level = KEXTLOG_LEVEL_TRACE;
 
-static const char *level_name(uint32_t level)
-{
-	static const char *const names[] = { "?", "TRACE", "DEBUG", "INFO", "WARNING", "ERROR" };
-
-	return names[level <= KEXTLOG_LEVEL_ERROR ? level : 0];
-}
-
 /* ---- the platform of the core ---- */
 
 static void platform_lock(void *context)
@@ -174,11 +167,10 @@ static uint32_t platform_send(void *context, const uint8_t *data, uint32_t lengt
 	return length;
 }
 
-static void platform_last_resort(void *context, uint32_t level, uint64_t seq, const char *message)
+static void platform_last_resort(void *context, const char *what, const char *message)
 {
 	(void)context;
-	printf("%s: lost seq %llu %s: %s\n", logger.core.config.name, (unsigned long long)seq,
-	    level_name(level), message);
+	printf("%s: %s: %s\n", logger.core.config.name, what, message);
 }
 
 static void *platform_alloc(void *context, size_t size)
@@ -466,7 +458,9 @@ static struct kextlog_config core_config(const struct kextlog_settings *settings
 	return config;
 }
 
-/* Undoes kextlog_start() from wherever it got, once no client can come. */
+/* Undoes kextlog_start() from wherever it got, once no client can come.
+ * After a start, what the ring still holds unacknowledged goes to the
+ * kernel log once nothing can log any more. */
 static void teardown(void)
 {
 	if (logger.sysctls_registered)
@@ -475,6 +469,8 @@ static void teardown(void)
 	wait_for_zero(&gate.callers);
 	if (logger.timer != NULL)
 		stop_timer();
+	if (logger.started)
+		kextlog_core_stop(&logger.core);
 	if (logger.ring != NULL)
 		OSFree(logger.ring, logger.ring_bytes, logger.malloc_tag);
 	if (logger.lock != NULL)
@@ -583,7 +579,7 @@ static void __printflike(2, 0) print_directly(uint32_t level, const char *format
 	char message[KEXTLOG_STACK_MESSAGE + 1];
 
 	vsnprintf(message, sizeof message, format, arguments);
-	printf("kextlog %s: %s\n", level_name(level), message);
+	printf("kextlog %s: %s\n", kextlog_level_name(level), message);
 }
 
 /* Never sleeps: the core allocates with OSMalloc_noblock and holds its mutex

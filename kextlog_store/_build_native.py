@@ -174,6 +174,7 @@ struct kextlog_counters {
     uint64_t ring_bytes_used;
     uint64_t ring_high_water;
     uint64_t ring_capacity;
+    uint64_t printed_at_stop;
 };
 struct kextlog_sim_config {
     const char *socket_path;
@@ -201,6 +202,7 @@ int kextlog_sim_start(const struct kextlog_sim_config *config, struct kextlog_si
     char *error, size_t error_size);
 int kextlog_sim_wait(struct kextlog_sim *sim, uint32_t timeout_ms);
 void kextlog_sim_status(struct kextlog_sim *sim, struct kextlog_sim_status *status);
+void kextlog_sim_stop(struct kextlog_sim *sim);
 void kextlog_sim_destroy(struct kextlog_sim *sim);
 """
 

@@ -2,7 +2,8 @@
 
 The C side generates and serves on its own threads; this side waits for it
 (releasing the GIL), turns the frames it taps into the --record file, and
-stops it on request.
+stops it on request, as the kext stops: what no client acknowledged goes to
+the last-resort print (stderr), after one summary line.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ class SimulateOptions:
     record: Path | None = None
     seed: int = 1
     min_level: Level = Level.TRACE
-    quiet_losses: bool = False  # lost messages are printed to stderr, as kernel printf would
+    # Lost messages, and the unacknowledged at stop, are printed to stderr, as
+    # kernel printf would.
+    quiet_losses: bool = False
     resume_timeout: float = 1.0
 
 
@@ -128,8 +131,9 @@ def simulate(options: SimulateOptions, stop: threading.Event) -> dict[str, objec
                         status.generated,
                         time.monotonic() - started,
                     )
-        lib.kextlog_sim_status(sim, status)
     finally:
+        lib.kextlog_sim_stop(sim)
+        lib.kextlog_sim_status(sim, status)
         lib.kextlog_sim_destroy(sim)
         if recorder is not None:
             recorder.close()
@@ -147,5 +151,6 @@ def simulate(options: SimulateOptions, stop: threading.Event) -> dict[str, objec
         "truncated": counters.truncated,
         "ring_high_water": counters.ring_high_water,
         "connects": counters.connects,
+        "printed_at_stop": counters.printed_at_stop,
         "finished": bool(status.finished),
     }

@@ -11,6 +11,9 @@
 #include "kextlog_codec.h"
 #include "kextlog_core.h"
 
+/* Room for what a last-resort line is about: "unacknowledged seq <20 digits> WARNING". */
+#define LAST_RESORT_WHAT 64u
+
 /* A LOG frame under construction, with room for the stack-formatted message
  * and vsnprintf's terminating NUL. */
 union stack_frame {
@@ -60,6 +63,15 @@ static bool flush_pending_loss(struct kextlog_core *core)
 	return true;
 }
 
+/* True when the oldest frame is acknowledged: it may leave the ring. */
+static bool releasable(struct kextlog_core *core)
+{
+	uint64_t position = core->ring.head;
+	const struct kextlog_frame_header *oldest = kextlog_ring_frame(&core->ring, &position);
+
+	return oldest != NULL && kextlog_frame_last_seq(oldest) <= core->acked_seq;
+}
+
 /* Drops the oldest frame if it is acknowledged; false when it is not.  A
  * LOSS acknowledged in part keeps only the rest, so that a replay never
  * reports an acknowledged seq again (its first time is then unknown). */
@@ -78,7 +90,7 @@ static bool release_one(struct kextlog_core *core)
 		    loss.reason);
 		memcpy(core->ring.buffer + position % core->ring.size, &loss, sizeof loss);
 	}
-	if (oldest == NULL || kextlog_frame_last_seq(oldest) > core->acked_seq)
+	if (!releasable(core))
 		return false;
 	kextlog_ring_pop(&core->ring);
 	/* After a RESUME the cursor starts at the head, before what it releases. */
@@ -242,8 +254,12 @@ void kextlog_core_vlog(struct kextlog_core *core, uint32_t level, const char *fo
 	core->ops->unlock(core->context);
 
 	if (!kept) {
+		char what[LAST_RESORT_WHAT];
+
 		message.frame->message[message.length] = '\0'; /* there is room for it */
-		core->ops->last_resort(core->context, level, seq, message.frame->message);
+		snprintf(what, sizeof what, "lost seq %llu %s", (unsigned long long)seq,
+		    kextlog_level_name(level));
+		core->ops->last_resort(core->context, what, message.frame->message);
 	}
 	if (message.heap_size != 0)
 		core->ops->free(core->context, message.frame, message.heap_size);
@@ -259,7 +275,8 @@ void kextlog_core_log(struct kextlog_core *core, uint32_t level, const char *for
 }
 
 /* Refuses a frame that does not fit: the state machine never queues more than
- * HELLO and one LOSS, or a STATUS and one LOSS, but no client can make it try. */
+ * HELLO and one LOSS (STATUS only into an empty queue), so no client can make
+ * it try, but a mistake there must not become a wild write. */
 static bool queue_control(struct kextlog_core *core, const void *frame, uint32_t length)
 {
 	if (length > sizeof core->control - core->control_length)
@@ -425,7 +442,7 @@ static bool start_streaming(struct kextlog_core *core, uint64_t seq)
 		seq = 1;
 	if (seq > first_unheld)
 		seq = first_unheld;
-	/* Releasing what precedes seq leaves a frame holding seq at the head. */
+	/* The ring no longer holds seq..oldest - 1: a RELEASED loss says so. */
 	if (seq < oldest && !queue_control(core, &gap, kextlog_encode_loss(&gap, seq, oldest - 1,
 	    0, 0, KEXTLOG_LOSS_RELEASED)))
 		return false;
@@ -484,7 +501,7 @@ static enum kextlog_wire_status handle_frame(struct kextlog_core *core, const ui
 			return acknowledge(core, ack.seq);
 		}
 		return KEXTLOG_WIRE_BAD_FIELD;
-	case KEXTLOG_DISCONNECTED:
+	case KEXTLOG_DISCONNECTED: /* its input is refused before it is read */
 		break;
 	}
 	return KEXTLOG_WIRE_BAD_FIELD;
@@ -632,21 +649,14 @@ bool kextlog_core_ratelimit(struct kextlog_core *core, struct kextlog_ratelimit 
 
 bool kextlog_core_backlogged(struct kextlog_core *core)
 {
-	const struct kextlog_frame_header *frame;
 	uint64_t position;
 	bool backlogged;
 
 	core->ops->lock(core->context);
-	position = core->ring.head;
-	frame = kextlog_ring_frame(&core->ring, &position);
-	if (frame != NULL && kextlog_frame_last_seq(frame) <= core->acked_seq) {
-		backlogged = true; /* acknowledged frames to release first */
-	} else {
-		position = core->cursor_frame;
-		backlogged = core->control_length > core->control_sent ||
-		    (core->connection == KEXTLOG_STREAMING &&
-		    kextlog_ring_frame(&core->ring, &position) != NULL);
-	}
+	position = core->cursor_frame; /* within the ring once nothing is releasable */
+	backlogged = releasable(core) || core->control_length > core->control_sent ||
+	    (core->connection == KEXTLOG_STREAMING &&
+	    kextlog_ring_frame(&core->ring, &position) != NULL);
 	core->ops->unlock(core->context);
 	return backlogged;
 }
@@ -659,6 +669,102 @@ bool kextlog_core_idle(struct kextlog_core *core)
 	idle = kextlog_ring_empty(&core->ring) && !core->loss_pending;
 	core->ops->unlock(core->context);
 	return idle;
+}
+
+/* The records the ring holds at stop (acknowledged frames have left it: the
+ * last write of the client released them before it returned). */
+struct held {
+	uint64_t records;
+	uint64_t first_seq, last_seq;
+};
+
+static struct held count_held(struct kextlog_core *core)
+{
+	struct held held = { 0 };
+	const struct kextlog_frame_header *frame;
+	uint64_t position = core->ring.head;
+
+	while ((frame = kextlog_ring_frame(&core->ring, &position)) != NULL) {
+		if (frame->type == KEXTLOG_FRAME_LOG) {
+			if (held.records++ == 0)
+				held.first_seq = kextlog_frame_first_seq(frame);
+			held.last_seq = kextlog_frame_last_seq(frame);
+		}
+		position += frame->length;
+	}
+	return held;
+}
+
+static void print_summary(struct kextlog_core *core, const struct held *held)
+{
+	/* The ring accounts for every seq in order: those between that are not
+	 * records were lost, and printed, when they were logged. */
+	unsigned long long records = held->records, first = held->first_seq, last = held->last_seq;
+	unsigned long long lost = last - first + 1 - records;
+	char line[160];
+
+	if (records == 1)
+		snprintf(line, sizeof line, "1 unacknowledged record, seq %llu, printed below", first);
+	else if (lost == 0)
+		snprintf(line, sizeof line, "%llu unacknowledged records, seqs %llu..%llu, "
+		    "printed below", records, first, last);
+	else
+		snprintf(line, sizeof line, "%llu unacknowledged records, seqs %llu..%llu (%llu "
+		    "lost earlier, printed then), printed below", records, first, last, lost);
+	core->ops->last_resort(core->context, "stop", line);
+}
+
+/* Takes the oldest frame out of the ring (false when it is empty); for a LOG
+ * frame, fills what and sets *text to its text, NUL-terminated in place
+ * (moved over the process name, which is not printed).  The text stays
+ * valid until the next push: none comes, nothing logs at stop. */
+static bool take_oldest(struct kextlog_core *core, char *what, size_t what_size,
+    const char **text)
+{
+	uint64_t position = core->ring.head;
+	const struct kextlog_frame_header *frame = kextlog_ring_frame(&core->ring, &position);
+	struct kextlog_log_frame *log;
+	char *moved;
+
+	*text = NULL;
+	if (frame == NULL)
+		return false;
+	if (frame->type == KEXTLOG_FRAME_LOG) {
+		log = (void *)(core->ring.buffer + position % core->ring.size);
+		moved = (char *)log + offsetof(struct kextlog_log_frame, process);
+		memmove(moved, log->message, log->message_length);
+		moved[log->message_length] = '\0';
+		snprintf(what, what_size, "unacknowledged seq %llu %s", (unsigned long long)log->seq,
+		    kextlog_level_name(log->level));
+		*text = moved;
+	}
+	kextlog_ring_pop(&core->ring);
+	return true;
+}
+
+void kextlog_core_stop(struct kextlog_core *core)
+{
+	struct held held;
+
+	core->ops->lock(core->context);
+	held = count_held(core);
+	core->counters.printed_at_stop += held.records;
+	core->ops->unlock(core->context);
+	if (held.records > 0)
+		print_summary(core, &held);
+	for (;;) {
+		char what[LAST_RESORT_WHAT];
+		const char *text;
+		bool took;
+
+		core->ops->lock(core->context);
+		took = take_oldest(core, what, sizeof what, &text);
+		core->ops->unlock(core->context);
+		if (!took)
+			break;
+		if (text != NULL)
+			core->ops->last_resort(core->context, what, text);
+	}
 }
 
 void kextlog_core_set_min_level(struct kextlog_core *core, uint32_t level)
@@ -679,4 +785,11 @@ void kextlog_core_counters(struct kextlog_core *core, struct kextlog_counters *c
 	counters->ring_high_water = core->ring.high_water;
 	counters->ring_capacity = core->ring.max_records;
 	core->ops->unlock(core->context);
+}
+
+const char *kextlog_level_name(uint32_t level)
+{
+	static const char *const names[] = { "?", "TRACE", "DEBUG", "INFO", "WARNING", "ERROR" };
+
+	return names[level <= KEXTLOG_LEVEL_ERROR ? level : 0];
 }

@@ -67,9 +67,12 @@ struct kextlog_ops {
 	 * (no room now, the ENOBUFS case: the frames stay and go out on a later
 	 * try), or a prefix on a stream transport. */
 	uint32_t (*send)(void *context, const uint8_t *data, uint32_t length);
-	/* Called without the lock for a message the ring cannot keep (the kernel
-	 * printf of the seed); the message is then a loss. */
-	void     (*last_resort)(void *context, uint32_t level, uint64_t seq, const char *message);
+	/* Called without the lock: a line for the last-resort print (the kernel
+	 * printf of the seed), "<what>: <message>" after the platform's prefix.
+	 * For a message the ring cannot keep (what: "lost seq 5 WARNING"; the
+	 * message is then a loss), and at stop for each record not acknowledged
+	 * ("unacknowledged seq 5 INFO"), after one summary ("stop"). */
+	void     (*last_resort)(void *context, const char *what, const char *message);
 	/* Optional, under the lock: sees every LOG frame when it gets its seq,
 	 * kept or not.  The simulator records them; the kext leaves it NULL. */
 	void     (*tap)(void *context, const struct kextlog_log_frame *frame);
@@ -111,6 +114,7 @@ struct kextlog_counters {
 	uint64_t ring_bytes_used;
 	uint64_t ring_high_water; /* most frames held at once */
 	uint64_t ring_capacity;   /* records */
+	uint64_t printed_at_stop; /* records unacknowledged at stop: printed by the last resort */
 };
 
 /* The client's side of the protocol: which frame is valid in which state is
@@ -210,7 +214,15 @@ bool kextlog_core_backlogged(struct kextlog_core *core);
  * no loss waiting to be reported). */
 bool kextlog_core_idle(struct kextlog_core *core);
 
+/* The logger stops: the client is gone and nothing logs any more.  Every
+ * record still held and not acknowledged goes to the last-resort print, in
+ * seq order, after one summary line; the ring is empty afterwards. */
+void kextlog_core_stop(struct kextlog_core *core);
+
 void kextlog_core_set_min_level(struct kextlog_core *core, uint32_t level);
+
+/* "TRACE" .. "ERROR", "?" for anything else. */
+const char *kextlog_level_name(uint32_t level);
 
 void kextlog_core_counters(struct kextlog_core *core, struct kextlog_counters *counters);
 

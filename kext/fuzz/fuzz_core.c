@@ -24,10 +24,13 @@
  *   ring.records frames in tail - head bytes, in seq order, every seq below
  *   them claimed by the client, every seq after them a pending loss; the
  *   counters agree (logged, lost, next_seq, ring records and bytes);
- * - at the end a well-behaved client resumes from 1 and acknowledges until
- *   the core is idle: every seq was received as a LOG or counted lost in a
- *   RING_FULL LOSS, never both, unless the client gave it up itself (RESUME
- *   past it); every lock was released and every allocation freed.
+ * - at the end either a well-behaved client resumes from 1 and acknowledges
+ *   until the core is idle: every seq was received as a LOG or counted lost
+ *   in a RING_FULL LOSS, never both, unless the client gave it up itself
+ *   (RESUME past it); or the logger stops: every record kept and not
+ *   acknowledged goes to the last-resort print, in seq order, after one
+ *   summary, and the ring is empty; either way every lock was released and
+ *   every allocation freed.
  */
 #include "kextlog_codec.h"
 #include "kextlog_core.h"
@@ -100,6 +103,12 @@ struct harness {
 	bool     got_log[SEQS_MAX + 1];
 	bool     got_ring_full[SEQS_MAX + 1];
 	uint64_t lost_count;
+	bool     end_with_stop;  /* the input ends with kextlog_core_stop, not a drain */
+	bool     stopping;
+	bool     stop_summary;
+	uint64_t stop_acked;     /* acknowledged when the stop began */
+	uint64_t stop_next;      /* the seq to print next at stop, 0: none yet */
+	uint64_t stop_printed;
 	uint64_t claimed;        /* highest seq the client said it has */
 	uint64_t resume_claimed; /* highest RESUME seq - 1 it wrote */
 };
@@ -172,24 +181,56 @@ static uint32_t fuzz_send(void *context, const uint8_t *data, uint32_t length)
 	return taken;
 }
 
-static void fuzz_last_resort(void *context, uint32_t level, uint64_t seq, const char *message)
+static const char *const level_names[] = { "TRACE", "DEBUG", "INFO", "WARNING", "ERROR" };
+
+/* The text of seq's frame, as the last resort prints it: up to a NUL. */
+static void check_printed_text(struct harness *h, uint64_t seq, const char *level,
+    const char *message)
+{
+	const struct kextlog_log_frame *frame = (const void *)h->taps[seq - 1];
+	size_t length = strlen(message);
+
+	FUZZ_ASSERT(strcmp(level, level_names[frame->level - 1]) == 0, "seq %llu printed as %s",
+	    (unsigned long long)seq, level);
+	FUZZ_ASSERT(length <= frame->message_length && memcmp(message, frame->message, length) == 0 &&
+	    (length == frame->message_length || frame->message[length] == '\0'),
+	    "the last resort's text of seq %llu is not its frame's", (unsigned long long)seq);
+}
+
+/* A message the ring could not keep ("lost seq N LEVEL"), or at stop the
+ * summary ("stop") and each record not acknowledged ("unacknowledged seq N
+ * LEVEL"), in seq order. */
+static void fuzz_last_resort(void *context, const char *what, const char *message)
 {
 	struct harness *h = context;
-	const struct kextlog_log_frame *frame;
+	unsigned long long seq;
+	char level[16];
 
 	FUZZ_ASSERT(!h->locked, "last resort under the lock");
-	FUZZ_ASSERT(seq == h->seqs && seq >= 1 && !h->lost[seq],
-	    "last resort for seq %llu, the newest is %llu", (unsigned long long)seq,
-	    (unsigned long long)h->seqs);
-	frame = (const void *)h->taps[seq - 1];
-	FUZZ_ASSERT(level == frame->level, "last resort level %u, the frame's %u", level, frame->level);
-	FUZZ_ASSERT(strlen(message) <= frame->message_length &&
-	    memcmp(message, frame->message, strlen(message)) == 0 &&
-	    (strlen(message) == frame->message_length || frame->message[strlen(message)] == '\0'),
-	    "last resort text is not the frame's");
-	TRACE("  seq %llu to the last resort\n", (unsigned long long)seq);
-	h->lost[seq] = true;
-	h->lost_count++;
+	if (sscanf(what, "lost seq %llu %15s", &seq, level) == 2) {
+		FUZZ_ASSERT(!h->stopping && seq == h->seqs && seq >= 1 && !h->lost[seq],
+		    "last resort for seq %llu, the newest is %llu", seq, (unsigned long long)h->seqs);
+		check_printed_text(h, seq, level, message);
+		TRACE("  seq %llu to the last resort\n", seq);
+		h->lost[seq] = true;
+		h->lost_count++;
+	} else if (strcmp(what, "stop") == 0) {
+		FUZZ_ASSERT(h->stopping && !h->stop_summary && h->stop_next == 0,
+		    "a stop summary outside stop, twice or late");
+		h->stop_summary = true;
+	} else {
+		FUZZ_ASSERT(sscanf(what, "unacknowledged seq %llu %15s", &seq, level) == 2,
+		    "last resort for \"%s\"", what);
+		FUZZ_ASSERT(h->stopping && h->stop_summary, "seq %llu printed outside stop", seq);
+		/* The next seq kept and not acknowledged. */
+		while (h->stop_next <= h->seqs && (h->stop_next <= h->stop_acked || h->lost[h->stop_next]))
+			h->stop_next++;
+		FUZZ_ASSERT(seq == h->stop_next, "seq %llu printed at stop, expected %llu", seq,
+		    (unsigned long long)h->stop_next);
+		check_printed_text(h, seq, level, message);
+		h->stop_next++;
+		h->stop_printed++;
+	}
 }
 
 static void check_tap(struct harness *h, const struct kextlog_log_frame *frame)
@@ -800,6 +841,31 @@ static void drain(struct harness *h)
 	disconnect_client(h);
 }
 
+/* ---- or the end: the logger stops, the client gone ---- */
+
+/* Every record kept and not acknowledged is printed, in seq order, after one
+ * summary; the ring is empty afterwards. */
+static void stop_logger(struct harness *h)
+{
+	struct kextlog_counters counters;
+	uint64_t unacknowledged = 0;
+
+	if (h->client.connected)
+		disconnect_client(h);
+	h->stopping = true;
+	h->stop_acked = h->core->acked_seq;
+	for (uint64_t seq = h->stop_acked + 1; seq <= h->seqs; seq++)
+		unacknowledged += !h->lost[seq];
+	kextlog_core_stop(h->core);
+	kextlog_core_counters(h->core, &counters);
+	FUZZ_ASSERT(h->stop_printed == unacknowledged && h->stop_summary == (unacknowledged > 0),
+	    "%llu of %llu unacknowledged records printed at stop, summary %d",
+	    (unsigned long long)h->stop_printed, (unsigned long long)unacknowledged, h->stop_summary);
+	FUZZ_ASSERT(counters.printed_at_stop == unacknowledged && counters.ring_records == 0,
+	    "after stop: %llu counted printed, %llu frames held",
+	    (unsigned long long)counters.printed_at_stop, (unsigned long long)counters.ring_records);
+}
+
 /* ---- the script ---- */
 
 static void setup(struct harness *h, struct fuzz_input *input)
@@ -816,6 +882,7 @@ static void setup(struct harness *h, struct fuzz_input *input)
 	h->config.producer_version = 0x010203;
 	h->config.min_level = KEXTLOG_LEVEL_TRACE;
 	h->config.send_batch_bytes = settings & 1 ? 65536u : 1 + fuzz_below(input, 4096);
+	h->end_with_stop = settings & 8;
 	h->config.resume_timeout_ns = KEXTLOG_RESUME_TIMEOUT_NS;
 	h->config.status_interval_ns = settings & 2 ? UINT64_MAX : 1 + fuzz_below(input, 2000) * 1000000ull;
 	h->ring_records = 2 + fuzz_below(input, 31);
@@ -940,7 +1007,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_accounting(&h);
 	}
 	kextlog_core_set_min_level(h.core, KEXTLOG_LEVEL_TRACE);
-	drain(&h);
+	if (h.end_with_stop)
+		stop_logger(&h);
+	else
+		drain(&h);
 	teardown(&h);
 	return 0;
 }

@@ -32,11 +32,13 @@ void log_printf(uint32_t level, const char *format, ...) __printflike(2, 3);
 #define log_warning(...) log_printf(KEXTLOG_LEVEL_WARNING, __VA_ARGS__)
 #define log_error(...)   log_printf(KEXTLOG_LEVEL_ERROR, __VA_ARGS__)
 
+/* A call that is compiled out: never made, its arguments never evaluated,
+ * yet still checked against the format (and counted as used: no warnings). */
+#define KEXTLOG_DISCARD(...) ((void)(0 && (log_printf(__VA_ARGS__), 0)))
+
 /* Debug messages exist only in debug builds, as in the seed. */
 #ifdef KEXTLOG_RELEASE
-/* Never called, its arguments never evaluated, yet still checked against the
- * format (and counted as used: no warnings in release builds). */
-#define log_debug(...) ((void)(0 && (log_printf(KEXTLOG_LEVEL_DEBUG, __VA_ARGS__), 0)))
+#define log_debug(...) KEXTLOG_DISCARD(KEXTLOG_LEVEL_DEBUG, __VA_ARGS__)
 #else
 #define log_debug(...) log_printf(KEXTLOG_LEVEL_DEBUG, __VA_ARGS__)
 #endif
@@ -96,9 +98,11 @@ int kextlog_start(const struct kextlog_settings *settings);
 
 /* Call from the kext's stop routine, before taking down what logs.  While
  * the daemon is connected it returns EBUSY and changes nothing: the kext
- * must then refuse to unload.  Otherwise it frees everything and returns 0.
- * Outside kextlog_start()..kextlog_stop(), log_printf() prints to the kernel
- * log (messages under the last minimum level excepted). */
+ * must then refuse to unload.  Otherwise it prints every record the daemon
+ * did not acknowledge to the kernel log, after one line saying how many and
+ * which seqs, frees everything and returns 0.  Outside
+ * kextlog_start()..kextlog_stop(), log_printf() prints to the kernel log
+ * (messages under the last minimum level excepted). */
 int kextlog_stop(void);
 
 /* True when messages at level are logged now: lets a caller skip costly

@@ -100,14 +100,13 @@ static uint32_t sim_send(void *context, const uint8_t *data, uint32_t length)
 	return sent > 0 ? (uint32_t)sent : 0;
 }
 
-static void sim_last_resort(void *context, uint32_t level, uint64_t seq, const char *message)
+/* The kext's printf: one line each. */
+static void sim_last_resort(void *context, const char *what, const char *message)
 {
-	static const char *const names[] = { "?", "TRACE", "DEBUG", "INFO", "WARNING", "ERROR" };
 	struct kextlog_sim *sim = context;
 
 	if (sim->config.last_resort_fd >= 0)
-		dprintf(sim->config.last_resort_fd, "kextlog: lost seq %llu %s: %s\n",
-		    (unsigned long long)seq, names[level <= KEXTLOG_LEVEL_ERROR ? level : 0], message);
+		dprintf(sim->config.last_resort_fd, "kextlog: %s: %s\n", what, message);
 }
 
 static void sim_tap(void *context, const struct kextlog_log_frame *frame)
@@ -519,13 +518,20 @@ void kextlog_sim_status(struct kextlog_sim *sim, struct kextlog_sim_status *stat
 	sim_unlock(sim);
 }
 
-void kextlog_sim_destroy(struct kextlog_sim *sim)
+void kextlog_sim_stop(struct kextlog_sim *sim)
 {
+	if (!sim->threads_started)
+		return;
 	set_state(sim, &sim->stopping, 1);
 	wake_server(sim);
-	if (sim->threads_started) {
-		pthread_join(sim->generator, NULL);
-		pthread_join(sim->server, NULL);
-	}
+	pthread_join(sim->generator, NULL);
+	pthread_join(sim->server, NULL); /* it drops the client */
+	sim->threads_started = 0;
+	kextlog_core_stop(&sim->core);
+}
+
+void kextlog_sim_destroy(struct kextlog_sim *sim)
+{
+	kextlog_sim_stop(sim);
 	release_resources(sim);
 }

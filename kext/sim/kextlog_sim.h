@@ -24,7 +24,8 @@ struct kextlog_sim_config {
 	uint32_t    min_level;
 	uint64_t    seed;              /* workload seed */
 	const char *tap_path;          /* every generated LOG frame, appended; NULL: none */
-	int         last_resort_fd;    /* where lost messages are printed; -1: nowhere */
+	int         last_resort_fd;    /* the kernel printf's stand-in: lost messages, and at stop
+	                                * the unacknowledged; -1: nowhere */
 	uint64_t    resume_timeout_ns;
 };
 
@@ -49,7 +50,12 @@ int kextlog_sim_wait(struct kextlog_sim *sim, uint32_t timeout_ms);
 
 void kextlog_sim_status(struct kextlog_sim *sim, struct kextlog_sim_status *status);
 
-/* Stops both threads, closes the sockets, removes the socket file, frees. */
+/* Stops both threads, as the kext stops: the client is dropped, and every
+ * record not acknowledged goes to last_resort_fd (counted in
+ * printed_at_stop).  Once; kextlog_sim_destroy() does it if not done. */
+void kextlog_sim_stop(struct kextlog_sim *sim);
+
+/* Stops, closes the sockets, removes the socket file, frees. */
 void kextlog_sim_destroy(struct kextlog_sim *sim);
 
 #endif /* KEXTLOG_SIM_H */

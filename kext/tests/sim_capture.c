@@ -78,7 +78,7 @@ int main(int argc, char **argv)
 	struct kextlog_sim_config config = {
 		.socket_path = address.sun_path,
 		.min_level = KEXTLOG_LEVEL_TRACE,
-		.last_resort_fd = 2,
+		.last_resort_fd = -1, /* it acknowledges nothing: no need to see it all at stop */
 		.resume_timeout_ns = KEXTLOG_RESUME_TIMEOUT_NS,
 	};
 	struct kextlog_sim *sim;

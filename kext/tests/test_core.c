@@ -18,9 +18,8 @@
 #define WALL_START 1700000000000000000ull
 
 struct last_resort_call {
-	uint32_t level;
-	uint64_t seq;
-	char     message[KEXTLOG_STACK_MESSAGE + 1];
+	char what[64];
+	char message[KEXTLOG_MESSAGE_MAX + 1];
 };
 
 struct platform {
@@ -59,7 +58,7 @@ struct platform {
 	uint32_t alloc_calls;
 	void   (*on_alloc)(struct platform *p);
 
-	struct last_resort_call last_resort[16];
+	struct last_resort_call last_resort[80];
 	uint32_t last_resort_calls;
 	_Alignas(8) uint8_t taps[TAPS_MAX][LOG_FRAME_MAX]; /* tap i holds seq i + 1 */
 	uint32_t tap_count;
@@ -165,7 +164,7 @@ static uint32_t fake_send(void *context, const uint8_t *data, uint32_t length)
 	return taken;
 }
 
-static void fake_last_resort(void *context, uint32_t level, uint64_t seq, const char *message)
+static void fake_last_resort(void *context, const char *what, const char *message)
 {
 	struct platform *p = context;
 	struct last_resort_call *call;
@@ -173,10 +172,17 @@ static void fake_last_resort(void *context, uint32_t level, uint64_t seq, const 
 	CHECK(!p->locked);
 	REQUIRE(p->last_resort_calls < sizeof p->last_resort / sizeof p->last_resort[0]);
 	call = &p->last_resort[p->last_resort_calls++];
-	call->level = level;
-	call->seq = seq;
-	REQUIRE(strlen(message) <= KEXTLOG_STACK_MESSAGE);
+	REQUIRE(strlen(what) < sizeof call->what);
+	REQUIRE(strlen(message) < sizeof call->message);
+	strcpy(call->what, what);
 	strcpy(call->message, message);
+}
+
+/* Call i of the last resort printed "<what>: <message>". */
+static bool printed(struct platform *p, uint32_t i, const char *what, const char *message)
+{
+	return i < p->last_resort_calls && strcmp(p->last_resort[i].what, what) == 0 &&
+	    strcmp(p->last_resort[i].message, message) == 0;
 }
 
 static void fake_tap(void *context, const struct kextlog_log_frame *frame)
@@ -695,15 +701,9 @@ static void test_ring_full(void)
 	kextlog_core_log(&p->core, KEXTLOG_LEVEL_ERROR, "lost %d", 6);
 	kextlog_core_log(&p->core, KEXTLOG_LEVEL_TRACE, "lost %d", 7);
 	CHECK_EQ(p->last_resort_calls, 3);
-	CHECK_EQ(p->last_resort[0].level, KEXTLOG_LEVEL_WARNING);
-	CHECK_EQ(p->last_resort[0].seq, 5);
-	CHECK(strcmp(p->last_resort[0].message, "lost 5") == 0);
-	CHECK_EQ(p->last_resort[1].level, KEXTLOG_LEVEL_ERROR);
-	CHECK_EQ(p->last_resort[1].seq, 6);
-	CHECK(strcmp(p->last_resort[1].message, "lost 6") == 0);
-	CHECK_EQ(p->last_resort[2].level, KEXTLOG_LEVEL_TRACE);
-	CHECK_EQ(p->last_resort[2].seq, 7);
-	CHECK(strcmp(p->last_resort[2].message, "lost 7") == 0);
+	CHECK(printed(p, 0, "lost seq 5 WARNING", "lost 5"));
+	CHECK(printed(p, 1, "lost seq 6 ERROR", "lost 6"));
+	CHECK(printed(p, 2, "lost seq 7 TRACE", "lost 7"));
 	CHECK_EQ(counters(p).lost, 3);
 	CHECK_EQ(counters(p).logged, 7);
 	CHECK_EQ(counters(p).ring_records, 4);
@@ -1407,6 +1407,101 @@ static void test_bounded_lock_holds(void)
 	finish(p);
 }
 
+/* The text a LOG frame carries, NUL-terminated. */
+static const char *text_of(const struct kextlog_log_frame *log)
+{
+	static char text[KEXTLOG_MESSAGE_MAX + 1];
+
+	memcpy(text, log->message, log->message_length);
+	text[log->message_length] = '\0';
+	return text;
+}
+
+/* Printed at stop, in order from call `from`: "unacknowledged seq N LEVEL"
+ * and the text, for each seq of first..last. */
+static void expect_printed_at_stop(struct platform *p, uint32_t from, uint64_t first,
+    uint64_t last)
+{
+	for (uint64_t seq = first; seq <= last; seq++) {
+		char what[64];
+
+		snprintf(what, sizeof what, "unacknowledged seq %llu %s", (unsigned long long)seq,
+		    kextlog_level_name(tap(p, seq)->level));
+		CHECK(printed(p, from++, what, text_of(tap(p, seq))));
+	}
+}
+
+static void test_stop(void)
+{
+	struct platform *p = start(20);
+
+	/* Everything acknowledged: nothing to say. */
+	log_some(p, 3);
+	connect_client(p);
+	resume_at(p, 1);
+	ack(p, 3);
+	kextlog_core_disconnect(&p->core);
+	kextlog_core_stop(&p->core);
+	CHECK_EQ(p->last_resort_calls, 0);
+	CHECK_EQ(counters(p).printed_at_stop, 0);
+	finish(p);
+
+	/* Never a client: all of it, after one line saying what follows. */
+	p = start(20);
+	log_some(p, 5);
+	kextlog_core_stop(&p->core);
+	CHECK_EQ(p->last_resort_calls, 6);
+	CHECK(printed(p, 0, "stop", "5 unacknowledged records, seqs 1..5, printed below"));
+	expect_printed_at_stop(p, 1, 1, 5);
+	CHECK_EQ(counters(p).printed_at_stop, 5);
+	CHECK_EQ(counters(p).ring_records, 0);
+	CHECK(kextlog_core_idle(&p->core));
+	finish(p);
+
+	/* A client acknowledged some; a loss entered the ring between records. */
+	p = start(20);
+	connect_client(p);
+	resume_at(p, 1);
+	log_some(p, 20);
+	kextlog_core_pump(&p->core);
+	ack(p, 10);
+	log_some(p, 20);               /* 21..30 kept, 31..40 lost (printed now) */
+	kextlog_core_pump(&p->core);
+	ack(p, 25);                    /* room: the loss of 31..40 enters the ring */
+	log_some(p, 5);                /* 41..45 */
+	kextlog_core_pump(&p->core);
+	kextlog_core_disconnect(&p->core);
+	CHECK_EQ(p->last_resort_calls, 10);
+	CHECK(printed(p, 0, "lost seq 31 INFO", text_of(tap(p, 31))));
+	kextlog_core_stop(&p->core);
+	CHECK_EQ(p->last_resort_calls, 10 + 1 + 10);
+	CHECK(printed(p, 10, "stop",
+	    "10 unacknowledged records, seqs 26..45 (10 lost earlier, printed then), printed below"));
+	expect_printed_at_stop(p, 11, 26, 30);
+	expect_printed_at_stop(p, 16, 41, 45);
+	CHECK_EQ(counters(p).printed_at_stop, 10);
+	CHECK_EQ(counters(p).lost, 10);
+	CHECK_EQ(counters(p).ring_records, 0);
+	finish(p);
+
+	/* Texts that fill their frame to the last byte (no padding for a NUL),
+	 * from the heap path; one record alone. */
+	p = start(20);
+	p->core.ops = &heap_ops;
+	log_length(p, KEXTLOG_LEVEL_ERROR, KEXTLOG_MESSAGE_MAX);
+	log_length(p, KEXTLOG_LEVEL_WARNING, 1000);
+	connect_client(p);
+	resume_at(p, 1);
+	ack(p, 1);
+	kextlog_core_disconnect(&p->core);
+	kextlog_core_stop(&p->core);
+	CHECK_EQ(tap(p, 2)->header.length, sizeof(struct kextlog_log_frame) + 1000);
+	CHECK(printed(p, 0, "stop", "1 unacknowledged record, seq 2, printed below"));
+	expect_printed_at_stop(p, 1, 2, 2);
+	CHECK_EQ(strlen(p->last_resort[1].message), 1000);
+	finish(p);
+}
+
 /* Messages at every boundary of the stack buffer and of the maximum. */
 static void test_heap_path(void)
 {
@@ -1551,6 +1646,7 @@ int main(void)
 	test_status();
 	test_run_at_buffer_end();
 	test_bounded_lock_holds();
+	test_stop();
 	test_heap_path();
 	test_heap_nomem();
 	test_arguments_change_between_passes();

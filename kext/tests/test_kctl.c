@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <mach/mach_types.h>
+
 #include "kextlog.h"
 #include "kextlog_codec.h"
 #include "kextlog_test.h"
@@ -685,6 +687,28 @@ static void test_stop_refused_while_connected(void)
 	stop();
 }
 
+/* The daemon is gone and some records were never acknowledged: at stop
+ * they go to the kernel log, after one line saying which. */
+static void test_stop_prints_unacknowledged(void)
+{
+	struct reader reader;
+
+	start(KEXTLOG_SOCKET_DGRAM);
+	connect_streaming(&reader, SOCK_DGRAM);
+	log_info("stored %d", 1);
+	log_info("stored %d", 2);
+	write_ack(&reader, 2);
+	log_warning("never acknowledged %d", 3);
+	kextlog_shim_disconnect(reader.unit);
+	log_error("after the daemon left %d", 4);
+	CHECK(!printed("unacknowledged"));
+	stop();
+	CHECK(printed(NAME ": stop: 2 unacknowledged records, seqs 3..4, printed below\n"
+	    NAME ": unacknowledged seq 3 WARNING: never acknowledged 3\n"
+	    NAME ": unacknowledged seq 4 ERROR: after the daemon left 4\n"));
+	CHECK(!printed("stored"));
+}
+
 static void test_timer(void)
 {
 	const struct kextlog_frame_header *frame;
@@ -798,6 +822,74 @@ static void test_boot_id(void)
 	check_boot_id(NULL, zero);
 	check_boot_id("not a uuid", zero);
 	check_boot_id("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0-and-more", zero);
+}
+
+/* ---- a kext written against the seed (seed_kext.c, through log_kctl.h) ---- */
+
+kern_return_t seed_kext_start(kmod_info_t *ki, void *d);
+kern_return_t seed_kext_stop(kmod_info_t *ki, void *d);
+void seed_kext_log(int pid, const char *path);
+
+static void expect_log(struct reader *reader, uint32_t level, const char *text)
+{
+	const struct kextlog_log_frame *log = next_log(reader);
+
+	CHECK_EQ(log->level, level);
+	if (!message_is(log, text))
+		fprintf(stderr, "expected \"%s\", got \"%.*s\"\n", text, (int)log->message_length,
+		    log->message);
+	CHECK(message_is(log, text));
+}
+
+static void test_seed_kext(void)
+{
+	struct kextlog_hello_frame hello;
+	struct reader reader;
+	char text[128];
+	uint32_t unit;
+
+	kextlog_shim_reset();
+	CHECK_EQ(seed_kext_start(NULL, NULL), KERN_SUCCESS);
+	CHECK(strcmp(kextlog_shim.registration.ctl_name, "com.example.seed_kext.kctl") == 0);
+	CHECK_EQ(kextlog_shim.registration.ctl_flags, CTL_FLAG_PRIVILEGED); /* SOCK_DGRAM */
+	CHECK(kextlog_shim_sysctl_find("debug.seed_kext.delivered") != NULL);
+	CHECK_EQ(seed_kext_start(NULL, NULL), KERN_FAILURE); /* started already */
+	snprintf(text, sizeof text, "com.example.seed_kext: log_kctl_register: kextlog_start "
+	    "failed (error %d)\n", EALREADY);
+	CHECK(printed(text));
+
+	connect_client(&reader, SOCK_DGRAM);
+	hello = read_hello(&reader);
+	CHECK(strcmp(hello.name, "com.example.seed_kext") == 0);
+	write_resume(&reader, hello.instance_id, 1, 0);
+	seed_kext_log(42, "/etc/hosts");
+	/* The seed's levels 0..4, by name or number, are kextlog's 1..5. */
+	expect_log(&reader, KEXTLOG_LEVEL_INFO, "started, kctl com.example.seed_kext.kctl");
+	expect_log(&reader, KEXTLOG_LEVEL_TRACE, "vnode /etc/hosts by 42");
+	expect_log(&reader, KEXTLOG_LEVEL_DEBUG, "debug 42");
+	expect_log(&reader, KEXTLOG_LEVEL_INFO, "info /etc/hosts");
+	expect_log(&reader, KEXTLOG_LEVEL_WARNING, "warning 42");
+	expect_log(&reader, KEXTLOG_LEVEL_ERROR, "error /etc/hosts");
+	expect_log(&reader, KEXTLOG_LEVEL_WARNING, "log_printf WARNING 42");
+	expect_log(&reader, KEXTLOG_LEVEL_INFO, "log_printf 2 (INFO in the seed)");
+	expect_log(&reader, KEXTLOG_LEVEL_ERROR, "INFO is enabled");
+	CHECK(next_frame(&reader) == NULL);
+
+	/* The seed's level 3 (WARNING) as the minimum: its INFO is not enabled. */
+	CHECK_EQ(kextlog_shim_sysctl_write("debug.seed_kext.min_level", KEXTLOG_LEVEL_WARNING), 0);
+	seed_kext_log(7, "/tmp");
+	expect_log(&reader, KEXTLOG_LEVEL_WARNING, "warning 7");
+	expect_log(&reader, KEXTLOG_LEVEL_ERROR, "error /tmp");
+	expect_log(&reader, KEXTLOG_LEVEL_WARNING, "log_printf WARNING 7");
+	CHECK(next_frame(&reader) == NULL);
+
+	CHECK_EQ(seed_kext_stop(NULL, NULL), KERN_FAILURE); /* the daemon is connected */
+	CHECK(kextlog_shim.registered);
+	kextlog_shim_disconnect(reader.unit);
+	CHECK_EQ(seed_kext_stop(NULL, NULL), KERN_SUCCESS);
+	check_released();
+	CHECK(printed("com.example.seed_kext: stop: 12 unacknowledged records, seqs 1..12"));
+	CHECK_EQ(kextlog_shim_connect(SOCK_DGRAM, true, &unit), ENOENT); /* gone */
 }
 
 /* ---- the kext's frames are the simulator's ---- */
@@ -933,10 +1025,12 @@ int main(int argc, char **argv)
 	test_sysctls();
 	test_ratelimit_report();
 	test_stop_refused_while_connected();
+	test_stop_prints_unacknowledged();
 	test_timer();
 	test_outside_start_and_stop();
 	test_ring_capacity();
 	test_boot_id();
+	test_seed_kext();
 	test_same_bytes_as_simulator(argv[0]);
 	kextlog_shim_reset();
 	return kextlog_test_done("test_kctl");
