@@ -89,6 +89,7 @@ struct harness {
 	struct kextlog_task task;
 	bool     locked;
 	uint32_t room;           /* what the client takes before it has no room */
+	uint64_t received;       /* bytes clients took, in all */
 	bool     alloc_fails;
 	uint32_t allocations;
 	char    *mutable_text;   /* an argument that another "thread" changes */
@@ -177,6 +178,7 @@ static uint32_t fuzz_send(void *context, const uint8_t *data, uint32_t length)
 	}
 	if (h->room != UNLIMITED)
 		h->room -= taken;
+	h->received += taken;
 	read_frames(h, data, taken, !h->client.stream);
 	return taken;
 }
@@ -536,13 +538,17 @@ static void client_write(struct harness *h, const uint8_t *data, size_t length)
 	size_t at = 0;
 	bool whole = fuzz_u8(h->input) & 1;
 
-	if (!h->client.connected)
-		return;
 	while (at < length) {
 		size_t piece = whole ? length - at : 1 + fuzz_below(h->input, 64);
 
 		if (piece > length - at)
 			piece = length - at;
+		/* Input with no client (a platform that hands it over late) is refused. */
+		if (!h->client.connected) {
+			FUZZ_ASSERT(kextlog_core_receive(h->core, data + at, piece) != KEXTLOG_WIRE_OK,
+			    "input with no client accepted");
+			return;
+		}
 		/* Before the core reads it: claims depend on what was sent so far. */
 		note_written(h, data + at, piece);
 		kextlog_core_receive(h->core, data + at, piece);
@@ -570,10 +576,23 @@ static uint64_t choose_resume(struct harness *h)
 	}
 }
 
-/* One ACK or RESUME into frame; returns its length. */
+/* One ACK or RESUME into frame, or now and then a well-formed frame of
+ * another type (a newer client's, or one of the producer's); returns its
+ * length (at most KEXTLOG_FRAME_MAX). */
 static uint32_t encode_client_frame(struct harness *h, uint8_t *frame)
 {
-	if (fuzz_u8(h->input) & 1)
+	uint8_t kind = fuzz_u8(h->input);
+
+	if (kind % 16 == 15) {
+		static const uint16_t types[] = { 1, 2, 3, 4, 66, 100, 127, 128, 200 };
+		uint32_t length = 16 + 8 * fuzz_below(h->input, (KEXTLOG_FRAME_MAX - 16) / 8 + 1);
+
+		memset(frame, 0, length);
+		kextlog_encode_header((void *)frame,
+		    types[fuzz_below(h->input, sizeof types / sizeof types[0])], length);
+		return length;
+	}
+	if (kind & 1)
 		return kextlog_encode_ack((void *)frame, choose_ack(h));
 	if (fuzz_u8(h->input) % 8 == 0) {
 		uint8_t other[KEXTLOG_ID_SIZE] = { 0x99 };
@@ -932,7 +951,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static struct harness h;
 	struct fuzz_input input = { .data = data, .size = size };
 	struct kextlog_ratelimit sites[2] = { { 0 } };
-	uint8_t bytes[16 * FUZZ_RESUME_SIZE];
+	uint8_t bytes[16 * KEXTLOG_FRAME_MAX];
+	uint64_t received;
+	bool backlogged;
 	const uint8_t *raw;
 
 	setup(&h, &input);
@@ -982,8 +1003,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			    fuzz_below(&input, 1000) * 1000000ull;
 			tick(&h);
 			break;
-		case 10:
+		case 10: /* a pump sends nothing unless the core says it has more (or
+			  * a pending loss now fits in the ring: the timer's job) */
+			received = h.received;
+			backlogged = kextlog_core_backlogged(h.core) || h.core->loss_pending;
 			kextlog_core_pump(h.core);
+			FUZZ_ASSERT(backlogged || h.received == received,
+			    "not backlogged, yet a pump sent %llu bytes",
+			    (unsigned long long)(h.received - received));
 			break;
 		case 11:
 			h.alloc_fails = !h.alloc_fails;
