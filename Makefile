@@ -14,7 +14,7 @@ KERNEL_SDK ?= $(wildcard $(CURDIR)/kext/.sdk)
 NATIVE_SOURCES := $(wildcard kext/include/*.h kext/core/*.[ch] kext/sim/*.[ch]) \
                   kextlog_store/_build_native.py setup.py pyproject.toml
 
-.PHONY: all install run test lint kext check bench clean install-service fuzz
+.PHONY: all install run test lint kext check bench clean install-service fuzz kmod-test
 
 all: install
 
@@ -47,9 +47,16 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+	$(MAKE) kmod-test
 	@mkdir -p $(RUN_DIR); for target in $(FUZZ_TARGETS); do \
 	    $(BIN)/python $$target -runs=$(FUZZ_RUNS) > $(RUN_DIR)/fuzz.log 2>&1 \
 	    || { cat $(RUN_DIR)/fuzz.log; exit 1; }; echo "$$target: $(FUZZ_RUNS) inputs, no finding"; done
+
+# The Linux module in Debian's kernel under qemu, with the real ingest on the
+# host (kmod/README.md); bigger by hand: KEXTLOG_KMOD="40000 2000 6" make kmod-test
+kmod-test: $(STAMP)
+	kmod/install-deps.sh
+	$(BIN)/python -m pytest kmod/tests
 
 # The fuzzers of fuzz/ (Python, atheris) and kext/fuzz (C, libFuzzer), see
 # docs/fuzzing.md: a short round in `make test`, a long one by hand,
@@ -103,6 +110,7 @@ kext:
 
 clean:
 	$(MAKE) -C kext clean
+	$(MAKE) -C kmod clean
 	rm -rf $(VENV) $(RUN_DIR) build *.egg-info kextlog_store/_native*.so
 
 # Benchmarks (not part of `make test`): every figure of docs/benchmarks.md.

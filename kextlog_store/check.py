@@ -17,7 +17,6 @@ from urllib.parse import quote
 
 from .errors import DatabaseError
 from .store import SEQ_BITS, SEQ_MASK, known_revisions, sqlite_path
-from .wire import SEQ_MAX
 
 SHOWN_PROBLEMS = 10  # of each check, at most; the count says how many more
 
@@ -122,7 +121,7 @@ def _revision(connection: sqlite3.Connection) -> Finding:
 
 def _high_water(connection: sqlite3.Connection) -> Finding:
     """Every stored seq of an instance is at most its high-water mark (one
-    search of the records' key per instance), which is at most SEQ_MAX."""
+    search of the records' key per instance), which is at most SEQ_MASK."""
     name = "high-water marks"
     try:
         rows = _run(
@@ -136,8 +135,8 @@ def _high_water(connection: sqlite3.Connection) -> Finding:
         return _failure(name, error)
     problems = []
     for uuid, high_water, newest in rows:
-        if high_water > SEQ_MAX:  # it would cover other instances' keys
-            problems.append(f"instance {uuid}: high-water mark {high_water} past seq {SEQ_MAX}")
+        if high_water > SEQ_MASK:  # it would cover other instances' keys
+            problems.append(f"instance {uuid}: high-water mark {high_water} past seq {SEQ_MASK}")
         if newest is not None and newest > high_water:
             problems.append(
                 f"instance {uuid}: a record with seq {newest} above its high-water mark"

@@ -645,6 +645,7 @@ def ingest_command(
             "--source",
             metavar="SOURCE",
             help="Where records come from: kctl:NAME (a kext's kernel control, macOS), "
+            "dev:PATH (/dev/kextlog of the Linux module), "
             "unix:PATH (the simulator, or any producer of the protocol) or kmsg (the Linux "
             "kernel's own log). Repeatable: one daemon, one writer, several producers. "
             "Default: the configuration file's sources.",

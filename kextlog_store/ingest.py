@@ -37,8 +37,11 @@ from .kmsg import SourceDone
 from .levels import Level
 from .retention import RetentionPolicy, apply, check
 from .sources import Connection, Source, SourceClosed
-from .store import InstanceState, PidMerge, Writer, passing_failure, sqlite_path
-from .wire import MALFORMED, Hello, LogFrame, LogRun, Loss, Skipped, Status
+from .store import SEQ_MASK, InstanceState, PidMerge, Writer, passing_failure, sqlite_path
+from .wire import MALFORMED, SEQ_MAX, Hello, LogFrame, LogRun, Loss, Skipped, Status
+
+if SEQ_MASK != SEQ_MAX:  # the store's key packing must be the header's field bounds
+    raise ImportError("KEXTLOG_SEQ_BITS changed in kextlog_wire.h: update kextlog_store.store")
 
 log = logging.getLogger("kextlog.ingest")
 
@@ -49,6 +52,7 @@ READ_TIMEOUT = 0.25  # how often readers look at the stop flag
 GATHER_BYTES, GATHER_SECONDS = 64 * 1024, 0.005  # see _serve
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
 PUBLISH_SECONDS = 1.0  # how often the daemon's state is published for `kextlog status`
+DRAIN_READS = 64  # at a clean stop: reads of what producers sent since (16 MiB at most)
 # Malformed input is reported once per burst: when none came for a while,
 # and at least this often while it goes on.
 SKIPPED_QUIET_SECONDS, SKIPPED_REPORT_SECONDS = 1.0, 5.0
@@ -447,6 +451,13 @@ class Ingest:
         finally:
             self.stop.set()
             for connection in self._stopped_connections:
+                # What came since the readers stopped is read and dropped
+                # first: a socket closed with unread data is reset, and the
+                # producer's read fails before it reaches our last ACK.
+                with contextlib.suppress(KextlogError, OSError):
+                    for _ in range(DRAIN_READS):
+                        if not connection.receive(0):
+                            break
                 connection.close()
             self._stop_merging()
             self._report_skipped(time.monotonic(), ending=True)

@@ -1,6 +1,7 @@
 """Where frames come from.
 
 A source names a producer: `kctl:NAME` (a kext's kernel control, macOS),
+`dev:PATH` (a character device: /dev/kextlog of the Linux module, kmod/),
 `unix:PATH` (the simulator, or any producer of the protocol) or `kmsg` (the
 Linux kernel's own log, in kmsg.py).  Connecting gives a Connection: it reads
 what the producer sends, decodes it with its reader, and answers RESUME and
@@ -10,6 +11,7 @@ ACK.
 from __future__ import annotations
 
 import errno
+import os
 import select
 import socket
 import uuid
@@ -38,18 +40,28 @@ class Connection:
         self.reader = FrameReader()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
 
+    def fileno(self) -> int:
+        return self._socket.fileno()
+
+    def _take(self) -> bytes:
+        """What has arrived, without waiting (BlockingIOError: nothing)."""
+        return self._socket.recv(RECEIVE_BYTES, socket.MSG_DONTWAIT)
+
+    def _give(self, data: bytes) -> None:
+        self._socket.sendall(data)
+
     def receive(self, timeout: float) -> list[bytes]:
         """What arrived within timeout seconds (maybe nothing): every datagram
         waiting, or the stream's bytes, up to RECEIVE_BYTES in all.  A kext
         sends a datagram per message it logs: taking them in one go keeps
         the work per record small."""
-        ready, _, _ = select.select([self._socket], [], [], timeout)
+        ready, _, _ = select.select([self], [], [], timeout)
         if not ready:
             return []
         chunks, size = [], 0
         while size < RECEIVE_BYTES:
             try:
-                data = self._socket.recv(RECEIVE_BYTES, socket.MSG_DONTWAIT)
+                data = self._take()
             except BlockingIOError:
                 break
             if not data:
@@ -76,13 +88,42 @@ class Connection:
         return self.decode(self.receive(timeout))
 
     def resume(self, instance_raw: bytes, seq: int) -> None:
-        self._socket.sendall(encode_resume(instance_raw, seq))
+        self._give(encode_resume(instance_raw, seq))
 
     def ack(self, seq: int) -> None:
-        self._socket.sendall(encode_ack(seq))
+        self._give(encode_ack(seq))
 
     def close(self) -> None:
         self._socket.close()
+
+
+class DeviceConnection(Connection):
+    """A connection through a device opened for reading and writing: a
+    stream of frames, as from a SOCK_STREAM control (/dev/kextlog returns
+    whole frames, a special case of it)."""
+
+    def __init__(self, fd: int) -> None:  # no socket: its own file descriptor
+        self._fd = fd
+        self._datagrams = False
+        self.reader = FrameReader()
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def _take(self) -> bytes:
+        try:
+            return os.read(self._fd, RECEIVE_BYTES)
+        except OSError as error:
+            if error.errno == errno.EIO:  # a terminal whose other end closed
+                return b""
+            raise
+
+    def _give(self, data: bytes) -> None:
+        while data:
+            data = data[os.write(self._fd, data) :]
+
+    def close(self) -> None:
+        os.close(self._fd)
 
 
 SocketFactory = Callable[[int, int, int], socket.socket]
@@ -132,6 +173,33 @@ class UnixSource:
         )
 
 
+# What a device's open errors mean (see kmod/kextlog_linux.c).
+DEVICE_ERRORS = {
+    errno.ENOENT: "no such device: is the kextlog module loaded?",
+    errno.EACCES: "the device is root's: run ingest as root",
+    errno.EPERM: "the device needs CAP_SYS_ADMIN: run ingest as root",
+    errno.EBUSY: "another reader has the device open (one at a time)",
+}
+
+
+@dataclass(frozen=True)
+class DeviceSource:
+    """A character device of the protocol: /dev/kextlog of the Linux module.
+    Opening it is the connect (the module sends HELLO), closing it the
+    disconnect; one reader at a time, root only."""
+
+    spec: str
+    path: str
+
+    def connect(self) -> DeviceConnection:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        except OSError as error:
+            meaning = DEVICE_ERRORS.get(error.errno or 0, error.strerror or str(error))
+            raise SourceError(f"{self.spec}: {meaning}") from None
+        return DeviceConnection(fd)
+
+
 # What a kernel control's connect errors mean (see xnu's kern_control.c).
 KCTL_ERRORS = {
     errno.ENOENT: "no kernel control by that name: is the kext loaded?",
@@ -166,7 +234,7 @@ class KctlSource:
         )
 
 
-Source = UnixSource | KctlSource | KmsgSource
+Source = UnixSource | DeviceSource | KctlSource | KmsgSource
 
 # The longest control name the kernel takes (MAX_KCTL_NAME, NUL included).
 KCTL_NAME_MAX = 96
@@ -175,7 +243,7 @@ KCTL_NAME_MAX = 96
 def parse_source(
     spec: str, *, kmsg_path: str = DEVICE, kmsg_boot_id: str | None = None, once: bool = False
 ) -> Source:
-    """A --source value: kmsg, unix:PATH or kctl:NAME."""
+    """A --source value: kmsg, unix:PATH, dev:PATH or kctl:NAME."""
     kind, _, rest = spec.partition(":")
     if spec == "kmsg":
         return KmsgSource(spec, kmsg_path, _boot_id(kmsg_boot_id), once)
@@ -183,13 +251,15 @@ def parse_source(
         raise UsageError(f"--once: {spec} never ends; only kmsg sources can be read once")
     if kind == "unix" and rest:
         return UnixSource(spec, rest)
+    if kind == "dev" and rest:
+        return DeviceSource(spec, rest)
     if kind == "kctl" and rest:
         if not hasattr(socket, "PF_SYSTEM"):
             raise UsageError(f"{spec}: kernel control sources exist only on macOS")
         if len(rest.encode()) >= KCTL_NAME_MAX:
             raise UsageError(f"{spec}: a control name is shorter than {KCTL_NAME_MAX} bytes")
         return KctlSource(spec, rest)
-    raise UsageError(f"unknown source {spec!r} (expected kmsg, unix:PATH or kctl:NAME)")
+    raise UsageError(f"unknown source {spec!r} (expected kmsg, unix:PATH, dev:PATH or kctl:NAME)")
 
 
 def _boot_id(value: str | None) -> str | None:

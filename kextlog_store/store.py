@@ -54,7 +54,6 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import ExceptionContext
 
 from . import migrations
-from ._native import lib
 from .errors import DatabaseError
 
 metadata = MetaData(
@@ -100,12 +99,14 @@ instances = Table(
 
 # A record's key is (instance, seq), packed into one 64-bit rowid: one B-tree
 # to write per record instead of a rowid plus a unique index (see migration
-# 0002).  The bounds are the wire header's: the reader refuses a seq past
-# wire.SEQ_MAX, so one instance's records never take another's keys, and with at
-# most INSTANCES_MAX instances no sum of counts or marks overflows.
-SEQ_BITS = lib.KEXTLOG_SEQ_BITS
-SEQ_MASK = lib.KEXTLOG_SEQ_MAX
-INSTANCES_MAX = lib.KEXTLOG_INSTANCES_MAX
+# 0002).  The bounds are the wire header's (KEXTLOG_SEQ_BITS): the reader
+# refuses a seq past SEQ_MASK, so one instance's records never take another's
+# keys, and with at most INSTANCES_MAX instances no sum of counts or marks
+# overflows.  Written as a number so that reading the store loads no cffi;
+# ingest, the one writer, checks it against the compiled header at import.
+SEQ_BITS = 44
+SEQ_MASK = (1 << SEQ_BITS) - 1
+INSTANCES_MAX = (1 << (63 - SEQ_BITS)) - 1
 # The shift in SQL (instance_id << SEQ_SHIFT): a plain integer literal, as
 # PostgreSQL shifts a bigint by an int, not by a bigint parameter.
 SEQ_SHIFT = literal_column(str(SEQ_BITS))

@@ -1,18 +1,26 @@
 """Sources: naming them, and connecting with the socket type the producer
 accepts.  Unix sockets are real here; the macOS kernel control is not, so its
-pure logic runs against a stand-in socket that answers as XNU's does."""
+pure logic runs against a stand-in socket that answers as XNU's does.  A
+device source reads a real character device: a pseudo-terminal carrying the
+simulator's stream (/dev/kextlog itself runs in kmod/tests, in qemu)."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import select
 import socket
+import threading
+import tty
 from pathlib import Path
 
 import pytest
 
 from kextlog_store.errors import SourceError, UsageError
-from kextlog_store.sources import KctlSource, UnixSource, parse_source
+from kextlog_store.sources import DeviceSource, KctlSource, UnixSource, parse_source
+from tests.processes import connect, start
+from tests.test_delivery import accounting, integrity, stop
 
 PF_SYSTEM, SYSPROTO_CONTROL = 32, 2  # <sys/socket.h>, <sys/sys_domain.h> on macOS
 
@@ -47,16 +55,17 @@ def macos_socket(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "SYSPROTO_CONTROL", SYSPROTO_CONTROL, raising=False)
 
 
-def test_unix_and_kctl_specs(macos_socket: None) -> None:
+def test_unix_dev_and_kctl_specs(macos_socket: None) -> None:
     assert parse_source("unix:/run/k.sock") == UnixSource("unix:/run/k.sock", "/run/k.sock")
+    assert parse_source("dev:/dev/kextlog") == DeviceSource("dev:/dev/kextlog", "/dev/kextlog")
     assert parse_source("kctl:com.example.log") == KctlSource(
         "kctl:com.example.log", "com.example.log"
     )
 
 
-@pytest.mark.parametrize("spec", ["tcp:1.2.3.4", "unix:", "kctl:", "nothing"])
+@pytest.mark.parametrize("spec", ["tcp:1.2.3.4", "unix:", "dev:", "kctl:", "nothing"])
 def test_unknown_specs_are_usage_errors(spec: str) -> None:
-    with pytest.raises(UsageError, match="expected kmsg, unix:PATH or kctl:NAME"):
+    with pytest.raises(UsageError, match="expected kmsg, unix:PATH, dev:PATH or kctl:NAME"):
         parse_source(spec)
 
 
@@ -128,3 +137,57 @@ def test_unix_source_takes_the_listeners_socket_type(tmp_path: Path) -> None:
         assert connection._datagrams is datagrams
         connection.close()
         listener.close()
+
+
+def test_a_device_that_is_missing_asks_for_the_module(tmp_path: Path) -> None:
+    source = parse_source(f"dev:{tmp_path}/kextlog")
+    with pytest.raises(
+        SourceError, match=r"^dev:.*: no such device: is the kextlog module loaded\?"
+    ):
+        source.connect()
+
+
+def relay(producer: socket.socket, terminal: int) -> None:
+    """Copies between the producer and a pseudo-terminal's master side until
+    the producer goes, as kmod's guest relay copies to /dev/kextlog."""
+    with producer, contextlib.suppress(ConnectionError):  # it went
+        while True:
+            ready, _, _ = select.select([producer, terminal], [], [])
+            if producer in ready:
+                data = producer.recv(65536)
+                if not data:
+                    return
+                os.write(terminal, data)  # waits while the reader is behind
+            if terminal in ready:
+                producer.sendall(os.read(terminal, 65536))
+
+
+def test_a_device_source_stores_every_record_once(tmp_path: Path) -> None:
+    """The real ingest reads the protocol from a character device (a raw
+    pseudo-terminal: a stream that splits frames anywhere) and writes its
+    RESUME and ACKs back into it."""
+    sock, db, count = tmp_path / "sim.sock", tmp_path / "k.db", 20_000
+    simulator = start(
+        "simulate", "--socket", str(sock), "--socket-type", "stream", "--rate", "0",
+        "--count", str(count), log=tmp_path / "sim.log",
+    )  # fmt: skip
+    master, slave = os.openpty()
+    tty.setraw(slave)  # bytes as they are: no echo, no line editing
+    ingest = start(
+        "ingest", "--source", f"dev:{os.ttyname(slave)}", "--db", str(db),
+        log=tmp_path / "ingest.log",
+    )  # fmt: skip
+    copier = threading.Thread(
+        target=relay, args=(connect(sock, socket.SOCK_STREAM), master), daemon=True
+    )
+    copier.start()
+    simulator.communicate(timeout=120)  # ends once all is acknowledged
+    assert simulator.returncode == 0
+    stop(ingest)
+    copier.join(timeout=30)
+    os.close(master)
+    os.close(slave)
+    (instance,) = accounting(db).values()
+    assert instance["stored"] == list(range(1, count + 1))
+    assert instance["losses"] == []
+    assert integrity(db) == "ok"

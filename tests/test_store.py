@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from kextlog_store import store
+from kextlog_store._native import lib
 from kextlog_store.errors import DatabaseError
 
 BOTH_BACKENDS = True
@@ -124,3 +125,12 @@ def test_kernel_log_rows_carry_their_own_columns(engine: Engine) -> None:
             )
         ).all()
     assert stored == [(0, "eth0: link up", 6, 0, '{"SUBSYSTEM": "net"}')]
+
+
+def test_the_key_packing_is_the_wire_headers() -> None:
+    # store.py writes the bounds as numbers (reading loads no cffi): the header's.
+    assert (store.SEQ_BITS, store.SEQ_MASK, store.INSTANCES_MAX) == (
+        lib.KEXTLOG_SEQ_BITS,
+        lib.KEXTLOG_SEQ_MAX,
+        lib.KEXTLOG_INSTANCES_MAX,
+    )

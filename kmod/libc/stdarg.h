@@ -1,0 +1,3 @@
+/* <stdarg.h> in a Linux module. */
+#pragma once
+#include <linux/stdarg.h>

@@ -1,0 +1,3 @@
+/* <string.h> in a Linux module: memcpy, memset, memcmp, memmove, strnlen... */
+#pragma once
+#include <linux/string.h>
