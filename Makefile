@@ -39,7 +39,10 @@ run: $(STAMP)
 	 $(KEXTLOG) ingest --source unix:$(SIM_SOCKET) $(KMSG_SOURCE)
 
 test: $(STAMP)
+	tests/install-tools.sh
 	$(MAKE) -C kext check KERNEL_SDK=$(KERNEL_SDK)
+	$(MAKE) -C kext model
+	$(MAKE) -C kext fuzz-short
 	tests/install-packages.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -55,13 +58,16 @@ kmod-test: $(STAMP)
 	kmod/install-deps.sh
 	$(BIN)/python -m pytest kmod/tests
 
-# The fuzzers of fuzz/ (docs/fuzzing.md): a short round in `make test`, a long
-# one by hand, FUZZ_SECONDS each: make fuzz FUZZ_SECONDS=3600
+# The fuzzers of fuzz/ (Python, atheris) and kext/fuzz (C, libFuzzer), see
+# docs/fuzzing.md: a short round in `make test`, a long one by hand,
+# FUZZ_SECONDS each: make fuzz FUZZ_SECONDS=3600
 FUZZ_TARGETS := fuzz/fuzz_wire.py fuzz/fuzz_parsers.py
 FUZZ_RUNS    ?= 3000
 FUZZ_SECONDS ?= 600
 
 fuzz: $(STAMP)
+	tests/install-tools.sh
+	$(MAKE) -C kext fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
 	@for target in $(FUZZ_TARGETS); do \
 	    $(BIN)/python $$target -runs=-1 -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
@@ -70,6 +76,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 check:
+	tests/install-tools.sh
 	$(MAKE) -C kext check KERNEL_SDK=$(KERNEL_SDK)
 
 # The ingest daemon as a service (as root; README "Running as a service"): the
