@@ -31,7 +31,7 @@ from typer._click.exceptions import ClickException
 from typer._click.exceptions import UsageError as ClickUsageError
 
 from . import __version__
-from .errors import DatabaseError, KextlogError, SourceError, UsageError
+from .errors import DatabaseError, KextlogError, SourceError, UnsafePath, UsageError
 from .redact import redact, redact_all
 from .render import RecordFormat, SqlFormat, StatsFormat, escape
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # imported by the commands that need them (see above)
     from .config import IngestConfig
     from .ingest import IngestOptions
     from .sources import Source
-    from .store import Writer
+    from .store.writer import Writer
 
 T = TypeVar("T")
 
@@ -273,9 +273,11 @@ def query_command(
       kextlog query --after-cursor "$(cat last.cursor)" --show-cursor
       kextlog query --since 1h | grep '^-- .* lost ('
     """
-    from . import query, render, store
+    from . import query, render
     from .levels import parse_level_range
     from .records import Cursor
+    from .store.engine import read_engine
+    from .store.location import database_url
 
     if follow and output is RecordFormat.TABLE:
         raise UsageError("-o table aligns its columns over all the rows: it cannot --follow")
@@ -296,7 +298,7 @@ def query_command(
         reverse=reverse,
     )
     color = _color()
-    engine = store.read_engine(store.database_url(db))
+    engine = read_engine(database_url(db))
     try:
         found = (query.follow if follow else query.entries)(engine, record_filter)
         shown = query.CursorKeeper(found, newest_first=reverse)
@@ -415,8 +417,9 @@ def sql_command(
       kextlog sql -o csv --max-rows 0 --max-bytes 0 "SELECT * FROM log" > everything.csv
       echo "PRAGMA table_info(records)" | kextlog sql -
     """
-    from . import query, render, store
-    from .retention import parse_size
+    from . import query, render
+    from .store.location import database_url
+    from .store.retention import parse_size
 
     if statement == "-":
         statement = sys.stdin.read()
@@ -424,7 +427,7 @@ def sql_command(
     # Each value is a (NAME, VALUE) pair (see _take_pairs); always by name,
     # so that a :NAME without -p says which one is missing.
     parameters = query.sql_parameters(cast("list[tuple[str, str]]", param or []))
-    url = store.database_url(db)
+    url = database_url(db)
     with _hard_time_limit(timeout, lambda: str(query.time_limit_error(timeout))):
         result = query.run_sql(
             url, statement, parameters, time_limit=timeout, max_rows=max_rows, max_bytes=size
@@ -518,11 +521,12 @@ def stats_command(
       kextlog stats --since today --bucket 1h
       kextlog stats -S 1h --top 3 -o json
     """
-    from . import render, stats, store, timespec
+    from . import render, stats, timespec
+    from .store.location import database_url
 
     since_ns, until_ns = _window(since, until)
     result = stats.collect(
-        store.database_url(db),
+        database_url(db),
         since_ns=since_ns,
         until_ns=until_ns,
         top=top,
@@ -577,8 +581,11 @@ def prune_command(
       kextlog prune --max-size 2GB
       kextlog prune --older-than 90d --max-size 500MB
     """
-    from . import render, retention, store, timespec
+    from . import render, timespec
     from .levels import parse_level_range
+    from .store import retention
+    from .store.engine import read_engine, write_engine
+    from .store.location import database_url
 
     if level is not None and older_than is None:
         raise UsageError("--level says which records --older-than removes: give --older-than")
@@ -589,9 +596,9 @@ def prune_command(
         _option("--level", parse_level_range, level),
         _option("--max-size", retention.parse_size, max_size),
     )
-    url = store.database_url(db)
-    store.read_engine(url).dispose()  # a missing store is an error, never created
-    engine = store.write_engine(url)
+    url = database_url(db)
+    read_engine(url).dispose()  # a missing store is an error, never created
+    engine = write_engine(url)
     try:
         result = retention.apply(engine, policy)
     finally:
@@ -670,9 +677,10 @@ def db_upgrade_command(db: DbOption = None) -> None:
       kextlog db upgrade
       kextlog db upgrade --db /var/lib/kextlog/kextlog.db
     """
-    from . import migrate, store
+    from .store import migrate
+    from .store.location import database_url
 
-    url = store.database_url(db)
+    url = database_url(db)
     migrate.upgrade(url).dispose()
     sys.stdout.write(f"{migrate.current(url) or 'none'}\n")
 
@@ -686,9 +694,10 @@ def db_current_command(db: DbOption = None) -> None:
       kextlog db current
       KEXTLOG_DB=/tmp/test.db kextlog db current
     """
-    from . import migrate, store
+    from .store import migrate
+    from .store.location import database_url
 
-    sys.stdout.write(f"{migrate.current(store.database_url(db)) or 'none'}\n")
+    sys.stdout.write(f"{migrate.current(database_url(db)) or 'none'}\n")
 
 
 @db_app.command("check")
@@ -710,9 +719,10 @@ def db_check_command(
       kextlog db check
       kextlog db check --quick --db /var/lib/kextlog/kextlog.db
     """
-    from . import check, store
+    from .store import check
+    from .store.location import database_url
 
-    report = check.check(store.database_url(db), quick=quick)
+    report = check.check(database_url(db), quick=quick)
     sys.stdout.write("\n".join(check.report_lines(report)) + "\n")
     if report.failed:
         raise DatabaseError(check.summary(report))
@@ -860,10 +870,11 @@ def ingest_command(
     reload = threading.Event()
     signal.signal(signal.SIGHUP, lambda _signal, _frame: reload.set())
 
-    from . import config, ingest, render, status, store
+    from . import config, ingest, render, status
     from .kmsg import DEVICE, KmsgSource
     from .levels import parse_level
     from .sources import exclusive_key, parse_source
+    from .store import location
     from .wire import LogFrame
 
     # The options, checked as the configuration file's values are.
@@ -898,12 +909,12 @@ def ingest_command(
         if isinstance(source, KmsgSource):  # a file root is pointed at, read as records
             _check_owned(Path(source.path), "the kmsg source")
     options = _ingest_options(started, sources)
-    url = store.database_url(started.database)
+    url = location.database_url(started.database)
     if check_config:
         _check_store(url)
         sys.stdout.write(_settings_file(started, options, url, config_file))
         return
-    os.umask(store.PRIVATE_UMASK)  # what ingest writes besides SQLite's files is private too
+    os.umask(location.PRIVATE_UMASK)  # what ingest writes besides SQLite's files is private too
     live = _LiveLine() if sys.stderr.isatty() and not echo else None
     stderr = _log_to_stderr(clear_line=live is not None)
     if started.syslog:
@@ -939,10 +950,10 @@ def ingest_command(
         if live is not None:
             live(snapshot)
 
-    def reopen() -> tuple[store.Writer, ingest.IngestOptions]:
+    def reopen() -> tuple[Writer, ingest.IngestOptions]:
         fresh = settings()
         fresh_options = _ingest_options(fresh, sources)
-        fresh_url = store.database_url(fresh.database)
+        fresh_url = location.database_url(fresh.database)
         claim(fresh_url)
         writer = _open_store(fresh_url, host)
         restart = [
@@ -996,7 +1007,7 @@ def _ingest_options(settings: IngestConfig, sources: list[Source]) -> IngestOpti
     """IngestOptions from settings (config.IngestConfig); the built-in
     defaults where they say nothing."""
     from .ingest import IngestOptions
-    from .retention import RetentionPolicy
+    from .store.retention import RetentionPolicy
 
     retention = None
     if settings.retain is not None or settings.max_size is not None:
@@ -1015,11 +1026,12 @@ def _ingest_options(settings: IngestConfig, sources: list[Source]) -> IngestOpti
 
 def _check_store(url: str) -> None:
     """Refuses a database that others could change (store.check_private)."""
-    from . import store
+    from .store.engine import sqlite_path
+    from .store.location import check_private
 
-    path = store.sqlite_path(url)
+    path = sqlite_path(url)
     if path is not None:
-        store.check_private(path)
+        check_private(path)
 
 
 def _url_key(url: str) -> str:
@@ -1035,17 +1047,18 @@ def _check_owned(path: Path, what: str, *, regular: bool = False) -> None:
 
     try:
         paths.check_owned(path, regular=regular)
-    except paths.UnsafePath as error:
-        raise paths.UnsafePath(f"refusing {what} {path}: {error}") from None
+    except UnsafePath as error:
+        raise UnsafePath(f"refusing {what} {path}: {error}") from None
 
 
 def _open_store(url: str, host: str | None) -> Writer:
     """The store's writer, on a database at the newest schema (checked:
     store.write_engine); its instances under host (None: this machine's
     name)."""
-    from . import migrate, store
+    from .store import migrate
+    from .store.writer import Writer
 
-    return store.Writer(migrate.upgrade(url), host=host)
+    return Writer(migrate.upgrade(url), host=host)
 
 
 def _settings_file(
@@ -1109,9 +1122,10 @@ def status_command(
     """
     import json
 
-    from . import status, store
+    from . import status
+    from .store.location import database_url
 
-    url = store.database_url(db)
+    url = database_url(db)
     current = status.read_status(url, host)
     if current is None:
         pid = status.starting(url, host)

@@ -23,9 +23,9 @@ else:  # pragma: no cover - Python 3.10
 
 from .errors import UsageError
 from .levels import Level, parse_level
-from .retention import RetentionPolicy, parse_size
 from .sources import parse_source
-from .store import check_database
+from .store.location import check_database
+from .store.retention import RetentionPolicy, parse_size
 
 # The same on Linux and macOS (/etc is /private/etc there): one path for the
 # docs, the systemd unit and the launchd plist.

@@ -32,13 +32,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from .errors import DatabaseError, KextlogError, SourceError
-from .kmsg import SourceDone
+from .errors import DatabaseError, KextlogError, SourceClosed, SourceDone, SourceError
 from .levels import Level
 from .redact import redact
-from .retention import RetentionPolicy, apply, check
-from .sources import Connection, Source, SourceClosed
-from .store import SEQ_MASK, InstanceState, PidMerge, Writer, passing_failure, sqlite_path
+from .sources import Connection, Source
+from .store.engine import sqlite_path
+from .store.errors import passing_failure
+from .store.pid_index import PidMerge
+from .store.retention import RetentionPolicy, apply, check
+from .store.schema import SEQ_MASK
+from .store.writer import InstanceState, Writer
 from .wire import MALFORMED, SEQ_MAX, Hello, LogFrame, LogRun, Loss, Skipped, Status
 
 if SEQ_MASK != SEQ_MAX:  # the store's key packing must be the header's field bounds

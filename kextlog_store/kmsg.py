@@ -27,7 +27,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from .errors import ProtocolError, SourceError
+from .errors import ProtocolError, SourceDone, SourceError
 from .levels import Level
 from .wire import MALFORMED, SEQ_MAX, Frame, Hello, LogRun, Loss, Skipped
 
@@ -45,10 +45,6 @@ PRIORITY_MAX, VALUE_MAX, USEC_MAX = 255 * 8 + 7, 2**63 - 1, 2**62 // 1000
 # syslog severities: emerg..err are errors, notice and info are info.
 LEVELS = (Level.ERROR,) * 4 + (Level.WARNING, Level.INFO, Level.INFO, Level.DEBUG)
 _ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
-
-
-class SourceDone(SourceError):
-    """--once: the source has handed over everything it held."""
 
 
 def unescape(text: bytes) -> str:

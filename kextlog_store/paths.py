@@ -29,7 +29,7 @@ import stat
 from contextlib import suppress
 from pathlib import Path
 
-from .errors import KextlogError
+from .errors import Missing, UnsafePath
 
 # A directory's descriptor: O_PATH where there is one (no read permission
 # needed, as for a walk by name), else a read-only one.
@@ -37,14 +37,6 @@ _DIRECTORY = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW
 # One we made, to set its mode and group.
 _OWN_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _LINKS_MAX = 40  # as the kernel's own limit on links in one lookup
-
-
-class UnsafePath(KextlogError):
-    """A path another user could change, or that cannot be walked."""
-
-
-class Missing(UnsafePath):
-    """A directory of the path does not exist (what exists of it is checked)."""
 
 
 def trusted_users() -> frozenset[int]:

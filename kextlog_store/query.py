@@ -37,10 +37,21 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import text as sql_text
 from sqlalchemy.ext.compiler import compiles
 
-from . import regex, store
-from .errors import DatabaseError, KextlogError, ReadOnlyError, UsageError
+from . import regex
+from .errors import DatabaseError, KextlogError, ReadOnlyError, UsageError, one_line
 from .levels import Level
 from .records import Cursor, Entry, Loss, Record
+from .store import schema
+from .store.engine import read_engine, sqlite_path
+from .store.errors import (
+    SQLITE_ERROR,
+    SQLITE_READONLY,
+    SQLITE_TOOBIG,
+    damaged,
+    is_damaged,
+    sqlite_code,
+    translate,
+)
 
 # --- records --------------------------------------------------------------
 
@@ -194,13 +205,13 @@ def _read_error(exc: sa_exc.DBAPIError, callbacks: _Callbacks | None) -> BaseExc
     """A driver error of reading as kextlog reports it."""
     cause = exc.orig if exc.orig is not None else exc
     found = callbacks.failure(cause) if callbacks is not None else None
-    return found if found is not None else database_error(cause)
+    return found if found is not None else translate(cause)
 
 
-_records = store.records
-_instances = store.instances
-_pid_index = store.pid_index
-_losses = store.losses
+_records = schema.records
+_instances = schema.instances
+_pid_index = schema.pid_index
+_losses = schema.losses
 _LEVELS = {level.value: level for level in Level}
 _GLOB = re.compile(r"[*?\[]")
 _OFFSET = re.compile(r"0|-[1-9][0-9]*")
@@ -302,9 +313,9 @@ def glob_regex(glob: str) -> str:
 
 def _first_id(instance_id: int) -> int:
     """The lowest record id of an instance: the key packs (instance, seq)
-    (store.record_id), so an instance's records are one rowid range, in
+    (schema.record_id), so an instance's records are one rowid range, in
     seq order, and (time_ns, id) is logged order."""
-    return store.record_id(instance_id, 0)
+    return schema.record_id(instance_id, 0)
 
 
 def _of_instance(ids: ColumnElement[Any], instance_id: int) -> ColumnElement[bool]:
@@ -344,11 +355,11 @@ def _scope(connection: Connection, record_filter: RecordFilter) -> _Scope:
         if row_id is None:
             raise UsageError(f"{option}: instance {cursor.instance} is not in this store")
         if (
-            not 0 <= cursor.seq <= store.SEQ_MASK
+            not 0 <= cursor.seq <= schema.SEQ_MASK
             or not -INT64_MAX - 1 <= cursor.time_ns <= INT64_MAX
         ):
             raise UsageError(f"{option}: {cursor} is out of range: not a record's cursor")
-        start = (cursor.time_ns, store.record_id(row_id, cursor.seq))
+        start = (cursor.time_ns, schema.record_id(row_id, cursor.seq))
         included = record_filter.cursor is not None
     unindexed: tuple[tuple[int, int], ...] = ()
     if record_filter.pids:
@@ -357,7 +368,7 @@ def _scope(connection: Connection, record_filter: RecordFilter) -> _Scope:
         # in both is still matched once.
         rows = connection.execute(select(_instances.c.id, _instances.c.pid_indexed_seq))
         unindexed = tuple(
-            (store.record_id(row_id, indexed), _first_id(row_id + 1)) for row_id, indexed in rows
+            (schema.record_id(row_id, indexed), _first_id(row_id + 1)) for row_id, indexed in rows
         )
     return _Scope(instance_id, start, included, unindexed)
 
@@ -541,22 +552,6 @@ def _record(row: Sequence[Any]) -> Record:
     return Record(time_ns, known, pid, tid, process, message, seq, instance, source, *rest)
 
 
-# PostgreSQL: undefined_table, undefined_column.
-_UNDEFINED = frozenset({"42P01", "42703"})
-
-
-def database_error(exc: BaseException) -> DatabaseError:
-    """A driver error as a one-line DatabaseError, saying when the file is not a
-    kextlog store."""
-    message = _one_line(str(exc))
-    missing = getattr(exc, "sqlstate", None) in _UNDEFINED  # PostgreSQL's error codes
-    if missing or "no such table" in message or "no such column" in message:
-        return DatabaseError(
-            f"not a kextlog database, or an older schema ({message}); run `kextlog db upgrade`"
-        )
-    return DatabaseError(message)
-
-
 # --- losses among the records ----------------------------------------------
 
 # The time of the instance's first stored record after the loss: one search
@@ -565,8 +560,9 @@ def database_error(exc: BaseException) -> DatabaseError:
 _NEXT_RECORD_TIME = (
     select(_records.c.time_ns)
     .where(
-        _records.c.id > _losses.c.instance_id.op("<<")(store.SEQ_SHIFT).op("|")(_losses.c.last_seq),
-        _records.c.id < (_losses.c.instance_id + 1).op("<<")(store.SEQ_SHIFT),
+        _records.c.id
+        > _losses.c.instance_id.op("<<")(schema.SEQ_SHIFT).op("|")(_losses.c.last_seq),
+        _records.c.id < (_losses.c.instance_id + 1).op("<<")(schema.SEQ_SHIFT),
     )
     .order_by(_records.c.id)
     .limit(1)
@@ -645,7 +641,7 @@ def losses(
         with engine.connect() as connection:
             return _fetch_losses(connection, select_losses(since_ns, until_ns))
     except sa_exc.DBAPIError as exc:
-        raise database_error(exc.orig if exc.orig is not None else exc) from None
+        raise translate(exc) from None
 
 
 def _fetch_losses(connection: Connection, statement: Select[Any]) -> list[Loss]:
@@ -812,8 +808,8 @@ def _newest_ids(connection: Connection) -> tuple[dict[int, int], int]:
     newest = (
         select(func.max(records.c.id))
         .where(
-            records.c.id >= _instances.c.id.op("<<")(store.SEQ_SHIFT),
-            records.c.id < (_instances.c.id + 1).op("<<")(store.SEQ_SHIFT),
+            records.c.id >= _instances.c.id.op("<<")(schema.SEQ_SHIFT),
+            records.c.id < (_instances.c.id + 1).op("<<")(schema.SEQ_SHIFT),
         )
         .correlate(_instances)
         .scalar_subquery()
@@ -937,10 +933,6 @@ _PRAGMAS_READABLE = _PRAGMAS_NAMING | frozenset(
 # Functions that reach outside the database (most are absent or disabled
 # anyway; the authorizer makes sure).
 _FUNCTIONS_DENIED = frozenset({"load_extension", "fts3_tokenizer", "readfile", "writefile", "edit"})
-# Primary result codes (sqlite3 names them only from Python 3.11 on).
-_SQLITE_ERROR = 1
-_SQLITE_READONLY = 8
-_SQLITE_TOOBIG = 18
 _SCHEMA_TABLES = frozenset(
     {"sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"}
 )
@@ -1063,10 +1055,10 @@ def run_sql(
             f" not {time_limit:g}"
         )
     limits = _Limits(time_limit, max_rows or None, max_bytes or None)
-    path = store.sqlite_path(url)
+    path = sqlite_path(url)
     if path is None:
         return _run_postgresql(url, sql, params, limits)
-    engine = store.read_engine(url)
+    engine = read_engine(url)
     try:
         fairy = engine.raw_connection()
         try:
@@ -1075,14 +1067,14 @@ def run_sql(
             try:
                 return _run_guarded(connection, sql, params, limits)
             except sqlite3.DatabaseError as exc:  # only a damaged file comes out as it is
-                raise store.damaged(path, exc) from None
+                raise damaged(path, exc) from None
         finally:
             # Closed, not pooled: the guard stays with this connection to the end.
             fairy.invalidate()
     except sqlite3.Error as exc:  # opening failed, e.g. not a database
-        raise database_error(exc) from None
+        raise translate(exc) from None
     except sa_exc.DBAPIError as exc:
-        raise database_error(exc.orig if exc.orig is not None else exc) from None
+        raise translate(exc) from None
     finally:
         engine.dispose()
 
@@ -1152,7 +1144,7 @@ def _run_postgresql(
     and closed afterwards.  Parameters are :NAME, as on SQLite."""
     if params is not None and not isinstance(params, Mapping):
         raise UsageError("SQL: on PostgreSQL, parameters are named (:NAME and -p NAME VALUE)")
-    engine = store.read_engine(url)
+    engine = read_engine(url)
     time_limit = limits.time_limit
     try:
         statement, values = sql, None
@@ -1162,7 +1154,7 @@ def _run_postgresql(
             try:
                 values = compiled.construct_params(dict(params))
             except sa_exc.InvalidRequestError as exc:
-                raise UsageError(f"SQL: {_one_line(str(exc))} (use -p NAME VALUE)") from None
+                raise UsageError(f"SQL: {one_line(str(exc))} (use -p NAME VALUE)") from None
         fairy = engine.raw_connection()
         try:
             connection = fairy.driver_connection
@@ -1183,7 +1175,7 @@ def _run_postgresql(
         finally:
             fairy.invalidate()  # closed, not pooled: nothing of this session lives on
     except sa_exc.DBAPIError as exc:
-        raise database_error(exc.orig if exc.orig is not None else exc) from None
+        raise translate(exc) from None
     except Exception as exc:
         if not type(exc).__module__.startswith("psycopg"):  # the driver's, unwrapped
             raise
@@ -1196,7 +1188,7 @@ def _run_postgresql(
 def _postgresql_error(exc: Exception, time_limit: float | None) -> KextlogError:
     code: str = getattr(exc, "sqlstate", "") or ""
     diagnostics = getattr(exc, "diag", None)
-    message = _one_line(getattr(diagnostics, "message_primary", None) or str(exc))
+    message = one_line(getattr(diagnostics, "message_primary", None) or str(exc))
     if code == _PG_READ_ONLY:
         return ReadOnlyError(f"read-only: {message} (kextlog sql only reads)")
     if code == _PG_CANCELED and time_limit is not None:
@@ -1256,7 +1248,7 @@ def _run_guarded(
         cursor.close()
         return SqlResult(columns, rows, truncated)
     except (sqlite3.Error, sqlite3.Warning) as exc:  # 3.10: "one statement at a time" is a Warning
-        if store.is_damaged(exc):
+        if is_damaged(exc):
             raise  # run_sql names the file
         raise _sql_error(exc, guard, callbacks, limits) from None
     except MemoryError:  # SQLite's heap limit, in the driver's words
@@ -1274,13 +1266,12 @@ def _sql_error(
     callbacks: _Callbacks,
     limits: _Limits,
 ) -> BaseException:
-    message = _one_line(str(exc))
+    message = one_line(str(exc))
     if guard.denied is not None:
         return ReadOnlyError(f"read-only: {guard.denied} is not allowed (kextlog sql only reads)")
-    code = getattr(exc, "sqlite_errorcode", None)
-    primary = None if code is None else code & 0xFF
+    primary = sqlite_code(exc)
     if (
-        primary == _SQLITE_READONLY
+        primary == SQLITE_READONLY
         or "readonly database" in message
         or "may not be modified" in message  # SQLite's own refusal to touch sqlite_master
     ):
@@ -1290,16 +1281,12 @@ def _sql_error(
         return callback
     if message == "interrupted":
         return limits.too_long()
-    if limits.max_bytes is not None and (primary == _SQLITE_TOOBIG or "too big" in message):
+    if limits.max_bytes is not None and (primary == SQLITE_TOOBIG or "too big" in message):
         return limits.too_big()
     if "has no name, but you supplied a dictionary" in message:
         return UsageError(f"SQL: {message} (use :NAME in the SQL and -p NAME VALUE)")
-    if isinstance(exc, (sqlite3.ProgrammingError, sqlite3.Warning)) or primary == _SQLITE_ERROR:
+    if isinstance(exc, (sqlite3.ProgrammingError, sqlite3.Warning)) or primary == SQLITE_ERROR:
         return UsageError(f"SQL: {message}")
     if primary is None and isinstance(exc, sqlite3.OperationalError) and "locked" not in message:
         return UsageError(f"SQL: {message}")  # Python 3.10 has no error codes
     return DatabaseError(message)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())

@@ -1,6 +1,7 @@
 """The record and the loss as the read path, the renderers and the
-simulator's --record file see them, and the cursor that names a record.
-Cheap to import: no SQLAlchemy, no cffi."""
+simulator's --record file see them, the cursor that names a record, and the
+row a record travels in from the scanner to the store.  Cheap to import: no
+SQLAlchemy, no cffi."""
 
 from __future__ import annotations
 
@@ -9,6 +10,16 @@ from dataclasses import dataclass
 
 from .errors import UsageError
 from .levels import Level
+
+# A record as ingest carries it, from the scanner (wire, kmsg) through the
+# accounting to the store's writer: a plain tuple, so that the hot path
+# makes no object per record.  Its fields, in this order, are the records
+# table's columns; a row of the kernel's own log (kmsg) has KMSG_FIELDS
+# after them, a kext's row ends at MESSAGE.
+ROW_FIELDS = ("seq", "time_ns", "mono_ns", "level", "flags", "pid", "tid", "process", "message")
+KMSG_FIELDS = ("syslog_priority", "facility", "fields")
+SEQ, TIME_NS, MONO_NS, LEVEL, FLAGS, PID, TID, PROCESS, MESSAGE = range(len(ROW_FIELDS))
+PRIORITY, FACILITY, FIELDS = range(len(ROW_FIELDS), len(ROW_FIELDS) + len(KMSG_FIELDS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +41,16 @@ class Record:
     priority: int | None = None
     facility: int | None = None
     fields: str | None = None
+
+    @classmethod
+    def of_row(cls, row: tuple, instance: str, source: str = "") -> Record:
+        """The record of a row as ingest carries it (ROW_FIELDS, and
+        KMSG_FIELDS for the kernel's own log)."""
+        priority, facility, fields = row[PRIORITY:] or (None, None, None)
+        return cls(
+            row[TIME_NS], Level(row[LEVEL]), row[PID], row[TID], row[PROCESS], row[MESSAGE],
+            row[SEQ], instance, source, row[FLAGS], priority, facility, fields,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

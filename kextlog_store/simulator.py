@@ -18,7 +18,7 @@ from typing import IO
 
 from . import paths
 from ._native import ffi, lib
-from .errors import KextlogError, UsageError
+from .errors import KextlogError, UnsafePath, UsageError
 from .levels import Level
 from .render import record_json
 from .wire import FrameReader, LogRun
@@ -90,8 +90,8 @@ def _check_paths(options: SimulateOptions) -> None:
     for path, shared in checks:
         try:
             paths.open_directory(Path(os.path.abspath(path)).parent, shared=shared).close()
-        except paths.UnsafePath as error:
-            raise paths.UnsafePath(f"refusing {path}: {error}") from None
+        except UnsafePath as error:
+            raise UnsafePath(f"refusing {path}: {error}") from None
 
 
 def simulate(options: SimulateOptions, stop: threading.Event) -> dict[str, object]:

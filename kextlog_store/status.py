@@ -33,9 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import paths
-from .errors import DatabaseError, KextlogError
+from .errors import DatabaseError, Held, Missing, UnsafePath
 from .render import escape
-from .store import locate_database, private_directory, sqlite_path
+from .store.engine import sqlite_path
+from .store.location import locate_database, private_directory
 
 STATE_BYTES_MAX = 1 << 20  # a state is a few hundred bytes per source
 
@@ -56,7 +57,7 @@ def runtime_directory() -> Path:
 
 def _place(url: str, host: str | None, *, create: bool) -> tuple[paths.Directory, str, str]:
     """The checked directory of a store's lock and state (made if missing
-    with create, else paths.Missing), their names without .lock or .json,
+    with create, else Missing), their names without .lock or .json,
     and the store as messages name it.  Beside a SQLite database they are
     beside its real file: two links to one store share its lock.  A store
     that is not a file has a daemon per host (ingest --host, this
@@ -89,9 +90,9 @@ def _runtime(create: bool) -> paths.Directory:
     where = runtime_directory()
     try:
         return private_directory(where, create=create)
-    except paths.Missing:
+    except Missing:
         raise
-    except paths.UnsafePath as error:
+    except UnsafePath as error:
         raise DatabaseError(f"refusing the runtime directory {where}: {error}") from None
 
 
@@ -105,10 +106,6 @@ def status_path(url: str, host: str | None = None) -> Path:
 
 
 _TAKE_TRIES = 100  # each lost to another process that took the lock meanwhile
-
-
-class Held(KextlogError):
-    """Another process holds a lock kextlog takes: another ingest."""
 
 
 # struct flock, to ask the kernel who holds a lock (F_GETLK).
@@ -268,7 +265,7 @@ def read_status(url: str, host: str | None = None) -> IngestStatus | None:
     ingest writes, is refused (DatabaseError)."""
     try:
         directory, base, _ = _place(url, host, create=False)
-    except paths.Missing:
+    except Missing:
         return None
     with directory:
         path = directory.path / f"{base}.json"
@@ -278,7 +275,7 @@ def read_status(url: str, host: str | None = None) -> IngestStatus | None:
                 data = file.read(STATE_BYTES_MAX + 1)
         except FileNotFoundError:
             return None
-        except paths.UnsafePath as error:
+        except UnsafePath as error:
             raise DatabaseError(f"refusing the ingest state {path}: {error}") from None
         except OSError as error:
             raise DatabaseError(f"cannot read the ingest state {path}: {error.strerror}") from None
@@ -293,7 +290,7 @@ def starting(url: str, host: str | None = None) -> int | None:
     no state yet (read_status gave None); None if none does."""
     try:
         directory, base, _ = _place(url, host, create=False)
-    except paths.Missing:
+    except Missing:
         return None
     with directory:
         return _lock_holder(directory, f"{base}.lock")
@@ -304,7 +301,7 @@ def _lock_holder(directory: paths.Directory, name: str) -> int | None:
         fd = directory.open(name)
     except FileNotFoundError:
         return None  # never locked: no ingest ran since the lock came in
-    except paths.UnsafePath as error:
+    except UnsafePath as error:
         raise DatabaseError(f"refusing the ingest lock {directory.path / name}: {error}") from None
     try:
         return _holder(fd)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kextlog_store.status import read_status
-from kextlog_store.store import database_url
+from kextlog_store.store.location import database_url
 from tests.processes import kextlog, start, wait_for_socket
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from kextlog_store._native import lib
 from kextlog_store.status import read_status
-from kextlog_store.store import database_url
+from kextlog_store.store.location import database_url
 from tests.processes import kextlog, start
 from tests.test_delivery import accounting, assert_each_seq_once
 from tests.test_ingest_hostile import Producer, assert_store_clean, stop

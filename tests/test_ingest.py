@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from kextlog_store.ingest import Ingest, IngestOptions, Latencies
-from kextlog_store.migrate import upgrade
-from kextlog_store.retention import RetentionPolicy
 from kextlog_store.sources import parse_source
-from kextlog_store.store import Writer, database_url
+from kextlog_store.store.location import database_url
+from kextlog_store.store.migrate import upgrade
+from kextlog_store.store.retention import RetentionPolicy
+from kextlog_store.store.writer import Writer
 from tests.processes import connect, kextlog, start, wait_for_socket
 
 SOCKET_TYPES = ["seqpacket", "stream"]

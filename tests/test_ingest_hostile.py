@@ -24,7 +24,7 @@ import pytest
 
 from kextlog_store._native import ffi, lib
 from kextlog_store.status import read_status
-from kextlog_store.store import database_url
+from kextlog_store.store.location import database_url
 from tests.processes import kextlog, start
 from tests.test_delivery import accounting, assert_each_seq_once
 from tests.test_wire import BROKEN, log_bytes

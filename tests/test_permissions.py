@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from kextlog_store import store
+from kextlog_store.store.location import admin_group
 from tests.conftest import unavailable
 from tests.processes import COMMAND, connect, kextlog, start, wait_for_socket
 
@@ -36,7 +36,7 @@ def as_another_user() -> None:
 
 # Another user, with none of root's groups; and the same user in the admin group.
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-ADMIN_GROUP = grp.getgrgid(store.admin_group()).gr_name
+ADMIN_GROUP = grp.getgrgid(admin_group()).gr_name
 NOBODY_IN_ADMIN_GROUP = ["setpriv", "--reuid=nobody", "--regid=nogroup", f"--groups={ADMIN_GROUP}"]
 
 

@@ -438,7 +438,7 @@ def test_write_rows_in_every_format() -> None:
 
 
 def test_prune_lines() -> None:
-    from kextlog_store.retention import PruneResult
+    from kextlog_store.store.retention import PruneResult
 
     result = PruneResult({1: 1200, 2: 34}, 1, 3 << 20, 1 << 20, 4 << 20, 1 << 20, True)
     assert prune_lines(result) == [

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from kextlog_store.status import read_status
-from kextlog_store.store import database_url
+from kextlog_store.store.location import database_url
 from tests.conftest import wait_until
 from tests.processes import COMMAND, environment, kextlog, start, wait_for_socket
 from tests.test_delivery import accounting, integrity

@@ -20,7 +20,7 @@ import pytest
 
 from kextlog_store._native import ffi, lib
 from kextlog_store.status import read_status
-from kextlog_store.store import database_url
+from kextlog_store.store.location import database_url
 from tests import test_permissions
 from tests.processes import kextlog, start
 from tests.test_permissions import BOOT, NOBODY, as_user, refused
