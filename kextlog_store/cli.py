@@ -10,7 +10,6 @@ non-zero exit; never a traceback.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import shlex
@@ -19,10 +18,10 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, closing, contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
+from typing import Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
 
@@ -31,15 +30,9 @@ from typer._click.exceptions import ClickException
 from typer._click.exceptions import UsageError as ClickUsageError
 
 from . import __version__
-from .errors import DatabaseError, KextlogError, SourceError, UnsafePath, UsageError
-from .redact import redact, redact_all
+from .errors import DatabaseError, KextlogError, UsageError
+from .redact import redact
 from .render import RecordFormat, SqlFormat, StatsFormat, escape
-
-if TYPE_CHECKING:  # imported by the commands that need them (see above)
-    from .config import IngestConfig
-    from .ingest import IngestOptions
-    from .sources import Source
-    from .store.writer import Writer
 
 T = TypeVar("T")
 
@@ -870,12 +863,9 @@ def ingest_command(
     reload = threading.Event()
     signal.signal(signal.SIGHUP, lambda _signal, _frame: reload.set())
 
-    from . import config, ingest, render, status
-    from .kmsg import DEVICE, KmsgSource
+    from . import config
+    from .ingest.daemon import Daemon
     from .levels import parse_level
-    from .sources import exclusive_key, parse_source
-    from .store import location
-    from .wire import LogFrame
 
     # The options, checked as the configuration file's values are.
     flags = config.IngestConfig(
@@ -889,208 +879,11 @@ def ingest_command(
         kmsg_path=_option("--kmsg-path", config.check("kmsg.path"), kmsg_path),
         syslog=syslog,
     )
-
-    def settings() -> config.IngestConfig:
-        read = config.file_read(config_file)
-        if read is not None:
-            _check_owned(read, "the configuration", regular=True)
-        return flags.over(config.load(read))
-
-    started = settings()
-    if not started.sources:
-        raise UsageError("no source: give --source, or sources in the configuration file")
-    sources = [
-        parse_source(
-            spec, kmsg_path=started.kmsg_path or DEVICE, kmsg_boot_id=kmsg_boot_id, once=once
-        )
-        for spec in started.sources
-    ]
-    for source in sources:
-        if isinstance(source, KmsgSource):  # a file root is pointed at, read as records
-            _check_owned(Path(source.path), "the kmsg source")
-    options = _ingest_options(started, sources)
-    url = location.database_url(started.database)
+    daemon = Daemon(flags, config_file, kmsg_boot_id=kmsg_boot_id, once=once, host=host)
     if check_config:
-        _check_store(url)
-        sys.stdout.write(_settings_file(started, options, url, config_file))
+        sys.stdout.write(daemon.settings_file())
         return
-    os.umask(location.PRIVATE_UMASK)  # what ingest writes besides SQLite's files is private too
-    live = _LiveLine() if sys.stderr.isatty() and not echo else None
-    stderr = _log_to_stderr(clear_line=live is not None)
-    if started.syslog:
-        _log_to_syslog(started.syslog_socket or config.DEFAULT_SYSLOG_SOCKET, stderr)
-    log = logging.getLogger("kextlog.ingest")
-    echo_record = None
-    if echo:
-        local = render.zone(utc=False)
-
-        def echo_record(session: ingest.Session, frame: LogFrame) -> None:
-            record = frame.record(session.hello.instance, session.source.spec)
-            sys.stdout.write(render.record_short(record, local) + "\n")
-
-    # The stores this daemon holds (status.Claim), by URL: the one it
-    # writes, and while a reload switches, the next.  Another ingest on
-    # one of them, or on one of the producers, is refused.
-    claims: dict[str, status.Claim] = {}
-
-    def claim(url: str) -> None:
-        key = _url_key(url)
-        if key not in claims:  # one per store: a second lock would be the first's
-            claims[key] = status.Claim(url, host)
-
-    def publish(snapshot: dict) -> None:
-        # Beside the database the daemon writes to now (a reload may move it).
-        current = daemon.writer.engine.url.render_as_string(hide_password=False)
-        claims[current].publish(redact_all(snapshot))  # error texts may quote a URL
-        if snapshot["running"]:
-            # The store it left has its last state (running false), and one
-            # a failed reload claimed never had any: let them go.
-            for key in [key for key in claims if key != current]:
-                claims.pop(key).release()
-        if live is not None:
-            live(snapshot)
-
-    def reopen() -> tuple[Writer, ingest.IngestOptions]:
-        fresh = settings()
-        fresh_options = _ingest_options(fresh, sources)
-        fresh_url = location.database_url(fresh.database)
-        claim(fresh_url)
-        writer = _open_store(fresh_url, host)
-        restart = [
-            key
-            for key in ("sources", "kmsg_path", "syslog", "syslog_socket")
-            if getattr(fresh, key) != getattr(started, key)
-        ]
-        if restart:
-            log.warning("reload: %s changed: restart ingest to apply", ", ".join(restart))
-        log.info(
-            "reloaded %s: database %s, batches of %d records or %g s, min level %s, retention %s",
-            config.file_read(config_file) or "(no configuration file)",
-            redact(fresh_url),
-            fresh_options.batch_records,
-            fresh_options.batch_seconds,
-            fresh_options.min_level.label,
-            "on" if fresh_options.retention is not None else "off",
-        )
-        return writer, fresh_options
-
-    with ExitStack() as held:
-        held.callback(lambda: [each.release() for each in claims.values()])
-        claim(url)
-        for source in sources:
-            key = exclusive_key(source)
-            if key is not None:
-                held.callback(status.claim_source(source.spec, key))
-        daemon = ingest.Ingest(
-            _open_store(url, host),
-            options,
-            stop,
-            echo=echo_record,
-            publish=publish,
-            reload=reload,
-            reopen=reopen,
-        )
-        totals = daemon.run()
-    if live is not None:
-        live.finish()
-    if daemon.failures:
-        raise SourceError("; ".join(daemon.failures))
-    log.info(
-        "stopped: %d records stored, %d lost, %d filtered",
-        totals.stored,
-        totals.lost,
-        totals.filtered,
-    )
-
-
-def _ingest_options(settings: IngestConfig, sources: list[Source]) -> IngestOptions:
-    """IngestOptions from settings (config.IngestConfig); the built-in
-    defaults where they say nothing."""
-    from .ingest import IngestOptions
-    from .store.retention import RetentionPolicy
-
-    retention = None
-    if settings.retain is not None or settings.max_size is not None:
-        retention = RetentionPolicy.parse(settings.retain or "", settings.max_size)
-    said = {
-        "min_level": settings.min_level,
-        "batch_records": settings.batch_records,
-        "batch_seconds": settings.batch_seconds,
-    }
-    return IngestOptions(
-        sources=sources,
-        retention=retention,
-        **{name: value for name, value in said.items() if value is not None},
-    )
-
-
-def _check_store(url: str) -> None:
-    """Refuses a database that others could change (store.check_private)."""
-    from .store.engine import sqlite_path
-    from .store.location import check_private
-
-    path = sqlite_path(url)
-    if path is not None:
-        check_private(path)
-
-
-def _url_key(url: str) -> str:
-    """A store's URL as its engine renders it (ingest's claims are by it)."""
-    from sqlalchemy import make_url
-
-    return make_url(url).render_as_string(hide_password=False)
-
-
-def _check_owned(path: Path, what: str, *, regular: bool = False) -> None:
-    """Refuses what ingest reads when another user could change it (paths.check_owned)."""
-    from . import paths
-
-    try:
-        paths.check_owned(path, regular=regular)
-    except UnsafePath as error:
-        raise UnsafePath(f"refusing {what} {path}: {error}") from None
-
-
-def _open_store(url: str, host: str | None) -> Writer:
-    """The store's writer, on a database at the newest schema (checked:
-    store.write_engine); its instances under host (None: this machine's
-    name)."""
-    from .store import migrate
-    from .store.writer import Writer
-
-    return Writer(migrate.upgrade(url), host=host)
-
-
-def _settings_file(
-    settings: IngestConfig, options: IngestOptions, url: str, config_file: Path | None
-) -> str:
-    """--check-config: the settings in effect, as a configuration file that
-    loads back to the same settings; never a password (as ***)."""
-    from . import config
-    from .kmsg import DEVICE
-
-    value = config.toml_value
-    read = escape(str(config.file_read(config_file) or "no configuration file"), newlines=True)
-    lines = [
-        f"# kextlog ingest: the settings in effect ({read}, then the options, then the defaults)",
-        f"sources = {value(list(settings.sources or ()))}",
-        f"database = {value(redact(url))}",
-        f"min_level = {value(options.min_level.label)}",
-        f"syslog = {value(bool(settings.syslog))}",
-        f"syslog_socket = {value(settings.syslog_socket or config.DEFAULT_SYSLOG_SOCKET)}",
-        "",
-        "[batch]",
-        f"records = {value(options.batch_records)}",
-        f"seconds = {value(options.batch_seconds)}",
-        "",
-        "[kmsg]",
-        f"path = {value(settings.kmsg_path or DEVICE)}",
-    ]
-    retention = {"retain": settings.retain, "max_size": settings.max_size}
-    if any(retention.values()):
-        lines += ["", "[retention]"]
-        lines += [f"{key} = {value(item)}" for key, item in retention.items() if item]
-    return "\n".join(lines) + "\n"
+    daemon.run(stop, reload, echo=echo)
 
 
 @app.command("status")
@@ -1212,6 +1005,7 @@ def simulate_command(
     """
     import json
 
+    from . import logs
     from .simulator import SimulateOptions, simulate
 
     options = SimulateOptions(
@@ -1225,7 +1019,7 @@ def simulate_command(
         seed=seed,
         quiet_losses=quiet_losses,
     )
-    _log_to_stderr()
+    logs.to_stderr()
     counters = simulate(options, _stop_on_signals(threading.Event()))
     sys.stdout.write(json.dumps(counters) + "\n")
 
@@ -1239,105 +1033,6 @@ def _stop_on_signals(stop: threading.Event) -> threading.Event:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     return stop
-
-
-class _DaemonFormatter(logging.Formatter):
-    """`kextlog ingest: message`, like the command that says it."""
-
-    def __init__(self, prefix: str) -> None:
-        super().__init__()
-        self.prefix = prefix
-
-    def format(self, record: logging.LogRecord) -> str:
-        return f"{self.prefix}{record.name.replace('.', ' ')}: {_logged(record)}"
-
-
-def _logged(record: logging.LogRecord) -> str:
-    """A diagnostic as it may be written: one line, no password, nothing
-    that drives a terminal (it may quote a producer's text)."""
-    return escape(redact(record.getMessage()), newlines=True)
-
-
-class _LiveLine:
-    """Ingest's one-line progress on a terminal, rewritten in place."""
-
-    def __init__(self) -> None:
-        self._last: tuple[float, int] | None = None
-
-    def __call__(self, snapshot: dict) -> None:
-        now, stored = snapshot["updated_ns"] / 1e9, snapshot["stored"]
-        rate = 0.0
-        if self._last is not None and now > self._last[0]:
-            rate = (stored - self._last[1]) / (now - self._last[0])
-        self._last = (now, stored)
-        connected = sum(source["connected"] for source in snapshot["sources"])
-        line = (
-            f"stored {stored:,} ({rate:,.0f}/s), lost {snapshot['lost']:,}, "
-            f"{connected}/{len(snapshot['sources'])} sources connected"
-        )
-        sys.stderr.write(f"\r\033[K{line}")
-        sys.stderr.flush()
-
-    def finish(self) -> None:
-        sys.stderr.write("\n")
-
-
-def _log_to_stderr(clear_line: bool = False) -> logging.Handler:
-    """The daemon's own diagnostics go to stderr, never into the store; over
-    the live line when there is one (it is redrawn within a second)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_DaemonFormatter("\r\033[K" if clear_line else ""))
-    root = logging.getLogger("kextlog")
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    return handler
-
-
-class _SyslogFormatter(logging.Formatter):
-    """`kextlog[PID]: ingest: message`, the usual syslog tag."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return f"kextlog[{record.process}]: {record.name.removeprefix('kextlog.')}: " + (
-            _logged(record)
-        )
-
-
-def _log_to_syslog(address: str, stderr: logging.Handler) -> None:
-    """The daemon's diagnostics to syslog too, facility daemon.  Where stderr
-    is the journal already (systemd sets JOURNAL_STREAM to its device and
-    inode), to syslog instead, or journald would have each twice.  With no
-    syslog at address, one warning, and stderr alone."""
-    import socket
-    from logging.handlers import SysLogHandler
-
-    class Syslog(SysLogHandler):
-        def handleError(self, record: logging.LogRecord) -> None:
-            """A syslog that went away (it reconnects at the next message)
-            costs that message, never a traceback on stderr."""
-
-    try:
-        _check_owned(Path(address), "the syslog socket")
-    except KextlogError as error:
-        logging.getLogger("kextlog.ingest").warning("%s: messages go to stderr only", error)
-        return
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        probe.connect(address)
-    except OSError as error:
-        logging.getLogger("kextlog.ingest").warning(
-            "no syslog at %s (%s): messages go to stderr only", address, error.strerror
-        )
-        return
-    finally:
-        probe.close()
-    handler = Syslog(address, facility=SysLogHandler.LOG_DAEMON)
-    handler.setFormatter(_SyslogFormatter())
-    root = logging.getLogger("kextlog")
-    root.addHandler(handler)
-    with suppress(OSError, ValueError):
-        info = os.fstat(sys.stderr.fileno())
-        if os.environ.get("JOURNAL_STREAM") == f"{info.st_dev}:{info.st_ino}":
-            root.removeHandler(stderr)
 
 
 # --- entry point ----------------------------------------------------------

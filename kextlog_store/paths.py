@@ -291,13 +291,20 @@ def locate(
     raise UnsafePath(f"{path}: too many symbolic links")
 
 
-def check_owned(path: Path, *, regular: bool = False) -> None:
+def check_owned(path: Path, *, regular: bool = False, what: str | None = None) -> None:
     """Refuses what kextlog only reads (a configuration file, a socket, a
     device) when another user could change it: a directory or link on its
     way, or the file itself, owned by someone else or, for a regular file,
     writable by someone else (check_file).  The directory it is in may be
     shared (sticky, as /tmp): no one else can replace what is ours there.
-    A path that does not exist passes: opening it says so."""
+    A path that does not exist passes: opening it says so.  what: what the
+    path is, for the error (refusing WHAT PATH: why)."""
+    if what is not None:
+        try:
+            check_owned(path, regular=regular)
+        except UnsafePath as error:
+            raise UnsafePath(f"refusing {what} {path}: {error}") from None
+        return
     try:
         directory, name = locate(path, shared=True)
     except Missing:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import Enum
 
 from .errors import UsageError
 from .levels import Level
@@ -53,6 +54,30 @@ class Record:
         )  # fmt: skip
 
 
+class LossReason(str, Enum):
+    """Why seqs are missing, as the losses table stores it (and equal to
+    that text): a producer's LOSS frame says ring-full or released; ingest
+    finds a gap, malformed input, or the kernel's own log overwritten."""
+
+    RING_FULL = "ring-full"  # the kext's ring was full: they went to the kernel's printf
+    RELEASED = "released"  # acknowledged to an earlier client, then released
+    GAP = "gap"  # seqs the producer skipped without a LOSS
+    MALFORMED = "malformed"  # in frames ingest skipped as malformed
+    OVERWRITTEN = "overwritten"  # the kernel's log went round before ingest read them
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def of(cls, text: str) -> LossReason | str:
+        """The reason a stored text names; a text no reason has (a newer
+        producer's reason-N) as it is."""
+        try:
+            return cls(text)
+        except ValueError:
+            return text
+
+
 @dataclass(frozen=True, slots=True)
 class Loss:
     """Seqs first_seq..last_seq of one instance that the store will never
@@ -70,7 +95,7 @@ class Loss:
     first_seq: int
     last_seq: int
     count: int  # last_seq - first_seq + 1
-    reason: str  # ring-full, released or gap (as the losses table stores it)
+    reason: LossReason | str  # a text no LossReason has: a reason this kextlog does not know
     first_time_ns: int | None  # wall clock of the first missing record, None if unknown
     last_time_ns: int | None  # wall clock of the last missing record, None if unknown
     recorded_ns: int  # when ingest stored the loss

@@ -779,6 +779,15 @@ def write_stats(
         out.write("\n")
 
 
+def live_line(snapshot: dict, rate: float) -> str:
+    """Ingest's progress on a terminal, from its state (pipeline.Ingest.snapshot)."""
+    connected = sum(source["connected"] for source in snapshot["sources"])
+    return (
+        f"stored {snapshot['stored']:,} ({rate:,.0f}/s), lost {snapshot['lost']:,}, "
+        f"{connected}/{len(snapshot['sources'])} sources connected"
+    )
+
+
 def prune_lines(result: Any) -> list[str]:
     """What `kextlog prune` removed (a retention.PruneResult), in words."""
     by_level = ", ".join(

@@ -20,6 +20,7 @@ from . import paths
 from ._native import ffi, lib
 from .errors import KextlogError, UnsafePath, UsageError
 from .levels import Level
+from .records import Record
 from .render import record_json
 from .wire import FrameReader, LogRun
 
@@ -66,8 +67,8 @@ class _Recorder:
         while chunk := self._tap.read(1 << 20):
             for frame in self._reader.feed(chunk):
                 if isinstance(frame, LogRun):
-                    for log in frame.frames():
-                        self._output.write(record_json(log.record(self.instance)) + "\n")
+                    for row in frame.rows:
+                        self._output.write(record_json(Record.of_row(row, self.instance)) + "\n")
         self._output.flush()
 
     def close(self) -> None:

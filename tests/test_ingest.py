@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from kextlog_store.ingest import Ingest, IngestOptions, Latencies
+from kextlog_store.ingest.committer import Latencies
+from kextlog_store.ingest.pipeline import Ingest, IngestOptions
 from kextlog_store.sources import parse_source
 from kextlog_store.store.location import database_url
 from kextlog_store.store.migrate import upgrade
