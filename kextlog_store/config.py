@@ -24,7 +24,7 @@ else:  # pragma: no cover - Python 3.10
 
 from .errors import UsageError
 from .levels import Level, parse_level
-from .render import escape
+from .render.text import escape
 from .sources import parse_source
 from .store.location import check_database
 from .store.retention import RetentionPolicy, parse_size
@@ -145,7 +145,7 @@ def check(key: str) -> Callable[[object], object]:
 
 
 # What a TOML basic string must escape (", \\, C0, DEL), and what a terminal
-# should not get raw (C1, bidirectional overrides; see render.escape).
+# should not get raw (C1, bidirectional overrides; see render.text.escape).
 _TOML_SHORT = {'"': '\\"', "\\": "\\\\", "\t": "\\t", "\n": "\\n"}
 _TOML_ESCAPE = re.compile('["\\\\\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]')
 

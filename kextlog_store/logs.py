@@ -16,7 +16,7 @@ from pathlib import Path
 from . import paths
 from .errors import KextlogError
 from .redact import redact
-from .render import escape
+from .render.text import escape
 
 ROOT = "kextlog"  # the loggers' root: kextlog.ingest, kextlog.simulate
 

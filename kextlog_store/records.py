@@ -12,6 +12,9 @@ from enum import Enum
 from .errors import UsageError
 from .levels import Level
 
+INT64_MAX = 2**63 - 1  # SQLite's integers, PostgreSQL's bigint: the store's columns and counts
+PID_MAX = 2**31 - 1  # pid_t
+
 # A record as ingest carries it, from the scanner (wire, kmsg) through the
 # accounting to the store's writer: a plain tuple, so that the hot path
 # makes no object per record.  Its fields, in this order, are the records

@@ -21,7 +21,7 @@ from ._native import ffi, lib
 from .errors import KextlogError, UnsafePath, UsageError
 from .levels import Level
 from .records import Record
-from .render import record_json
+from .render.entries import record_json
 from .wire import FrameReader, LogRun
 
 log = logging.getLogger("kextlog.simulate")

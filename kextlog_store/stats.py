@@ -6,7 +6,7 @@ of the database and the range of dates.  One collect() call reads them all
 with a handful of aggregate queries, each one pass over an index where
 there is one (level and time: ix_records_level_time_ns; instance and seq:
 the UNIQUE key); per process is a scan of the window.  Rendering is
-render.write_stats.
+render.figures.write_stats.
 """
 
 from __future__ import annotations

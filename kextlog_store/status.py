@@ -26,7 +26,6 @@ import os
 import socket
 import struct
 import sys
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +33,8 @@ from pathlib import Path
 
 from . import paths
 from .errors import DatabaseError, Held, Missing, UnsafePath
-from .render import escape
+from .records import INT64_MAX
+from .render.text import escape, local_time
 from .store.engine import sqlite_path
 from .store.location import locate_database, private_directory
 
@@ -256,7 +256,7 @@ class IngestStatus:
             return "running" if self.snapshot["running"] else "stopping"
         if not self.snapshot["running"]:
             return "stopped"
-        return f"not running (stale state from {_time(self.snapshot['updated_ns'])})"
+        return f"not running (stale state from {local_time(self.snapshot['updated_ns'])})"
 
 
 def read_status(url: str, host: str | None = None) -> IngestStatus | None:
@@ -310,8 +310,6 @@ def _lock_holder(directory: paths.Directory, name: str) -> int | None:
 
 
 # --- what a state may hold -----------------------------------------------------
-
-INT64_MAX = (1 << 63) - 1
 
 
 class _Malformed(ValueError):
@@ -451,64 +449,3 @@ def parse(data: bytes, path: Path) -> dict:
     else:
         return snapshot
     raise DatabaseError(f"{path}: not a state ingest wrote ({escape(problem, newlines=True)})")
-
-
-def _time(ns: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ns / 1e9))
-
-
-def describe(status: IngestStatus) -> list[str]:
-    """`kextlog status` in words; every text from the state escaped (a
-    producer's name is the producer's to choose)."""
-    snapshot = status.snapshot
-
-    def text(value: str) -> str:
-        return escape(value, newlines=True)
-
-    latency = snapshot["latency_ms"]["recent"]
-    lines = [
-        f"ingest: {status.state} (pid {snapshot['pid']}), last update "
-        f"{_time(snapshot['updated_ns'])}",
-        f"  stored {snapshot['stored']:,} records in {snapshot['commits']:,} commits, "
-        f"lost {snapshot['lost']:,}, filtered {snapshot['filtered']:,}",
-    ]
-    outage = snapshot["store_outage"]
-    if outage is not None:
-        lines.append(
-            f"  store: {text(outage['what'])} since {_time(outage['since_ns'])}, "
-            f"{outage['waiting']:,} records waiting, retrying ({text(outage['error'])})"
-        )
-    if latency["samples"] and latency["p50"] is not None and latency["p99"] is not None:
-        lines.append(
-            f"  kernel-to-commit latency p50 {latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms "
-            f"over the last second ({latency['samples']:,} samples)"
-        )
-    for source in snapshot["sources"]:
-        connected = "connected" if source["connected"] and status.alive else "disconnected"
-        lines.append(f"{text(source['source'])}: {connected}")
-        if source["error"] and not source["connected"]:
-            lines.append(f"  last error: {text(source['error'])}")
-        skipped = source.get("skipped")  # absent from the files of older daemons
-        if skipped and skipped["bytes"]:
-            problems = ", ".join(
-                f"{count:,} {text(problem)}" for problem, count in skipped["problems"].items()
-            )
-            lines.append(f"  skipped {skipped['bytes']:,} bytes of malformed input ({problems})")
-        if source["instance"] is None:
-            continue
-        producer, instance = text(source["producer"] or ""), text(source["instance"])
-        lines.append(f"  producer {producer}, instance {instance}")
-        lines.append(
-            f"  committed seq {source['committed_seq']:,}, lag {source['lag'] or 0:,} records, "
-            f"lost {source['lost'] or 0:,} records"
-            if source["committed_seq"] is not None
-            else "  nothing committed yet"
-        )
-        ring = source["ring"]
-        if ring is not None:
-            fill = ring["records"] / ring["capacity"] if ring["capacity"] else 0.0
-            lines.append(
-                f"  ring {ring['records']:,} of {ring['capacity']:,} records ({fill:.0%}), "
-                f"{ring['producer_lost']:,} lost since the kext loaded"
-            )
-    return lines

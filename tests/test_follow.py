@@ -19,13 +19,14 @@ import pytest
 from sqlalchemy import Engine
 
 from kextlog_store.errors import UsageError
+from kextlog_store.follow import FOLLOW_LINES, follow
 from kextlog_store.levels import Level
-from kextlog_store.query import FOLLOW_LINES, RecordFilter, follow
+from kextlog_store.query import RecordFilter
 from kextlog_store.records import Cursor, Entry, Loss, Record
 from kextlog_store.store import schema
 from kextlog_store.store.engine import read_engine
 from tests.conftest import NS, ROOT, PopulatedStore, wait_until
-from tests.processes import start, wait_for_socket
+from tests.processes import start_ingest, start_simulator, wait_for_socket
 from tests.test_cli import marker, short
 
 POLL = 0.05
@@ -317,12 +318,12 @@ def test_follow_errors(populated: PopulatedStore, args: list[str], message: str)
 @pytest.mark.slow
 def test_follow_behind_a_real_ingest(tmp_path: Path) -> None:
     sock, db = tmp_path / "sim.sock", tmp_path / "k.db"
-    simulator = start("simulate", "--socket", str(sock), "--rate", "50", "--count", "100000")
+    simulator = start_simulator(sock, "--rate", "50", "--count", "100000")
     ingest = None
     follower = None
     try:
         wait_for_socket(sock)
-        ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=tmp_path / "log")
+        ingest = start_ingest(sock, db, log=tmp_path / "log")
         wait_until(lambda: db.exists() and stored_seqs(db), "ingest to store records")
         follower = kextlog_process(db, "query", "-f", "-n", "0", "-o", "json")
         seen = max(stored_seqs(db))

@@ -4,6 +4,8 @@ mark stored, lost or filtered exactly once."""
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -26,7 +28,7 @@ def row(seq: int, level: Level = Level.INFO) -> tuple:
 
 def run(*seqs: int, level: Level = Level.INFO) -> LogRun:
     rows = [row(seq, level) for seq in seqs]
-    contiguous = all(b == a + 1 for a, b in zip(seqs, seqs[1:]))
+    contiguous = all(b == a + 1 for a, b in itertools.pairwise(seqs))
     return LogRun(rows, contiguous)
 
 
@@ -101,11 +103,15 @@ def test_a_loss_frame_is_recorded_past_what_is_accounted_for() -> None:
         LossFrame(1, 9, None, None, LossReason.RING_FULL),  # all of it
         LossFrame(15, 15, None, None, "reason-7"),  # a reason this kextlog does not know
     )
-    assert added == batch.losses == [
-        loss(11, 12, "released", (100, 200)),
-        loss(13, 14, "gap"),
-        loss(15, 15, "reason-7"),
-    ]
+    assert (
+        added
+        == batch.losses
+        == [
+            loss(11, 12, "released", (100, 200)),
+            loss(13, 14, "gap"),
+            loss(15, 15, "reason-7"),
+        ]
+    )
     assert all(type(added_loss["reason"]) is str for added_loss in added)  # as stored
     assert (ledger.state.high_water, ledger.state.lost, batch.lost) == (15, 5, 5)
 

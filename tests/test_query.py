@@ -19,18 +19,18 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from kextlog_store.errors import DatabaseError, UsageError
+from kextlog_store.follow import follow
 from kextlog_store.levels import Level
 from kextlog_store.query import (
     CursorKeeper,
     RecordFilter,
     entries,
-    follow,
-    grep_pattern,
     losses,
     records,
     select_losses,
 )
 from kextlog_store.records import Cursor, Entry, Loss, Record
+from kextlog_store.regex import grep_pattern
 from kextlog_store.store import schema
 from kextlog_store.store.engine import read_engine, write_engine
 from kextlog_store.store.location import database_url

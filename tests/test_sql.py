@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from kextlog_store.errors import DatabaseError, KextlogError, ReadOnlyError, UsageError
-from kextlog_store.query import run_sql
+from kextlog_store.sql import run_sql
 from kextlog_store.store.location import database_url
 from tests.conftest import PopulatedStore, content_checksum
 

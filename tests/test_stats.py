@@ -13,7 +13,7 @@ from sqlalchemy import delete, update
 
 from kextlog_store.levels import Level
 from kextlog_store.records import Record
-from kextlog_store.render import bar, format_size, stats_lines
+from kextlog_store.render.figures import bar, format_size, stats_lines
 from kextlog_store.stats import BUCKET_SIZES, Stats, choose_bucket, collect
 from kextlog_store.store import schema
 from kextlog_store.store.engine import sqlite_path, write_engine

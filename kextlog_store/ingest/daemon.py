@@ -21,12 +21,14 @@ from pathlib import Path
 
 from sqlalchemy import make_url
 
-from .. import config, logs, paths, render, status
+from .. import config, logs, paths, status
 from ..config import IngestConfig
 from ..errors import SourceError, UsageError
 from ..kmsg import DEVICE, KmsgSource
 from ..records import Record
 from ..redact import redact, redact_all
+from ..render.entries import record_short
+from ..render.figures import live_line
 from ..sources import Source, exclusive_key, parse_source
 from ..store import migrate
 from ..store.engine import sqlite_path
@@ -207,15 +209,12 @@ def ingest_options(settings: IngestConfig, sources: list[Source]) -> IngestOptio
     )
 
 
-_LOCAL = render.zone(utc=False)
-
-
 def _echo(record: Record) -> None:
-    sys.stdout.write(render.record_short(record, _LOCAL) + "\n")
+    sys.stdout.write(record_short(record) + "\n")  # in the local zone
 
 
 class LiveLine:
-    """Ingest's one-line progress on a terminal (render.live_line), rewritten
+    """Ingest's one-line progress on a terminal (render.figures.live_line), rewritten
     in place."""
 
     def __init__(self) -> None:
@@ -227,7 +226,7 @@ class LiveLine:
         if self._last is not None and now > self._last[0]:
             rate = (stored - self._last[1]) / (now - self._last[0])
         self._last = (now, stored)
-        sys.stderr.write(f"\r\033[K{render.live_line(snapshot, rate)}")
+        sys.stderr.write(f"\r\033[K{live_line(snapshot, rate)}")
         sys.stderr.flush()
 
     def finish(self) -> None:

@@ -214,20 +214,3 @@ def _accounting(connection: sqlite3.Connection) -> Finding:
                 f" ({off})"
             )
     return _finding(name, problems, f"{len(rows):,} instances")
-
-
-def report_lines(report: CheckReport) -> list[str]:
-    """The report in words: a line per check, its problems below it."""
-    lines = [f"{report.path}:"]
-    for finding in report.findings:
-        mark = "skip" if finding.skipped else "ok" if finding.ok else "FAIL"
-        note = f" ({finding.note})" if finding.note else ""
-        lines.append(f"  {mark:<4}  {finding.check}{note}")
-        lines.extend(f"          {problem}" for problem in finding.problems)
-    return lines
-
-
-def summary(report: CheckReport) -> str:
-    """One line for a report with failures."""
-    names = ", ".join(finding.check for finding in report.failed)
-    return f"{report.path}: {len(report.failed)} of {len(report.findings)} checks failed ({names})"

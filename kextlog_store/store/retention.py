@@ -40,6 +40,7 @@ from ..errors import UsageError
 from ..levels import Level, parse_level, parse_level_range
 from ..timespec import parse_duration
 from . import schema
+from .engine import read_engine, write_engine
 from .errors import translate
 
 _records, _losses, _instances = schema.records, schema.losses, schema.instances
@@ -185,6 +186,17 @@ def apply(
         return run.apply(now_ns)
     except (sa_exc.DBAPIError, sqlite3.Error) as exc:
         raise translate(exc) from None
+
+
+def prune(url: str, policy: RetentionPolicy) -> PruneResult:
+    """`kextlog prune`: apply policy once to the store at url, which must
+    exist (a missing store is an error, never created)."""
+    read_engine(url).dispose()
+    engine = write_engine(url)
+    try:
+        return apply(engine, policy)
+    finally:
+        engine.dispose()
 
 
 class _Run:
