@@ -24,7 +24,7 @@ import pytest
 from kextlog_store.status import read_status
 from kextlog_store.store.location import database_url
 from tests.conftest import unavailable, wait_until
-from tests.processes import kextlog, start, wait_for_socket
+from tests.processes import kextlog, start_ingest, start_simulator
 from tests.test_delivery import accounting, integrity, stop, wait_for_line
 
 RATE, COUNT = 5_000, 40_000  # eight seconds of records...
@@ -144,11 +144,10 @@ def wait_for_stored(db: Path, records: int) -> None:
 
 def start_pipeline(tmp_path: Path, db: Path) -> tuple[subprocess.Popen[str], Path]:
     sock = tmp_path / "sim.sock"
-    simulator = start(
-        "simulate", "--socket", str(sock), "--rate", str(RATE), "--count", str(COUNT),
+    simulator = start_simulator(
+        sock, "--rate", str(RATE), "--count", str(COUNT),
         "--ring", str(RING), log=tmp_path / "sim.log",
     )  # fmt: skip
-    wait_for_socket(sock)
     return simulator, sock
 
 
@@ -167,7 +166,7 @@ def assert_all_stored_once(db: Path, simulator: subprocess.Popen[str]) -> None:
 def test_the_batch_is_held_until_the_store_can_be_written(tmp_path: Path, squeeze: Squeeze) -> None:
     db, ingest_log = squeeze.directory / "k.db", tmp_path / "ingest.log"
     simulator, sock = start_pipeline(tmp_path, db)
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
+    ingest = start_ingest(sock, db, log=ingest_log)
     wait_for_stored(db, COUNT // 8)
     squeeze.take(ingest.pid)
 
@@ -201,7 +200,7 @@ def test_stopped_or_killed_during_the_outage_it_had_acknowledged_nothing(
     would have let it go, and the next ingest would find it lost."""
     db, ingest_log = squeeze.directory / "k.db", tmp_path / "ingest.log"
     simulator, sock = start_pipeline(tmp_path, db)
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
+    ingest = start_ingest(sock, db, log=ingest_log)
     wait_for_stored(db, COUNT // 8)
     squeeze.take(ingest.pid)
     waiting = wait_for_outage(db, ingest.pid)["store_outage"]["waiting"]
@@ -215,7 +214,7 @@ def test_stopped_or_killed_during_the_outage_it_had_acknowledged_nothing(
         f"({squeeze.what}); the producers still hold them"
     )
 
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
+    ingest = start_ingest(sock, db, log=ingest_log)
     wait_for_line(ingest_log, "connected to", count=2)
     squeeze.take(ingest.pid)
     wait_for_outage(db, ingest.pid)
@@ -224,7 +223,7 @@ def test_stopped_or_killed_during_the_outage_it_had_acknowledged_nothing(
     ingest.wait()
 
     squeeze.give_back()
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
+    ingest = start_ingest(sock, db, log=ingest_log)
     assert_all_stored_once(db, simulator)
     stop(ingest)
 
@@ -232,7 +231,7 @@ def test_stopped_or_killed_during_the_outage_it_had_acknowledged_nothing(
 def test_a_lock_held_past_the_busy_timeout_is_waited_out(tmp_path: Path) -> None:
     db, ingest_log = tmp_path / "k.db", tmp_path / "ingest.log"
     simulator, sock = start_pipeline(tmp_path, db)
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
+    ingest = start_ingest(sock, db, log=ingest_log)
     wait_for_stored(db, COUNT // 8)
     holder = sqlite3.connect(db, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # the write lock, for longer than ingest waits
@@ -264,13 +263,13 @@ def test_a_read_only_file_system_is_waited_out(tmp_path: Path, small_disk: Path)
     cannot open a WAL database without one on a read-only file system)."""
     db, ingest_log = small_disk / "k.db", tmp_path / "ingest.log"
     simulator, sock = start_pipeline(tmp_path, db)
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
+    ingest = start_ingest(sock, db, log=ingest_log)
     wait_for_stored(db, COUNT // 8)
     ingest.kill()
     ingest.wait()
     remount(small_disk, "ro")
     try:
-        ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
+        ingest = start_ingest(sock, db, log=ingest_log)
         wait_for_line(ingest_log, "acknowledging nothing, retrying", count=1)
         # Waiting to try again, it could not publish its state either.
         wait_for_line(ingest_log, "cannot publish the state", count=1)
