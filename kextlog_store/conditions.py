@@ -29,7 +29,7 @@ _HEX = re.compile(r"[0-9a-f]+")
 
 class _Match(ColumnElement[bool]):
     """value matches a pattern, written for each back end: SQLite's GLOB or
-    REGEXP (RE2's, see _Callbacks) with the pattern as it is; PostgreSQL's
+    REGEXP (RE2's, see callbacks.py) with the pattern as it is; PostgreSQL's
     ~ with the same pattern as a POSIX regular expression."""
 
     type = Boolean()

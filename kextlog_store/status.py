@@ -73,7 +73,7 @@ def _place(url: str, host: str | None, *, create: bool) -> tuple[paths.Directory
 
 
 def _host(host: str | None) -> str:
-    return host or socket.gethostname()  # as store.Writer's
+    return host or socket.gethostname()  # as store.writer.Writer's
 
 
 def _url_base(url: str, host: str | None) -> str:
