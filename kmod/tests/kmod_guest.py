@@ -98,8 +98,10 @@ class Guest:
             "-chardev", f"socket,id=relay,path={socket},server=on,wait=off",
             "-device", "virtserialport,chardev=relay,name=kextlog",
         ]  # fmt: skip
+        # Not niced: under TCG the guest's clock is the host's CPU, and a
+        # niced qemu beside busy processes got too little of it to boot.
         process = subprocess.Popen(
-            ["nice", *command],
+            command,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
