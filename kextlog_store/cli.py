@@ -718,6 +718,81 @@ def db_check_command(
         raise DatabaseError(check.summary(report))
 
 
+@db_app.command("seal-setup")
+def db_seal_setup_command(
+    db: DbOption = None,
+    host: Annotated[
+        str | None,
+        typer.Option("--host", metavar="NAME", help="The host whose ingest seals (a URL store)."),
+    ] = None,
+) -> None:
+    """Turn sealing on (docs/sealing.md): a hash chain over every batch ingest
+    commits, sealed every interval with a key that evolves one way. Covers
+    what is stored now; prints the verification key once, on stdout: keep it
+    off this host. Stop ingest first; it seals from its next start.
+
+    \b
+    Examples:
+      sudo kextlog db seal-setup > /media/offline/kextlog-verification-key
+      kextlog db seal-setup --db /var/lib/kextlog/kextlog.db
+    """
+    from . import migrate, status, store
+    from .seal import chain, keys
+
+    url = store.database_url(db)
+    holder = status.starting(url, host)
+    if holder is not None:
+        raise DatabaseError(f"ingest (pid {holder}) runs on this store: stop it first")
+    engine = migrate.upgrade(url)
+    writer_host = store.Writer(engine, host).host
+    path = keys.location(url, writer_host)
+    key = chain.setup(engine, writer_host, path)
+    sys.stderr.write(
+        f"kextlog: sealing is on for host {writer_host}; the sealing key is {path}.\n"
+        "kextlog: the verification key follows, shown this once: keep it OFF this host "
+        "(whoever has it can check the seals, and the host must not).\n"
+    )
+    sys.stdout.write(key.hex() + "\n")
+    key[:] = bytes(len(key))
+
+
+@db_app.command("verify")
+def db_verify_command(
+    db: DbOption = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            metavar="KEY",
+            help="The verification key seal-setup printed ('-': read it from stdin); "
+            "without it, only the chain's integrity is checked, not its seals.",
+        ),
+    ] = None,
+) -> None:
+    """Verify the sealed store, read-only (best on a copy, off the host): every
+    batch against its chain entry, every seal with the key. Reports the first
+    place it breaks and exits 1; exits 0 with the sealed range and the
+    unsealed tail when all holds.
+
+    \b
+    Examples:
+      kextlog db verify --db /mnt/copy/kextlog.db --key "$(cat /media/offline/key)"
+      kextlog db verify --db /mnt/copy/kextlog.db
+    """
+    from . import store
+    from .seal import report, verify
+
+    secret = verify.parse_key(sys.stdin.readline() if key == "-" else key) if key else None
+    engine = store.read_engine(store.database_url(db))
+    with engine.connect() as connection:
+        reports = verify.verify(connection, secret)
+    sys.stdout.write("".join(line + "\n" for line in report.lines(reports)))
+    if not reports:
+        raise DatabaseError("the store is not sealed (kextlog db seal-setup turns sealing on)")
+    if any(each.broken for each in reports):
+        raise DatabaseError("verification failed")
+
+
 # --- producing ------------------------------------------------------------
 
 
@@ -833,6 +908,14 @@ def ingest_command(
             help="The host name the instances are stored under (default: this machine's).",
         ),
     ] = None,
+    seal_interval: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DURATION",
+            help="When the store is sealed (kextlog db seal-setup): the time between two "
+            "seals, 1s to 1d [15m].",
+        ),
+    ] = None,
 ) -> None:
     """Store what producers send, until SIGINT or SIGTERM (then flush and exit 0).
 
@@ -877,6 +960,7 @@ def ingest_command(
         max_size=_option("--max-size", config.check("retention.max_size"), max_size),
         kmsg_path=_option("--kmsg-path", config.check("kmsg.path"), kmsg_path),
         syslog=syslog,
+        seal_interval=_option("--seal-interval", config.check("seal.interval"), seal_interval),
     )
 
     def settings() -> config.IngestConfig:
@@ -995,6 +1079,7 @@ def ingest_command(
 def _ingest_options(settings: IngestConfig, sources: list[Source]) -> IngestOptions:
     """IngestOptions from settings (config.IngestConfig); the built-in
     defaults where they say nothing."""
+    from .config import seal_interval_ns
     from .ingest import IngestOptions
     from .retention import RetentionPolicy
 
@@ -1005,6 +1090,9 @@ def _ingest_options(settings: IngestConfig, sources: list[Source]) -> IngestOpti
         "min_level": settings.min_level,
         "batch_records": settings.batch_records,
         "batch_seconds": settings.batch_seconds,
+        "seal_interval_ns": (
+            seal_interval_ns(settings.seal_interval) if settings.seal_interval else None
+        ),
     }
     return IngestOptions(
         sources=sources,
@@ -1044,8 +1132,11 @@ def _open_store(url: str, host: str | None) -> Writer:
     store.write_engine); its instances under host (None: this machine's
     name)."""
     from . import migrate, store
+    from .seal.chain import Sealer
 
-    return store.Writer(migrate.upgrade(url), host=host)
+    writer = store.Writer(migrate.upgrade(url), host=host)
+    writer.sealer = Sealer.open(writer.engine, writer.host)
+    return writer
 
 
 def _settings_file(
@@ -1077,6 +1168,8 @@ def _settings_file(
     if any(retention.values()):
         lines += ["", "[retention]"]
         lines += [f"{key} = {value(item)}" for key, item in retention.items() if item]
+    if settings.seal_interval:
+        lines += ["", "[seal]", f"interval = {value(settings.seal_interval)}"]
     return "\n".join(lines) + "\n"
 
 

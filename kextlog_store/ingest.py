@@ -75,6 +75,7 @@ class IngestOptions:
     queue_batches: int = 32  # each is one read: the queue bounds the daemon's memory
     retention: RetentionPolicy | None = None  # applied now and then, beside the writer
     retention_seconds: float = 60.0
+    seal_interval_ns: int = 15 * 60 * 1_000_000_000  # between two seals, when sealed
 
 
 class SkipTally:
@@ -436,6 +437,7 @@ class Ingest:
                     batch = self._commit(batch)
                     self._reopen()
                 if now - published >= PUBLISH_SECONDS:
+                    self._seal()
                     self._publish(running=True)
                     self._report_skipped(now)
                     published = now
@@ -449,6 +451,7 @@ class Ingest:
                     break
                 self._account(batch, *item)
             self._commit(batch)
+            self._seal(stopping=True)
         finally:
             self.stop.set()
             for connection in self._stopped_connections:
@@ -624,6 +627,15 @@ class Ingest:
             self._unindexed = 0
             self._merge_due.set()
         return _Batch()
+
+    def _seal(self, stopping: bool = False) -> None:
+        """A seal of the chain every seal interval, and at a clean stop
+        (seal.chain.Sealer), when the store is sealed."""
+        sealer = self.writer.sealer
+        if sealer is not None and (
+            stopping or sealer.due(time.time_ns(), self.options.seal_interval_ns)
+        ):
+            self._write(lambda: sealer.seal(stopping=stopping), waiting=0)
 
     def _start_merging(self) -> None:
         self._merge = PidMerge(self.writer.engine, PID_MERGE_SLICE, self.writer.host)

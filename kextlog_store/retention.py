@@ -40,6 +40,7 @@ from . import store
 from .errors import UsageError
 from .levels import Level, parse_level, parse_level_range
 from .query import database_error
+from .seal import chain as seal
 from .timespec import parse_duration
 
 _records, _losses, _instances = store.records, store.losses, store.instances
@@ -298,6 +299,9 @@ class _Run:
                 )
                 removed = Counter(row[0] >> store.SEQ_BITS for row in rows)
                 _count(connection, "pruned_records", removed)
+                seal.checkpoint(
+                    connection, "records", (divmod(row[0], store.SEQ_MASK + 1) for row in rows)
+                )
         if not rows:
             return None
         for row in rows:
@@ -327,13 +331,14 @@ class _Run:
                 gone = connection.execute(
                     delete(losses)
                     .where(losses.c.id.in_(stale.scalar_subquery()))
-                    .returning(losses.c.instance_id, losses.c.count)
+                    .returning(losses.c.instance_id, losses.c.count, losses.c.first_seq)
                 ).all()
                 if gone:
                     lost: Counter[int] = Counter()
-                    for instance_id, count in gone:
+                    for instance_id, count, _ in gone:
                         lost[instance_id] += count
                     _count(connection, "pruned_lost", lost)
+                    seal.checkpoint(connection, "losses", ((row[0], row[2]) for row in gone))
             removed = len(gone)
             self.result.losses += removed
             if removed < self.policy.batch_rows:
