@@ -15,6 +15,7 @@ dmesg util-linux
 mount mount
 systemd-analyze systemd
 /usr/share/zoneinfo/Europe/Berlin tzdata
+sqlite3 sqlite3
 "
 
 fail() {
