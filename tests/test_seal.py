@@ -52,6 +52,13 @@ def test_every_change_of_a_value_changes_the_digest(changed: list[tuple]) -> Non
     assert section_digest(changed) != section_digest([ROW])
 
 
+def test_bytes_moved_from_one_record_to_the_next_change_the_digest() -> None:
+    # Within one column: the lengths, not only the bytes, are hashed.
+    two = [(*ROW[:8], "ab"), (ROW[0] + 1, *ROW[1:8], "c")]
+    moved = [(*ROW[:8], "a"), (ROW[0] + 1, *ROW[1:8], "bc")]
+    assert section_digest(two) != section_digest(moved)
+
+
 def test_a_loss_row_is_part_of_the_digest() -> None:
     loss = (3, 4, 2, None, None, "ring-full", 99)
     assert section_digest([ROW], [loss]) != section_digest([ROW])
