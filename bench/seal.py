@@ -124,8 +124,10 @@ def main() -> None:
         rate, records = verify_rate(db, key)
         report.add(f"verify with the key ({records:,} records)", rate, "records/s",
                    ">= 1,000,000", lambda value: value >= 1_000_000)  # fmt: skip
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    except BaseException:
+        print(f"bench/seal.py: failed; its files are in {scratch}", file=sys.stderr)
+        raise
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

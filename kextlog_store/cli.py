@@ -783,9 +783,10 @@ def db_verify_command(
     from .seal import report, verify
 
     secret = verify.parse_key(sys.stdin.readline() if key == "-" else key) if key else None
-    engine = store.read_engine(store.database_url(db))
+    url = store.database_url(db)
+    engine = store.read_engine(url)
     with engine.connect() as connection:
-        reports = verify.verify(connection, secret)
+        reports = verify.verify(connection, secret, store.sqlite_path(url))
     sys.stdout.write("".join(line + "\n" for line in report.lines(reports)))
     if not reports:
         raise DatabaseError("the store is not sealed (kextlog db seal-setup turns sealing on)")

@@ -12,11 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import delete, select, text, update
 
-from kextlog_store import store
+from kextlog_store import migrate, store
 from kextlog_store.errors import DatabaseError
-from kextlog_store.seal import chain, encoding, keys, verify
+from kextlog_store.seal import _columns, chain, encoding, keys, verify
 from tests.conftest import HOST, Kextlog, PopulatedStore
 
 BOTH_BACKENDS = True
@@ -67,11 +69,56 @@ def test_a_loss_row_is_part_of_the_digest() -> None:
     )
 
 
-def test_a_stored_value_of_the_wrong_type_is_reported_not_raised_as_a_crash() -> None:
-    with pytest.raises(encoding.EncodingError):
-        section_digest([(ROW[0], 1.5, *ROW[2:])])
-    with pytest.raises(encoding.EncodingError):
-        section_digest([(*ROW[:8], b"bytes")])
+@pytest.mark.parametrize(
+    "row",
+    [(ROW[0], 1.5, *ROW[2:]), (*ROW[:8], b"bytes"), (ROW[0], 1 << 63, *ROW[2:]), (*ROW, "x", 1, 2)],
+)
+def test_a_value_ingest_never_writes_is_refused_by_both_encoders(row: tuple) -> None:
+    with pytest.raises(ValueError):
+        section_digest([row])
+    with pytest.raises(ValueError):
+        encoding.record_columns(list(zip(*[row], strict=True)), 1)
+
+
+TEXT = st.text(st.characters(codec="utf-8"), max_size=20)
+INT64 = st.integers(-(1 << 63), (1 << 63) - 1)
+RECORD = st.tuples(*[INT64] * 7, TEXT, TEXT) | st.tuples(
+    *[INT64] * 7, TEXT, TEXT, st.none() | INT64, st.none() | INT64, st.none() | TEXT
+)
+
+
+@given(st.lists(RECORD, max_size=6))
+def test_the_c_encoder_packs_as_the_reference(rows: list[tuple]) -> None:
+    """encoding.record_columns is the reference (docs/sealing.md); the C
+    encoder that ingest and verify use must give the same bytes."""
+    padded = [row + (None,) * (12 - len(row)) for row in rows]
+    columns = list(zip(*padded, strict=True)) if rows else [()] * 12
+    assert _columns.pack_rows(rows)[0] == encoding.record_columns(columns, len(rows))
+
+
+def test_the_c_reader_reads_what_the_c_encoder_packs(tmp_path: Path) -> None:
+    url = store.database_url(str(tmp_path / "k.db"))
+    engine = migrate.upgrade(url)
+    rows = [
+        (1, *ROW[1:]),
+        (2, *ROW[1:7], "", "dé\x00jà"),
+        (4, *ROW[1:], 3, None, '{"A": "b"}'),
+        (5, *ROW[1:], None, 7, None),
+    ]
+    base = store.record_id(3, 0)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            f"INSERT INTO records (id, {', '.join(encoding.RECORD_COLUMNS[1:])})"
+            f" VALUES ({base} + ?, {', '.join('?' * 11)})",
+            [row + (None,) * (12 - len(row)) for row in rows],
+        )
+    engine.dispose()
+    reader = _columns.Reader(f"file:{tmp_path / 'k.db'}?mode=ro")
+    try:
+        assert reader.read(base, 1, 5) == _columns.pack_rows(rows)
+        assert reader.read(base, 1, 5)[1:5] == (4, 1, 5, 0)  # count, first, last, not dense
+    finally:
+        reader.close()
 
 
 def test_the_chain_binds_each_entry_to_its_position_and_the_one_before() -> None:

@@ -12,7 +12,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -29,6 +28,14 @@ SEQ_BITS = 44
 def sealed_seals(db: Path) -> int:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
         return connection.execute("SELECT count(*) FROM seals").fetchone()[0]
+
+
+def sealed_up_to_the_end(db: Path) -> bool:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+        sealed, entries = connection.execute(
+            "SELECT (SELECT max(position) FROM seals), (SELECT max(position) FROM seal_entries)"
+        ).fetchone()
+    return bool(sealed == entries)
 
 
 def committed(db: Path) -> int:
@@ -57,15 +64,35 @@ def sealed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         "simulate", "--socket", str(sock), "--rate", "8000", "--count", str(COUNT),
         "--ring", "4000", log=where / "sim.log",
     )  # fmt: skip
-    wait_for_socket(sock)
-    time.sleep(1.0)  # 8,000 records offered to a ring of 4,000: ring-full losses
+    daemons: list[subprocess.Popen[str]] = []
+    try:
+        wait_for_socket(sock)
+        # 8,000 records a second offered to a ring of 4,000 no daemon reads.
+        sim_log = where / "sim.log"
+        wait_until(lambda: "lost seq" in sim_log.read_text(), "ring-full losses")
+        run(db, sock, log, simulator, daemons)
+    finally:
+        for process in (simulator, *daemons):  # only left running by a failure
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return db, key
+
+
+def run(
+    db: Path,
+    sock: Path,
+    log: Path,
+    simulator: subprocess.Popen[str],
+    daemons: list[subprocess.Popen[str]],
+) -> None:
     daemon = ["ingest", "--source", f"unix:{sock}", "--db", str(db), "--seal-interval", "1s"]
-    ingest = start(*daemon, log=log)
+    daemons.append(ingest := start(*daemon, log=log))
     wait_until(lambda: committed(db) > 12_000 and sealed_seals(db) >= 2, "seals of a first daemon")
     ingest.kill()  # SIGKILL: mid-batch, maybe between a seal and its key's evolution
     ingest.wait()
     killed_at = committed(db)
-    ingest = start(*daemon, log=log)
+    daemons.append(ingest := start(*daemon, log=log))
     wait_until(
         lambda: log.read_text().count("connected to") >= 2 and committed(db) > killed_at,
         "a second daemon that commits",
@@ -74,10 +101,10 @@ def sealed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     wait_until(lambda: "reloaded" in log.read_text(), "the reload")
     assert simulator.wait(timeout=300) == 0
     wait_until(lambda: committed(db) == COUNT, "every record")
-    time.sleep(1.5)  # at least one interval: the last batches get a seal of their own
+    # The last batches get a seal of their own before the clean stop's.
+    wait_until(lambda: sealed_up_to_the_end(db), "a seal of the last batch")
     ingest.send_signal(signal.SIGTERM)
     assert ingest.wait(timeout=60) == 0
-    return db, key
 
 
 def copy(sealed: tuple[Path, str], tmp_path: Path) -> Path:
@@ -152,6 +179,12 @@ def test_a_changed_message_is_found(sealed: tuple[Path, str], tmp_path: Path, ke
     line = broken(db, sealed[1] if key else None)
     assert "BROKEN: changed: entry" in line and line.endswith(": message")
     assert "seqs" in line and "time 20" in line
+
+
+def test_a_value_of_another_type_is_found(sealed: tuple[Path, str], tmp_path: Path) -> None:
+    db = copy(sealed, tmp_path)
+    sql(db, "UPDATE records SET time_ns = 'a while ago' WHERE seq = 1500")
+    assert broken(db, sealed[1]).endswith("seq 1500: time_ns is not an integer")
 
 
 def test_a_deleted_record_is_found(sealed: tuple[Path, str], tmp_path: Path) -> None:

@@ -254,9 +254,3 @@ def runs(seqs: Sequence[int]) -> list[list[int]]:
         else:
             found.append([seq, seq])
     return found
-
-
-def wrap(value: int) -> int:
-    """A sum as a signed 64-bit integer, as every back end stores it."""
-    value &= (1 << 64) - 1
-    return value - (1 << 64) if value >> 63 else value
