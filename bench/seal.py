@@ -79,7 +79,9 @@ def verify_store(scratch: Path, records: int) -> tuple[Path, str]:
     built (make bench), else one the simulator and ingest fill."""
     db = scratch / "verify.db"
     writer = ROOT / "bench" / "out" / "single_writer"
+    host = []
     if writer.exists():
+        host = ["--host", "bench"]  # single_writer's instance's
         subprocess.run([*KEXTLOG, "db", "upgrade", "--db", str(db)], check=True,
                        capture_output=True)  # fmt: skip
         subprocess.run([str(writer), str(db), str(records), "7"], check=True, capture_output=True)
@@ -93,7 +95,7 @@ def verify_store(scratch: Path, records: int) -> tuple[Path, str]:
         ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), stderr=log)
         simulator.communicate(timeout=records / 10_000 + 300)
         stop(ingest)
-    setup = subprocess.run([*KEXTLOG, "db", "seal-setup", "--db", str(db)], check=True,
+    setup = subprocess.run([*KEXTLOG, "db", "seal-setup", "--db", str(db), *host], check=True,
                            capture_output=True, text=True)  # fmt: skip
     return db, setup.stdout.strip()
 

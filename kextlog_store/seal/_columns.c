@@ -11,12 +11,15 @@
  * return (columns, count, first_seq, last_seq, dense, time_min, time_max,
  * time_sum, mono_sum): the 12 packed columns and what verify and the chain
  * entries need of them; sums wrap as int64.  A value of the wrong type
- * raises ValueError.
+ * raises ValueError.  A Reader is for one thread at a time; read() lets
+ * other threads run meanwhile.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <sqlite3.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum { INTS = 7, COLUMNS = 12, BUFFERS = 18 };
@@ -29,23 +32,29 @@ struct kextlog_buffer {
     size_t length, capacity;
 };
 
+/* Packing needs no Python object (Reader.read runs without the GIL): a
+ * failure is noted here and raised once the GIL is held again (kextlog_raise),
+ * unless it is a Python error already set (pack_rows). */
 struct kextlog_pack {
     struct kextlog_buffer buffers[BUFFERS];
     Py_ssize_t count;
     int64_t first_seq, last_seq, time_min, time_max;
     uint64_t time_sum, mono_sum;
     int dense;
+    int out_of_memory;
+    char error[160];
 };
 
-static int kextlog_put(struct kextlog_buffer *buffer, const void *data, size_t length)
+static int kextlog_put(struct kextlog_pack *pack, int index, const void *data, size_t length)
 {
+    struct kextlog_buffer *buffer = &pack->buffers[index];
     if (buffer->length + length > buffer->capacity) {
         size_t capacity = buffer->capacity ? buffer->capacity * 2 : 4096;
         while (capacity < buffer->length + length)
             capacity *= 2;
-        char *grown = PyMem_Realloc(buffer->data, capacity);
+        char *grown = realloc(buffer->data, capacity);
         if (grown == NULL) {
-            PyErr_NoMemory();
+            pack->out_of_memory = 1;
             return -1;
         }
         buffer->data = grown;
@@ -56,38 +65,41 @@ static int kextlog_put(struct kextlog_buffer *buffer, const void *data, size_t l
     return 0;
 }
 
-static int kextlog_put_i64(struct kextlog_buffer *buffer, int64_t value)
+static int kextlog_put_i64(struct kextlog_pack *pack, int index, int64_t value)
 {
     uint64_t bits = (uint64_t)value;
     unsigned char bytes[8];
     for (int i = 0; i < 8; i++)
         bytes[i] = (unsigned char)(bits >> (8 * i));
-    return kextlog_put(buffer, bytes, 8);
-}
-
-static int kextlog_put_u32(struct kextlog_buffer *buffer, uint32_t value)
-{
-    unsigned char bytes[4];
-    for (int i = 0; i < 4; i++)
-        bytes[i] = (unsigned char)(value >> (8 * i));
-    return kextlog_put(buffer, bytes, 4);
+    return kextlog_put(pack, index, bytes, 8);
 }
 
 static int kextlog_put_text(struct kextlog_pack *pack, int lengths, const char *data, size_t length)
 {
+    unsigned char bytes[4];
     if (length > UINT32_MAX) {
-        PyErr_SetString(PyExc_ValueError, "text longer than 4 GiB");
+        snprintf(pack->error, sizeof pack->error, "text longer than 4 GiB");
         return -1;
     }
-    if (kextlog_put_u32(&pack->buffers[lengths], (uint32_t)length) < 0)
+    for (int i = 0; i < 4; i++)
+        bytes[i] = (unsigned char)((uint32_t)length >> (8 * i));
+    if (kextlog_put(pack, lengths, bytes, 4) < 0)
         return -1;
-    return kextlog_put(&pack->buffers[lengths + 1], data, length);
+    return kextlog_put(pack, lengths + 1, data, length);
 }
 
 static int kextlog_flag(struct kextlog_pack *pack, int buffer, int present)
 {
     unsigned char flag = present ? 1 : 0;
-    return kextlog_put(&pack->buffers[buffer], &flag, 1);
+    return kextlog_put(pack, buffer, &flag, 1);
+}
+
+static void kextlog_raise(struct kextlog_pack *pack)
+{
+    if (pack->out_of_memory)
+        PyErr_NoMemory();
+    else if (pack->error[0])
+        PyErr_SetString(PyExc_ValueError, pack->error);
 }
 
 /* What every record adds besides its columns: seq order, the time window, sums. */
@@ -114,7 +126,7 @@ static void kextlog_note(struct kextlog_pack *pack, int64_t seq, int64_t time_ns
 static void kextlog_pack_free(struct kextlog_pack *pack)
 {
     for (int i = 0; i < BUFFERS; i++)
-        PyMem_Free(pack->buffers[i].data);
+        free(pack->buffers[i].data);
 }
 
 static PyObject *kextlog_joined(struct kextlog_pack *pack, int first, int last)
@@ -201,7 +213,7 @@ static int kextlog_row(struct kextlog_pack *pack, PyObject *row)
     }
     for (int i = 0; i < INTS; i++)
         if (kextlog_int(PyTuple_GET_ITEM(row, i), &ints[i]) < 0 ||
-            kextlog_put_i64(&pack->buffers[i], ints[i]) < 0)
+            kextlog_put_i64(pack, i, ints[i]) < 0)
             return -1;
     if (kextlog_text(pack, 7, PyTuple_GET_ITEM(row, 7)) < 0 ||
         kextlog_text(pack, 9, PyTuple_GET_ITEM(row, 8)) < 0)
@@ -212,7 +224,7 @@ static int kextlog_row(struct kextlog_pack *pack, PyObject *row)
         if (kextlog_flag(pack, 11 + 2 * i, value != Py_None) < 0)
             return -1;
         if (value != Py_None &&
-            (kextlog_int(value, &number) < 0 || kextlog_put_i64(&pack->buffers[12 + 2 * i], number) < 0))
+            (kextlog_int(value, &number) < 0 || kextlog_put_i64(pack, 12 + 2 * i, number) < 0))
             return -1;
     }
     PyObject *fields = width == 12 ? PyTuple_GET_ITEM(row, 11) : Py_None;
@@ -236,8 +248,10 @@ static PyObject *kextlog_pack_rows(PyObject *module, PyObject *rows)
     PyObject **items = PySequence_Fast_ITEMS(sequence);
     PyObject *result = NULL;
     for (Py_ssize_t i = 0; i < count; i++)
-        if (kextlog_row(&pack, items[i]) < 0)
+        if (kextlog_row(&pack, items[i]) < 0) {
+            kextlog_raise(&pack);
             goto done;
+        }
     result = kextlog_result(&pack);
 done:
     Py_DECREF(sequence);
@@ -264,13 +278,14 @@ static int kextlog_sqlite_error(kextlog_reader *reader)
     return -1;
 }
 
-static int kextlog_type(kextlog_reader *reader, int column, int wanted, int64_t seq)
+static int kextlog_type(kextlog_reader *reader, struct kextlog_pack *pack, int column, int wanted,
+    int64_t seq)
 {
     int type = sqlite3_column_type(reader->select, column);
     if (type == wanted || (column >= 9 && type == SQLITE_NULL))
         return 0;
-    PyErr_Format(PyExc_ValueError, "seq %lld: %s is not %s", (long long)seq, kextlog_names[column],
-        wanted == SQLITE_INTEGER ? "an integer" : "text");
+    snprintf(pack->error, sizeof pack->error, "seq %lld: %s is not %s", (long long)seq,
+        kextlog_names[column], wanted == SQLITE_INTEGER ? "an integer" : "text");
     return -1;
 }
 
@@ -280,15 +295,15 @@ static int kextlog_record(kextlog_reader *reader, struct kextlog_pack *pack, int
     int64_t ints[INTS];
     ints[0] = sqlite3_column_int64(row, 0) - base;
     for (int i = 1; i < INTS; i++) {
-        if (kextlog_type(reader, i, SQLITE_INTEGER, ints[0]) < 0)
+        if (kextlog_type(reader, pack, i, SQLITE_INTEGER, ints[0]) < 0)
             return -1;
         ints[i] = sqlite3_column_int64(row, i);
     }
     for (int i = 0; i < INTS; i++)
-        if (kextlog_put_i64(&pack->buffers[i], ints[i]) < 0)
+        if (kextlog_put_i64(pack, i, ints[i]) < 0)
             return -1;
     for (int i = 0; i < 2; i++) {
-        if (kextlog_type(reader, 7 + i, SQLITE_TEXT, ints[0]) < 0)
+        if (kextlog_type(reader, pack, 7 + i, SQLITE_TEXT, ints[0]) < 0)
             return -1;
         const char *text = (const char *)sqlite3_column_text(row, 7 + i);
         if (kextlog_put_text(pack, 7 + 2 * i, text, (size_t)sqlite3_column_bytes(row, 7 + i)) < 0)
@@ -296,14 +311,14 @@ static int kextlog_record(kextlog_reader *reader, struct kextlog_pack *pack, int
     }
     for (int i = 0; i < 2; i++) {
         int present = sqlite3_column_type(row, 9 + i) != SQLITE_NULL;
-        if (kextlog_type(reader, 9 + i, SQLITE_INTEGER, ints[0]) < 0 ||
+        if (kextlog_type(reader, pack, 9 + i, SQLITE_INTEGER, ints[0]) < 0 ||
             kextlog_flag(pack, 11 + 2 * i, present) < 0)
             return -1;
-        if (present && kextlog_put_i64(&pack->buffers[12 + 2 * i], sqlite3_column_int64(row, 9 + i)) < 0)
+        if (present && kextlog_put_i64(pack, 12 + 2 * i, sqlite3_column_int64(row, 9 + i)) < 0)
             return -1;
     }
     int present = sqlite3_column_type(row, 11) != SQLITE_NULL;
-    if (kextlog_type(reader, 11, SQLITE_TEXT, ints[0]) < 0 || kextlog_flag(pack, 15, present) < 0)
+    if (kextlog_type(reader, pack, 11, SQLITE_TEXT, ints[0]) < 0 || kextlog_flag(pack, 15, present) < 0)
         return -1;
     if (present) {
         const char *text = (const char *)sqlite3_column_text(row, 11);
@@ -330,9 +345,16 @@ static PyObject *kextlog_reader_read(kextlog_reader *reader, PyObject *args)
     sqlite3_reset(reader->select);
     sqlite3_bind_int64(reader->select, 1, base + lo);
     sqlite3_bind_int64(reader->select, 2, base + hi);
+    /* Without the GIL: verify reads the next entry while it hashes this one. */
+    Py_BEGIN_ALLOW_THREADS
     while ((status = sqlite3_step(reader->select)) == SQLITE_ROW)
         if (kextlog_record(reader, &pack, base) < 0)
-            goto done;
+            break;
+    Py_END_ALLOW_THREADS
+    if (status == SQLITE_ROW) {
+        kextlog_raise(&pack);
+        goto done;
+    }
     if (status != SQLITE_DONE) {
         kextlog_sqlite_error(reader);
         goto done;

@@ -107,10 +107,11 @@ def read_section(
     uuid: str,
     lo: int,
     hi: int,
-    reader: _columns.Reader | None = None,
+    packed: _columns.Packed | None = None,
 ) -> Built:
-    """The section of instance's seqs lo..hi as stored now; read by reader
-    (a SQLite store's C reader, several times faster) when given."""
+    """The section of instance's seqs lo..hi as stored now; its records
+    packed already (by a SQLite store's C reader, several times faster)
+    when given."""
     base = store.record_id(instance_id, 0)
     losses = connection.execute(
         select(*_LOSS_COLUMNS)
@@ -121,8 +122,8 @@ def read_section(
         )
         .order_by(_losses.c.first_seq)
     ).all()
-    if reader is not None:
-        return _built(uuid, lo, hi, reader.read(base, lo, hi), losses)
+    if packed is not None:
+        return _built(uuid, lo, hi, packed, losses)
     rows = connection.execute(
         select(*_RECORD_COLUMNS)
         .where(_records.c.id >= base + lo, _records.c.id <= base + hi)
