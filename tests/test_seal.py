@@ -202,6 +202,20 @@ def sealed(
     return lossy, bytearray(key)
 
 
+def test_the_migration_brings_sealing_to_a_store_that_holds_data(
+    lossy: PopulatedStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    migrate.downgrade(lossy.url, "0006")
+    assert migrate.current(lossy.url) == "0006"
+    engine = migrate.upgrade(lossy.url)
+    key = chain.setup(engine, HOST, tmp_path / "seal.key")
+    engine.dispose()
+    report = _verify(lossy.url, key)
+    assert report.broken is None and report.records == len(lossy.records)
+    migrate.upgrade(lossy.url).dispose()  # at head already: nothing changes
+    assert _verify(lossy.url, key).broken is None
+
+
 def test_setup_covers_what_is_stored_and_verify_finds_it_whole(
     sealed: tuple[PopulatedStore, bytearray],
 ) -> None:
