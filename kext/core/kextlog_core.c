@@ -72,9 +72,24 @@ static bool releasable(struct kextlog_core *core)
 	return oldest != NULL && kextlog_frame_last_seq(oldest) <= core->acked_seq;
 }
 
-/* Drops the oldest frame if it is acknowledged; false when it is not. */
+/* Drops the oldest frame if it is acknowledged; false when it is not.  A
+ * LOSS acknowledged in part keeps only the rest, so that a replay never
+ * reports an acknowledged seq again (its first time is then unknown). */
 static bool release_one(struct kextlog_core *core)
 {
+	uint64_t position = core->ring.head;
+	const struct kextlog_frame_header *oldest = kextlog_ring_frame(&core->ring, &position);
+
+	if (oldest != NULL && oldest->type == KEXTLOG_FRAME_LOSS &&
+	    kextlog_frame_first_seq(oldest) <= core->acked_seq &&
+	    kextlog_frame_last_seq(oldest) > core->acked_seq) {
+		struct kextlog_loss_frame loss;
+
+		memcpy(&loss, oldest, sizeof loss);
+		kextlog_encode_loss(&loss, core->acked_seq + 1, loss.last_seq, 0, loss.last_time_ns,
+		    loss.reason);
+		memcpy(core->ring.buffer + position % core->ring.size, &loss, sizeof loss);
+	}
 	if (!releasable(core))
 		return false;
 	kextlog_ring_pop(&core->ring);

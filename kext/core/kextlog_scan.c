@@ -178,6 +178,9 @@ size_t kextlog_wire_scan(const uint8_t *data, size_t available, const uint32_t *
 	bool stream = ends == NULL;
 	size_t at = *offset, count = 0, datagram = 0;
 
+	if (stream)
+		end_count = 0; /* a stream has no datagram ends, whatever the count says */
+
 	while (at < available && count < max_entries) {
 		size_t limit = available, next;
 		uint32_t length = 0;

@@ -43,11 +43,34 @@ static void add_bytes(const char *bytes, size_t length)
 	used += length;
 }
 
+/* A scan of data[from, available) as a datagram connection (ends, end_count)
+ * or a stream (NULL): the data, the ends and the entries each in an
+ * allocation of exactly the size passed, so that AddressSanitizer sees any
+ * read or write past them; the entries are copied back to entries[]. */
+static size_t scan_exact(size_t from, size_t available, const uint32_t *ends, size_t end_count,
+    size_t max, size_t *offset)
+{
+	uint8_t *exact = kextlog_test_exact(data, available);
+	uint32_t *exact_ends = ends != NULL ? kextlog_test_exact(ends, end_count * sizeof *ends) : NULL;
+	struct kextlog_scan_entry *exact_entries = kextlog_test_exact(entries, max * sizeof *entries);
+	size_t count;
+
+	REQUIRE(max <= sizeof entries / sizeof entries[0]);
+	*offset = from;
+	count = kextlog_wire_scan(exact, available, exact_ends, end_count, offset, &names,
+	    exact_entries, max);
+	memcpy(entries, exact_entries, max * sizeof *entries);
+	kextlog_test_free(exact_entries, max * sizeof *entries);
+	if (exact_ends != NULL)
+		kextlog_test_free(exact_ends, end_count * sizeof *ends);
+	kextlog_test_free(exact, available);
+	return count;
+}
+
 /* A stream scan of data[from, available). */
 static size_t scan(size_t from, size_t available, size_t max, size_t *offset)
 {
-	*offset = from;
-	return kextlog_wire_scan(data, available, NULL, 0, offset, &names, entries, max);
+	return scan_exact(from, available, NULL, 0, max, offset);
 }
 
 static void check_skipped(const struct kextlog_scan_entry *entry, size_t offset, size_t bytes,
@@ -100,7 +123,7 @@ static void test_fields_and_stops(void)
 	count = scan(0, used, 2, &offset);
 	CHECK_EQ(count, 2);
 	CHECK_EQ(offset, first + second);
-	count = kextlog_wire_scan(data, used, NULL, 0, &offset, &names, entries, 64);
+	count = scan(offset, used, 64, &offset);
 	CHECK_EQ(count, 2);
 	CHECK_EQ(entries[0].offset, first + second);
 	/* A stream cut inside a frame: described up to it, the rest waits. */
@@ -308,8 +331,7 @@ static void test_datagrams(void)
 	used = ends[0];
 	add_log(3, "launchd", "next datagram");
 	ends[1] = (uint32_t)used;
-	offset = 0;
-	count = kextlog_wire_scan(data, used, ends, 2, &offset, &names, entries, 64);
+	count = scan_exact(0, used, ends, 2, 64, &offset);
 	REQUIRE(count == 3);
 	CHECK_EQ(entries[0].seq, 1);
 	check_skipped(&entries[1], 104, ends[0] - 104, KEXTLOG_SCAN_TRUNCATED);
@@ -323,8 +345,7 @@ static void test_datagrams(void)
 	ends[0] = (uint32_t)used;
 	add_log(2, "launchd", "second");
 	ends[1] = (uint32_t)used;
-	offset = 0;
-	count = kextlog_wire_scan(data, used, ends, 2, &offset, &names, entries, 64);
+	count = scan_exact(0, used, ends, 2, 64, &offset);
 	REQUIRE(count == 3);
 	check_skipped(&entries[1], ends[0] - 3, 3, KEXTLOG_SCAN_TRUNCATED);
 	CHECK_EQ(entries[2].seq, 2);
