@@ -297,11 +297,12 @@ class _Run:
                     f" AND id = {marker}",
                     [(row[1], row[2], row[0]) for row in rows],
                 )
-                removed = Counter(row[0] >> store.SEQ_BITS for row in rows)
-                _count(connection, "pruned_records", removed)
+                # The chain before the instances: ingest's commits lock them in that order.
                 seal.checkpoint(
                     connection, "records", (divmod(row[0], store.SEQ_MASK + 1) for row in rows)
                 )
+                removed = Counter(row[0] >> store.SEQ_BITS for row in rows)
+                _count(connection, "pruned_records", removed)
         if not rows:
             return None
         for row in rows:
@@ -337,8 +338,8 @@ class _Run:
                     lost: Counter[int] = Counter()
                     for instance_id, count, _ in gone:
                         lost[instance_id] += count
-                    _count(connection, "pruned_lost", lost)
                     seal.checkpoint(connection, "losses", ((row[0], row[2]) for row in gone))
+                    _count(connection, "pruned_lost", lost)
             removed = len(gone)
             self.result.losses += removed
             if removed < self.policy.batch_rows:

@@ -731,7 +731,7 @@ class Writer:
         mark and filtered count."""
         with self.engine.begin() as connection:
             if self.sealer is not None:
-                self.sealer.extend(connection, rows, loss_rows, states, now_ns)
+                self.sealer.extend(connection, rows, loss_rows, states)
             for instance_id, instance_rows in rows.items():
                 if not instance_rows:
                     continue

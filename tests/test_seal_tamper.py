@@ -223,6 +223,18 @@ def test_two_swapped_records_are_found_reordered(sealed: tuple[Path, str], tmp_p
     assert "BROKEN: reordered: entry" in broken(db, sealed[1])
 
 
+def test_two_swapped_batches_are_found_reordered(sealed: tuple[Path, str], tmp_path: Path) -> None:
+    db = copy(sealed, tmp_path)
+    sql(
+        db,
+        "UPDATE seal_entries SET position = -1 WHERE position = 5;"
+        "UPDATE seal_entries SET position = 5 WHERE position = 6;"
+        "UPDATE seal_entries SET position = 6 WHERE position = -1;",
+    )
+    line = broken(db, sealed[1])
+    assert "BROKEN: reordered: entry 5" in line and "is at entry 6" in line
+
+
 def test_a_changed_loss_row_is_found(sealed: tuple[Path, str], tmp_path: Path) -> None:
     db = copy(sealed, tmp_path)
     sql(db, "UPDATE losses SET count = count - 1, last_seq = last_seq - 1 WHERE id = 1")

@@ -132,15 +132,15 @@ def read_section(
     return build(uuid, lo, hi, [(row[0] - base, *row[1:]) for row in rows], losses)
 
 
-def _last(connection: Connection, chain_id: int) -> tuple[int, bytes]:
-    """The chain's last position and head (0 and ZERO_HEAD: none yet)."""
+def _last(connection: Connection, chain_id: int) -> tuple[int, bytes, int]:
+    """The chain's last position, head and time (0, ZERO_HEAD, 0: none yet)."""
     row = connection.execute(
-        select(_entries.c.position, _entries.c.head)
+        select(_entries.c.position, _entries.c.head, _entries.c.committed_ns)
         .where(_entries.c.chain_id == chain_id)
         .order_by(_entries.c.position.desc())
         .limit(1)
     ).first()
-    return (row[0], bytes(row[1])) if row is not None else (0, encoding.ZERO_HEAD)
+    return (row[0], bytes(row[1]), row[2]) if row is not None else (0, encoding.ZERO_HEAD, 0)
 
 
 def _lock(connection: Connection, chain_id: int) -> None:
@@ -153,14 +153,17 @@ def append(
     connection: Connection,
     chain_id: int,
     kind: int,
-    now_ns: int,
     sections: Sequence[tuple[int, Built]] = (),
     note: str = "",
 ) -> tuple[int, bytes]:
-    """One entry at the end of the chain, in connection's transaction."""
+    """One entry at the end of the chain, in connection's transaction.  Its
+    time is taken once the chain is locked, and never before the last
+    entry's (a clock set back): the chain's times only go forward, so that
+    verify can take one that goes back for entries moved."""
     _lock(connection, chain_id)
-    position, head = _last(connection, chain_id)
+    position, head, last_ns = _last(connection, chain_id)
     position += 1
+    now_ns = max(time.time_ns(), last_ns)
     digest = encoding.batch_digest(
         position, now_ns, kind, note, [built.section.digest() for _, built in sections]
     )
@@ -239,7 +242,6 @@ class Sealer:
         rows: Mapping[int, list[tuple]],
         loss_rows: Sequence[Mapping[str, Any]],
         states: Iterable[Any],
-        now_ns: int,
     ) -> None:
         """The entry of the batch about to be committed in connection's
         transaction: for each instance whose high-water mark moves, the
@@ -270,7 +272,7 @@ class Sealer:
                 offered, losses = self._merged(connection, instance_id, lo, hi, offered, losses)
             sections.append((instance_id, build(uuid, lo, hi, offered, losses, self._nul_free)))
         if sections:
-            append(connection, self.chain_id, BATCH, now_ns, sections)
+            append(connection, self.chain_id, BATCH, sections)
 
     @staticmethod
     def _occupied(connection: Connection, instance_id: int, lo: int, hi: int) -> bool:
@@ -325,7 +327,7 @@ class Sealer:
         self._sealed_ns = now_ns  # nothing new: look again an interval later
         with self.engine.begin() as connection:
             _lock(connection, self.chain_id)
-            position, head = _last(connection, self.chain_id)
+            position, head, _ = _last(connection, self.chain_id)
             last = self._last_seal(connection)
             nothing_new = last is not None and last.position == position
             if nothing_new and (not stopping or last.flags & STOPPED):
@@ -380,7 +382,7 @@ def checkpoint(connection: Connection, what: str, pairs: Iterable[tuple[int, int
             hosts.setdefault(host, {})[uuid] = removed[instance_id]
     for host, upto in sorted(hosts.items()):
         note = json.dumps({"pruned": what, "count": count, "upto": upto}, sort_keys=True)
-        append(connection, chains[host], CHECKPOINT, time.time_ns(), note=note)
+        append(connection, chains[host], CHECKPOINT, note=note)
 
 
 def setup(engine: Engine, host: str, path: Path) -> bytearray:
@@ -404,11 +406,9 @@ def setup(engine: Engine, host: str, path: Path) -> bytearray:
             position, head = 0, encoding.ZERO_HEAD
             for instance_id, uuid, lo, hi in _existing(connection, host):
                 built = read_section(connection, instance_id, uuid, lo, hi)
-                position, head = append(
-                    connection, chain_id, EXISTING, now_ns, [(instance_id, built)]
-                )
+                position, head = append(connection, chain_id, EXISTING, [(instance_id, built)])
             if position == 0:  # an empty store: the chain starts with an empty entry
-                position, head = append(connection, chain_id, EXISTING, now_ns)
+                position, head = append(connection, chain_id, EXISTING)
             mac = encoding.seal_mac(first, 0, position, now_ns, SETUP, head)
             connection.execute(
                 insert(_seals).values(

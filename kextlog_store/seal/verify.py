@@ -290,13 +290,7 @@ class _Walk:
                 return b""
             expected = self.next_seq[instance.id]
             if stored["lo"] != expected:
-                kind = "removed" if stored["lo"] > expected else "inserted"
-                self._fail(
-                    kind, entry.position,
-                    f"the chain accounts for seqs {expected}..{stored['lo'] - 1} nowhere"
-                    if kind == "removed" else f"seqs {stored['lo']}..{expected - 1} twice",
-                    instance=instance.uuid, seqs=(min(expected, stored["lo"]), stored["hi"]),
-                )  # fmt: skip
+                self._misplaced(entry, instance, stored, expected)
                 return b""
             self.next_seq[instance.id] = stored["hi"] + 1
             try:
@@ -328,6 +322,30 @@ class _Walk:
         for _, each in built:
             self.report.unverified += each.section.records
         return bytes(entry.digest)
+
+    def _misplaced(self, entry: Any, instance: Any, stored: dict, expected: int) -> None:
+        """A section that does not start where the instance's last ended:
+        its batch was moved (the one that does start there comes later),
+        entries were removed, or a batch was inserted."""
+        where = {"instance": instance.uuid, "seqs": (min(expected, stored["lo"]), stored["hi"])}
+        if stored["lo"] < expected:
+            detail = f"seqs {stored['lo']}..{expected - 1} accounted for twice"
+            self._fail("inserted", entry.position, detail, **where)
+            return
+        for later in self.connection.execute(
+            select(_entries.c.position, _entries.c.sections).where(
+                _entries.c.chain_id == self.chain.id, _entries.c.position > entry.position
+            )
+        ):
+            if any(
+                section["instance"] == instance.id and section["lo"] == expected
+                for section in json.loads(later.sections)
+            ):
+                detail = f"the batch of seqs from {expected} on is at entry {later.position}"
+                self._fail("reordered", entry.position, detail, **where)
+                return
+        detail = f"the chain accounts for seqs {expected}..{stored['lo'] - 1} nowhere"
+        self._fail("removed", entry.position, detail, **where)
 
     def _section(self, entry: Any, stored: dict, built: Built) -> str:
         """Whether a section is intact, lost rows to prune ("pruned": what
