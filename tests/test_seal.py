@@ -299,6 +299,39 @@ def test_batches_a_sealed_writer_commits_verify_and_prune_leaves_a_checkpoint(
     assert "prune checkpoint" in out.stdout and "records removed" in out.stdout
 
 
+@pytest.mark.sqlite_only  # PostgreSQL's COPY refuses the whole batch instead
+def test_the_chain_covers_what_a_batch_committed_not_what_it_offered(
+    sealed: tuple[PopulatedStore, bytearray],
+) -> None:
+    lossy, key = sealed
+    engine = store.write_engine(lossy.url)
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(store.instances.c.id, store.instances.c.high_water).limit(1)
+        ).one()
+    # A row already stored above the high-water mark (none should be):
+    # INSERT OR IGNORE keeps it, and the batch's own row for that seq is dropped.
+    planted = (row.high_water + 2, 1, 1, 5, 0, 1, 1, "planted", "already there")
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO records (id, time_ns, mono_ns, level, flags, pid, tid, process, message)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (store.record_id(row.id, planted[0]), *planted[1:]),
+        )
+    writer = store.Writer(engine, HOST)
+    writer.sealer = chain.Sealer.open(engine, HOST)
+    state = store.InstanceState(row.id, "", row.high_water + 3, 0, 0, 0)
+    offered = [
+        (seq, 2, 2, 3, 0, 2, 2, "p", "offered")
+        for seq in range(row.high_water + 1, row.high_water + 4)
+    ]
+    writer.commit({row.id: offered}, [], [state], time.time_ns())
+    engine.dispose()
+    report = _verify(lossy.url, key)
+    assert report.broken is None, report.broken
+    assert report.records == len(lossy.records) + 3
+
+
 def test_a_key_of_another_chain_and_a_malformed_key_are_refused(
     sealed: tuple[PopulatedStore, bytearray], kextlog: Kextlog
 ) -> None:
