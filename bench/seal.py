@@ -10,10 +10,11 @@ every record is committed.  Unsealed and sealed runs alternate, R of each
 (sealed: `kextlog db seal-setup` first, seals every second, so a run makes
 several), and the medians are compared: target within 10%.  Verify: the
 library's walk over a sealed store of M records (made by `kextlog db
-seal-setup` over a store bench/single_writer builds, or over the sealed
-ingest's store when that program is not built), with the key; target
->= 1,000,000 records/s.  Everything is a real process but the walk, which
-is timed in this process (the command adds its start-up, about 0.4 s).
+seal-setup` over a store bench/out/single_writer builds, or one the
+simulator and ingest fill when that program is not built), with the key;
+target >= 1,000,000 records/s; and its CPU time per record, which a busy
+machine changes less.  Everything is a real process but the walk, which is
+timed in this process (the command adds its start-up, about 0.4 s).
 """
 
 from __future__ import annotations
@@ -31,13 +32,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from run import Report, start, stop, wait_for  # noqa: E402
+from run import Report, cpu_seconds, start, stop, wait_for  # noqa: E402
 
 KEXTLOG = [sys.executable, "-m", "kextlog_store.cli"]
 
 
-def ingest_run(scratch: Path, name: str, records: int, sealed: bool) -> float:
-    """One drained run: records/s."""
+def ingest_run(scratch: Path, name: str, records: int, sealed: bool) -> tuple[float, float]:
+    """One drained run: records/s, and ingest's CPU time per record (µs)."""
     run = scratch / name
     run.mkdir()
     sock, db, log = run / "sim.sock", run / "k.db", run / "log"
@@ -52,26 +53,29 @@ def ingest_run(scratch: Path, name: str, records: int, sealed: bool) -> float:
     extra = ["--seal-interval", "1s"] if sealed else []
     ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), *extra, stderr=log)
     connected = wait_for(log, r"ingest: .* connected to")
+    cpu = cpu_seconds(ingest.pid)
     simulator.communicate(timeout=records / 10_000 + 300)
     drained = time.monotonic()
+    cpu = cpu_seconds(ingest.pid) - cpu
     stop(ingest)
-    return records / (drained - connected)
+    return records / (drained - connected), cpu / records * 1e6
 
 
-def verify_rate(db: Path, key: str) -> tuple[float, int]:
-    """The walk's records/s over db, with the key, in this process."""
+def verify_rate(db: Path, key: str) -> tuple[float, float, int]:
+    """The walk's records/s over db, with the key, in this process; and
+    its CPU time per record (µs, every thread's)."""
     from kextlog_store import store
     from kextlog_store.seal import verify
 
     engine = store.read_engine(store.database_url(str(db)))
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     with engine.connect() as connection:
-        [report] = verify.verify(connection, verify.parse_key(key))
-    seconds = time.perf_counter() - began
+        [report] = verify.verify(connection, verify.parse_key(key), db)
+    seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
     engine.dispose()
     if report.broken is not None:
         raise RuntimeError(f"the bench store does not verify: {report.broken}")
-    return report.records / seconds, report.records
+    return report.records / seconds, cpu / report.records * 1e6, report.records
 
 
 def verify_store(scratch: Path, records: int) -> tuple[Path, str]:
@@ -111,10 +115,13 @@ def main() -> None:
     os.environ["KEXTLOG_DB"] = str(scratch / "unused.db")  # never the system store
     try:
         rates: dict[bool, list[float]] = {False: [], True: []}
+        cpus: dict[bool, list[float]] = {False: [], True: []}
         for round_ in range(args.rounds):
             for sealed in (False, True):
                 name = f"{'sealed' if sealed else 'plain'}-{round_}"
-                rates[sealed].append(ingest_run(scratch, name, args.records, sealed))
+                rate, cpu = ingest_run(scratch, name, args.records, sealed)
+                rates[sealed].append(rate)
+                cpus[sealed].append(cpu)
         plain, sealed = statistics.median(rates[False]), statistics.median(rates[True])
         report.add("ingest, unsealed (median)", plain, "records/s",
                    note=", ".join(f"{rate:,.0f}" for rate in rates[False]))  # fmt: skip
@@ -122,10 +129,14 @@ def main() -> None:
                    note=", ".join(f"{rate:,.0f}" for rate in rates[True]))  # fmt: skip
         report.add("sealed / unsealed", 100 * sealed / plain, "%", ">= 90%",
                    lambda value: value >= 90)  # fmt: skip
+        report.add("ingest's CPU per record, unsealed", statistics.median(cpus[False]), "µs")
+        report.add("ingest's CPU per record, sealed", statistics.median(cpus[True]), "µs")
         db, key = verify_store(scratch, args.verify_records)
-        rate, records = verify_rate(db, key)
+        rate, cpu, records = verify_rate(db, key)
         report.add(f"verify with the key ({records:,} records)", rate, "records/s",
                    ">= 1,000,000", lambda value: value >= 1_000_000)  # fmt: skip
+        report.add("verify's CPU per record (both threads)", cpu, "µs",
+                   note=f"{1 / cpu:,.2f} M records per CPU second")  # fmt: skip
     except BaseException:
         print(f"bench/seal.py: failed; its files are in {scratch}", file=sys.stderr)
         raise

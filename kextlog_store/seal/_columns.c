@@ -67,11 +67,38 @@ static int kextlog_put(struct kextlog_pack *pack, int index, const void *data, s
 
 static int kextlog_put_i64(struct kextlog_pack *pack, int index, int64_t value)
 {
+    struct kextlog_buffer *buffer = &pack->buffers[index];
     uint64_t bits = (uint64_t)value;
-    unsigned char bytes[8];
+    if (buffer->length + 8 > buffer->capacity)
+        return kextlog_put(pack, index, (unsigned char[8]){
+            (unsigned char)bits, (unsigned char)(bits >> 8), (unsigned char)(bits >> 16),
+            (unsigned char)(bits >> 24), (unsigned char)(bits >> 32), (unsigned char)(bits >> 40),
+            (unsigned char)(bits >> 48), (unsigned char)(bits >> 56)}, 8);
+    unsigned char *out = (unsigned char *)buffer->data + buffer->length;
     for (int i = 0; i < 8; i++)
-        bytes[i] = (unsigned char)(bits >> (8 * i));
-    return kextlog_put(pack, index, bytes, 8);
+        out[i] = (unsigned char)(bits >> (8 * i));
+    buffer->length += 8;
+    return 0;
+}
+
+/* Room for count more records in each fixed-size buffer: no growth on the way. */
+static int kextlog_reserve(struct kextlog_pack *pack, size_t count)
+{
+    static const size_t sizes[BUFFERS] = {8, 8, 8, 8, 8, 8, 8, 4, 0, 4, 0, 1, 8, 1, 8, 1, 4, 0};
+    for (int i = 0; i < BUFFERS; i++) {
+        struct kextlog_buffer *buffer = &pack->buffers[i];
+        size_t wanted = buffer->length + sizes[i] * count;
+        if (sizes[i] && wanted > buffer->capacity) {
+            char *grown = realloc(buffer->data, wanted);
+            if (grown == NULL) {
+                pack->out_of_memory = 1;
+                return -1;
+            }
+            buffer->data = grown;
+            buffer->capacity = wanted;
+        }
+    }
+    return 0;
 }
 
 static int kextlog_put_text(struct kextlog_pack *pack, int lengths, const char *data, size_t length)
@@ -247,6 +274,10 @@ static PyObject *kextlog_pack_rows(PyObject *module, PyObject *rows)
     Py_ssize_t count = PySequence_Fast_GET_SIZE(sequence);
     PyObject **items = PySequence_Fast_ITEMS(sequence);
     PyObject *result = NULL;
+    if (kextlog_reserve(&pack, (size_t)count) < 0) {
+        kextlog_raise(&pack);
+        goto done;
+    }
     for (Py_ssize_t i = 0; i < count; i++)
         if (kextlog_row(&pack, items[i]) < 0) {
             kextlog_raise(&pack);
