@@ -343,6 +343,10 @@ def test_a_key_of_another_chain_and_a_malformed_key_are_refused(
     result = kextlog("db", "verify", "--key", "0123")
     assert result.returncode == 2 and "expected 64 hex digits" in result.stderr
     assert "Traceback" not in result.stderr
+    # The right key, from stdin (not on a command line others can read in ps):
+    result = kextlog("db", "verify", "--key", "-", input=sealed[1].hex() + "\n")
+    assert result.returncode == 0, result.stderr
+    assert "seals checked with the key" in result.stdout
 
 
 def test_an_unsealed_store_says_so(store_url: str, kextlog: Kextlog) -> None:

