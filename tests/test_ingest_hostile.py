@@ -138,6 +138,11 @@ def report_lines(log: Path) -> list[str]:
     return [line for line in log.read_text().splitlines() if REPORT in line]
 
 
+def reported_bytes(log: Path) -> int:
+    lines = report_lines(log)
+    return sum(int(line.split("skipped ")[1].split(" ")[0].replace(",", "")) for line in lines)
+
+
 def wait_for_reports(log: Path, count: int) -> list[str]:
     deadline = time.monotonic() + 30
     while len(lines := report_lines(log)) < count:
@@ -255,8 +260,12 @@ def test_endless_garbage(tmp_path: Path, socket_type: str) -> None:
             time.sleep(0.004)
         producer.send(*(log_bytes(seq) for seq in range(1, 101)))
         producer.wait_for_ack(100)
-        lines = wait_for_reports(log, 2)
-        time.sleep(1.5)  # the last burst's report
+        # Until the last burst's report: every byte reported once.
+        deadline = time.monotonic() + 60
+        while reported_bytes(log) < sent:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        reporting = time.monotonic() - started
         assert ingest.poll() is None
         (source,) = read_status(database_url(str(db))).snapshot["sources"]
     finally:
@@ -265,10 +274,11 @@ def test_endless_garbage(tmp_path: Path, socket_type: str) -> None:
 
     assert sent > 10 * 2**20
     assert rss[1] - rss[0] < 16 * 1024, rss  # flat: garbage is not kept
-    lines = report_lines(log)
-    assert 2 <= len(lines) <= 4  # every 5 s while it lasts, and at its end
-    reported = sum(int(line.split("skipped ")[1].split(" ")[0].replace(",", "")) for line in lines)
-    assert reported == source["skipped"]["bytes"] == sent
+    # Reported while it lasts (every 5 s), not only at its end; and never
+    # more than once a second (a burst ends after a quiet second), however
+    # a loaded machine spaces the sends.
+    assert 2 <= len(report_lines(log)) <= 1 + reporting
+    assert reported_bytes(log) == source["skipped"]["bytes"] == sent
     (instance,) = accounting(db).values()
     assert instance["stored"] == list(range(1, 101)) and instance["losses"] == []
     assert_store_clean(db)

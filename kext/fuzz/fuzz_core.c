@@ -186,14 +186,14 @@ static uint32_t fuzz_send(void *context, const uint8_t *data, uint32_t length)
 static const char *const level_names[] = { "TRACE", "DEBUG", "INFO", "WARNING", "ERROR" };
 
 /* The text of seq's frame, as the last resort prints it: up to a NUL. */
-static void check_printed_text(struct harness *h, uint64_t seq, const char *level,
-    const char *message)
+static void check_printed_text(struct harness *h, uint64_t seq, uint32_t level,
+    const char *level_name, const char *message)
 {
 	const struct kextlog_log_frame *frame = (const void *)h->taps[seq - 1];
 	size_t length = strlen(message);
 
-	FUZZ_ASSERT(strcmp(level, level_names[frame->level - 1]) == 0, "seq %llu printed as %s",
-	    (unsigned long long)seq, level);
+	FUZZ_ASSERT(level == frame->level && strcmp(level_name, level_names[frame->level - 1]) == 0,
+	    "seq %llu printed as %s (level %u)", (unsigned long long)seq, level_name, level);
 	FUZZ_ASSERT(length <= frame->message_length && memcmp(message, frame->message, length) == 0 &&
 	    (length == frame->message_length || frame->message[length] == '\0'),
 	    "the last resort's text of seq %llu is not its frame's", (unsigned long long)seq);
@@ -202,26 +202,27 @@ static void check_printed_text(struct harness *h, uint64_t seq, const char *leve
 /* A message the ring could not keep ("lost seq N LEVEL"), or at stop the
  * summary ("stop") and each record not acknowledged ("unacknowledged seq N
  * LEVEL"), in seq order. */
-static void fuzz_last_resort(void *context, const char *what, const char *message)
+static void fuzz_last_resort(void *context, uint32_t level, const char *what,
+    const char *message)
 {
 	struct harness *h = context;
 	unsigned long long seq;
-	char level[16];
+	char level_name[16];
 
 	FUZZ_ASSERT(!h->locked, "last resort under the lock");
-	if (sscanf(what, "lost seq %llu %15s", &seq, level) == 2) {
+	if (sscanf(what, "lost seq %llu %15s", &seq, level_name) == 2) {
 		FUZZ_ASSERT(!h->stopping && seq == h->seqs && seq >= 1 && !h->lost[seq],
 		    "last resort for seq %llu, the newest is %llu", seq, (unsigned long long)h->seqs);
-		check_printed_text(h, seq, level, message);
+		check_printed_text(h, seq, level, level_name, message);
 		TRACE("  seq %llu to the last resort\n", seq);
 		h->lost[seq] = true;
 		h->lost_count++;
 	} else if (strcmp(what, "stop") == 0) {
-		FUZZ_ASSERT(h->stopping && !h->stop_summary && h->stop_next == 0,
-		    "a stop summary outside stop, twice or late");
+		FUZZ_ASSERT(h->stopping && !h->stop_summary && h->stop_next == 0 &&
+		    level == KEXTLOG_LEVEL_WARNING, "a stop summary outside stop, twice, late or not a warning");
 		h->stop_summary = true;
 	} else {
-		FUZZ_ASSERT(sscanf(what, "unacknowledged seq %llu %15s", &seq, level) == 2,
+		FUZZ_ASSERT(sscanf(what, "unacknowledged seq %llu %15s", &seq, level_name) == 2,
 		    "last resort for \"%s\"", what);
 		FUZZ_ASSERT(h->stopping && h->stop_summary, "seq %llu printed outside stop", seq);
 		/* The next seq kept and not acknowledged. */
@@ -229,7 +230,7 @@ static void fuzz_last_resort(void *context, const char *what, const char *messag
 			h->stop_next++;
 		FUZZ_ASSERT(seq == h->stop_next, "seq %llu printed at stop, expected %llu", seq,
 		    (unsigned long long)h->stop_next);
-		check_printed_text(h, seq, level, message);
+		check_printed_text(h, seq, level, level_name, message);
 		h->stop_next++;
 		h->stop_printed++;
 	}
