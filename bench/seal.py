@@ -64,10 +64,11 @@ def ingest_run(scratch: Path, name: str, records: int, sealed: bool) -> tuple[fl
 def verify_rate(db: Path, key: str) -> tuple[float, float, int]:
     """The walk's records/s over db, with the key, in this process; and
     its CPU time per record (µs, every thread's)."""
-    from kextlog_store import store
     from kextlog_store.seal import verify
+    from kextlog_store.store.engine import read_engine
+    from kextlog_store.store.location import database_url
 
-    engine = store.read_engine(store.database_url(str(db)))
+    engine = read_engine(database_url(str(db)))
     began, cpu = time.perf_counter(), time.process_time()
     with engine.connect() as connection:
         [report] = verify.verify(connection, verify.parse_key(key), db)

@@ -16,9 +16,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import delete, select, text, update
 
-from kextlog_store import migrate, store
 from kextlog_store.errors import DatabaseError
 from kextlog_store.seal import _columns, chain, encoding, keys, verify
+from kextlog_store.store import migrate, schema
+from kextlog_store.store.engine import read_engine, write_engine
+from kextlog_store.store.location import database_url
+from kextlog_store.store.writer import InstanceState, Writer
 from tests.conftest import HOST, Kextlog, PopulatedStore
 
 BOTH_BACKENDS = True
@@ -97,7 +100,7 @@ def test_the_c_encoder_packs_as_the_reference(rows: list[tuple]) -> None:
 
 
 def test_the_c_reader_reads_what_the_c_encoder_packs(tmp_path: Path) -> None:
-    url = store.database_url(str(tmp_path / "k.db"))
+    url = database_url(str(tmp_path / "k.db"))
     engine = migrate.upgrade(url)
     rows = [
         (1, *ROW[1:]),
@@ -105,7 +108,7 @@ def test_the_c_reader_reads_what_the_c_encoder_packs(tmp_path: Path) -> None:
         (4, *ROW[1:], 3, None, '{"A": "b"}'),
         (5, *ROW[1:], None, 7, None),
     ]
-    base = store.record_id(3, 0)
+    base = schema.record_id(3, 0)
     with engine.begin() as connection:
         connection.exec_driver_sql(
             f"INSERT INTO records (id, {', '.join(encoding.RECORD_COLUMNS[1:])})"
@@ -182,7 +185,7 @@ def test_a_link_planted_at_the_key_path_is_never_followed(tmp_path: Path) -> Non
 
 
 def _verify(url: str, key: bytearray | None) -> verify.ChainReport:
-    engine = store.read_engine(url)
+    engine = read_engine(url)
     try:
         with engine.connect() as connection:
             [report] = verify.verify(connection, key)
@@ -196,7 +199,7 @@ def sealed(
     lossy: PopulatedStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[PopulatedStore, bytearray]:
     monkeypatch.setenv(keys.ENVIRONMENT, str(tmp_path / "seal.key"))
-    engine = store.write_engine(lossy.url)
+    engine = write_engine(lossy.url)
     key = chain.setup(engine, HOST, tmp_path / "seal.key")
     engine.dispose()
     return lossy, bytearray(key)
@@ -243,7 +246,7 @@ def test_a_change_to_the_rows_breaks_the_chain_where_it_was_made(
     sealed: tuple[PopulatedStore, bytearray], change: str, kind: str, detail: str
 ) -> None:
     lossy, key = sealed
-    engine = store.write_engine(lossy.url)
+    engine = write_engine(lossy.url)
     with engine.begin() as connection:
         connection.execute(text(change))
     engine.dispose()
@@ -256,18 +259,18 @@ def test_batches_a_sealed_writer_commits_verify_and_prune_leaves_a_checkpoint(
     sealed: tuple[PopulatedStore, bytearray], kextlog: Kextlog, tmp_path: Path
 ) -> None:
     lossy, key = sealed
-    engine = store.write_engine(lossy.url)
-    writer = store.Writer(engine, HOST)
+    engine = write_engine(lossy.url)
+    writer = Writer(engine, HOST)
     writer.sealer = chain.Sealer.open(engine, HOST)
     assert writer.sealer is not None and writer.sealer.key is not None
     assert writer.sealer.key.epoch == 1
     with engine.connect() as connection:
         [row] = connection.execute(
-            select(store.instances.c.id, store.instances.c.high_water)
-            .order_by(store.instances.c.id)
+            select(schema.instances.c.id, schema.instances.c.high_water)
+            .order_by(schema.instances.c.id)
             .limit(1)
         ).all()
-    state = store.InstanceState(row.id, "", row.high_water, 0, 0, 0)
+    state = InstanceState(row.id, "", row.high_water, 0, 0, 0)
     now = time.time_ns()
     for batch in range(3):
         first = state.high_water + 1
@@ -304,10 +307,10 @@ def test_the_chain_covers_what_a_batch_committed_not_what_it_offered(
     sealed: tuple[PopulatedStore, bytearray],
 ) -> None:
     lossy, key = sealed
-    engine = store.write_engine(lossy.url)
+    engine = write_engine(lossy.url)
     with engine.connect() as connection:
         row = connection.execute(
-            select(store.instances.c.id, store.instances.c.high_water).limit(1)
+            select(schema.instances.c.id, schema.instances.c.high_water).limit(1)
         ).one()
     # A row already stored above the high-water mark (none should be):
     # INSERT OR IGNORE keeps it, and the batch's own row for that seq is dropped.
@@ -316,11 +319,11 @@ def test_the_chain_covers_what_a_batch_committed_not_what_it_offered(
         connection.exec_driver_sql(
             "INSERT INTO records (id, time_ns, mono_ns, level, flags, pid, tid, process, message)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (store.record_id(row.id, planted[0]), *planted[1:]),
+            (schema.record_id(row.id, planted[0]), *planted[1:]),
         )
-    writer = store.Writer(engine, HOST)
+    writer = Writer(engine, HOST)
     writer.sealer = chain.Sealer.open(engine, HOST)
-    state = store.InstanceState(row.id, "", row.high_water + 3, 0, 0, 0)
+    state = InstanceState(row.id, "", row.high_water + 3, 0, 0, 0)
     offered = [
         (seq, 2, 2, 3, 0, 2, 2, "p", "offered")
         for seq in range(row.high_water + 1, row.high_water + 4)
@@ -360,7 +363,7 @@ def test_setup_twice_is_refused_and_leaves_the_key_as_it_was(
 ) -> None:
     lossy, _ = sealed
     before = (tmp_path / "seal.key").read_bytes()
-    engine = store.write_engine(lossy.url)
+    engine = write_engine(lossy.url)
     with pytest.raises(DatabaseError, match="exists already"):
         chain.setup(engine, HOST, tmp_path / "seal.key")
     with pytest.raises(DatabaseError, match="set up already"):
@@ -374,9 +377,9 @@ def test_entries_removed_from_the_chain_itself_are_found(
     sealed: tuple[PopulatedStore, bytearray],
 ) -> None:
     lossy, key = sealed
-    engine = store.write_engine(lossy.url)
+    engine = write_engine(lossy.url)
     with engine.begin() as connection:
-        connection.execute(delete(store.seal_entries).where(store.seal_entries.c.position == 1))
+        connection.execute(delete(schema.seal_entries).where(schema.seal_entries.c.position == 1))
     engine.dispose()
     broken = _verify(lossy.url, key).broken
     assert broken is not None and broken.kind == "removed" and broken.position == 1
@@ -386,9 +389,9 @@ def test_a_forged_seal_is_invalid_with_the_key_and_unseen_without(
     sealed: tuple[PopulatedStore, bytearray],
 ) -> None:
     lossy, key = sealed
-    engine = store.write_engine(lossy.url)
+    engine = write_engine(lossy.url)
     with engine.begin() as connection:
-        connection.execute(update(store.seals).values(mac=b"\x00" * 32))
+        connection.execute(update(schema.seals).values(mac=b"\x00" * 32))
     engine.dispose()
     broken = _verify(lossy.url, key).broken
     assert broken is not None and broken.kind == "seal invalid"

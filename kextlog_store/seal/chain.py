@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import socket
 import struct
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,14 +18,15 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select
 
-from .. import store
 from ..errors import DatabaseError
+from ..store import schema
+from ..store.writer import _without_nul
 from . import _columns, encoding, keys
 
 log = logging.getLogger("kextlog.seal")
 
-_chains, _entries, _seals = store.seal_chains, store.seal_entries, store.seals
-_instances, _records, _losses = store.instances, store.records, store.losses
+_chains, _entries, _seals = schema.seal_chains, schema.seal_entries, schema.seals
+_instances, _records, _losses = schema.instances, schema.records, schema.losses
 
 # Entry kinds: a committed batch, the data already stored at setup, a checkpoint of prune.
 BATCH, EXISTING, CHECKPOINT = 1, 2, 3
@@ -92,12 +94,12 @@ def build(
     losses: Sequence[Sequence[Any]],
     nul_free: bool = False,
 ) -> Built:
-    """A section from rows (store.ROW_COLUMNS order, seq first; 9 or 12
+    """A section from rows (records.ROW_FIELDS order, seq first; 9 or 12
     wide) and loss rows (encoding.LOSS_COLUMNS order), both by seq.
     nul_free: text is stored without NUL (PostgreSQL): hashed so too."""
     if nul_free:
-        rows = [store._without_nul(row) if "\x00" in row[7] + row[8] else row for row in rows]
-        losses = [store._without_nul(tuple(loss)) for loss in losses]
+        rows = [_without_nul(row) if "\x00" in row[7] + row[8] else row for row in rows]
+        losses = [_without_nul(tuple(loss)) for loss in losses]
     return _built(uuid, lo, hi, _columns.pack_rows(rows), losses)
 
 
@@ -112,7 +114,7 @@ def read_section(
     """The section of instance's seqs lo..hi as stored now; its records
     packed already (by a SQLite store's C reader, several times faster)
     when given."""
-    base = store.record_id(instance_id, 0)
+    base = schema.record_id(instance_id, 0)
     losses = connection.execute(
         select(*_LOSS_COLUMNS)
         .where(
@@ -133,7 +135,7 @@ def read_section(
 
 
 def _sql(connection: Connection, statement: str, parameters: tuple = ()) -> Any:
-    """A statement of ingest's path, at the driver (as store.Writer's
+    """A statement of ingest's path, at the driver (as store.writer.Writer's
     inserts): SQLAlchemy's statements cost about 0.2 ms each to build,
     which every batch would pay.  Placeholders are written `?`."""
     if connection.dialect.paramstyle != "qmark":
@@ -282,7 +284,7 @@ class Sealer:
     @staticmethod
     def _occupied(connection: Connection, instance_id: int, lo: int, hi: int) -> bool:
         """Whether rows of these seqs are stored already (never, normally)."""
-        base = store.record_id(instance_id, 0)
+        base = schema.record_id(instance_id, 0)
         return bool(
             _sql(
                 connection,
@@ -303,7 +305,7 @@ class Sealer:
     ) -> tuple[list[tuple], list[tuple]]:
         """What the range holds once the batch is in: a row stored already
         stays (INSERT OR IGNORE), the rest is the batch's."""
-        base = store.record_id(instance_id, 0)
+        base = schema.record_id(instance_id, 0)
         merged = {row[0]: tuple(row) + (None,) * (12 - len(row)) for row in offered}
         for row in connection.execute(
             select(*_RECORD_COLUMNS).where(_records.c.id >= base + lo, _records.c.id <= base + hi)
@@ -427,6 +429,25 @@ def setup(engine: Engine, host: str, path: Path) -> bytearray:
     return first
 
 
+def turn_on(url: str, host: str | None) -> tuple[bytearray, str, Path]:
+    """`kextlog db seal-setup`: setup() for the store at url (migrated to
+    the newest schema) and host (None: this machine's), refused while an
+    ingest runs on it.  The verification key, the host and the key file."""
+    from .. import status
+    from ..store import migrate
+
+    holder = status.starting(url, host)
+    if holder is not None:
+        raise DatabaseError(f"ingest (pid {holder}) runs on this store: stop it first")
+    engine = migrate.upgrade(url)
+    try:
+        name = host or socket.gethostname()  # as store.writer.Writer names it
+        path = keys.location(url, name)
+        return setup(engine, name, path), name, path
+    finally:
+        engine.dispose()
+
+
 def _existing(connection: Connection, host: str) -> Iterable[tuple[int, str, int, int]]:
     """What setup covers: each of host's instances' seqs up to its
     high-water mark, cut into ranges of EXISTING_ROWS stored records."""
@@ -436,7 +457,7 @@ def _existing(connection: Connection, host: str) -> Iterable[tuple[int, str, int
         .order_by(_instances.c.id)
     ).all()
     for instance_id, uuid, first_seq, high_water in instances:
-        base = store.record_id(instance_id, 0)
+        base = schema.record_id(instance_id, 0)
         lo = first_seq
         while lo <= high_water:
             chunk = (

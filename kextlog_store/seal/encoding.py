@@ -35,8 +35,8 @@ _SEAL = b"kextlog-seal-1 seal\0"
 _EVOLVE = b"kextlog-seal-1 evolve\0"
 _KEY_ID = b"kextlog-seal-1 key id\0"
 
-# A record's columns in the order they are packed (store.ROW_COLUMNS, then
-# store.KMSG_COLUMNS): what ingest hands the writer and what verify reads.
+# A record's columns in the order they are packed (records.ROW_FIELDS, then
+# records.KMSG_FIELDS): what ingest hands the writer and what verify reads.
 RECORD_COLUMNS = (
     "seq", "time_ns", "mono_ns", "level", "flags", "pid", "tid", "process", "message",
     "syslog_priority", "facility", "fields",

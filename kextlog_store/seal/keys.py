@@ -23,8 +23,10 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import paths, store
+from .. import paths
 from ..errors import DatabaseError
+from ..store import location as store_location
+from ..store.engine import sqlite_path
 from . import encoding
 
 # The file: magic, the chain's key id, the epoch (uint64 LE), the key.
@@ -60,19 +62,19 @@ def location(url: str, host: str | None) -> Path:
     configured = os.environ.get(ENVIRONMENT)
     if configured:
         return Path(configured)
-    database = store.sqlite_path(url)
+    database = sqlite_path(url)
     if database is not None:
         return database.with_name(f"{database.name}-seal.key")
     from sqlalchemy import make_url
 
     shown = make_url(url).render_as_string(hide_password=True)
     name = hashlib.sha256(f"{host or socket.gethostname()}\0{shown}".encode()).hexdigest()[:16]
-    return store.default_database_path().with_name(f"seal-{name}.key")
+    return store_location.default_database_path().with_name(f"seal-{name}.key")
 
 
 def _directory(path: Path, create: bool) -> tuple[paths.Directory, str]:
     try:
-        return paths.locate(path, **(store._made_private(True) if create else {}))
+        return paths.locate(path, **(store_location._made_private(True) if create else {}))
     except paths.Missing:
         raise DatabaseError(f"no sealing key at {path}") from None
     except paths.UnsafePath as error:

@@ -3,7 +3,7 @@ breaks first."""
 
 from __future__ import annotations
 
-from ..render import escape, iso_time, zone
+from ..render.text import escape, iso_time, zone
 from .verify import Break, ChainReport, stopped_cleanly
 
 _UTC = zone(utc=True)

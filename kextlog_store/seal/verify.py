@@ -1,7 +1,7 @@
 """`kextlog db verify`: walks each host's chain over the store as it is,
 recomputing every batch's digest from the rows, every head, and with the
 verification key every seal; reports the first place where it breaks.
-Read-only: it runs on a read-only engine (store.read_engine)."""
+Read-only: it runs on a read-only engine (store.engine.read_engine)."""
 
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ from urllib.parse import quote
 
 from sqlalchemy import Connection, func, select
 
-from .. import store
 from ..errors import UsageError
+from ..store import schema
 from . import _columns, encoding
 from .chain import CHECKPOINT, KINDS, SETUP, STOPPED, Built, read_section
 
-_chains, _entries, _seals = store.seal_chains, store.seal_entries, store.seals
-_instances, _records, _losses = store.instances, store.records, store.losses
+_chains, _entries, _seals = schema.seal_chains, schema.seal_entries, schema.seals
+_instances, _records, _losses = schema.instances, schema.records, schema.losses
 
 COLUMN_NAMES = (*encoding.RECORD_COLUMNS, "loss rows")
 
@@ -67,6 +67,22 @@ def parse_key(text: str) -> bytearray:
             "as `kextlog db seal-setup` printed it"
         )
     return key
+
+
+def verify_store(url: str, key: str | None) -> list[ChainReport]:
+    """`kextlog db verify`: verify() on a read-only engine of the store
+    at url; key as the user gave it (parse_key), or None."""
+    from ..store.engine import read_engine, sqlite_path
+
+    secret = parse_key(key) if key is not None else None
+    engine = read_engine(url)
+    try:
+        with engine.connect() as connection:
+            return verify(connection, secret, sqlite_path(url))
+    finally:
+        engine.dispose()
+        if secret is not None:
+            secret[:] = bytes(len(secret))
 
 
 def verify(
@@ -120,7 +136,7 @@ class _Readers:
         for entry in entries:
             reads: list[Future] = []
             for stored in json.loads(entry.sections):
-                base = store.record_id(stored["instance"], 0)
+                base = schema.record_id(stored["instance"], 0)
                 reads.append(self.pool.submit(self._read, base, stored["lo"], stored["hi"]))
             waiting.append((entry, reads))
             if len(waiting) > self.AHEAD:
@@ -393,10 +409,10 @@ class _Walk:
         accounts for, a high-water mark that is not the chain's."""
         for instance in self.instances.values():
             last = self.next_seq[instance.id] - 1
-            base = store.record_id(instance.id, 0)
+            base = schema.record_id(instance.id, 0)
             records = self.connection.execute(
                 select(func.count(), func.min(_records.c.id), func.max(_records.c.id)).where(
-                    _records.c.id > base + last, _records.c.id <= base + store.SEQ_MASK
+                    _records.c.id > base + last, _records.c.id <= base + schema.SEQ_MASK
                 )
             ).one()
             losses = self.connection.execute(
