@@ -12,7 +12,8 @@ SIM_SOCKET ?= $(CURDIR)/$(RUN_DIR)/kextlog-sim.sock
 KERNEL_SDK ?= $(wildcard $(CURDIR)/kext/.sdk)
 
 NATIVE_SOURCES := $(wildcard kext/include/*.h kext/core/*.[ch] kext/sim/*.[ch]) \
-                  kextlog_store/_build_native.py setup.py pyproject.toml
+                  kextlog_store/_build_native.py kextlog_store/seal/_columns.c \
+                  setup.py pyproject.toml
 
 .PHONY: all install run test lint kext check bench clean install-service fuzz kmod-test
 

@@ -25,6 +25,7 @@ from typer._click.exceptions import ClickException
 from typer._click.exceptions import UsageError as ClickUsageError
 
 from . import cli_options as o
+from .cli_db import db_app
 from .cli_options import option, window
 from .errors import DatabaseError, KextlogError, UsageError
 from .redact import redact
@@ -44,12 +45,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
-)
-db_app = typer.Typer(
-    help="Create or upgrade the store's schema, show its revision, check it.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
 )
 app.add_typer(db_app, name="db")
 
@@ -351,64 +346,6 @@ def prune_command(
         raise DatabaseError(prune_overflow(result, policy.max_size_bytes))
 
 
-# --- the schema -----------------------------------------------------------
-
-
-@db_app.command("upgrade")
-def db_upgrade_command(db: o.Db = None) -> None:
-    """Create the store or bring its schema to the newest revision; print the revision.
-
-    \b
-    Examples:
-      kextlog db upgrade
-      kextlog db upgrade --db /var/lib/kextlog/kextlog.db
-    """
-    from .store import migrate
-    from .store.location import database_url
-
-    url = database_url(db)
-    migrate.upgrade(url).dispose()
-    sys.stdout.write(f"{migrate.current(url) or 'none'}\n")
-
-
-@db_app.command("current")
-def db_current_command(db: o.Db = None) -> None:
-    """Print the schema revision of the store ("none" for an empty database).
-
-    \b
-    Examples:
-      kextlog db current
-      KEXTLOG_DB=/tmp/test.db kextlog db current
-    """
-    from .store import migrate
-    from .store.location import database_url
-
-    sys.stdout.write(f"{migrate.current(database_url(db)) or 'none'}\n")
-
-
-@db_app.command("check")
-def db_check_command(db: o.Db = None, quick: o.Quick = False) -> None:
-    """Check the store, read-only: SQLite's integrity_check (or quick_check)
-    and foreign keys, then kextlog's own accounting: the schema revision is
-    known, each instance's high-water mark covers its stored records, no loss
-    overlaps a stored record or another loss, and each instance's seqs add
-    up (stored, lost, filtered, pruned). Exits 0 when all is well, 1 when not.
-
-    \b
-    Examples:
-      kextlog db check
-      kextlog db check --quick --db /var/lib/kextlog/kextlog.db
-    """
-    from .render.figures import check_lines, check_summary
-    from .store import check
-    from .store.location import database_url
-
-    report = check.check(database_url(db), quick=quick)
-    sys.stdout.write("\n".join(check_lines(report)) + "\n")
-    if report.failed:
-        raise DatabaseError(check_summary(report))
-
-
 # --- producing ------------------------------------------------------------
 
 
@@ -429,6 +366,7 @@ def ingest_command(
     batch_seconds: o.BatchSeconds = None,
     syslog: o.Syslog = None,
     host: o.IngestHost = None,
+    seal_interval: o.SealInterval = None,
 ) -> None:
     """Store what producers send, until SIGINT or SIGTERM (then flush and exit 0).
 
@@ -459,7 +397,16 @@ def ingest_command(
     from .ingest.daemon import Daemon
 
     flags = o.ingest_flags(
-        source, db, min_level, batch_records, batch_seconds, retain, max_size, kmsg_path, syslog
+        source,
+        db,
+        min_level,
+        batch_records,
+        batch_seconds,
+        retain,
+        max_size,
+        kmsg_path,
+        syslog,
+        seal_interval,
     )
     daemon = Daemon(flags, config_file, kmsg_boot_id=kmsg_boot_id, once=once, host=host)
     if check_config:

@@ -65,6 +65,7 @@ def ingest_flags(
     max_size: str | None,
     kmsg_path: str | None,
     syslog: bool | None,
+    seal_interval: str | None,
 ) -> IngestConfig:
     """The options of `kextlog ingest`, checked as the configuration file's values are."""
     from . import config
@@ -80,6 +81,7 @@ def ingest_flags(
         max_size=option("--max-size", config.check("retention.max_size"), max_size),
         kmsg_path=option("--kmsg-path", config.check("kmsg.path"), kmsg_path),
         syslog=syslog,
+        seal_interval=option("--seal-interval", config.check("seal.interval"), seal_interval),
     )
 
 
@@ -434,6 +436,23 @@ IngestHost = Annotated[
         "--host",
         metavar="NAME",
         help="The host name the instances are stored under (default: this machine's).",
+    ),
+]
+SealInterval = Annotated[
+    str | None,
+    typer.Option(
+        metavar="DURATION",
+        help="When the store is sealed (kextlog db seal-setup): the time between two seals, "
+        "1s to 1d [15m].",
+    ),
+]
+VerifyKey = Annotated[
+    str | None,
+    typer.Option(
+        "--key",
+        metavar="KEY",
+        help="The verification key seal-setup printed ('-': read it from stdin); without it, "
+        "only the chain's integrity is checked, not its seals.",
     ),
 ]
 StatusHost = Annotated[

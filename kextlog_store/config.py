@@ -28,6 +28,7 @@ from .render.text import escape
 from .sources import parse_source
 from .store.location import check_database
 from .store.retention import RetentionPolicy, parse_size
+from .timespec import parse_duration
 
 # The same on Linux and macOS (/etc is /private/etc there): one path for the
 # docs, the systemd unit and the launchd plist.
@@ -49,6 +50,7 @@ class IngestConfig:
     kmsg_path: str | None = None
     syslog: bool | None = None
     syslog_socket: str | None = None  # /dev/log (Linux), /var/run/syslog (macOS)
+    seal_interval: str | None = None  # as --seal-interval: "15m"
 
     def over(self, base: IngestConfig) -> IngestConfig:
         """This configuration where it says something, else base's."""
@@ -122,6 +124,22 @@ def _size(value: object) -> str:
     return str(value)
 
 
+SEAL_INTERVAL_MIN_NS, SEAL_INTERVAL_MAX_NS = 10**9, 86_400 * 10**9
+
+
+def seal_interval_ns(value: object) -> int:
+    """A time between two seals, from 1s to 1d (docs/sealing.md)."""
+    interval = parse_duration(_text(value))
+    if not SEAL_INTERVAL_MIN_NS <= interval <= SEAL_INTERVAL_MAX_NS:
+        raise UsageError(f"expected a time between seals from 1s to 1d, not {value!r}")
+    return interval
+
+
+def _seal_interval(value: object) -> str:
+    seal_interval_ns(value)
+    return str(value)
+
+
 # Every key (dotted: table.key), the IngestConfig field it sets, how it is checked.
 KEYS: dict[str, tuple[str, Callable[[object], object]]] = {
     "sources": ("sources", _sources),
@@ -134,6 +152,7 @@ KEYS: dict[str, tuple[str, Callable[[object], object]]] = {
     "retention.retain": ("retain", _retain),
     "retention.max_size": ("max_size", _size),
     "kmsg.path": ("kmsg_path", _text),
+    "seal.interval": ("seal_interval", _seal_interval),
 }
 _TABLES = frozenset(key.partition(".")[0] for key in KEYS if "." in key)
 
@@ -195,6 +214,8 @@ def dump(settings: IngestConfig, read: Path | None) -> str:
     if any(retention.values()):
         lines += ["", "[retention]"]
         lines += [f"{key} = {value(item)}" for key, item in retention.items() if item]
+    if settings.seal_interval:
+        lines += ["", "[seal]", f"interval = {value(settings.seal_interval)}"]
     return "\n".join(lines) + "\n"
 
 

@@ -21,6 +21,7 @@ mount mount
 systemd-analyze systemd
 journalctl systemd
 /usr/share/zoneinfo/Europe/Berlin tzdata
+sqlite3 sqlite3
 "
 # clang with libFuzzer and the sanitizers (kext/fuzz, the static analyzer),
 # llvm (coverage figures) and spin (the protocol model, kext/model).

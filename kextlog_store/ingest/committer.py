@@ -149,6 +149,13 @@ class Committer:
                 source = sessions[instance_id].source.spec
                 self._echo(Record.of_row(row, batch.states[instance_id].uuid, source))
 
+    def seal(self, interval_ns: int, *, stopping: bool = False) -> None:
+        """A seal of the chain once interval_ns has passed since the last,
+        and at a clean stop (seal.chain.Sealer), when the store is sealed."""
+        sealer = self.writer.sealer
+        if sealer is not None and (stopping or sealer.due(time.time_ns(), interval_ns)):
+            self.write(lambda: sealer.seal(stopping=stopping), waiting=0)
+
     def write(self, write: Callable[[], T], waiting: int) -> T:
         """write() to the store, tried again with backoff for as long as it
         fails in a way that can pass, acknowledging nothing meanwhile; the

@@ -29,6 +29,7 @@ from ..records import Record
 from ..redact import redact, redact_all
 from ..render.entries import record_short
 from ..render.figures import live_line
+from ..seal.chain import Sealer
 from ..sources import Source, exclusive_key, parse_source
 from ..store import migrate
 from ..store.engine import sqlite_path
@@ -144,8 +145,10 @@ class Daemon:
 
     def _open(self, url: str) -> Writer:
         """The store's writer, on a database at the newest schema (checked:
-        store.engine.write_engine)."""
-        return Writer(migrate.upgrade(url), host=self._host)
+        store.engine.write_engine), with its sealer when sealed (seal.chain)."""
+        writer = Writer(migrate.upgrade(url), host=self._host)
+        writer.sealer = Sealer.open(writer.engine, writer.host)
+        return writer
 
     def _claim(self, url: str) -> None:
         """The stores this daemon holds, by URL: the one it writes, and while
@@ -201,6 +204,9 @@ def ingest_options(settings: IngestConfig, sources: list[Source]) -> IngestOptio
         "min_level": settings.min_level,
         "batch_records": settings.batch_records,
         "batch_seconds": settings.batch_seconds,
+        "seal_interval_ns": (
+            config.seal_interval_ns(settings.seal_interval) if settings.seal_interval else None
+        ),
     }
     return IngestOptions(
         sources=sources,

@@ -60,6 +60,7 @@ class IngestOptions:
     queue_batches: int = 32  # each is one read: the queue bounds the daemon's memory
     retention: RetentionPolicy | None = None  # applied now and then, beside the writer
     retention_seconds: float = 60.0
+    seal_interval_ns: int = 15 * 60 * 1_000_000_000  # between two seals, when sealed
 
 
 class Ingest:
@@ -121,6 +122,7 @@ class Ingest:
                 batch = self._turn(batch)
                 now = time.monotonic()
                 if now - published >= PUBLISH_SECONDS:
+                    self.committer.seal(self.options.seal_interval_ns)
                     self._publish(running=True)
                     self.readers.report_skipped(now)
                     published = now
@@ -134,6 +136,7 @@ class Ingest:
                 except queue.Empty:
                     break
             self._commit(batch)
+            self.committer.seal(0, stopping=True)
         finally:
             self.stop.set()
             self.readers.close()

@@ -38,6 +38,7 @@ from sqlalchemy import exc as sa_exc
 
 from ..errors import UsageError
 from ..levels import Level, parse_level, parse_level_range
+from ..seal import chain as seal
 from ..timespec import parse_duration
 from . import schema
 from .engine import read_engine, write_engine
@@ -306,6 +307,10 @@ class _Run:
                     f" AND id = {marker}",
                     [(row[1], row[2], row[0]) for row in rows],
                 )
+                # The chain before the instances: ingest's commits lock them in that order.
+                seal.checkpoint(
+                    connection, "records", (divmod(row[0], schema.SEQ_MASK + 1) for row in rows)
+                )
                 removed = Counter(row[0] >> schema.SEQ_BITS for row in rows)
                 _count(connection, "pruned_records", removed)
         if not rows:
@@ -337,12 +342,13 @@ class _Run:
                 gone = connection.execute(
                     delete(losses)
                     .where(losses.c.id.in_(stale.scalar_subquery()))
-                    .returning(losses.c.instance_id, losses.c.count)
+                    .returning(losses.c.instance_id, losses.c.count, losses.c.first_seq)
                 ).all()
                 if gone:
                     lost: Counter[int] = Counter()
-                    for instance_id, count in gone:
+                    for instance_id, count, _ in gone:
                         lost[instance_id] += count
+                    seal.checkpoint(connection, "losses", ((row[0], row[2]) for row in gone))
                     _count(connection, "pruned_lost", lost)
             removed = len(gone)
             self.result.losses += removed

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     Table,
@@ -137,4 +138,39 @@ losses = Table(
     Column("reason", Text, nullable=False),
     Column("recorded_ns", BigInteger, nullable=False),  # when ingest stored the loss
     UniqueConstraint("instance_id", "first_seq"),
+)
+
+# Sealing (kextlog_store.seal, docs/sealing.md; migration 0007): a hash
+# chain per host over every batch its ingest commits, and the seals.
+seal_chains = Table(
+    "seal_chains",
+    metadata,
+    Column("id", RowId, primary_key=True),
+    Column("host", Text, nullable=False, unique=True),
+    Column("key_id", LargeBinary, nullable=False),  # names the verification key
+    Column("created_ns", BigInteger, nullable=False),
+)
+
+seal_entries = Table(
+    "seal_entries",
+    metadata,
+    Column("chain_id", RowId, ForeignKey("seal_chains.id"), primary_key=True),
+    Column("position", BigInteger, primary_key=True),  # 1, 2, ... in the chain
+    Column("kind", SmallInteger, nullable=False),  # a batch, existing data, a prune
+    Column("committed_ns", BigInteger, nullable=False),
+    Column("sections", Text, nullable=False),  # JSON: instance, seq range, localisation
+    Column("note", Text, nullable=False),  # a prune's checkpoint: what it removed
+    Column("digest", LargeBinary, nullable=False),
+    Column("head", LargeBinary, nullable=False),
+)
+
+seals = Table(
+    "seals",
+    metadata,
+    Column("chain_id", RowId, ForeignKey("seal_chains.id"), primary_key=True),
+    Column("epoch", BigInteger, primary_key=True),  # 0, 1, ...: the key's
+    Column("position", BigInteger, nullable=False),  # the chain entry it seals
+    Column("sealed_ns", BigInteger, nullable=False),
+    Column("flags", SmallInteger, nullable=False),  # set up, stopped cleanly
+    Column("mac", LargeBinary, nullable=False),
 )

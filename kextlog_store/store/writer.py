@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, Row, Table, bindparam, func, select, update
 
 from ..errors import DatabaseError
 from ..records import KMSG_FIELDS, MESSAGE, PROCESS, ROW_FIELDS, SEQ
 from .schema import INSTANCES_MAX, instances, losses, record_id
+
+if TYPE_CHECKING:
+    from ..seal.chain import Sealer
 
 
 @dataclass
@@ -48,6 +51,9 @@ class Writer:
         self.host = host or socket.gethostname()
         self._inserts: dict[tuple[int, int], str] = {}
         self._postgresql = engine.dialect.name == "postgresql"
+        # When the store is sealed (ingest.daemon sets it): each batch extends
+        # the chain in its own transaction.
+        self.sealer: Sealer | None = None
 
     def _insert_records(self, instance_id: int, width: int) -> str:
         """Driver-level executemany of the rows as they come off the wire,
@@ -169,6 +175,8 @@ class Writer:
         the losses among them, and each instance's new high-water mark and
         filtered count."""
         with self.engine.begin() as connection:
+            if self.sealer is not None:
+                self.sealer.extend(connection, rows, loss_rows, states)
             for instance_id, instance_rows in rows.items():
                 if not instance_rows:
                     continue
