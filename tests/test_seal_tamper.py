@@ -248,13 +248,29 @@ def test_a_truncated_tail_is_found_while_its_seals_are_there(
     db = copy(sealed, tmp_path)
     sql(db, f"DELETE FROM records WHERE seq > {COUNT - 500}")
     assert "BROKEN: removed: entry" in broken(db, sealed[1])
-    # The whole tail, entries and high-water marks too: the seals still name them.
-    sql(
-        db,
-        "DELETE FROM seal_entries WHERE position > (SELECT max(position) - 3 FROM seal_entries);"
-        f"DELETE FROM losses WHERE first_seq > {COUNT - 500};"
-        f"UPDATE instances SET high_water = {COUNT - 500};",
-    )
+    # The whole tail of the last three entries, what they cover and the
+    # high-water marks too (where the cut falls depends on how ingest
+    # batched, so it is read from the entries): the seals still name them.
+    tail = tmp_path / "tail"
+    tail.mkdir()
+    db = copy(sealed, tail)
+    with sqlite3.connect(db) as connection:
+        (cut,) = connection.execute("SELECT max(position) - 3 FROM seal_entries").fetchone()
+        first: dict[int, int] = {}
+        for (entry,) in connection.execute(
+            f"SELECT sections FROM seal_entries WHERE position > {cut}"
+        ):
+            for section in json.loads(entry):
+                instance = section["instance"]
+                first[instance] = min(first.get(instance, section["lo"]), section["lo"])
+    statements = [f"DELETE FROM seal_entries WHERE position > {cut};"]
+    for instance, lo in first.items():
+        statements += [
+            f"DELETE FROM records WHERE instance_id = {instance} AND seq >= {lo};",
+            f"DELETE FROM losses WHERE instance_id = {instance} AND first_seq >= {lo};",
+            f"UPDATE instances SET high_water = {lo - 1} WHERE id = {instance};",
+        ]
+    sql(db, "".join(statements))
     line = broken(db, sealed[1])
     assert "BROKEN: removed" in line and "its tail was cut" in line
 
