@@ -438,6 +438,44 @@ def stats_command(
     render.write_stats(result, output, sys.stdout, utc=utc, color=_color())
 
 
+@app.command("web")
+def web_command(
+    db: DbOption = None,
+    host: Annotated[
+        str, typer.Option("--host", metavar="ADDRESS", help="Listen on ADDRESS.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", metavar="PORT", help="Listen on PORT (0: any free one).")
+    ] = 8001,
+    allow_remote: Annotated[
+        bool,
+        typer.Option(
+            "--allow-remote",
+            help="Serve on an address that is not loopback. There is no authentication: "
+            "anyone who reaches it reads the whole store.",
+        ),
+    ] = False,
+) -> None:
+    """Browse the store in a web browser, as Console.app: the log with the
+    filters of `kextlog query`, facets, loss markers and live records; each
+    record with its neighbours; the rate chart, stats, canned views,
+    read-only SQL and every table (Datasette). Needs the web extra:
+    pip install 'kextlog[web]'. Ctrl-C stops it.
+
+    \b
+    Examples:
+      kextlog web
+      kextlog web --db /tmp/kextlog.db --port 8080
+    """
+    try:
+        from . import web
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("datasette", "uvicorn"):
+            raise
+        raise KextlogError("kextlog web needs the web extra: pip install 'kextlog[web]'") from None
+    web.serve(db, host, port, allow_remote=allow_remote)
+
+
 # --- retention ------------------------------------------------------------
 
 
