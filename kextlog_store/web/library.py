@@ -96,16 +96,30 @@ __all__ = [
 RecordFilter = query.RecordFilter
 
 
-def open_store(db: str | None) -> tuple[str, Engine]:
-    """The store's URL and a read-only engine on it, as `kextlog query`
-    opens it (never creating one).  Only SQLite: Datasette reads SQLite."""
+def open_store(db: str | None) -> str:
+    """The store's URL, once it is known to be one kextlog can read (as
+    `kextlog query` opens it: never creating one).  Only SQLite: Datasette
+    reads SQLite."""
     url = store.database_url(db)
     if store.sqlite_path(url) is None:
         raise UsageError(
             "kextlog web reads SQLite stores only (its table browser is Datasette's): "
             "use kextlog query and kextlog sql on a PostgreSQL store"
         )
-    return url, store.read_engine(url)
+    store.read_engine(url).dispose()
+    return url
+
+
+@contextmanager
+def reading(url: str) -> Iterator[Engine]:
+    """A read-only engine for one thread's reads, disposed of afterwards
+    (the read engine's pool is not one connections may move across
+    threads in)."""
+    engine = store.read_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def database_path(url: str) -> str:

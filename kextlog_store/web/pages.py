@@ -19,7 +19,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import closing, suppress
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl
 
 from datasette.utils.asgi import Request, Response
@@ -39,6 +39,9 @@ from .library import (
     UsageError,
 )
 from .params import View
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 log = logging.getLogger("kextlog.web")
 T = TypeVar("T")
@@ -66,27 +69,29 @@ LEVELS = sorted(Level, reverse=True)
 
 
 class Site:
-    """What the pages serve: the store (its URL and read-only engine) and
-    the Datasette that serves them."""
+    """What the pages serve: the store (its URL) and the Datasette that
+    serves them."""
 
-    def __init__(self, url: str, engine: Any, datasette: Any, table_browser: str) -> None:
+    def __init__(self, url: str, datasette: Any, table_browser: str) -> None:
         self.url = url
-        self.engine = engine
         self.datasette = datasette
         self.table_browser = table_browser  # Datasette's page of the store's tables
         self.live = threading.BoundedSemaphore(MAX_LIVE)
+        self.stopping: asyncio.Event | None = None  # set when the server stops (serve())
 
 
 # --- running reads, reporting failures ----------------------------------------
 
 
-async def read(seconds: float, work: Callable[[], T]) -> T:
-    """work() on a worker thread, its reads stopped after `seconds`."""
+async def read(site: Site, seconds: float, work: Callable[[Engine], T]) -> T:
+    """work(engine) on a worker thread, its reads stopped after `seconds`.
+    The engine is the thread's own, disposed of afterwards: a SQLite
+    connection never serves two threads."""
 
     def limited() -> T:
-        with library.time_limit(seconds):
+        with library.time_limit(seconds), library.reading(site.url) as engine:
             try:
-                return work()
+                return work(engine)
             except DatabaseError as exc:
                 if library.timed_out():
                     raise DatabaseError(
@@ -175,8 +180,13 @@ def shown(entry: Entry, utc: bool) -> dict[str, Any]:
     the words `kextlog query` prints it."""
     time = library.iso_time(entry.time_ns, library.zone(utc))
     if isinstance(entry, Loss):
-        return {"kind": "loss", "text": library.loss_short(entry), "time": time,
-                "time_ns": str(entry.time_ns)}  # fmt: skip
+        return {
+            "kind": "loss",
+            "text": library.loss_short(entry),
+            "time": time,
+            "time_ns": str(entry.time_ns),
+            "loss": f"{entry.instance}:{entry.first_seq}",  # a loss's key
+        }
     return {
         "kind": "record",
         "time": time,
@@ -194,11 +204,11 @@ def shown(entry: Entry, utc: bool) -> dict[str, Any]:
     }
 
 
-def newest_first(site: Site, view: View) -> list[Entry]:
+def newest_first(engine: Engine, view: View) -> list[Entry]:
     """The last view.lines records of the view, newest first, with the
     losses among them, as `kextlog query -n N -r` shows them."""
     wanted = replace(view.record_filter, lines=view.lines, reverse=True)
-    with closing(library.entries(site.engine, wanted)) as found:
+    with closing(library.entries(engine, wanted)) as found:
         return list(found)
 
 
@@ -207,7 +217,7 @@ def newest_first(site: Site, view: View) -> list[Entry]:
 
 async def log_page(site: Site, request: Request) -> Response:
     view = View.parse(pairs(request))
-    found = await read(READ_SECONDS, lambda: newest_first(site, view))
+    found = await read(site, READ_SECONDS, lambda engine: newest_first(engine, view))
     rows = [shown(entry, view.utc) for entry in found]
     newest = next((row for row in rows if row["kind"] == "record"), None)
     oldest = next((row for row in reversed(rows) if row["kind"] == "record"), None)
@@ -250,14 +260,14 @@ async def export(site: Site, request: Request, format: str) -> Response:
     view = View.parse(pairs(request))
     output = RecordFormat(format)
 
-    def written() -> str:
+    def written(engine: Engine) -> str:
         out = io.StringIO()
         wanted = replace(view.record_filter, lines=view.lines)
-        with closing(library.entries(site.engine, wanted)) as found:
+        with closing(library.entries(engine, wanted)) as found:
             library.write_records(found, output, out, utc=view.utc)
         return out.getvalue()
 
-    body = await read(READ_SECONDS, written)
+    body = await read(site, READ_SECONDS, written)
     kind = "application/x-ndjson" if output is RecordFormat.JSON else "text/csv"
     return Response(body, content_type=f"{kind}; charset=utf-8")
 
@@ -267,10 +277,10 @@ async def facets(site: Site, request: Request) -> Response:
     each under its own time limit (one that takes too long says so)."""
     view = View.parse(pairs(request))
 
-    def counted(column: str, limit: int | None = None) -> list[tuple[Any, int]]:
+    def counted(engine: Engine, column: str, limit: int | None = None) -> list[tuple[Any, int]]:
         from sqlalchemy import func, select
 
-        with site.engine.connect() as connection:
+        with engine.connect() as connection:
             records = library.filtered(connection, view.record_filter).subquery()
             statement = (
                 select(records.c[column], func.count())
@@ -280,9 +290,9 @@ async def facets(site: Site, request: Request) -> Response:
             )
             return [(value, int(count)) for value, count in connection.execute(statement)]
 
-    def instances() -> tuple[list[tuple[Any, int]], dict[str, str]]:
-        counts = counted("instance")
-        with site.engine.connect() as connection:
+    def instances(engine: Engine) -> tuple[list[tuple[Any, int]], dict[str, str]]:
+        counts = counted(engine, "instance")
+        with engine.connect() as connection:
             return counts, library.instance_hosts(connection)
 
     def values(pairs: list[tuple[Any, int]], name: str, spelled: Callable[[Any], str]):  # type: ignore[no-untyped-def]
@@ -291,18 +301,20 @@ async def facets(site: Site, request: Request) -> Response:
 
     facets: dict[str, dict[str, Any]] = {}
     try:
-        by_level = dict(await read(FACET_SECONDS, lambda: counted("level")))
+        by_level = dict(await read(site, FACET_SECONDS, lambda engine: counted(engine, "level")))
         levels = [(level.label, by_level[level]) for level in LEVELS if level in by_level]
         facets["level"] = {"values": values(levels, "level", lambda name: f"{name}..{name}")}
     except KextlogError as exc:
         facets["level"] = {"error": str(exc)}
     try:
-        processes = await read(FACET_SECONDS, lambda: counted("process", FACET_VALUES))
+        processes = await read(
+            site, FACET_SECONDS, lambda engine: counted(engine, "process", FACET_VALUES)
+        )
         facets["process"] = {"values": values(processes, "process", params.exact_glob)}
     except KextlogError as exc:
         facets["process"] = {"error": str(exc)}
     try:
-        counts, hosts = await read(FACET_SECONDS, instances)
+        counts, hosts = await read(site, FACET_SECONDS, instances)
         facets["instance"] = {"values": values(counts[:FACET_VALUES], "instance", str)}
         totals: dict[str, int] = {}
         for uuid, count in counts:
@@ -316,12 +328,12 @@ async def facets(site: Site, request: Request) -> Response:
     )
 
 
-def chart_data(site: Site, record_filter: RecordFilter, utc: bool) -> dict[str, Any]:
+def chart_data(engine: Engine, record_filter: RecordFilter, utc: bool) -> dict[str, Any]:
     """Records per bucket of the filter's range, per level (the levels
     present), and the records lost per bucket: the rate chart."""
     from sqlalchemy import func, select
 
-    with site.engine.connect() as connection:
+    with engine.connect() as connection:
         records = library.filtered(connection, record_filter).subquery()
         start, end = record_filter.since_ns, record_filter.until_ns
         if start is None or end is None:
@@ -359,7 +371,9 @@ def chart_data(site: Site, record_filter: RecordFilter, utc: bool) -> dict[str, 
 
 async def chart(site: Site, request: Request) -> Response:
     view = View.parse(pairs(request))
-    data = await read(READ_SECONDS, lambda: chart_data(site, view.record_filter, view.utc))
+    data = await read(
+        site, READ_SECONDS, lambda engine: chart_data(engine, view.record_filter, view.utc)
+    )
     return json_response({"ok": True, **data})
 
 
@@ -396,13 +410,21 @@ async def _stream(site: Site, wanted: RecordFilter, utc: bool, send: Any, receiv
     stop = threading.Event()
 
     def put(item: tuple[str, Any]) -> None:
-        # From the reader's thread; it waits while the browser is slow.
-        asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+        # From the reader's thread: it waits while the browser is slow, and
+        # gives up once the stream has ended.
+        sent = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+        while not stop.is_set():
+            with suppress(TimeoutError):
+                sent.result(timeout=0.5)
+                return
+        sent.cancel()
 
     def follow() -> None:
         try:
-            found = library.follow(site.engine, wanted, stop=stop)
-            with closing(found):
+            with (
+                library.reading(site.url) as engine,
+                closing(library.follow(engine, wanted, stop=stop)) as found,
+            ):
                 for entry in found:
                     if stop.is_set():
                         return
@@ -434,15 +456,18 @@ async def _stream(site: Site, wanted: RecordFilter, utc: bool, send: Any, receiv
     reader = threading.Thread(target=follow, name="kextlog-web-live", daemon=True)
     reader.start()
     gone = asyncio.ensure_future(disconnected())
+    stopping = asyncio.ensure_future(site.stopping.wait()) if site.stopping else gone
     try:
-        while not gone.done():
+        while not gone.done() and not stopping.done():
             getting = asyncio.ensure_future(queue.get())
             done, _ = await asyncio.wait(
-                {getting, gone}, timeout=LIVE_KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED
+                {getting, gone, stopping},
+                timeout=LIVE_KEEPALIVE_S,
+                return_when=asyncio.FIRST_COMPLETED,
             )
             if getting not in done:
                 getting.cancel()
-                if not gone.done():
+                if not gone.done() and not stopping.done():
                     await send({"type": "http.response.body", "body": b": idle\n\n",
                                 "more_body": True})  # fmt: skip
                 continue
@@ -454,6 +479,7 @@ async def _stream(site: Site, wanted: RecordFilter, utc: bool, send: Any, receiv
     finally:
         stop.set()
         gone.cancel()
+        stopping.cancel()
         while not queue.empty():  # a reader waiting to put gets its turn and sees stop
             queue.get_nowait()
         with suppress(Exception):  # the browser may have gone
@@ -477,17 +503,17 @@ def _record_key(instance: str, seq: str) -> tuple[str, int]:
     return instance, params.integer("seq", seq, 0, _SEQ_LIMIT)
 
 
-def around(site: Site, record: Record) -> tuple[list[Entry], list[Entry], bool, bool]:
+def around(engine: Engine, record: Record) -> tuple[list[Entry], list[Entry], bool, bool]:
     """Every source's entries within CONTEXT_NS of the record, at most
     CONTEXT_RECORDS records on each side, nearest kept: (before, after,
     whether more were before, after)."""
     t = record.time_ns
     plain = RecordFilter()
     before_filter = replace(plain, since_ns=t - CONTEXT_NS, until_ns=t - 1, lines=CONTEXT_RECORDS)
-    with closing(library.entries(site.engine, before_filter)) as found:
+    with closing(library.entries(engine, before_filter)) as found:
         before = list(found)
     # The same nanosecond: what comes before the record in logged order.
-    with closing(library.entries(site.engine, replace(plain, since_ns=t, until_ns=t))) as found:
+    with closing(library.entries(engine, replace(plain, since_ns=t, until_ns=t))) as found:
         for entry in found:
             if isinstance(entry, Record) and (entry.instance, entry.seq) == (
                 record.instance,
@@ -501,7 +527,7 @@ def around(site: Site, record: Record) -> tuple[list[Entry], list[Entry], bool, 
     after_filter = replace(plain, cursor=Cursor.of(record), until_ns=t + CONTEXT_NS)
     after: list[Entry] = []
     more_after = False
-    with closing(library.entries(site.engine, after_filter)) as found:
+    with closing(library.entries(engine, after_filter)) as found:
         for entry in found:
             if isinstance(entry, Record) and (entry.instance, entry.seq) == (
                 record.instance,
@@ -525,8 +551,8 @@ async def record_page(
         radius = params.integer("n", values["n"][0], 0, MAX_NEIGHBOURS)
     utc = values.get("utc", ["0"])[0] == "1"
 
-    def look() -> dict[str, Any] | None:
-        with site.engine.connect() as connection:
+    def look(engine: Engine) -> dict[str, Any] | None:
+        with engine.connect() as connection:
             row = library.record_row(connection, *key)
             if row is None:
                 return None
@@ -534,12 +560,12 @@ async def record_page(
                 connection, key[0], key[1] - radius, key[1] + radius
             )
         record = next(item for item in records if item.seq == key[1])
-        before, after, more_before, more_after = around(site, record)
+        before, after, more_before, more_after = around(engine, record)
         return {"row": row, "record": record, "instance": _by_seq(records, losses),
                 "before": before, "after": after, "more_before": more_before,
                 "more_after": more_after}  # fmt: skip
 
-    found = await read(READ_SECONDS, look)
+    found = await read(site, READ_SECONDS, look)
     if found is None:
         message = f"no record {key[1]} of instance {key[0]} in this store"
         return await error(site, request, message, 404)
@@ -592,8 +618,9 @@ async def stats_page(site: Site, request: Request, format: str | None = None) ->
     top = params.integer("top", values["top"][0], 1, 1_000) if "top" in values else 10
     utc = values.get("utc", ["0"])[0] == "1"
     figures = await read(
+        site,
         STATS_SECONDS,
-        lambda: library.collect_stats(
+        lambda _engine: library.collect_stats(
             site.url, since_ns=window.since_ns, until_ns=window.until_ns, top=top, utc=utc
         ),
     )

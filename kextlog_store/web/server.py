@@ -12,14 +12,17 @@ integers JavaScript would round as strings.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
+import signal
 import socket
 import sys
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, TextIO
 
+import uvicorn
 from datasette.app import Datasette
 from datasette.database import Database
 from datasette.plugins import pm
@@ -107,7 +110,7 @@ def build(db: str | None, hosts: set[str] | None) -> tuple[Any, pages.Site]:
     """The ASGI application over the store: Datasette with kextlog's
     plugin, behind the guard (hosts: the Host values it answers, None for
     any)."""
-    url, engine = library.open_store(db)
+    url = library.open_store(db)
     library.install_time_limits()
     datasette = Datasette(
         files=[],
@@ -119,7 +122,7 @@ def build(db: str | None, hosts: set[str] | None) -> tuple[Any, pages.Site]:
     datasette.add_database(
         Database(datasette, path=library.database_path(url), is_mutable=True), name=DATABASE
     )
-    site = pages.Site(url, engine, datasette, f"/{DATABASE}")
+    site = pages.Site(url, datasette, f"/{DATABASE}")
     plugin.SITES[id(datasette)] = site
     if not pm.is_registered(plugin):
         pm.register(plugin, name="kextlog")
@@ -205,8 +208,6 @@ def serve(
     """Serve the store at host:port until SIGINT or SIGTERM.  A host that is
     not a loopback address needs allow_remote, and gets a warning: nothing
     here asks who is reading."""
-    import uvicorn
-
     local = loopback(host)
     if not local and not allow_remote:
         raise UsageError(
@@ -227,9 +228,30 @@ def serve(
         )
     out.write(f"kextlog web: {library.database_path(site.url)} at http://{name}:{port}/\n")
     out.flush()
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2)
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=5)
     try:
-        uvicorn.Server(config).run(sockets=[server])
+        _Uvicorn(config, site).run(sockets=[server])
     finally:
-        site.engine.dispose()
         server.close()
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn's server, stopped by SIGINT or SIGTERM as a clean exit
+    (status 0, the signal not raised again), its live streams ended at once
+    so that the stop does not wait for browsers to close them."""
+
+    def __init__(self, config: uvicorn.Config, site: pages.Site) -> None:
+        super().__init__(config)
+        self.site = site
+
+    async def serve(self, sockets: Any = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.site.stopping = asyncio.Event()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True  # a second Ctrl-C
+        self.should_exit = True
+        if self.site.stopping is not None:
+            self.loop.call_soon_threadsafe(self.site.stopping.set)

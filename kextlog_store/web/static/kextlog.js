@@ -126,6 +126,7 @@ function rowOf(entry) {
   tr.dataset.timeNs = entry.time_ns;
   if (entry.kind === "loss") {
     tr.className = "loss live-new";
+    tr.dataset.loss = entry.loss;
     tr.append(cell(time, "time"));
     const marker = cell(entry.text, "marker");
     marker.colSpan = 3;
@@ -152,6 +153,10 @@ function rowOf(entry) {
   return tr;
 }
 
+function shownLoss(body, key) {
+  return [...body.querySelectorAll("tr.loss")].some((tr) => tr.dataset.loss === key);
+}
+
 function startLive(data, button, state) {
   const body = document.querySelector("#log tbody");
   let source = null;
@@ -171,6 +176,9 @@ function startLive(data, button, state) {
     source.onmessage = (event) => {
       const entry = JSON.parse(event.data);
       if (entry.kind === "record") after = entry.cursor;
+      // A loss after the newest record is on the page already (it may have
+      // taken newer records); live sends it again.
+      if (entry.kind === "loss" && shownLoss(body, entry.loss)) return;
       const empty = document.getElementById("empty");
       if (empty) empty.remove();
       body.insertBefore(rowOf(entry), body.firstChild);
@@ -184,6 +192,13 @@ function startLive(data, button, state) {
     };
   }
   button.addEventListener("click", () => (source ? stop("paused") : start()));
+  // A page left for another (or kept for the back button) lets its stream
+  // go: the browser has few connections to a server, and the next page
+  // needs them.
+  window.addEventListener("pagehide", () => stop("paused"));
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted && !source) start();
+  });
   start();
 }
 
