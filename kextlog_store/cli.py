@@ -455,6 +455,15 @@ def web_command(
             "anyone who reaches it reads the whole store.",
         ),
     ] = False,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout",
+            min=0.001,
+            metavar="SECONDS",
+            help="Stop a page's reads that run longer (its SQL page: kextlog sql's 10 s).",
+        ),
+    ] = 30.0,
 ) -> None:
     """Browse the store in a web browser, as Console.app: the log with the
     filters of `kextlog query`, facets, loss markers and live records; each
@@ -473,7 +482,7 @@ def web_command(
         if exc.name not in ("datasette", "uvicorn"):
             raise
         raise KextlogError("kextlog web needs the web extra: pip install 'kextlog[web]'") from None
-    web.serve(db, host, port, allow_remote=allow_remote)
+    web.serve(db, host, port, allow_remote=allow_remote, timeout=timeout)
 
 
 # --- retention ------------------------------------------------------------

@@ -413,6 +413,25 @@ def test_hostile_text_is_shown_as_text(browser: Any, server: Server, ingested: S
         assert browser.execute_script(
             "return [...document.scripts].every(s => s.src || s.type === 'application/json')"
         )
+    # What live mode adds: the server's own event of the record, put in the
+    # page by the page's own script.
+    open_log(browser, server)
+    shown = kextlog("query", "--db", str(ingested.path), "--instance", ingested.hostile,
+                    "-g", "ordinary", "--show-cursor")  # fmt: skip
+    cursor = shown.stdout.split("-- cursor: ")[1].strip()
+    added = browser.execute_async_script(
+        "const [query, done] = arguments;"
+        "const source = new EventSource('/-/kextlog/live?' + query);"
+        "source.onmessage = (event) => {"
+        "  source.close();"
+        "  document.querySelector('#log tbody').prepend(rowOf(JSON.parse(event.data)));"
+        "  setTimeout(() => done(document.querySelector('#log tbody tr').textContent), 500);"
+        "};",
+        urllib.parse.urlencode({"instance": ingested.hostile, "after": cursor}),
+    )
+    assert HOSTILE_MESSAGE in added and HOSTILE_PROCESS in added
+    assert browser.execute_script("return document.querySelectorAll('main img').length") == 0
+    assert problems(browser) == []
 
 
 def test_large_integers_reach_the_browser_intact(
@@ -585,6 +604,24 @@ def test_pages_of_stats_and_views(browser: Any, server: Server, ingested: Store)
     browser.find_element(By.ID, "view-errors").click()
     assert browser.current_url.endswith("/?level=error&since=1h")
     assert problems(browser) == []
+
+
+def test_reads_past_the_time_limit_say_so(ingested: Store) -> None:
+    limited = serve(ingested.path.with_name("limited.log"), "--db", str(ingested.path),
+                    "--timeout", "0.001")  # fmt: skip
+    try:
+        for path in ("/-/kextlog/chart.json", "/stats", "/stats.json"):
+            status, _, body = limited.get(path)
+            assert status == 400 and "reading took longer than 0.001 s" in body, (path, body)
+        status, _, body = limited.get("/-/kextlog/facets.json")
+        facets = json.loads(body)["facets"]
+        assert status == 200 and {f["name"] for f in facets} == {"level", "process", "instance",
+                                                                 "host"}  # fmt: skip
+        assert all("reading took longer than 0.001 s" in f["error"] for f in facets)
+    finally:
+        limited.process.send_signal(signal.SIGTERM)
+        assert limited.process.wait(timeout=30) == 0
+    assert "Traceback" not in limited.log.read_text()
 
 
 def test_only_its_own_host_name_is_answered(server: Server) -> None:

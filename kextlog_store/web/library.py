@@ -20,6 +20,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, event, select
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import Pool
 
 from kextlog_store import query, stats, store
@@ -56,6 +57,7 @@ __all__ = [
     "NS_PER_SECOND",
     "Cursor",
     "DatabaseError",
+    "DriverError",
     "Entry",
     "KextlogError",
     "Level",
@@ -71,6 +73,7 @@ __all__ = [
     "bucket_start",
     "choose_bucket",
     "collect_stats",
+    "database_error",
     "entries",
     "filtered",
     "follow",
@@ -94,6 +97,12 @@ __all__ = [
 ]
 
 RecordFilter = query.RecordFilter
+DriverError = sa_exc.DBAPIError  # a read that fails in the driver (SQLAlchemy wraps it)
+
+
+def database_error(exc: DriverError) -> DatabaseError:
+    """A driver's error as the read path words it (one line)."""
+    return query.database_error(exc.orig if exc.orig is not None else exc)
 
 
 def open_store(db: str | None) -> str:

@@ -46,11 +46,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("kextlog.web")
 T = TypeVar("T")
 
-# Time limits of the reads behind one page (seconds): kextlog sql's default
-# for the log, a record, SQL and the chart; the facets are extras.
-READ_SECONDS = 10.0
+# Time limits (seconds): of each page's reads, unless `kextlog web --timeout`
+# says otherwise; the facets are extras and give up sooner; SQL has kextlog
+# sql's default limit.
+READ_SECONDS = 30.0
 FACET_SECONDS = 3.0
-STATS_SECONDS = 30.0
+SQL_SECONDS = 10.0
 SQL_MAX_ROWS = 10_000  # kextlog sql's default --max-rows
 SQL_MAX_LENGTH = 8_000  # characters of a statement (it travels in the URL)
 CHART_BUCKETS = 60
@@ -72,8 +73,11 @@ class Site:
     """What the pages serve: the store (its URL) and the Datasette that
     serves them."""
 
-    def __init__(self, url: str, datasette: Any, table_browser: str) -> None:
+    def __init__(
+        self, url: str, datasette: Any, table_browser: str, timeout: float = READ_SECONDS
+    ) -> None:
         self.url = url
+        self.timeout = timeout  # of each page's reads
         self.datasette = datasette
         self.table_browser = table_browser  # Datasette's page of the store's tables
         self.live = threading.BoundedSemaphore(MAX_LIVE)
@@ -92,13 +96,15 @@ async def read(site: Site, seconds: float, work: Callable[[Engine], T]) -> T:
         with library.time_limit(seconds), library.reading(site.url) as engine:
             try:
                 return work(engine)
-            except DatabaseError as exc:
+            except (DatabaseError, library.DriverError) as exc:
                 if library.timed_out():
                     raise DatabaseError(
                         f"reading took longer than {seconds:g} s: narrow the filters "
                         "(a shorter since/until, a level, an instance)"
                     ) from None
-                raise exc
+                if isinstance(exc, DatabaseError):
+                    raise
+                raise library.database_error(exc) from None
 
     return await asyncio.to_thread(limited)
 
@@ -217,7 +223,7 @@ def newest_first(engine: Engine, view: View) -> list[Entry]:
 
 async def log_page(site: Site, request: Request) -> Response:
     view = View.parse(pairs(request))
-    found = await read(site, READ_SECONDS, lambda engine: newest_first(engine, view))
+    found = await read(site, site.timeout, lambda engine: newest_first(engine, view))
     rows = [shown(entry, view.utc) for entry in found]
     newest = next((row for row in rows if row["kind"] == "record"), None)
     oldest = next((row for row in reversed(rows) if row["kind"] == "record"), None)
@@ -267,7 +273,7 @@ async def export(site: Site, request: Request, format: str) -> Response:
             library.write_records(found, output, out, utc=view.utc)
         return out.getvalue()
 
-    body = await read(site, READ_SECONDS, written)
+    body = await read(site, site.timeout, written)
     kind = "application/x-ndjson" if output is RecordFormat.JSON else "text/csv"
     return Response(body, content_type=f"{kind}; charset=utf-8")
 
@@ -301,20 +307,26 @@ async def facets(site: Site, request: Request) -> Response:
 
     facets: dict[str, dict[str, Any]] = {}
     try:
-        by_level = dict(await read(site, FACET_SECONDS, lambda engine: counted(engine, "level")))
+        by_level = dict(
+            await read(
+                site, min(FACET_SECONDS, site.timeout), lambda engine: counted(engine, "level")
+            )
+        )
         levels = [(level.label, by_level[level]) for level in LEVELS if level in by_level]
         facets["level"] = {"values": values(levels, "level", lambda name: f"{name}..{name}")}
     except KextlogError as exc:
         facets["level"] = {"error": str(exc)}
     try:
         processes = await read(
-            site, FACET_SECONDS, lambda engine: counted(engine, "process", FACET_VALUES)
+            site,
+            min(FACET_SECONDS, site.timeout),
+            lambda engine: counted(engine, "process", FACET_VALUES),
         )
         facets["process"] = {"values": values(processes, "process", params.exact_glob)}
     except KextlogError as exc:
         facets["process"] = {"error": str(exc)}
     try:
-        counts, hosts = await read(site, FACET_SECONDS, instances)
+        counts, hosts = await read(site, min(FACET_SECONDS, site.timeout), instances)
         facets["instance"] = {"values": values(counts[:FACET_VALUES], "instance", str)}
         totals: dict[str, int] = {}
         for uuid, count in counts:
@@ -372,7 +384,7 @@ def chart_data(engine: Engine, record_filter: RecordFilter, utc: bool) -> dict[s
 async def chart(site: Site, request: Request) -> Response:
     view = View.parse(pairs(request))
     data = await read(
-        site, READ_SECONDS, lambda engine: chart_data(engine, view.record_filter, view.utc)
+        site, site.timeout, lambda engine: chart_data(engine, view.record_filter, view.utc)
     )
     return json_response({"ok": True, **data})
 
@@ -565,7 +577,7 @@ async def record_page(
                 "before": before, "after": after, "more_before": more_before,
                 "more_after": more_after}  # fmt: skip
 
-    found = await read(site, READ_SECONDS, look)
+    found = await read(site, site.timeout, look)
     if found is None:
         message = f"no record {key[1]} of instance {key[0]} in this store"
         return await error(site, request, message, 404)
@@ -619,7 +631,7 @@ async def stats_page(site: Site, request: Request, format: str | None = None) ->
     utc = values.get("utc", ["0"])[0] == "1"
     figures = await read(
         site,
-        STATS_SECONDS,
+        site.timeout,
         lambda _engine: library.collect_stats(
             site.url, since_ns=window.since_ns, until_ns=window.until_ns, top=top, utc=utc
         ),
@@ -717,7 +729,7 @@ async def _sql(
     result = None
     if sql.strip():
         result = await asyncio.to_thread(
-            library.run_sql, site.url, sql, None, time_limit=READ_SECONDS, max_rows=SQL_MAX_ROWS
+            library.run_sql, site.url, sql, None, time_limit=SQL_SECONDS, max_rows=SQL_MAX_ROWS
         )
     if format is not None:
         if result is None:
@@ -744,7 +756,7 @@ async def _sql(
         rows=[[_cell(value) for value in row] for row in result.rows] if result else [],
         truncated=result.truncated if result else False,
         max_rows=SQL_MAX_ROWS,
-        timeout=READ_SECONDS,
+        timeout=SQL_SECONDS,
         ran=result is not None,
         json_href=f"/sql.json?{query}",
         csv_href=f"/sql.csv?{query}",

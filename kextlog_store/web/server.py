@@ -41,7 +41,7 @@ SETTINGS = {
     "default_allow_sql": False,
     "allow_download": False,
     "allow_csv_stream": False,
-    "sql_time_limit_ms": int(pages.READ_SECONDS * 1000),
+    "sql_time_limit_ms": int(pages.SQL_SECONDS * 1000),
     "max_returned_rows": pages.SQL_MAX_ROWS,
 }
 
@@ -106,10 +106,10 @@ def listen(host: str, port: int) -> socket.socket:
     return server
 
 
-def build(db: str | None, hosts: set[str] | None) -> tuple[Any, pages.Site]:
+def build(db: str | None, hosts: set[str] | None, timeout: float) -> tuple[Any, pages.Site]:
     """The ASGI application over the store: Datasette with kextlog's
     plugin, behind the guard (hosts: the Host values it answers, None for
-    any)."""
+    any); timeout: of each page's reads."""
     url = library.open_store(db)
     library.install_time_limits()
     datasette = Datasette(
@@ -122,7 +122,7 @@ def build(db: str | None, hosts: set[str] | None) -> tuple[Any, pages.Site]:
     datasette.add_database(
         Database(datasette, path=library.database_path(url), is_mutable=True), name=DATABASE
     )
-    site = pages.Site(url, datasette, f"/{DATABASE}")
+    site = pages.Site(url, datasette, f"/{DATABASE}", timeout)
     plugin.SITES[id(datasette)] = site
     if not pm.is_registered(plugin):
         pm.register(plugin, name="kextlog")
@@ -202,12 +202,15 @@ def serve(
     port: int,
     *,
     allow_remote: bool = False,
+    timeout: float = pages.READ_SECONDS,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> None:
     """Serve the store at host:port until SIGINT or SIGTERM.  A host that is
     not a loopback address needs allow_remote, and gets a warning: nothing
-    here asks who is reading."""
+    here asks who is reading.  timeout: seconds each page's reads may take."""
+    if not timeout > 0:
+        raise UsageError(f"--timeout must be more than 0 seconds, not {timeout:g}")
     local = loopback(host)
     if not local and not allow_remote:
         raise UsageError(
@@ -220,7 +223,7 @@ def serve(
     hosts = None
     if local:
         hosts = {f"{known}:{port}" for known in ("127.0.0.1", "localhost", "[::1]", name.lower())}
-    app, site = build(db, hosts)
+    app, site = build(db, hosts, timeout)
     if not local:
         err.write(
             f"kextlog web: warning: serving on {name}:{port} without authentication: "
