@@ -67,6 +67,7 @@ def log_frame(seq: int, message: str, process: str, level: int, time_ns: int, ti
 class Store:
     path: Path
     hostile: str  # the hostile producer's instance id
+    simulated: str  # the simulated kext's source
 
 
 def stop(process: subprocess.Popen[str]) -> None:
@@ -83,7 +84,7 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Store:
     directory = tmp_path_factory.mktemp("web")
     db, sim, hostile_socket = directory / "k.db", directory / "sim.sock", directory / "hostile.sock"
     simulator = start(
-        "simulate", "--socket", str(sim), "--rate", "0", "--count", str(SIMULATED),
+        "simulate", "--socket", str(sim), "--rate", "1000", "--count", str(SIMULATED),
         "--quiet-losses",
     )  # fmt: skip
     producer = Producer(hostile_socket, __import__("socket").SOCK_SEQPACKET)
@@ -112,7 +113,7 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Store:
         if simulator.poll() is None:
             simulator.kill()
             simulator.wait()
-    return Store(db, producer.instance.hex)
+    return Store(db, producer.instance.hex, f"unix:{sim}")
 
 
 # --- the server and the browser ------------------------------------------------
@@ -222,6 +223,14 @@ def wait(driver: Any, condition: str, timeout: float = 30) -> Any:
     )
 
 
+def click_to_load(driver: Any, element: Any) -> None:
+    """Click what loads a new page, and wait until it has loaded (not
+    just until the old page is still there)."""
+    driver.execute_script("document.documentElement.dataset.old = '1';")
+    element.click()
+    wait(driver, "!document.documentElement.dataset.old && document.readyState === 'complete'")
+
+
 def open_log(driver: Any, server: Server, query: str = "") -> None:
     """The log page, once its chart and facets are in (or have failed)."""
     problems(driver)  # what came before is not this page's
@@ -271,7 +280,8 @@ def test_the_log_loads_without_console_errors(
     assert shown_rows(browser) == [(r["instance"], r["seq"]) for r in expected]
     assert browser.execute_script("return document.querySelectorAll('#facets .facet').length") == 4
     screenshot = os.environ.get("KEXTLOG_WEB_SCREENSHOT")
-    if screenshot:  # docs/web.png, for the README
+    if screenshot:  # docs/web.png, for the README: the simulated kext's records
+        open_log(browser, server, urllib.parse.urlencode({"source": ingested.simulated}))
         browser.save_screenshot(screenshot)
 
 
@@ -300,7 +310,7 @@ def test_filters_show_what_kextlog_query_shows(
         field = form.find_element(By.CSS_SELECTOR, f"input[name='{name}']")
         field.clear()
         field.send_keys(value)
-    browser.find_element(By.ID, "apply").click()
+    click_to_load(browser, browser.find_element(By.ID, "apply"))
     wait(browser, "document.querySelector('#facets section.facet') !== null")
     expected = query_json(ingested.path, *options, "-n", str(LINES), "-r")
     rows = shown_rows(browser)
@@ -460,6 +470,14 @@ def test_large_integers_reach_the_browser_intact(
     assert chart["ok"] is True
     status, _, body = server.get(f"/record/{ingested.hostile}/2")
     assert status == 200 and str(time_ns) in body and str(BIG_TID) in body
+    # The SQL page's exports: CSV as kextlog sql -o csv, JSON with the strings.
+    sql = f"SELECT time_ns, tid, message FROM log WHERE instance = '{ingested.hostile}' AND seq = 2"
+    status, kind, body = server.get("/sql.json?" + urllib.parse.urlencode({"sql": sql}))
+    assert kind.startswith("application/x-ndjson")
+    assert json.loads(body) == {"time_ns": str(time_ns), "tid": str(BIG_TID),
+                                "message": HOSTILE_MESSAGE}  # fmt: skip
+    status, kind, body = server.get("/sql.csv?" + urllib.parse.urlencode({"sql": sql}))
+    assert body == kextlog("sql", "--db", str(ingested.path), "-o", "csv", sql).stdout
 
 
 def test_sql_refuses_writes_and_keeps_kextlog_sqls_limits(
@@ -482,7 +500,7 @@ def test_sql_refuses_writes_and_keeps_kextlog_sqls_limits(
         box = browser.find_element(By.ID, "sql")
         box.clear()
         box.send_keys(statement)
-        browser.find_element(By.ID, "run").click()
+        click_to_load(browser, browser.find_element(By.ID, "run"))
         message = browser.find_element(By.ID, "error").text
         assert "read-only" in message or "one statement" in message, (statement, message)
         status, _, _ = server.get("/sql?" + urllib.parse.urlencode({"sql": statement}))
@@ -598,10 +616,10 @@ def test_pages_of_stats_and_views(browser: Any, server: Server, ingested: Store)
     for name, needle in (("losses", "ring-full"), ("accounting", ingested.hostile),
                          ("processes", "kernel_task")):  # fmt: skip
         browser.get(server.url + "/views")
-        browser.find_element(By.ID, f"view-{name}").click()
+        click_to_load(browser, browser.find_element(By.ID, f"view-{name}"))
         assert needle in browser.find_element(By.ID, "result").text
     browser.get(server.url + "/views")
-    browser.find_element(By.ID, "view-errors").click()
+    click_to_load(browser, browser.find_element(By.ID, "view-errors"))
     assert browser.current_url.endswith("/?level=error&since=1h")
     assert problems(browser) == []
 

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import re
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from contextlib import closing, suppress
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from datasette.utils.asgi import Request, Response
 
@@ -115,7 +116,7 @@ def pairs(request: Request) -> list[tuple[str, str]]:
 
 
 Handler = Callable[..., Awaitable[Response]]
-View_ = Callable[[Request], Awaitable[Response]]
+Route = Callable[[Request], Awaitable[Response]]
 
 # Every page of kextlog's own: no script but its files, no frames.
 POLICY = (
@@ -124,7 +125,7 @@ POLICY = (
 )
 
 
-def page(site: Site, handler: Handler) -> View_:
+def page(site: Site, handler: Handler) -> Route:
     """A route of handler(site, request, **the path's parts), whose failures
     are one line in the error page: HTTP 400 for what the request asked (a
     bad parameter, a read over its time limit), 500 for anything else, with
@@ -174,11 +175,6 @@ async def render(site: Site, request: Request, template: str, **context: Any) ->
 
 
 # --- entries as the pages show them --------------------------------------------
-
-
-def record_href(instance: str, seq: int, view: View | None = None) -> str:
-    path = f"/record/{instance}/{seq}"
-    return view.link(path, **dict.fromkeys(params.FILTERS)) if view and view.utc else path
 
 
 def shown(entry: Entry, utc: bool) -> dict[str, Any]:
@@ -280,8 +276,10 @@ async def export(site: Site, request: Request, format: str) -> Response:
 
 async def facets(site: Site, request: Request) -> Response:
     """Counts of the view's records by level, process, instance and host,
-    each under its own time limit (one that takes too long says so)."""
+    counted at the same time, each under its own time limit (one that takes
+    too long says so)."""
     view = View.parse(pairs(request))
+    seconds = min(FACET_SECONDS, site.timeout)
 
     def counted(engine: Engine, column: str, limit: int | None = None) -> list[tuple[Any, int]]:
         from sqlalchemy import func, select
@@ -296,47 +294,44 @@ async def facets(site: Site, request: Request) -> Response:
             )
             return [(value, int(count)) for value, count in connection.execute(statement)]
 
-    def instances(engine: Engine) -> tuple[list[tuple[Any, int]], dict[str, str]]:
+    def values(found: list[tuple[Any, int]], name: str, spelled: Callable[[Any], str]):  # type: ignore[no-untyped-def]
+        return [{"value": value, "count": count, "href": view.link(**{name: [spelled(value)]})}
+                for value, count in found]  # fmt: skip
+
+    def by_level(engine: Engine) -> dict[str, Any]:
+        counts = dict(counted(engine, "level"))
+        levels = [(level.label, counts[level]) for level in LEVELS if level in counts]
+        return {"level": values(levels, "level", lambda name: f"{name}..{name}")}
+
+    def by_process(engine: Engine) -> dict[str, Any]:
+        found = counted(engine, "process", FACET_VALUES)
+        return {"process": values(found, "process", params.exact_glob)}
+
+    def by_instance(engine: Engine) -> dict[str, Any]:
         counts = counted(engine, "instance")
         with engine.connect() as connection:
-            return counts, library.instance_hosts(connection)
-
-    def values(pairs: list[tuple[Any, int]], name: str, spelled: Callable[[Any], str]):  # type: ignore[no-untyped-def]
-        return [{"value": value, "count": count, "href": view.link(**{name: [spelled(value)]})}
-                for value, count in pairs]  # fmt: skip
-
-    facets: dict[str, dict[str, Any]] = {}
-    try:
-        by_level = dict(
-            await read(
-                site, min(FACET_SECONDS, site.timeout), lambda engine: counted(engine, "level")
-            )
-        )
-        levels = [(level.label, by_level[level]) for level in LEVELS if level in by_level]
-        facets["level"] = {"values": values(levels, "level", lambda name: f"{name}..{name}")}
-    except KextlogError as exc:
-        facets["level"] = {"error": str(exc)}
-    try:
-        processes = await read(
-            site,
-            min(FACET_SECONDS, site.timeout),
-            lambda engine: counted(engine, "process", FACET_VALUES),
-        )
-        facets["process"] = {"values": values(processes, "process", params.exact_glob)}
-    except KextlogError as exc:
-        facets["process"] = {"error": str(exc)}
-    try:
-        counts, hosts = await read(site, min(FACET_SECONDS, site.timeout), instances)
-        facets["instance"] = {"values": values(counts[:FACET_VALUES], "instance", str)}
+            hosts = library.instance_hosts(connection)
         totals: dict[str, int] = {}
         for uuid, count in counts:
             totals[hosts.get(uuid, "")] = totals.get(hosts.get(uuid, ""), 0) + count
         by_host = sorted(totals.items(), key=lambda item: (-item[1], item[0]))
-        facets["host"] = {"values": values(by_host, "host", str)}
-    except KextlogError as exc:
-        facets["instance"] = facets["host"] = {"error": str(exc)}
+        return {"instance": values(counts[:FACET_VALUES], "instance", str),
+                "host": values(by_host, "host", str)}  # fmt: skip
+
+    async def facet(count: Callable[[Engine], dict[str, Any]], *names: str) -> dict[str, Any]:
+        try:
+            found = await read(site, seconds, count)
+        except KextlogError as exc:
+            return {name: {"error": str(exc)} for name in names}
+        return {name: {"values": found[name]} for name in names}
+
+    counts = await asyncio.gather(
+        facet(by_level, "level"), facet(by_process, "process"),
+        facet(by_instance, "instance", "host"),
+    )  # fmt: skip
+    found = {name: facet for each in counts for name, facet in each.items()}
     return json_response(
-        {"ok": True, "facets": [{"name": name, **facet} for name, facet in facets.items()]}
+        {"ok": True, "facets": [{"name": name, **facet} for name, facet in found.items()]}
     )
 
 
@@ -735,13 +730,14 @@ async def _sql(
         if result is None:
             raise UsageError("sql: no SQL statement given")
         headers = {"x-kextlog-truncated": str(SQL_MAX_ROWS)} if result.truncated else {}
-        if format == "csv":
-            out = io.StringIO()
-            library.write_rows(result.columns, result.rows, SqlFormat.CSV, out)
+        # As kextlog sql -o csv|json writes them; JSON with large integers as strings.
+        out = io.StringIO()
+        output = SqlFormat.CSV if format == "csv" else SqlFormat.JSON
+        library.write_rows(result.columns, result.rows, output, out)
+        if output is SqlFormat.CSV:
             return Response(out.getvalue(), content_type="text/csv; charset=utf-8",
                             headers=headers)  # fmt: skip
-        lines = (jsontext.dumps(dict(zip(_keys(result.columns), _plain(row), strict=True)))
-                 for row in result.rows)  # fmt: skip
+        lines = (jsontext.dumps(json.loads(line)) for line in out.getvalue().splitlines())
         return Response("".join(line + "\n" for line in lines), headers=headers,
                         content_type="application/x-ndjson; charset=utf-8")  # fmt: skip
     query = f"sql={_quote(sql)}" if sql else ""
@@ -765,26 +761,7 @@ async def _sql(
 
 
 def _quote(text: str) -> str:
-    from urllib.parse import quote
-
     return quote(text, safe="")
-
-
-def _keys(columns: tuple[str, ...]) -> list[str]:
-    """Column names as JSON keys, a repeated one as name_2, ... (as kextlog sql -o json)."""
-    keys: list[str] = []
-    for name in columns:
-        key, n = name, 1
-        while key in keys:
-            n += 1
-            key = f"{name}_{n}"
-        keys.append(key)
-    return keys
-
-
-def _plain(row: tuple[Any, ...]) -> Iterator[Any]:
-    for value in row:
-        yield "x'" + value.hex() + "'" if isinstance(value, bytes) else value
 
 
 def _cell(value: Any) -> str:
