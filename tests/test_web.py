@@ -304,7 +304,6 @@ def test_filters_show_what_kextlog_query_shows(
     from selenium.webdriver.common.by import By
 
     open_log(browser, server)
-    before = shown_rows(browser)
     form = browser.find_element(By.ID, "filters")
     for name, value in typed.items():
         field = form.find_element(By.CSS_SELECTOR, f"input[name='{name}']")
@@ -313,9 +312,7 @@ def test_filters_show_what_kextlog_query_shows(
     click_to_load(browser, browser.find_element(By.ID, "apply"))
     wait(browser, "document.querySelector('#facets section.facet') !== null")
     expected = query_json(ingested.path, *options, "-n", str(LINES), "-r")
-    rows = shown_rows(browser)
-    assert rows == [(r["instance"], r["seq"]) for r in expected]
-    assert rows != before  # the filter changed what is shown
+    assert shown_rows(browser) == [(r["instance"], r["seq"]) for r in expected]
     assert shown_markers(browser) == query_markers(ingested.path, *options, "-n", str(LINES), "-r")
     assert problems(browser) == []
     # The page's permanent link is this view, and it says which command shows it.
