@@ -39,8 +39,10 @@ run: $(STAMP)
 	 $(KEXTLOG) ingest --source unix:$(SIM_SOCKET) $(KMSG_SOURCE)
 
 test: $(STAMP)
+	tests/install-packages.sh tests tools journal
 	$(MAKE) -C kext check KERNEL_SDK=$(KERNEL_SDK)
-	tests/install-postgres.sh
+	$(MAKE) -C kext model
+	$(MAKE) -C kext fuzz-short
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -52,16 +54,19 @@ test: $(STAMP)
 # The Linux module in Debian's kernel under qemu, with the real ingest on the
 # host (kmod/README.md); bigger by hand: KEXTLOG_KMOD="40000 2000 6" make kmod-test
 kmod-test: $(STAMP)
-	kmod/install-deps.sh
+	tests/install-packages.sh kmod
 	$(BIN)/python -m pytest kmod/tests
 
-# The fuzzers of fuzz/ (docs/fuzzing.md): a short round in `make test`, a long
-# one by hand, FUZZ_SECONDS each: make fuzz FUZZ_SECONDS=3600
+# The fuzzers of fuzz/ (Python, atheris) and kext/fuzz (C, libFuzzer), see
+# docs/fuzzing.md: a short round in `make test`, a long one by hand,
+# FUZZ_SECONDS each: make fuzz FUZZ_SECONDS=3600
 FUZZ_TARGETS := fuzz/fuzz_wire.py fuzz/fuzz_parsers.py
 FUZZ_RUNS    ?= 3000
 FUZZ_SECONDS ?= 600
 
 fuzz: $(STAMP)
+	tests/install-packages.sh tools
+	$(MAKE) -C kext fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
 	@for target in $(FUZZ_TARGETS); do \
 	    $(BIN)/python $$target -runs=-1 -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
@@ -70,6 +75,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 check:
+	tests/install-packages.sh tools
 	$(MAKE) -C kext check KERNEL_SDK=$(KERNEL_SDK)
 
 # The ingest daemon as a service (as root; README "Running as a service"): the
@@ -127,5 +133,5 @@ bench/out/lock_hold: bench/lock_hold.c kext/sim/kextlog_workload.c $(CORE_C) $(N
 	    bench/lock_hold.c kext/sim/kextlog_workload.c $(CORE_C) -lpthread -o $@
 
 bench: $(STAMP) $(BENCH_C)
-	tests/install-postgres.sh
+	tests/install-packages.sh tests journal
 	$(BIN)/python bench/run.py --json bench/out/results.json

@@ -115,9 +115,10 @@ static uint32_t send_frames(void *context, const uint8_t *data, uint32_t length)
 	return sent > 0 ? (uint32_t)sent : 0;
 }
 
-static void quiet(void *context, const char *what, const char *message)
+static void quiet(void *context, uint32_t level, const char *what, const char *message)
 {
 	(void)context;
+	(void)level;
 	(void)what;
 	(void)message;
 }

@@ -51,9 +51,10 @@ static uint32_t take_all(void *context, const uint8_t *data, uint32_t length)
 	return length;
 }
 
-static void never(void *context, const char *what, const char *message)
+static void never(void *context, uint32_t level, const char *what, const char *message)
 {
 	(void)context;
+	(void)level;
 	fprintf(stderr, "log_printf: unexpected last resort: %s: %s\n", what, message);
 	exit(1);
 }

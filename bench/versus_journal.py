@@ -15,7 +15,7 @@ turns R times (default 5); the medians, their ratio and issue 16's target
 are printed, with how many lines each side prints (they must agree; a run
 whose counts differ says so).  Commands without a journalctl peer are
 compared with their target.  systemd-journal-remote and journalctl come from
-Debian's packages (bench/install-journal-tools.sh installs them).
+Debian's packages (`tests/install-packages.sh journal` installs them).
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def journal_remote() -> str:
     for directory in ("/usr/lib/systemd", "/lib/systemd"):
         if Path(directory, "systemd-journal-remote").exists():
             return str(Path(directory, "systemd-journal-remote"))
-    subprocess.run([ROOT / "bench" / "install-journal-tools.sh"], check=True)
+    subprocess.run([ROOT / "tests" / "install-packages.sh", "journal"], check=True)
     if not shutil.which("journalctl"):
         sys.exit("versus_journal: journalctl is missing (apt-get install systemd)")
     for directory in ("/usr/lib/systemd", "/lib/systemd"):

@@ -20,12 +20,12 @@ with instrumented():
     from kextlog_store.wire import FrameReader, LogFrame, LogRun, Loss, Skipped
 
 MAGIC_FIRST = b"K"
-SEQ_MAX = TIME_MAX = 2**63 - 1
+SEQ_MAX, TIME_MAX, TID_MAX = lib.KEXTLOG_SEQ_MAX, lib.KEXTLOG_TIME_MAX, lib.KEXTLOG_TID_MAX
 
 
 def log_frame(choices: Choices) -> tuple[bytes, LogFrame]:
     seq, time_ns = 1 + choices.int(SEQ_MAX), choices.int(TIME_MAX + 1)
-    pid, tid, level = choices.int(2**31), choices.int(TIME_MAX + 1), 1 + choices.int(5)
+    pid, tid, level = choices.int(2**31), choices.int(TID_MAX + 1), 1 + choices.int(5)
     message = choices.bytes(choices.int(lib.KEXTLOG_MESSAGE_MAX + 1) // 4)  # short: more frames
     frame = ffi.new("char[]", lib.KEXTLOG_FRAME_MAX)
     length = lib.kextlog_encode_log(

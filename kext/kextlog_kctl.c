@@ -167,9 +167,11 @@ static uint32_t platform_send(void *context, const uint8_t *data, uint32_t lengt
 	return length;
 }
 
-static void platform_last_resort(void *context, const char *what, const char *message)
+static void platform_last_resort(void *context, uint32_t level, const char *what,
+    const char *message)
 {
 	(void)context;
+	(void)level; /* printf has none: the level is named in what */
 	printf("%s: %s: %s\n", logger.core.config.name, what, message);
 }
 

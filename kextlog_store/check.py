@@ -1,10 +1,12 @@
 """`kextlog db check`: is the store whole, and does its accounting hold?
 
 SQLite's own checks (every page with integrity_check, or the cheaper
-quick_check; foreign keys), then kextlog's invariants that cost an index
-search per instance or per loss: the schema revision is one this kextlog
-knows, every instance's high-water mark covers its stored records, and no
-loss overlaps a stored record or another loss.  The file is opened
+quick_check; foreign keys), then kextlog's invariants: the schema
+revision is one this kextlog knows, every instance's high-water mark
+covers its stored records, no loss overlaps a stored record or another
+loss (an index search per instance or per loss), and each instance's seqs
+up to its high-water mark add up: stored, lost, filtered and pruned, each
+counted on its own (a pass over its records' key).  The file is opened
 read-only: checking never changes it, also when it is damaged.
 """
 
@@ -16,7 +18,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .errors import DatabaseError
-from .store import SEQ_BITS, SEQ_MASK, known_revisions, sqlite_path
+from .store import SEQ_BITS, SEQ_MASK, check_private, known_revisions, sqlite_path
 
 SHOWN_PROBLEMS = 10  # of each check, at most; the count says how many more
 
@@ -52,6 +54,7 @@ def check(url: str, *, quick: bool = False) -> CheckReport:
         raise DatabaseError("kextlog db check supports SQLite stores only, for now")
     if not path.is_file():
         raise DatabaseError(f"no kextlog database at {path}")
+    check_private(path)  # SQLite opens its -wal and -shm by name beside it
     connection = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=10)
     try:
         findings = [_pragma(connection, "quick_check" if quick else "integrity_check")]
@@ -59,12 +62,12 @@ def check(url: str, *, quick: bool = False) -> CheckReport:
         revision = _revision(connection)
         findings.append(revision)
         if revision.ok and not revision.skipped:
-            findings += [_high_water(connection), _losses(connection)]
+            findings += [_high_water(connection), _losses(connection), _accounting(connection)]
         else:
             reason = "skipped: the schema is not one this kextlog knows"
             findings += [
-                Finding("high-water marks", (), reason, skipped=True),
-                Finding("losses", (), reason, skipped=True),
+                Finding(name, (), reason, skipped=True)
+                for name in ("high-water marks", "losses", "accounting")
             ]
     finally:
         connection.close()
@@ -121,7 +124,7 @@ def _revision(connection: sqlite3.Connection) -> Finding:
 
 def _high_water(connection: sqlite3.Connection) -> Finding:
     """Every stored seq of an instance is at most its high-water mark (one
-    search of the records' key per instance)."""
+    search of the records' key per instance), which is at most SEQ_MASK."""
     name = "high-water marks"
     try:
         rows = _run(
@@ -133,11 +136,15 @@ def _high_water(connection: sqlite3.Connection) -> Finding:
         )
     except sqlite3.Error as error:
         return _failure(name, error)
-    problems = [
-        f"instance {uuid}: a record with seq {newest} above its high-water mark {high_water}"
-        for uuid, high_water, newest in rows
-        if newest is not None and newest > high_water
-    ]
+    problems = []
+    for uuid, high_water, newest in rows:
+        if high_water > SEQ_MASK:  # it would cover other instances' keys
+            problems.append(f"instance {uuid}: high-water mark {high_water} past seq {SEQ_MASK}")
+        if newest is not None and newest > high_water:
+            problems.append(
+                f"instance {uuid}: a record with seq {newest} above its high-water mark"
+                f" {high_water}"
+            )
     return _finding(name, problems, f"{len(rows):,} instances")
 
 
@@ -169,6 +176,42 @@ def _losses(connection: sqlite3.Connection) -> Finding:
         if previous_last is not None and previous_last >= first:
             problems.append(f"{where} overlaps the loss before it")
     return _finding(name, problems, f"{len(rows):,} losses")
+
+
+def _accounting(connection: sqlite3.Connection) -> Finding:
+    """Each instance's seqs first_seq..high_water are each stored, lost,
+    filtered or pruned: the four counts add up to their number (the
+    delivery contract; prune counts what it removes as it removes it)."""
+    name = "accounting"
+    try:
+        columns = {row[1] for row in _run(connection, "PRAGMA table_info(instances)")}
+        if "pruned_records" not in columns:
+            note = "skipped: this revision does not count pruned rows: `kextlog db upgrade`"
+            return Finding(name, (), note, skipped=True)
+        rows = _run(
+            connection,
+            f"SELECT i.uuid, i.first_seq, i.high_water,"
+            f" (SELECT count(*) FROM records r WHERE r.id >= (i.id << {SEQ_BITS}) + i.first_seq"
+            f"  AND r.id <= (i.id << {SEQ_BITS}) + i.high_water),"
+            f" (SELECT coalesce(sum(l.count), 0) FROM losses l WHERE l.instance_id = i.id),"
+            f" i.filtered, i.pruned_records + i.pruned_lost"
+            f" FROM instances i",
+        )
+    except sqlite3.Error as error:
+        return _failure(name, error)
+    problems = []
+    for uuid, first, high_water, stored, lost, filtered, pruned in rows:
+        seqs = high_water - first + 1
+        counted = stored + lost + filtered + pruned
+        if counted != seqs:
+            missing = seqs - counted
+            off = f"{missing:,} not accounted for" if missing > 0 else f"{-missing:,} counted twice"
+            problems.append(
+                f"instance {uuid}: {seqs:,} seqs ({first}..{high_water}), but stored {stored:,}"
+                f" + lost {lost:,} + filtered {filtered:,} + pruned {pruned:,} = {counted:,}"
+                f" ({off})"
+            )
+    return _finding(name, problems, f"{len(rows):,} instances")
 
 
 def report_lines(report: CheckReport) -> list[str]:

@@ -11,6 +11,7 @@ non-zero exit; never a traceback.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shlex
 import signal
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing, contextmanager, suppress
+from contextlib import ExitStack, closing, contextmanager, suppress
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
@@ -31,7 +32,8 @@ from typer._click.exceptions import UsageError as ClickUsageError
 
 from . import __version__
 from .errors import DatabaseError, KextlogError, SourceError, UsageError
-from .render import RecordFormat, SqlFormat, StatsFormat
+from .redact import redact, redact_all
+from .render import RecordFormat, SqlFormat, StatsFormat, escape
 
 if TYPE_CHECKING:  # imported by the commands that need them (see above)
     from .config import IngestConfig
@@ -40,6 +42,11 @@ if TYPE_CHECKING:  # imported by the commands that need them (see above)
     from .store import Writer
 
 T = TypeVar("T")
+
+# The ranges of numbers the options take: SQLite's integers (and
+# PostgreSQL's bigint), and a pid (pid_t).
+INT64_MAX = 2**63 - 1
+PID_MAX = 2**31 - 1
 
 app = typer.Typer(
     name="kextlog",
@@ -141,7 +148,9 @@ def query_command(
     until: UntilOption = None,
     pid: Annotated[
         list[int] | None,
-        typer.Option("--pid", metavar="PID", help="Records of this pid (repeatable)."),
+        typer.Option(
+            "--pid", min=0, max=PID_MAX, metavar="PID", help="Records of this pid (repeatable)."
+        ),
     ] = None,
     process: Annotated[
         list[str] | None,
@@ -157,8 +166,8 @@ def query_command(
             "--grep",
             "-g",
             metavar="REGEX",
-            help="Messages that match REGEX (Python's syntax); case-insensitive unless "
-            "REGEX has an upper-case letter.",
+            help="Messages that match REGEX (RE2's syntax: no backreferences or lookaround); "
+            "case-insensitive unless REGEX has an upper-case letter.",
         ),
     ] = None,
     instance: Annotated[
@@ -188,7 +197,9 @@ def query_command(
     ] = None,
     lines: Annotated[
         int | None,
-        typer.Option("--lines", "-n", min=0, metavar="N", help="Only the last N records."),
+        typer.Option(
+            "--lines", "-n", min=0, max=INT64_MAX, metavar="N", help="Only the last N records."
+        ),
     ] = None,
     reverse: Annotated[bool, typer.Option("--reverse", "-r", help="Newest first.")] = False,
     follow: Annotated[
@@ -293,7 +304,9 @@ def query_command(
             sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
         with closing(found), _pager(enabled=not (no_pager or follow)):
             try:
-                render.write_records(shown, output, sys.stdout, utc=utc, color=color)
+                render.write_records(
+                    shown, output, sys.stdout, utc=utc, color=color, terminal=sys.stdout.isatty()
+                )
             except KeyboardInterrupt:
                 if not follow:
                     raise  # Ctrl-C is how one ends --follow: exit 0 then
@@ -304,11 +317,26 @@ def query_command(
         engine.dispose()
 
 
-# Exit status of `kextlog sql` when --max-rows cut the result short.
+# Exit status of `kextlog sql` when --max-rows or --max-bytes cut the result short.
 EXIT_TRUNCATED = 3
+# The default of `sql --max-bytes`: the result is held in memory before it
+# is printed (a statement that runs out of time prints nothing), and a value
+# being printed costs up to about seven times its size (Python's str, csv's
+# four bytes a character, the encoded copy): 64 MB keeps the worst at some
+# 500 MB beside a running daemon, and is still 10,000 rows of the log
+# view's every column twenty times over.  A whole store goes out with
+# --max-bytes 0, or `kextlog query -o csv`, which streams.
+MAX_BYTES = "64MB"
 
 
 def _identity(value: T) -> T:
+    return value
+
+
+def _finite(value: float) -> float:
+    """The callback of a float option: Click's ranges let nan through."""
+    if not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a number")
     return value
 
 
@@ -336,7 +364,12 @@ def sql_command(
     timeout: Annotated[
         float,
         typer.Option(
-            "--timeout", min=0.001, metavar="SECONDS", help="Stop a statement that runs longer."
+            "--timeout",
+            min=0.001,
+            max=86_400,
+            callback=_finite,
+            metavar="SECONDS",
+            help="Stop a statement that runs longer.",
         ),
     ] = 10.0,
     max_rows: Annotated[
@@ -344,22 +377,34 @@ def sql_command(
         typer.Option(
             "--max-rows",
             min=0,
+            max=INT64_MAX,
             metavar="N",
             help="Print at most N rows (0: all); more make the exit status 3.",
         ),
     ] = 10_000,
+    max_bytes: Annotated[
+        str,
+        typer.Option(
+            "--max-bytes",
+            metavar="SIZE",
+            help="Hold and print at most SIZE (e.g. 64MB, 1GB; 0: no limit) of the result, "
+            "and no value longer; more make the exit status 3.",
+        ),
+    ] = MAX_BYTES,
     no_pager: NoPagerOption = False,
 ) -> None:
     """Run read-only SQL on the store; it cannot change anything or write any file.
 
     The views `log` (a record per row, readable) and `lost` (a loss per row)
     make most questions one line; README lists every table and view, and
-    REGEXP works (Python's re).
+    REGEXP works (RE2's syntax: no backreferences or lookaround).
 
     Limits: a statement that runs longer than --timeout stops with an error
-    and prints nothing (exit 1). One that returns more than --max-rows rows
-    prints the first N, says "stopped after N rows" on stderr and exits with
-    status 3, so that a script never takes a cut result for the whole.
+    and prints nothing (exit 1). One that returns more than --max-rows rows,
+    or more than --max-bytes, prints the rows that fit, says "stopped after N
+    rows" on stderr and exits with status 3, so that a script never takes a
+    cut result for the whole. A value longer than --max-bytes, or a
+    statement that needs more memory than twice that, stops with an error.
 
     \b
     Examples:
@@ -367,27 +412,73 @@ def sql_command(
       kextlog sql -o json "SELECT * FROM lost"
       kextlog sql -p pid 312 -p since 2026-11-27 \\
         "SELECT time, message FROM log WHERE pid = :pid AND time >= :since"
-      kextlog sql -o csv --max-rows 0 "SELECT * FROM log" > everything.csv
+      kextlog sql -o csv --max-rows 0 --max-bytes 0 "SELECT * FROM log" > everything.csv
       echo "PRAGMA table_info(records)" | kextlog sql -
     """
     from . import query, render, store
+    from .retention import parse_size
 
     if statement == "-":
         statement = sys.stdin.read()
+    size = _option("--max-bytes", parse_size, max_bytes)
     # Each value is a (NAME, VALUE) pair (see _take_pairs); always by name,
     # so that a :NAME without -p says which one is missing.
     parameters = query.sql_parameters(cast("list[tuple[str, str]]", param or []))
-    result = query.run_sql(
-        store.database_url(db), statement, parameters, time_limit=timeout, max_rows=max_rows
-    )
-    with _pager(enabled=not no_pager):
-        render.write_rows(result.columns, result.rows, output, sys.stdout)
-    if result.truncated:
-        sys.stdout.flush()
-        sys.stderr.write(
-            f"kextlog: stopped after {max_rows:,} rows: raise --max-rows (0 for all)\n"
+    url = store.database_url(db)
+    with _hard_time_limit(timeout, lambda: str(query.time_limit_error(timeout))):
+        result = query.run_sql(
+            url, statement, parameters, time_limit=timeout, max_rows=max_rows, max_bytes=size
         )
+    with _pager(enabled=not no_pager):
+        written = render.write_rows(
+            result.columns,
+            result.rows,
+            output,
+            sys.stdout,
+            terminal=sys.stdout.isatty(),
+            max_bytes=size or None,
+        )
+    truncated = result.truncated or ("--max-bytes" if written < len(result.rows) else None)
+    if truncated is not None:
+        sys.stdout.flush()
+        if truncated == "--max-rows":
+            sys.stderr.write(
+                f"kextlog: stopped after {written:,} rows: raise --max-rows (0 for all)\n"
+            )
+        else:
+            sys.stderr.write(
+                f"kextlog: stopped after {written:,} rows, at --max-bytes {max_bytes}: "
+                "raise --max-bytes (0 for no limit)\n"
+            )
         raise typer.Exit(EXIT_TRUNCATED)
+
+
+# How long a statement may run past its time limit before the process ends:
+# the time limit stops a statement between SQLite's instructions, never
+# inside one call of a function (REGEXP with a huge pattern, instr() or
+# replace() over megabytes), nor PostgreSQL's client waiting for a server
+# that does not answer.
+HARD_LIMIT_GRACE = 1.0
+
+
+@contextmanager
+def _hard_time_limit(seconds: float, message: Callable[[], str]) -> Iterator[None]:
+    """Ends the process with message (exit 1) if what runs inside takes
+    HARD_LIMIT_GRACE longer than seconds; kextlog sql only reads, so
+    nothing is left half done."""
+
+    def expire() -> None:
+        sys.stderr.write(f"kextlog: error: {message()}\n")
+        sys.stderr.flush()
+        os._exit(1)
+
+    timer = threading.Timer(seconds + HARD_LIMIT_GRACE, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 @app.command("stats")
@@ -396,7 +487,10 @@ def stats_command(
     since: SinceOption = None,
     until: UntilOption = None,
     top: Annotated[
-        int, typer.Option("--top", min=1, metavar="N", help="The N processes with most records.")
+        int,
+        typer.Option(
+            "--top", min=1, max=INT64_MAX, metavar="N", help="The N processes with most records."
+        ),
     ] = 10,
     bucket: Annotated[
         str | None,
@@ -655,8 +749,8 @@ def db_check_command(
     """Check the store, read-only: SQLite's integrity_check (or quick_check)
     and foreign keys, then kextlog's own accounting: the schema revision is
     known, each instance's high-water mark covers its stored records, no loss
-    overlaps a stored record or another loss. Exits 0 when all is well, 1
-    when not.
+    overlaps a stored record or another loss, and each instance's seqs add
+    up (stored, lost, filtered, pruned). Exits 0 when all is well, 1 when not.
 
     \b
     Examples:
@@ -763,11 +857,12 @@ def ingest_command(
         ),
     ] = None,
     batch_records: Annotated[
-        int | None, typer.Option(min=1, help="Commit after this many records... [10000]")
+        int | None,
+        typer.Option(help="Commit after this many records (1 to 1,000,000)... [10000]"),
     ] = None,
     batch_seconds: Annotated[
         float | None,
-        typer.Option(min=0.001, help="...or this many seconds, whichever comes first [0.05]."),
+        typer.Option(help="...or this many seconds (0.001 to 60), whichever comes first [0.05]."),
     ] = None,
     syslog: Annotated[
         bool | None,
@@ -813,25 +908,29 @@ def ingest_command(
     signal.signal(signal.SIGHUP, lambda _signal, _frame: reload.set())
 
     from . import config, ingest, render, status, store
-    from .kmsg import DEVICE
+    from .kmsg import DEVICE, KmsgSource
     from .levels import parse_level
-    from .sources import parse_source
+    from .sources import exclusive_key, parse_source
     from .wire import LogFrame
 
+    # The options, checked as the configuration file's values are.
     flags = config.IngestConfig(
         sources=tuple(source) if source else None,
-        database=db or os.environ.get("KEXTLOG_DB"),
+        database=_option("--db", config.check("database"), db or os.environ.get("KEXTLOG_DB")),
         min_level=_option("--min-level", parse_level, min_level),
-        batch_records=batch_records,
-        batch_seconds=batch_seconds,
-        retain=retain,
-        max_size=max_size,
-        kmsg_path=kmsg_path,
+        batch_records=_option("--batch-records", config.check("batch.records"), batch_records),
+        batch_seconds=_option("--batch-seconds", config.check("batch.seconds"), batch_seconds),
+        retain=_option("--retain", config.check("retention.retain"), retain),
+        max_size=_option("--max-size", config.check("retention.max_size"), max_size),
+        kmsg_path=_option("--kmsg-path", config.check("kmsg.path"), kmsg_path),
         syslog=syslog,
     )
 
     def settings() -> config.IngestConfig:
-        return flags.over(config.load(config_file))
+        read = config.file_read(config_file)
+        if read is not None:
+            _check_owned(read, "the configuration", regular=True)
+        return flags.over(config.load(read))
 
     started = settings()
     if not started.sources:
@@ -842,6 +941,9 @@ def ingest_command(
         )
         for spec in started.sources
     ]
+    for source in sources:
+        if isinstance(source, KmsgSource):  # a file root is pointed at, read as records
+            _check_owned(Path(source.path), "the kmsg source")
     options = _ingest_options(started, sources)
     url = store.database_url(started.database)
     if check_config:
@@ -862,14 +964,25 @@ def ingest_command(
             record = frame.record(session.hello.instance, session.source.spec)
             sys.stdout.write(render.record_short(record, local) + "\n")
 
-    publishers: dict[str, status.Publisher] = {}
+    # The stores this daemon holds (status.Claim), by URL: the one it
+    # writes, and while a reload switches, the next.  Another ingest on
+    # one of them, or on one of the producers, is refused.
+    claims: dict[str, status.Claim] = {}
+
+    def claim(url: str) -> None:
+        key = _url_key(url)
+        if key not in claims:  # one per store: a second lock would be the first's
+            claims[key] = status.Claim(url, host)
 
     def publish(snapshot: dict) -> None:
         # Beside the database the daemon writes to now (a reload may move it).
         current = daemon.writer.engine.url.render_as_string(hide_password=False)
-        if current not in publishers:
-            publishers[current] = status.Publisher(current)
-        publishers[current](snapshot)
+        claims[current].publish(redact_all(snapshot))  # error texts may quote a URL
+        if snapshot["running"]:
+            # The store it left has its last state (running false), and one
+            # a failed reload claimed never had any: let them go.
+            for key in [key for key in claims if key != current]:
+                claims.pop(key).release()
         if live is not None:
             live(snapshot)
 
@@ -877,6 +990,7 @@ def ingest_command(
         fresh = settings()
         fresh_options = _ingest_options(fresh, sources)
         fresh_url = store.database_url(fresh.database)
+        claim(fresh_url)
         writer = _open_store(fresh_url, host)
         restart = [
             key
@@ -888,7 +1002,7 @@ def ingest_command(
         log.info(
             "reloaded %s: database %s, batches of %d records or %g s, min level %s, retention %s",
             config.file_read(config_file) or "(no configuration file)",
-            fresh_url,
+            redact(fresh_url),
             fresh_options.batch_records,
             fresh_options.batch_seconds,
             fresh_options.min_level.label,
@@ -896,16 +1010,23 @@ def ingest_command(
         )
         return writer, fresh_options
 
-    daemon = ingest.Ingest(
-        _open_store(url, host),
-        options,
-        stop,
-        echo=echo_record,
-        publish=publish,
-        reload=reload,
-        reopen=reopen,
-    )
-    totals = daemon.run()
+    with ExitStack() as held:
+        held.callback(lambda: [each.release() for each in claims.values()])
+        claim(url)
+        for source in sources:
+            key = exclusive_key(source)
+            if key is not None:
+                held.callback(status.claim_source(source.spec, key))
+        daemon = ingest.Ingest(
+            _open_store(url, host),
+            options,
+            stop,
+            echo=echo_record,
+            publish=publish,
+            reload=reload,
+            reopen=reopen,
+        )
+        totals = daemon.run()
     if live is not None:
         live.finish()
     if daemon.failures:
@@ -948,33 +1069,46 @@ def _check_store(url: str) -> None:
         store.check_private(path)
 
 
+def _url_key(url: str) -> str:
+    """A store's URL as its engine renders it (ingest's claims are by it)."""
+    from sqlalchemy import make_url
+
+    return make_url(url).render_as_string(hide_password=False)
+
+
+def _check_owned(path: Path, what: str, *, regular: bool = False) -> None:
+    """Refuses what ingest reads when another user could change it (paths.check_owned)."""
+    from . import paths
+
+    try:
+        paths.check_owned(path, regular=regular)
+    except paths.UnsafePath as error:
+        raise paths.UnsafePath(f"refusing {what} {path}: {error}") from None
+
+
 def _open_store(url: str, host: str | None) -> Writer:
-    """The store's writer, on a checked database at the newest schema;
-    its instances under host (None: this machine's name)."""
+    """The store's writer, on a database at the newest schema (checked:
+    store.write_engine); its instances under host (None: this machine's
+    name)."""
     from . import migrate, store
 
-    _check_store(url)
     return store.Writer(migrate.upgrade(url), host=host)
 
 
 def _settings_file(
     settings: IngestConfig, options: IngestOptions, url: str, config_file: Path | None
 ) -> str:
-    """--check-config: the settings in effect, as a configuration file."""
-    import json
-
+    """--check-config: the settings in effect, as a configuration file that
+    loads back to the same settings; never a password (as ***)."""
     from . import config
     from .kmsg import DEVICE
 
-    def value(item: object) -> str:
-        return json.dumps(item)  # JSON strings, numbers, booleans and lists are TOML too
-
-    read = config.file_read(config_file)
+    value = config.toml_value
+    read = escape(str(config.file_read(config_file) or "no configuration file"), newlines=True)
     lines = [
-        f"# kextlog ingest: the settings in effect ({read or 'no configuration file'}, "
-        "then the options, then the defaults)",
+        f"# kextlog ingest: the settings in effect ({read}, then the options, then the defaults)",
         f"sources = {value(list(settings.sources or ()))}",
-        f"database = {value(url)}",
+        f"database = {value(redact(url))}",
         f"min_level = {value(options.min_level.label)}",
         f"syslog = {value(bool(settings.syslog))}",
         f"syslog_socket = {value(settings.syslog_socket or config.DEFAULT_SYSLOG_SOCKET)}",
@@ -996,6 +1130,15 @@ def _settings_file(
 @app.command("status")
 def status_command(
     db: DbOption = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            metavar="NAME",
+            help="For a shared store (a URL): the daemon that ingest --host NAME runs on this "
+            "machine (default: this machine's name).",
+        ),
+    ] = None,
     output: Annotated[
         StatusFormat, typer.Option("--output", "-o", help="Output format.")
     ] = StatusFormat.TEXT,
@@ -1009,16 +1152,25 @@ def status_command(
     Examples:
       kextlog status
       kextlog status -o json
+      kextlog status --db postgresql://kextlog@db.example.com/kextlog --host build-1
     """
     import json
 
     from . import status, store
 
     url = store.database_url(db)
-    current = status.read_status(url)
+    current = status.read_status(url, host)
     if current is None:
-        sys.stdout.write(f"ingest: never ran on this store (no {status.status_path(url)})\n")
-        raise typer.Exit(3)
+        pid = status.starting(url, host)
+        if pid is None:
+            shown = status.status_path(url, host)
+            sys.stdout.write(f"ingest: never ran on this store (no {shown})\n")
+            raise typer.Exit(3)
+        if output is StatusFormat.JSON:
+            sys.stdout.write(json.dumps({"state": "starting", "pid": pid}) + "\n")
+        else:
+            sys.stdout.write(f"ingest: starting (pid {pid}), no state published yet\n")
+        return
     if output is StatusFormat.JSON:
         sys.stdout.write(json.dumps({**current.snapshot, "state": current.state}) + "\n")
     else:
@@ -1040,17 +1192,29 @@ def simulate_command(
         ),
     ] = SocketType.SEQPACKET,
     rate: Annotated[
-        int, typer.Option(min=0, help="Records per second; 0 as fast as possible.")
+        int,
+        typer.Option(min=0, max=10**9, help="Records per second; 0 as fast as possible."),
     ] = 10_000,
     count: Annotated[
-        int, typer.Option(min=0, help="Stop generating after N records (0: never).")
+        int,
+        typer.Option(min=0, max=INT64_MAX, help="Stop generating after N records (0: never)."),
     ] = 0,
     duration: Annotated[
-        float, typer.Option(min=0, help="Stop generating after S seconds (0: never).")
+        float,
+        typer.Option(
+            min=0,
+            max=10**9,
+            callback=_finite,
+            help="Stop generating after S seconds (0: never).",
+        ),
     ] = 0,
     ring: Annotated[
         int,
-        typer.Option(min=1, help="Ring capacity in records (default: 10 s at the default rate)."),
+        typer.Option(
+            min=1,
+            max=2**32 - 1,
+            help="Ring capacity in records (default: 10 s at the default rate).",
+        ),
     ] = 100_000,
     record: Annotated[
         Path | None,
@@ -1059,7 +1223,7 @@ def simulate_command(
             help="Write every generated record as a JSON line (query's json format).",
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(min=0, help="Workload seed.")] = 1,
+    seed: Annotated[int, typer.Option(min=0, max=INT64_MAX, help="Workload seed.")] = 1,
     quiet_losses: Annotated[
         bool,
         typer.Option(
@@ -1118,7 +1282,13 @@ class _DaemonFormatter(logging.Formatter):
         self.prefix = prefix
 
     def format(self, record: logging.LogRecord) -> str:
-        return f"{self.prefix}{record.name.replace('.', ' ')}: {record.getMessage()}"
+        return f"{self.prefix}{record.name.replace('.', ' ')}: {_logged(record)}"
+
+
+def _logged(record: logging.LogRecord) -> str:
+    """A diagnostic as it may be written: one line, no password, nothing
+    that drives a terminal (it may quote a producer's text)."""
+    return escape(redact(record.getMessage()), newlines=True)
 
 
 class _LiveLine:
@@ -1161,7 +1331,7 @@ class _SyslogFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return f"kextlog[{record.process}]: {record.name.removeprefix('kextlog.')}: " + (
-            record.getMessage()
+            _logged(record)
         )
 
 
@@ -1178,6 +1348,11 @@ def _log_to_syslog(address: str, stderr: logging.Handler) -> None:
             """A syslog that went away (it reconnects at the next message)
             costs that message, never a traceback on stderr."""
 
+    try:
+        _check_owned(Path(address), "the syslog socket")
+    except KextlogError as error:
+        logging.getLogger("kextlog.ingest").warning("%s: messages go to stderr only", error)
+        return
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
         probe.connect(address)
@@ -1211,7 +1386,7 @@ def _window(since: str | None, until: str | None) -> tuple[int | None, int | Non
     return first, last
 
 
-def _option(name: str, parse: Callable[[str], T], value: str | None) -> T | None:
+def _option(name: str, parse: Callable[[Any], T], value: object | None) -> T | None:
     """parse(value), with the option's name in front of a UsageError."""
     if value is None:
         return None
@@ -1223,7 +1398,8 @@ def _option(name: str, parse: Callable[[str], T], value: str | None) -> T | None
 
 def _fail(message: str, code: int) -> NoReturn:
     sys.stdout.flush()
-    sys.stderr.write(f"kextlog: error: {' '.join(message.split())}\n")
+    line = escape(redact(" ".join(message.split())), newlines=True)
+    sys.stderr.write(f"kextlog: error: {line}\n")
     sys.stderr.flush()
     raise SystemExit(code)
 
@@ -1263,7 +1439,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         raise SystemExit(1) from None
     except Exception as exc:  # a failure no layer below typed (disk, permissions, a bug)
         if os.environ.get("KEXTLOG_DEBUG"):
-            raise
+            import traceback
+
+            sys.stdout.flush()
+            sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+            raise SystemExit(1) from None
         cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
         if type(cause).__module__.startswith("psycopg"):  # the server refused, or is not there
             _fail(f"PostgreSQL: {cause}", 1)

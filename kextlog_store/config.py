@@ -25,6 +25,7 @@ from .errors import UsageError
 from .levels import Level, parse_level
 from .retention import RetentionPolicy, parse_size
 from .sources import parse_source
+from .store import check_database
 
 # The same on Linux and macOS (/etc is /private/etc there): one path for the
 # docs, the systemd unit and the launchd plist.
@@ -56,7 +57,14 @@ class IngestConfig:
 def _text(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise UsageError(f"expected a non-empty string, not {value!r}")
+    if "\x00" in value:
+        raise UsageError(f"a NUL character is not allowed: {value!r}")
     return value
+
+
+def _database(value: object) -> str:
+    check_database(_text(value))
+    return str(value)
 
 
 def _boolean(value: object) -> bool:
@@ -65,15 +73,27 @@ def _boolean(value: object) -> bool:
     return value
 
 
-def _positive_integer(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UsageError(f"expected an integer of 1 or more, not {value!r}")
+# The most a batch may hold: the records wait in the daemon's memory, and
+# are acknowledged (so the kext's ring frees them) only once committed.
+BATCH_RECORDS_MAX = 1_000_000
+BATCH_SECONDS_MAX = 60.0
+
+
+def _batch_records(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= BATCH_RECORDS_MAX:
+        raise UsageError(f"expected an integer from 1 to {BATCH_RECORDS_MAX:,}, not {value!r}")
     return value
 
 
-def _seconds(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0.001:
-        raise UsageError(f"expected a number of seconds of 0.001 or more, not {value!r}")
+def _batch_seconds(value: object) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0.001 <= value <= BATCH_SECONDS_MAX  # also nan and inf
+    ):
+        raise UsageError(
+            f"expected a number of seconds from 0.001 to {BATCH_SECONDS_MAX:g}, not {value!r}"
+        )
     return float(value)
 
 
@@ -103,17 +123,49 @@ def _size(value: object) -> str:
 # Every key (dotted: table.key), the IngestConfig field it sets, how it is checked.
 KEYS: dict[str, tuple[str, Callable[[object], object]]] = {
     "sources": ("sources", _sources),
-    "database": ("database", _text),
+    "database": ("database", _database),
     "min_level": ("min_level", _level),
     "syslog": ("syslog", _boolean),
     "syslog_socket": ("syslog_socket", _text),
-    "batch.records": ("batch_records", _positive_integer),
-    "batch.seconds": ("batch_seconds", _seconds),
+    "batch.records": ("batch_records", _batch_records),
+    "batch.seconds": ("batch_seconds", _batch_seconds),
     "retention.retain": ("retain", _retain),
     "retention.max_size": ("max_size", _size),
     "kmsg.path": ("kmsg_path", _text),
 }
 _TABLES = frozenset(key.partition(".")[0] for key in KEYS if "." in key)
+
+
+def check(key: str) -> Callable[[object], object]:
+    """How the value of key is checked (and read): for the command line's
+    options too, which take the same values."""
+    return KEYS[key][1]
+
+
+# What a TOML basic string must escape (", \\, C0, DEL), and what a terminal
+# should not get raw (C1, bidirectional overrides; see render.escape).
+_TOML_SHORT = {'"': '\\"', "\\": "\\\\", "\t": "\\t", "\n": "\\n"}
+_TOML_ESCAPE = re.compile('["\\\\\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]')
+
+
+def toml_value(value: object) -> str:
+    """A value of a configuration (string, integer, float, boolean, list) as
+    TOML; tomllib reads it back the same."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)  # finite: load() refuses the others
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(map(toml_value, value)) + "]"
+    text = _TOML_ESCAPE.sub(_toml_escaped, str(value))
+    return f'"{text}"'
+
+
+def _toml_escaped(match: re.Match[str]) -> str:
+    char = match[0]
+    if char in _TOML_SHORT:
+        return _TOML_SHORT[char]
+    return f"\\u{ord(char):04x}"
 
 
 def file_read(path: Path | None) -> Path | None:
@@ -169,11 +221,14 @@ def _where(path: Path, text: str, key: str) -> str:
     """path, key and, when the file has it plainly, the key's line; tomllib
     gives lines only for syntax errors."""
     table, _, name = key.rpartition(".")
+    dotted = r"\s*\.\s*".join(map(re.escape, key.split(".")))  # batch.seconds = ..., at the top
     current = ""
     for number, line in enumerate(text.splitlines(), 1):
         header = re.match(r"\s*\[\s*([\w.-]+)\s*\]", line)
         if header:
             current = header[1]
-        elif current == table and re.match(rf"\s*{re.escape(name)}\s*=", line):
+        elif (current == table and re.match(rf"\s*{re.escape(name)}\s*=", line)) or (
+            current == "" and re.match(rf"\s*{dotted}\s*=", line)
+        ):
             return f"{path}, line {number}: {key}"
     return f"{path}: {key}"

@@ -35,10 +35,14 @@ from typing import TypeVar
 from .errors import DatabaseError, KextlogError, SourceError
 from .kmsg import SourceDone
 from .levels import Level
+from .redact import redact
 from .retention import RetentionPolicy, apply, check
 from .sources import Connection, Source, SourceClosed
-from .store import InstanceState, PidMerge, Writer, passing_failure, sqlite_path
-from .wire import MALFORMED, Hello, LogFrame, LogRun, Loss, Skipped, Status
+from .store import SEQ_MASK, InstanceState, PidMerge, Writer, passing_failure, sqlite_path
+from .wire import MALFORMED, SEQ_MAX, Hello, LogFrame, LogRun, Loss, Skipped, Status
+
+if SEQ_MASK != SEQ_MAX:  # the store's key packing must be the header's field bounds
+    raise ImportError("KEXTLOG_SEQ_BITS changed in kextlog_wire.h: update kextlog_store.store")
 
 log = logging.getLogger("kextlog.ingest")
 
@@ -49,6 +53,7 @@ READ_TIMEOUT = 0.25  # how often readers look at the stop flag
 GATHER_BYTES, GATHER_SECONDS = 64 * 1024, 0.005  # see _serve
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
 PUBLISH_SECONDS = 1.0  # how often the daemon's state is published for `kextlog status`
+DRAIN_READS = 64  # at a clean stop: reads of what producers sent since (16 MiB at most)
 # Malformed input is reported once per burst: when none came for a while,
 # and at least this often while it goes on.
 SKIPPED_QUIET_SECONDS, SKIPPED_REPORT_SECONDS = 1.0, 5.0
@@ -215,6 +220,9 @@ class Ingest:
         self._queue: queue.Queue[tuple[Session, bytes | list]] = queue.Queue(options.queue_batches)
         self._states: dict[str, InstanceState] = {}
         self._greetings: dict[str, tuple[str, Hello]] = {}  # by instance: source, HELLO
+        self._owners: dict[str, str] = {}  # by instance: the source it belongs to (_claim)
+        self._owners_lock = threading.Lock()  # readers claim instances at the same time
+        self._stopped_connections: list[Connection] = []  # by readers that stopped
         self._merge_due = threading.Event()  # enough records wait for pid_index
         self._unindexed = 0  # records committed since the merge was last asked for
         self._latency_recent = Latencies()
@@ -226,8 +234,8 @@ class Ingest:
     @property
     def _where(self) -> str:
         """The store, as outages name it (a reload may change it)."""
-        url = self.writer.engine.url.render_as_string(hide_password=True)
-        return str(sqlite_path(url) or url)
+        url = self.writer.engine.url.render_as_string(hide_password=False)
+        return str(sqlite_path(url) or redact(url))
 
     # -- readers ---------------------------------------------------------
 
@@ -262,7 +270,11 @@ class Ingest:
             else:
                 backoff = BACKOFF_FIRST
             finally:
-                connection.close()
+                if self.stop.is_set():
+                    # Open until the last commit's ACK has gone (run()).
+                    self._stopped_connections.append(connection)
+                else:
+                    connection.close()
                 state.connected = False
                 state.since_ns = time.time_ns()
 
@@ -314,15 +326,16 @@ class Ingest:
         # connection but not stored yet (a replay of it would be skipped).
         known = self._states.get(hello.instance)
         try:
-            stored = self.writer.high_water(hello.instance)
+            stored = self.writer.known(hello.instance)
         except Exception as error:
             what = passing_failure(error)
             if what is None:
                 raise
             # An outage of the store (the writer reports it): connect again later.
             raise SourceError(f"cannot read the store ({what})") from error
+        self._claim(hello.instance, state.spec, stored.source if stored else None)
         resume = 1 + max(
-            hello.first_seq - 1 if stored is None else stored,
+            hello.first_seq - 1 if stored is None else stored.high_water,
             known.high_water if known else -1,
         )
         connection.resume(hello.instance_raw, resume)
@@ -352,6 +365,16 @@ class Ingest:
         except SourceClosed:
             self._put(session, None)  # a frame it left incomplete is truncated
             raise
+
+    def _claim(self, instance: str, spec: str, stored_source: str | None) -> None:
+        """An instance id is the source's that announced it first (in the
+        store, or since ingest started): another source that announces it is
+        refused, or its records would be taken for the first one's, and the
+        first one's skipped as replays while they are acknowledged."""
+        with self._owners_lock:
+            owner = self._owners.setdefault(instance, stored_source or spec)
+        if owner != spec:
+            raise SourceError(f"instance {instance} belongs to {owner}: refused")
 
     def _greeting(self, connection: Connection, state: SourceState) -> list:
         deadline = time.monotonic() + HELLO_TIMEOUT
@@ -428,6 +451,15 @@ class Ingest:
             self._commit(batch)
         finally:
             self.stop.set()
+            for connection in self._stopped_connections:
+                # What came since the readers stopped is read and dropped
+                # first: a socket closed with unread data is reset, and the
+                # producer's read fails before it reaches our last ACK.
+                with contextlib.suppress(KextlogError, OSError):
+                    for _ in range(DRAIN_READS):
+                        if not connection.receive(0):
+                            break
+                connection.close()
             self._stop_merging()
             self._report_skipped(time.monotonic(), ending=True)
             self._publish(running=False)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from .errors import ProtocolError, SourceError
 from .levels import Level
-from .wire import MALFORMED, Frame, Hello, LogRun, Loss, Skipped
+from .wire import MALFORMED, SEQ_MAX, Frame, Hello, LogRun, Loss, Skipped
 
 DEVICE = "/dev/kmsg"
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
@@ -38,8 +38,8 @@ BATCH_RECORDS = 4096  # records handed to the writer at once
 OVERWRITTEN = "overwritten"  # the loss reason: the kernel's ring went round
 NOT_A_RECORD = "not a kmsg record"  # why a line was skipped (wire.Skipped)
 # Bounds of what a record may say: the kernel's record keeps the facility in
-# 8 bits; seqs, thread ids and times go to signed 64-bit store columns
-# (2**62 ns since boot is 146 years).
+# 8 bits; thread ids and times go to signed 64-bit store columns (2**62 ns
+# since boot is 146 years); seqs are at most the wire's SEQ_MAX, as a kext's.
 PRIORITY_MAX, VALUE_MAX, USEC_MAX = 255 * 8 + 7, 2**63 - 1, 2**62 // 1000
 
 # syslog severities: emerg..err are errors, notice and info are info.
@@ -76,7 +76,7 @@ def parse_record(raw: bytes) -> KmsgRecord:
     if not separator or len(parts) < 4 or not all(_number(part) for part in parts[:3]):
         raise _not_a_record(first)
     value, seq, usec = int(parts[0]), int(parts[1]), int(parts[2])
-    if value > PRIORITY_MAX or seq > VALUE_MAX or usec > USEC_MAX:
+    if value > PRIORITY_MAX or seq > SEQ_MAX or usec > USEC_MAX:
         raise _not_a_record(first)
     tid = 0
     for extra in parts[4:]:

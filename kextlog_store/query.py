@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import decimal
-import functools
 import json
 import math
 import re
@@ -38,12 +37,15 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import text as sql_text
 from sqlalchemy.ext.compiler import compiles
 
-from . import store
+from . import regex, store
 from .errors import DatabaseError, KextlogError, ReadOnlyError, UsageError
 from .levels import Level
 from .records import Cursor, Entry, Loss, Record
 
 # --- records --------------------------------------------------------------
+
+INT64_MAX = 2**63 - 1  # SQLite's integers, PostgreSQL's bigint
+PID_MAX = 2**31 - 1  # pid_t
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ class RecordFilter:
     pids: any of these pids; empty for all.
     processes: any of these process names, each exact or a glob (* ? [...],
     case-sensitive, as the shell's); empty for all.
-    grep: a regular expression searched in the message (Python's syntax),
+    grep: a regular expression searched in the message (RE2's syntax),
     case-insensitive unless it has an upper-case letter (one not right after
     a backslash, so \\S and \\W do not count), as journalctl's --grep.
     instance: a kext instance id, a unique prefix of one, or an offset: 0 the
@@ -84,8 +86,11 @@ class RecordFilter:
     reverse: bool = False
 
     def __post_init__(self) -> None:
-        if self.lines is not None and self.lines < 0:
-            raise UsageError(f"--lines must be 0 or more, not {self.lines}")
+        if self.lines is not None and not 0 <= self.lines <= INT64_MAX:
+            raise UsageError(f"--lines must be from 0 to {INT64_MAX}, not {self.lines}")
+        for pid in self.pids:
+            if not 0 <= pid <= PID_MAX:
+                raise UsageError(f"--pid must be from 0 to {PID_MAX}, not {pid}")
         if self.cursor is not None and self.after_cursor is not None:
             raise UsageError("give --cursor or --after-cursor, not both")
         if self.grep is not None:
@@ -95,11 +100,11 @@ class RecordFilter:
 def grep_pattern(pattern: str) -> str:
     """The regular expression --grep searches with: the pattern itself when it
     has an upper-case letter, else the pattern made case-insensitive.
-    Raises UsageError for a pattern that does not compile."""
+    Raises UsageError for a pattern RE2 does not take (regex.compile)."""
     try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise UsageError(f"--grep: invalid regular expression {pattern!r} ({exc})") from None
+        regex.compile(pattern)
+    except UsageError as exc:
+        raise UsageError(f"--grep: {exc}") from None
     escaped = False
     for char in pattern:
         if char.isupper() and not escaped:
@@ -108,32 +113,88 @@ def grep_pattern(pattern: str) -> str:
     return "(?i)" + pattern
 
 
-@functools.lru_cache(maxsize=64)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+# How often SQLite calls back while a statement runs, in virtual machine
+# instructions: a few thousand a millisecond, so a time limit or a Ctrl-C
+# is seen within a millisecond or so.
+PROGRESS_INSTRUCTIONS = 1_000
 
 
-def _regexp(pattern: str | None, value: Any) -> bool | None:
-    """SQLite's `X REGEXP Y` calls regexp(Y, X): a search, as Python's re does.
+class _Callbacks:
+    """A read connection's Python callbacks, and what went wrong in them.
 
-    Registered on every read connection, replacing SQLAlchemy's, which
-    compiles the pattern again for each row: the cached pattern makes
-    --grep about twice as fast (0.45 µs a row instead of 1 µs).
-    """
-    if pattern is None or value is None:
+    SQLite turns an exception raised in a callback into an error of its own
+    ("user-defined function raised exception", "interrupted") and drops
+    it; this remembers it, so that the error can be told for what it was.
+    A Ctrl-C (KeyboardInterrupt) arrives in whatever Python code runs, and
+    while a statement runs that is mostly a callback: the progress handler
+    then stops the statement, and the error becomes a KeyboardInterrupt
+    again.  deadline: time.monotonic() past which the statement stops."""
+
+    def __init__(self, deadline: float | None = None) -> None:
+        self.deadline = deadline
+        self.interrupted = False
+        self.refused: UsageError | None = None  # a REGEXP pattern RE2 does not take
+
+    def regexp(self, pattern: str | None, value: Any) -> bool | None:
+        """SQLite's `X REGEXP Y` calls regexp(Y, X): a search (regex.compile)."""
+        try:
+            if pattern is None or value is None:
+                return None
+            text = value if isinstance(value, bytes) else str(value).encode()
+            return regex.compile(pattern).search(text)
+        except UsageError as exc:
+            self.refused = exc
+            raise
+        except KeyboardInterrupt:
+            self.interrupted = True
+            raise
+
+    def progress(self) -> int:
+        """Non-zero stops the statement: at the deadline, or after a Ctrl-C."""
+        try:
+            return int(self.interrupted or self.timed_out())
+        except KeyboardInterrupt:
+            self.interrupted = True
+            return 1
+
+    def timed_out(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
+
+    def failure(self, exc: BaseException) -> BaseException | None:
+        """What a driver error really was when a callback caused it: the
+        KeyboardInterrupt of a Ctrl-C, or the UsageError of a REGEXP
+        pattern; None when it was something else."""
+        message = str(exc)
+        from_callback = message in ("interrupted", "user-defined function raised exception")
+        if self.interrupted or (from_callback and self.refused is None and not self.timed_out()):
+            # A KeyboardInterrupt raised as a callback starts is dropped
+            # before this one could see it: nothing else stops a statement so.
+            return KeyboardInterrupt()
+        if self.refused is not None and from_callback:
+            return UsageError(f"SQL: REGEXP: {self.refused}")
         return None
-    return _compiled(pattern).search(value if isinstance(value, str) else str(value)) is not None
+
+    def attach(self, connection: sqlite3.Connection) -> None:
+        """REGEXP (RE2's) and the progress handler, on a connection that reads."""
+        connection.create_function("regexp", 2, self.regexp, deterministic=True)
+        connection.set_progress_handler(self.progress, PROGRESS_INSTRUCTIONS)
 
 
-def add_functions(connection: sqlite3.Connection) -> None:
-    """REGEXP for a SQLite connection that reads (query's --grep, and SQL)."""
-    connection.create_function("regexp", 2, _regexp, deterministic=True)
-
-
-def _prepare(connection: Connection) -> None:
+def _prepare(connection: Connection) -> _Callbacks | None:
+    """The callbacks of a read connection (SQLite's; PostgreSQL has its own ~)."""
     driver = connection.connection.driver_connection
-    if isinstance(driver, sqlite3.Connection):
-        add_functions(driver)
+    if not isinstance(driver, sqlite3.Connection):
+        return None
+    callbacks = _Callbacks()
+    callbacks.attach(driver)
+    return callbacks
+
+
+def _read_error(exc: sa_exc.DBAPIError, callbacks: _Callbacks | None) -> BaseException:
+    """A driver error of reading as kextlog reports it."""
+    cause = exc.orig if exc.orig is not None else exc
+    found = callbacks.failure(cause) if callbacks is not None else None
+    return found if found is not None else database_error(cause)
 
 
 _records = store.records
@@ -148,8 +209,8 @@ _HEX = re.compile(r"[0-9a-f]+")
 
 class _Match(ColumnElement[bool]):
     """value matches a pattern, written for each back end: SQLite's GLOB or
-    REGEXP (Python's re, see add_functions) with the pattern as it is;
-    PostgreSQL's ~ with the same pattern as a POSIX regular expression."""
+    REGEXP (RE2's, see _Callbacks) with the pattern as it is; PostgreSQL's
+    ~ with the same pattern as a POSIX regular expression."""
 
     type = Boolean()
     inherit_cache = False  # the SQL depends on the patterns, not only on the structure
@@ -181,19 +242,21 @@ def _glob(value: ColumnElement[Any], glob: str) -> _Match:
 
 
 def _grep(value: ColumnElement[Any], pattern: str) -> _Match:
-    """value REGEXP pattern (Python's syntax: a search)."""
+    """value REGEXP pattern (RE2's syntax: a search)."""
     return _Match(value, "REGEXP", pattern, postgresql_regex(pattern))
 
 
-# Python's escapes that PostgreSQL's regular expressions write otherwise
-# (there \b is a backspace): word boundaries.
-_PG_ESCAPES = {"b": "y", "B": "Y"}
+# RE2's escapes that PostgreSQL's regular expressions write otherwise
+# (there \b is a backspace): word boundaries, the end of the text.
+_PG_ESCAPES = {"b": "y", "B": "Y", "z": "Z"}
+_NAMED_GROUP = re.compile(r"\(\?P?<[^>]*>")
 
 
 def postgresql_regex(pattern: str) -> str:
-    r"""A Python regular expression (as --grep takes it) as PostgreSQL's
-    (ARE): the same syntax but for word boundaries (\b \B there: \y \Y) and
-    named groups ((?P<name>...) is a plain group there)."""
+    r"""An RE2 regular expression (as --grep takes it) as PostgreSQL's
+    (ARE): the same syntax but for word boundaries (\b \B there: \y \Y),
+    the end of the text (\z there: \Z) and named groups ((?P<name>...) and
+    (?<name>...) are plain groups there)."""
     parts, index, in_class = [], 0, False
     while index < len(pattern):
         char = pattern[index]
@@ -206,8 +269,8 @@ def postgresql_regex(pattern: str) -> str:
             in_class = char != "]"
         elif char == "[":
             in_class = True
-        elif pattern.startswith("(?P<", index):
-            index = pattern.index(">", index) + 1
+        elif named := _NAMED_GROUP.match(pattern, index):
+            index = named.end()
             parts.append("(")
             continue
         parts.append(char)
@@ -280,6 +343,11 @@ def _scope(connection: Connection, record_filter: RecordFilter) -> _Scope:
         ).scalar()
         if row_id is None:
             raise UsageError(f"{option}: instance {cursor.instance} is not in this store")
+        if (
+            not 0 <= cursor.seq <= store.SEQ_MASK
+            or not -INT64_MAX - 1 <= cursor.time_ns <= INT64_MAX
+        ):
+            raise UsageError(f"{option}: {cursor} is out of range: not a record's cursor")
         start = (cursor.time_ns, store.record_id(row_id, cursor.seq))
         included = record_filter.cursor is not None
     unindexed: tuple[tuple[int, int], ...] = ()
@@ -313,7 +381,10 @@ def _resolve_instance(connection: Connection, spec: str, record_filter: RecordFi
             .where(*among)
             .order_by(_instances.c.first_seen_ns.desc(), _instances.c.id.desc())
         )
-        found = connection.execute(ordered.offset(-int(text)).limit(1)).scalar()
+        offset = -int(text)
+        found = None
+        if offset <= INT64_MAX:  # no store has more instances
+            found = connection.execute(ordered.offset(offset).limit(1)).scalar()
         if found is None:
             known = connection.execute(
                 select(func.count()).select_from(ordered.subquery())
@@ -445,9 +516,10 @@ def records(engine: Engine, record_filter: RecordFilter) -> Generator[Record, No
     Close the generator (contextlib.closing) before disposing of the engine.
     Errors of the database come out as errors.DatabaseError while iterating.
     """
+    callbacks = None
     try:
         with engine.connect() as connection:
-            _prepare(connection)
+            callbacks = _prepare(connection)
             statement = select_records(record_filter, _scope(connection, record_filter))
             result = connection.execute(statement)
             if record_filter.lines is None or record_filter.reverse:
@@ -457,7 +529,7 @@ def records(engine: Engine, record_filter: RecordFilter) -> Generator[Record, No
                 for row in reversed(result.all()):
                     yield _record(row)
     except sa_exc.DBAPIError as exc:
-        raise database_error(exc.orig if exc.orig is not None else exc) from None
+        raise _read_error(exc, callbacks) from None
 
 
 def _record(row: Sequence[Any]) -> Record:
@@ -601,12 +673,13 @@ def entries(engine: Engine, record_filter: RecordFilter) -> Generator[Entry, Non
     Close the generator (contextlib.closing) before disposing of the engine.
     Errors of the database come out as errors.DatabaseError while iterating.
     """
+    callbacks = None
     try:
         with engine.connect() as connection:
-            _prepare(connection)
+            callbacks = _prepare(connection)
             yield from _entries(connection, record_filter, _scope(connection, record_filter))
     except sa_exc.DBAPIError as exc:
-        raise database_error(exc.orig if exc.orig is not None else exc) from None
+        raise _read_error(exc, callbacks) from None
 
 
 def _entries(connection: Connection, record_filter: RecordFilter, scope: _Scope) -> Iterator[Entry]:
@@ -632,7 +705,7 @@ def _entries(connection: Connection, record_filter: RecordFilter, scope: _Scope)
         return
     # One more than asked for tells whether -n left records out.
     newest = connection.execute(
-        select_records(replace(record_filter, lines=lines + 1), scope)
+        select_records(replace(record_filter, lines=min(lines + 1, INT64_MAX)), scope)
     ).all()
     shown = [_record(row) for row in reversed(newest[:lines])]
     if len(newest) > lines:
@@ -702,9 +775,10 @@ def follow(
     starts = (record_filter.since_ns, record_filter.cursor, record_filter.after_cursor)
     if lines is None and all(value is None for value in starts):
         lines = FOLLOW_LINES
+    callbacks = None
     try:
         with engine.connect() as connection:
-            _prepare(connection)
+            callbacks = _prepare(connection)
             scope = _scope(connection, record_filter)
             if connection.dialect.name == "sqlite":
                 # One snapshot for the first output and its end (PostgreSQL:
@@ -728,7 +802,7 @@ def follow(
                     seen = newest
                 connection.rollback()  # no read transaction while waiting
     except sa_exc.DBAPIError as exc:
-        raise database_error(exc.orig if exc.orig is not None else exc) from None
+        raise _read_error(exc, callbacks) from None
 
 
 def _newest_ids(connection: Connection) -> tuple[dict[int, int], int]:
@@ -807,7 +881,9 @@ class CursorKeeper:
 class SqlResult(NamedTuple):
     columns: tuple[str, ...]
     rows: list[tuple[Any, ...]]
-    truncated: bool = False  # more rows than max_rows: only the first max_rows are here
+    # The limit that cut the result short ("--max-rows", "--max-bytes"):
+    # only the rows before it are here.  None: every row is.
+    truncated: str | None = None
 
 
 def sql_parameters(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
@@ -827,16 +903,20 @@ def sql_parameters(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
             raise UsageError(f"-p: {name!r} is not a parameter name (letters, digits and _)")
         if key in values:
             raise UsageError(f"-p: parameter {key!r} is given twice")
-        values[key] = _integer_or_text(value)
+        values[key] = _integer_or_text(key, value)
     return values
 
 
-def _integer_or_text(value: str) -> int | str:
+def _integer_or_text(name: str, value: str) -> int | str:
     try:
         number = int(value)
     except ValueError:
         return value
-    return number if str(number) == value else value
+    if str(number) != value:
+        return value
+    if not -INT64_MAX - 1 <= number <= INT64_MAX:
+        raise UsageError(f"-p {name}: {value} is beyond SQL's 64-bit integers")
+    return number
 
 
 # Pragmas that only report, and may take a table or index name as argument.
@@ -860,6 +940,7 @@ _FUNCTIONS_DENIED = frozenset({"load_extension", "fts3_tokenizer", "readfile", "
 # Primary result codes (sqlite3 names them only from Python 3.11 on).
 _SQLITE_ERROR = 1
 _SQLITE_READONLY = 8
+_SQLITE_TOOBIG = 18
 _SCHEMA_TABLES = frozenset(
     {"sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"}
 )
@@ -935,6 +1016,16 @@ def _describe(action: int, arg1: str | None, arg2: str | None) -> str:
     return f"{what} {arg1}" if arg1 else what
 
 
+# The limits of run_sql's arguments (and of `kextlog sql`'s options): a
+# day is longer than any statement one waits for, and PostgreSQL's
+# statement_timeout (int milliseconds) holds it; SQLite counts rows and
+# bytes in 64 bits.
+MAX_TIME_LIMIT = 86_400.0
+# SQLite's own memory for a statement besides its values (page cache,
+# sorter, the statement itself): the heap limit is twice max_bytes and this.
+_HEAP_MARGIN = 64 << 20
+
+
 def run_sql(
     url: str,
     sql: str,
@@ -942,29 +1033,39 @@ def run_sql(
     *,
     time_limit: float | None = None,
     max_rows: int | None = None,
+    max_bytes: int | None = None,
 ) -> SqlResult:
     """Run one SQL statement that only reads; return column names and rows.
 
     Read-only is enforced by the database, never by looking at the SQL.
     SQLite: the file is opened with mode=ro, query_only is on, no database
     can be attached (which also stops VACUUM INTO), and an authorizer allows
-    only reading; REGEXP works (Python's re).  PostgreSQL: a READ ONLY
+    only reading; REGEXP works (RE2's, see regex).  PostgreSQL: a READ ONLY
     transaction (_run_postgresql).  Anything else raises ReadOnlyError; a bad
     statement UsageError; time_limit (seconds) interrupts a statement that
     runs longer (DatabaseError, and no rows: a partial result of an
     unfinished statement means nothing).  max_rows keeps the first max_rows
-    rows and says whether there were more (SqlResult.truncated); None or 0
-    for all.
+    rows, max_bytes the first rows whose values (text and blobs) take at
+    most max_bytes; SqlResult.truncated says which cut the result short.
+    None or 0: no limit.  On SQLite max_bytes also bounds any one value the
+    statement builds (a longer one is a DatabaseError) and SQLite's memory
+    (about twice max_bytes).
     """
     if not sql.strip():
         raise UsageError("SQL: no SQL statement given")
-    if max_rows is not None and max_rows < 0:
-        raise UsageError(f"--max-rows must be 0 or more, not {max_rows}")
-    if time_limit is not None and time_limit <= 0:
-        raise UsageError(f"--timeout must be more than 0 seconds, not {time_limit:g}")
+    if max_rows is not None and not 0 <= max_rows <= INT64_MAX:
+        raise UsageError(f"--max-rows must be from 0 to {INT64_MAX}, not {max_rows}")
+    if max_bytes is not None and not 0 <= max_bytes <= INT64_MAX:
+        raise UsageError(f"--max-bytes must be from 0 to {INT64_MAX}, not {max_bytes}")
+    if time_limit is not None and not 0 < time_limit <= MAX_TIME_LIMIT:
+        raise UsageError(
+            f"--timeout must be more than 0 and at most {MAX_TIME_LIMIT:g} seconds,"
+            f" not {time_limit:g}"
+        )
+    limits = _Limits(time_limit, max_rows or None, max_bytes or None)
     path = store.sqlite_path(url)
     if path is None:
-        return _run_postgresql(url, sql, params, time_limit, max_rows or None)
+        return _run_postgresql(url, sql, params, limits)
     engine = store.read_engine(url)
     try:
         fairy = engine.raw_connection()
@@ -972,7 +1073,7 @@ def run_sql(
             connection = fairy.driver_connection
             assert isinstance(connection, sqlite3.Connection)
             try:
-                return _run_guarded(connection, sql, params, time_limit, max_rows or None)
+                return _run_guarded(connection, sql, params, limits)
             except sqlite3.DatabaseError as exc:  # only a damaged file comes out as it is
                 raise store.damaged(path, exc) from None
         finally:
@@ -986,6 +1087,50 @@ def run_sql(
         engine.dispose()
 
 
+def _printed_size(value: Any) -> int:
+    """About what a value takes printed: a blob in hex, text as it is."""
+    if isinstance(value, bytes):
+        return 2 * len(value) + 3
+    return len(value) if isinstance(value, str) else 20
+
+
+def time_limit_error(time_limit: float) -> DatabaseError:
+    """The error of a statement stopped at its time limit."""
+    return DatabaseError(f"SQL stopped after the time limit of {time_limit:g} s: raise --timeout")
+
+
+class _Limits(NamedTuple):
+    time_limit: float | None
+    max_rows: int | None
+    max_bytes: int | None
+
+    def take(self, rows: Iterable[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], str | None]:
+        """The first rows within max_rows and max_bytes, and the option that
+        cut them short (None: all of them).  The row after the last kept
+        one is read to know; none after it is computed."""
+        kept: list[tuple[Any, ...]] = []
+        size = 0
+        for row in rows:
+            if self.max_rows is not None and len(kept) == self.max_rows:
+                return kept, "--max-rows"
+            if self.max_bytes is not None:
+                size += sum(map(_printed_size, row))
+                if size > self.max_bytes:
+                    return kept, "--max-bytes"
+            kept.append(row)
+        return kept, None
+
+    def too_long(self) -> DatabaseError:
+        assert self.time_limit is not None
+        return time_limit_error(self.time_limit)
+
+    def too_big(self) -> DatabaseError:
+        return DatabaseError(
+            f"SQL: the statement needs more than --max-bytes ({self.max_bytes:,} bytes) for a"
+            " value or its work: raise --max-bytes (0 for no limit)"
+        )
+
+
 # PostgreSQL's error codes: read_only_sql_transaction, query_canceled; and
 # the classes of a statement's own mistakes: data exception, syntax error or
 # access rule violation, feature not supported.
@@ -997,17 +1142,18 @@ def _run_postgresql(
     url: str,
     sql: str,
     params: Mapping[str, Any] | Sequence[Any] | None,
-    time_limit: float | None,
-    max_rows: int | None,
+    limits: _Limits,
 ) -> SqlResult:
     """run_sql on PostgreSQL: in a READ ONLY transaction, where PostgreSQL
-    itself refuses every write; the statement is prepared, so it is one
-    statement (a COMMIT and a write after it are refused whole); a
-    statement_timeout of time_limit; rolled back and closed afterwards.
-    Parameters are :NAME, as on SQLite."""
+    itself refuses every write; the statement goes by the extended protocol,
+    so it is one statement (a COMMIT and a write after it are refused
+    whole); a statement_timeout of the time limit; rows streamed one at a
+    time (single-row mode) and the rest cancelled at a limit; rolled back
+    and closed afterwards.  Parameters are :NAME, as on SQLite."""
     if params is not None and not isinstance(params, Mapping):
         raise UsageError("SQL: on PostgreSQL, parameters are named (:NAME and -p NAME VALUE)")
     engine = store.read_engine(url)
+    time_limit = limits.time_limit
     try:
         statement, values = sql, None
         if params:  # :NAME as the driver's placeholders (SQL without them goes as it is)
@@ -1027,11 +1173,12 @@ def _run_postgresql(
                     "SELECT set_config('statement_timeout', %s, true)",
                     (str(0 if time_limit is None else max(1, math.ceil(time_limit * 1000))),),
                 )
-                cursor.execute(statement, values, prepare=True)
+                stream = cursor.stream(statement, values)
+                try:
+                    rows, truncated = limits.take(stream)
+                finally:
+                    stream.close()  # cancels what the server would still send
                 columns = tuple(column.name for column in cursor.description or ())
-                rows: list[tuple[Any, ...]] = []
-                if cursor.description is not None:
-                    rows = cursor.fetchall() if max_rows is None else cursor.fetchmany(max_rows + 1)
             connection.rollback()
         finally:
             fairy.invalidate()  # closed, not pooled: nothing of this session lives on
@@ -1043,9 +1190,7 @@ def _run_postgresql(
         raise _postgresql_error(exc, time_limit) from None
     finally:
         engine.dispose()
-    truncated = max_rows is not None and len(rows) > max_rows
-    kept = rows[:max_rows] if truncated else rows
-    return SqlResult(columns, [tuple(map(_plain, row)) for row in kept], truncated)
+    return SqlResult(columns, [tuple(map(_plain, row)) for row in rows], truncated)
 
 
 def _postgresql_error(exc: Exception, time_limit: float | None) -> KextlogError:
@@ -1055,9 +1200,7 @@ def _postgresql_error(exc: Exception, time_limit: float | None) -> KextlogError:
     if code == _PG_READ_ONLY:
         return ReadOnlyError(f"read-only: {message} (kextlog sql only reads)")
     if code == _PG_CANCELED and time_limit is not None:
-        return DatabaseError(
-            f"SQL stopped after the time limit of {time_limit:g} s: raise --timeout"
-        )
+        return time_limit_error(time_limit)
     if code.startswith(_PG_USAGE_CLASSES):
         return UsageError(f"SQL: {message}")
     return DatabaseError(message)
@@ -1084,46 +1227,52 @@ def _run_guarded(
     connection: sqlite3.Connection,
     sql: str,
     params: Mapping[str, Any] | Sequence[Any] | None,
-    time_limit: float | None,
-    max_rows: int | None,
+    limits: _Limits,
 ) -> SqlResult:
     guard = _ReadOnlyGuard()
     connection.isolation_level = None  # no implicit BEGIN from the driver
     connection.execute("PRAGMA query_only = ON")
     if sys.version_info >= (3, 11):  # on 3.10 the authorizer alone refuses ATTACH
         connection.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
-    add_functions(connection)
-    deadline = None if time_limit is None else time.monotonic() + time_limit
-
-    def progress() -> int:
-        # Called every few thousand SQLite instructions: stops at the time
-        # limit, and gives Python the chance to raise KeyboardInterrupt.
-        return int(deadline is not None and time.monotonic() > deadline)
-
+        if limits.max_bytes is not None:
+            # Any string or blob the statement builds (zeroblob, printf,
+            # replace, group_concat...); Python 3.10 has no setlimit: there
+            # the heap limit alone holds them.
+            connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, min(limits.max_bytes, 2**31 - 1))
+    heap = None
+    if limits.max_bytes is not None:
+        # SQLite's memory, all connections of the process: put back after.
+        (heap,) = connection.execute("PRAGMA hard_heap_limit").fetchone()
+        limit = min(2 * limits.max_bytes + _HEAP_MARGIN, INT64_MAX)
+        connection.execute(f"PRAGMA hard_heap_limit = {limit if not heap else min(heap, limit)}")
+    deadline = None if limits.time_limit is None else time.monotonic() + limits.time_limit
+    callbacks = _Callbacks(deadline)
+    callbacks.attach(connection)
     connection.set_authorizer(guard)
-    connection.set_progress_handler(progress, 10_000)
     try:
         cursor = connection.execute(sql, params if params is not None else ())
-        # One row more than the cap tells whether there were more; the rest
-        # are never computed.
-        rows = cursor.fetchall() if max_rows is None else cursor.fetchmany(max_rows + 1)
+        rows, truncated = limits.take(cursor)
         columns = tuple(column[0] for column in cursor.description or ())
         cursor.close()
-        truncated = max_rows is not None and len(rows) > max_rows
-        return SqlResult(columns, rows[:max_rows] if truncated else rows, truncated)
+        return SqlResult(columns, rows, truncated)
     except (sqlite3.Error, sqlite3.Warning) as exc:  # 3.10: "one statement at a time" is a Warning
         if store.is_damaged(exc):
             raise  # run_sql names the file
-        raise _sql_error(exc, guard, deadline, time_limit) from None
+        raise _sql_error(exc, guard, callbacks, limits) from None
+    except MemoryError:  # SQLite's heap limit, in the driver's words
+        raise limits.too_big() from None
     finally:
         connection.set_progress_handler(None, 0)
+        connection.set_authorizer(None)
+        if heap is not None:
+            connection.execute(f"PRAGMA hard_heap_limit = {heap}")
 
 
 def _sql_error(
     exc: sqlite3.Error | sqlite3.Warning,
     guard: _ReadOnlyGuard,
-    deadline: float | None,
-    time_limit: float | None,
+    callbacks: _Callbacks,
+    limits: _Limits,
 ) -> BaseException:
     message = _one_line(str(exc))
     if guard.denied is not None:
@@ -1136,16 +1285,15 @@ def _sql_error(
         or "may not be modified" in message  # SQLite's own refusal to touch sqlite_master
     ):
         return ReadOnlyError(f"read-only: {message}")
+    callback = callbacks.failure(exc)
+    if callback is not None:
+        return callback
     if message == "interrupted":
-        if deadline is not None and time.monotonic() > deadline:
-            return DatabaseError(
-                f"SQL stopped after the time limit of {time_limit:g} s: raise --timeout"
-            )
-        return KeyboardInterrupt()  # Ctrl-C arrived inside the progress handler
+        return limits.too_long()
+    if limits.max_bytes is not None and (primary == _SQLITE_TOOBIG or "too big" in message):
+        return limits.too_big()
     if "has no name, but you supplied a dictionary" in message:
         return UsageError(f"SQL: {message} (use :NAME in the SQL and -p NAME VALUE)")
-    if "user-defined function raised exception" in message:
-        return UsageError(f"SQL: {message} (an invalid REGEXP pattern?)")
     if isinstance(exc, (sqlite3.ProgrammingError, sqlite3.Warning)) or primary == _SQLITE_ERROR:
         return UsageError(f"SQL: {message}")
     if primary is None and isinstance(exc, sqlite3.OperationalError) and "locked" not in message:

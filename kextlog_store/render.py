@@ -14,9 +14,10 @@ whether the output is a terminal.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone, tzinfo
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TextIO
@@ -29,8 +30,40 @@ if TYPE_CHECKING:  # stats imports SQLAlchemy; rendering its figures does not ne
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-# Control characters other than tab and newline would drive the terminal.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# What would drive a terminal, or make it show other text than there is: C0
+# controls but tab and newline, DEL, C1 controls (U+009B is an 8-bit CSI,
+# U+0085 a newline to some), and the bidirectional embeddings, overrides and
+# isolates that reorder what is shown ("Trojan Source").
+_UNSAFE = "\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
+_CONTROL = re.compile(f"[{_UNSAFE}]")
+_CONTROL_OR_NEWLINE = re.compile(f"[{_UNSAFE}\n]")
+# The same in JSON text, where json.dumps has escaped C0 already and these
+# can only stand inside strings, so a \uXXXX escape keeps the value.
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def escape(text: str, *, newlines: bool = False) -> str:
+    """text safe to write to a terminal: every character that could drive it
+    (C0 but tab and newline, DEL, C1, bidirectional overrides) as an escape
+    such as \\x1b or \\u202e; with newlines, a newline too, as \\n (for what
+    must stay on one line).  Every text output of kextlog goes through it."""
+    pattern = _CONTROL_OR_NEWLINE if newlines else _CONTROL
+    return pattern.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match[0])
+    if code == 0x0A:
+        return "\\n"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def json_text(value: Any, indent: int | None = None) -> str:
+    """value as JSON (UTF-8 as it is, not \\u escapes) with nothing in it that
+    drives a terminal: json.dumps escapes C0 controls, this the rest (DEL,
+    C1, bidirectional overrides), which json.loads reads back the same."""
+    text = json.dumps(value, ensure_ascii=False, indent=indent)
+    return _JSON_UNSAFE.sub(lambda match: f"\\u{ord(match[0]):04x}", text)
 
 
 class RecordFormat(str, Enum):
@@ -139,8 +172,8 @@ def _line(stamp: str, record: Record) -> str:
     """STAMP LEVEL   process[pid:tid]: message, on one line: a trailing
     newline of the message is dropped, further lines are indented under the
     first, control characters escaped."""
-    head = f"{stamp} {record.level.name:<7} {_clean(record.process)}[{record.pid}:{record.tid}]: "
-    message = _clean(record.message.rstrip("\n")).replace("\n", "\n" + " " * len(head))
+    head = f"{stamp} {record.level.name:<7} {escape(record.process)}[{record.pid}:{record.tid}]: "
+    message = escape(record.message.rstrip("\n")).replace("\n", "\n" + " " * len(head))
     return head + message
 
 
@@ -157,7 +190,7 @@ def record_short_iso(record: Record, tz: tzinfo | None = None) -> str:
 def record_cat(record: Record) -> str:
     """The message alone, as journalctl -o cat: a trailing newline dropped,
     control characters escaped."""
-    return _clean(record.message.rstrip("\n"))
+    return escape(record.message.rstrip("\n"))
 
 
 # The keys of the json formats and the columns of csv, in their order.
@@ -197,7 +230,7 @@ def _values(record: Record, clock: _Clock) -> tuple[Any, ...]:
 
 def record_json(record: Record, *, utc: bool = False) -> str:
     """One JSON object on one line, exactly as `kextlog query -o json [--utc]` prints it."""
-    return json.dumps(record_fields(record, zone(utc)), ensure_ascii=False)
+    return json_text(record_fields(record, zone(utc)))
 
 
 # The reasons of the losses table, in words.
@@ -221,18 +254,21 @@ def loss_short(loss: Loss) -> str:
     else:
         seqs = f"seqs {loss.first_seq}..{loss.last_seq}"
     noun = "record" if loss.count == 1 else "records"
-    reason = _clean(LOSS_REASON_WORDS.get(loss.reason, loss.reason)).replace("\n", "\\n")
-    instance = _clean(loss.instance[:8])
+    reason = escape(LOSS_REASON_WORDS.get(loss.reason, loss.reason), newlines=True)
+    instance = escape(loss.instance[:8])
     return f"-- {loss.count} {noun} lost ({seqs} of instance {instance}, {reason}) --"
 
 
-RecordWriter = Callable[[Iterable[Entry], TextIO, tzinfo | None, bool], None]
+# (entries, out, zone, colour by level, writing to a terminal)
+RecordWriter = Callable[[Iterable[Entry], TextIO, tzinfo | None, bool, bool], None]
 
 
 def _lines(line: Callable[[Record, _Clock], str]) -> RecordWriter:
     """A text format: a line per record, a marker line per loss."""
 
-    def write(entries: Iterable[Entry], out: TextIO, tz: tzinfo | None, color: bool) -> None:
+    def write(
+        entries: Iterable[Entry], out: TextIO, tz: tzinfo | None, color: bool, _terminal: bool
+    ) -> None:
         clock = _Clock(tz)
         for entry in entries:
             if isinstance(entry, Record):
@@ -246,33 +282,36 @@ def _lines(line: Callable[[Record, _Clock], str]) -> RecordWriter:
     return write
 
 
-def _rows(write_rows: Callable[[Sequence[str], Iterable[Sequence[Any]], TextIO], None]):
-    """A machine format: the records' fields as rows, no markers (machines
-    read losses from the `lost` view)."""
-
-    def write(entries: Iterable[Entry], out: TextIO, tz: tzinfo | None, _color: bool) -> None:
-        clock = _Clock(tz)
-        found = (_values(entry, clock) for entry in entries if isinstance(entry, Record))
-        write_rows(RECORD_KEYS, found, out)
-
-    return write
+def _record_csv(
+    entries: Iterable[Entry], out: TextIO, tz: tzinfo | None, _color: bool, terminal: bool
+) -> None:
+    """-o csv: the records' fields as rows, no markers (machines read losses
+    from the `lost` view)."""
+    clock = _Clock(tz)
+    found = (_values(entry, clock) for entry in entries if isinstance(entry, Record))
+    for line in _csv_texts(RECORD_KEYS, found, terminal=terminal):
+        out.write(line)
 
 
 def _objects(indent: int | None) -> RecordWriter:
     """-o json, json-pretty: a JSON object per record (_fields), no markers
     (machines read losses from the `lost` view)."""
 
-    def write(entries: Iterable[Entry], out: TextIO, tz: tzinfo | None, _color: bool) -> None:
+    def write(
+        entries: Iterable[Entry], out: TextIO, tz: tzinfo | None, _color: bool, _terminal: bool
+    ) -> None:
         clock = _Clock(tz)
         for entry in entries:
             if isinstance(entry, Record):
-                out.write(json.dumps(_fields(entry, clock), ensure_ascii=False, indent=indent))
+                out.write(json_text(_fields(entry, clock), indent))
                 out.write("\n")
 
     return write
 
 
-def _record_table(entries: Iterable[Entry], out: TextIO, tz: tzinfo | None, color: bool) -> None:
+def _record_table(
+    entries: Iterable[Entry], out: TextIO, tz: tzinfo | None, color: bool, _terminal: bool
+) -> None:
     """-o table: the columns aligned over every row (so it is written at the
     end), a marker in the message column of a row of its own."""
     clock = _Clock(tz)
@@ -294,7 +333,7 @@ WRITERS: dict[RecordFormat, RecordWriter] = {
     RecordFormat.CAT: _lines(lambda record, _clock: record_cat(record)),
     RecordFormat.JSON: _objects(indent=None),
     RecordFormat.JSON_PRETTY: _objects(indent=2),
-    RecordFormat.CSV: _rows(lambda keys, rows, out: _write_csv(keys, rows, out)),
+    RecordFormat.CSV: _record_csv,
     RecordFormat.TABLE: _record_table,
 }
 
@@ -306,12 +345,15 @@ def write_records(
     *,
     utc: bool = False,
     color: bool = False,
+    terminal: bool = False,
 ) -> None:
     """Write records, and markers where records are lost (in the text
     formats: short, short-iso, cat, table), in the given format, as they
     come (streaming; table at the end, as it aligns its columns).  color:
-    by level, for a terminal."""
-    WRITERS[output](entries, out, zone(utc), color)
+    by level, for a terminal.  terminal: out is one, so CSV is escaped too
+    (every other format always is, or keeps every value with escapes: JSON);
+    into a file or a pipe CSV keeps every value as it is."""
+    WRITERS[output](entries, out, zone(utc), color, terminal)
 
 
 def write_cursor(cursor: Cursor, out: TextIO) -> None:
@@ -329,37 +371,78 @@ def write_rows(
     out: TextIO,
     *,
     header: bool = True,
-) -> None:
+    terminal: bool = False,
+    max_bytes: int | None = None,
+) -> int:
     """Rows of `kextlog sql`: an aligned table, JSON objects (one per line,
     or indented), or CSV with a header.  A repeated column name becomes
-    name_2, ... as a JSON key; blobs are written as x'hex'."""
-    if output is SqlFormat.JSON:
-        _write_json(_unique(columns), rows, out, None)
-    elif output is SqlFormat.JSON_PRETTY:
-        _write_json(_unique(columns), rows, out, 2)
+    name_2, ... as a JSON key; blobs are written as x'hex'.  terminal: out
+    is one (CSV is escaped too, see write_records).
+
+    max_bytes: the most that is written (UTF-8 bytes; None for no limit):
+    the rows are written whole up to the first that would go past it.
+    Returns how many rows were written."""
+    if output is SqlFormat.TABLE:
+        texts = _table_texts(columns, list(rows), header=header)
     elif output is SqlFormat.CSV:
-        _write_csv(columns, rows, out, header=header)
+        texts = _csv_texts(columns, rows, header=header, terminal=terminal)
     else:
-        _write_table(columns, list(rows), out, header=header)
+        indent = 2 if output is SqlFormat.JSON_PRETTY else None
+        keys = _unique(columns)
+        texts = (
+            json_text(dict(zip(keys, map(_json_value, row), strict=True)), indent) + "\n"
+            for row in rows
+        )
+    left = max_bytes
+    written = 0
+    for text in texts:
+        if left is not None:
+            left -= len(text) if text.isascii() else len(text.encode())
+            if left < 0:
+                break
+        out.write(text)
+        written += 1
+    head = 2 if output is SqlFormat.TABLE else 1 if output is SqlFormat.CSV else 0
+    return max(written - head * header, 0)
 
 
-def _write_json(
-    keys: Sequence[str], rows: Iterable[Sequence[Any]], out: TextIO, indent: int | None
-) -> None:
-    for row in rows:
-        item = dict(zip(keys, map(_json_value, row), strict=True))
-        out.write(json.dumps(item, ensure_ascii=False, indent=indent))
-        out.write("\n")
+class _Row:
+    """What csv.writer writes a row to (in one write): kept as it is."""
+
+    text = ""
+
+    def write(self, text: str) -> None:
+        self.text = text
 
 
-def _write_csv(
-    columns: Sequence[str], rows: Iterable[Sequence[Any]], out: TextIO, *, header: bool = True
-) -> None:
-    writer = csv.writer(out, lineterminator="\n")
+def _csv_texts(
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    header: bool = True,
+    terminal: bool = False,
+) -> Iterator[str]:
+    """CSV, a line at a time (the header first), that standard readers (csv,
+    sqlite-utils, spreadsheets) read back value for value: Python's writer
+    quotes a field for the characters of its line terminator only, so a
+    lone CR would end the row for them all; a row with one is quoted whole.
+    On a terminal every value is escaped instead (nobody reads it back)."""
+    target = _Row()
+    plain = csv.writer(target, lineterminator="\n")
+    quoted = csv.writer(target, lineterminator="\n", quoting=csv.QUOTE_ALL)
+
+    def line(values: Iterable[Any]) -> str:
+        cells = ["" if value is None else _json_value(value) for value in values]
+        if terminal:
+            cells = [escape(str(cell)) for cell in cells]
+        carriage = any(isinstance(cell, str) and "\r" in cell for cell in cells)
+        (quoted if carriage else plain).writerow(cells)
+        return target.text
+
     if header:
-        writer.writerow(columns)
+        yield line(columns)
     for row in rows:
-        writer.writerow(["" if value is None else _json_value(value) for value in row])
+        yield line(row)
 
 
 def _write_table(
@@ -367,26 +450,30 @@ def _write_table(
     rows: Sequence[Sequence[Any]],
     out: TextIO,
     styles: Sequence[str | None] | None = None,
-    *,
-    header: bool = True,
 ) -> None:
-    lines = table_lines(columns, rows, header=header)
+    lines = _table_texts(columns, rows)
     if styles is not None:
-        body = lines[2:] if header else lines
-        lines = lines[: len(lines) - len(body)] + [
-            paint(line, style) for line, style in zip(body, styles, strict=True)
-        ]
+        painted = iter(styles)
+        head = [next(lines), next(lines)]
+        lines = itertools.chain(head, (paint(line, next(painted)) for line in lines))
     for line in lines:
         out.write(line)
-        out.write("\n")
 
 
 def table_lines(
     columns: Sequence[str], rows: Sequence[Sequence[Any]], *, header: bool = True
 ) -> list[str]:
     """Columns two spaces apart, numbers right-aligned, a rule under the header."""
+    return [line.removesuffix("\n") for line in _table_texts(columns, rows, header=header)]
+
+
+def _table_texts(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], *, header: bool = True
+) -> Iterator[str]:
+    """table_lines() one at a time, each with its newline: a wide column
+    pads every row, so the table may be much larger than its values."""
     cells = [[_cell(value) for value in row] for row in rows]
-    head = [_clean(name) for name in columns]
+    head = [escape(name, newlines=True) for name in columns]
     widths = [len(name) if header else 0 for name in head]
     for row in cells:
         widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]
@@ -401,14 +488,13 @@ def table_lines(
             value.rjust(width) if align else value.ljust(width)
             for value, width, align in zip(values, widths, right, strict=True)
         )
-        return "  ".join(padded).rstrip()
+        return "  ".join(padded).rstrip() + "\n"
 
-    lines = []
     if header:
-        lines.append(line(head, numeric))
-        lines.append(line(["-" * width for width in widths], [False] * len(head)))
-    lines.extend(line(row, numeric) for row in cells)
-    return lines
+        yield line(head, numeric)
+        yield line(["-" * width for width in widths], [False] * len(head))
+    for row in cells:
+        yield line(row, numeric)
 
 
 def _cell(value: Any) -> str:
@@ -416,7 +502,7 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, bytes):
         return "x'" + value.hex() + "'"
-    return _clean(str(value)).replace("\n", "\\n")
+    return escape(str(value), newlines=True)
 
 
 def _json_value(value: Any) -> Any:
@@ -436,10 +522,6 @@ def _unique(columns: Sequence[str]) -> list[str]:
             key = f"{name}_{n}"
         keys.append(key)
     return keys
-
-
-def _clean(text: str) -> str:
-    return _CONTROL.sub(lambda match: f"\\x{ord(match[0]):02x}", text)
 
 
 # --- the store's figures: kextlog stats and kextlog prune ---------------------
@@ -565,6 +647,7 @@ def stats_fields(stats: Stats, tz: tzinfo | None = None) -> dict[str, Any]:
                 "lost": item.lost,
                 "filtered": item.filtered,
                 "pruned": item.pruned,
+                "discrepancy": item.discrepancy,
                 "ahead": item.ahead,
                 "first_record": iso(item.first_record_ns),
                 "last_record": iso(item.last_record_ns),
@@ -580,7 +663,7 @@ def stats_lines(stats: Stats, tz: tzinfo | None = None, *, color: bool = False) 
     database = stats.database
     if database is not None:
         used = (database.page_count - database.free_pages) * database.page_size
-        lines.append(f"Database  {_clean(database.path)}")
+        lines.append(f"Database  {escape(database.path)}")
         lines.append(
             f"  {format_size(database.file_bytes)} on disk"
             f" ({format_size(database.wal_bytes)} more in the -wal file),"
@@ -663,7 +746,20 @@ def stats_lines(stats: Stats, tz: tzinfo | None = None, *, color: bool = False) 
             f"  instance {item.instance[:8]}: {item.ahead:,} more records stored beyond"
             " its high-water mark, waiting for the seqs before them"
         )
+    for item in stats.instances:
+        if item.discrepancy:
+            lines.append(f"  instance {item.instance[:8]}: {_discrepancy(item.discrepancy)}")
     return lines
+
+
+def _discrepancy(seqs: int) -> str:
+    """An instance's accounting that does not add up, in words."""
+    if seqs > 0:
+        return (
+            f"{seqs:,} seqs up to its high-water mark are neither stored, lost, filtered"
+            " nor pruned: rows went without prune (`kextlog db check`)"
+        )
+    return f"{-seqs:,} seqs are counted twice (`kextlog db check`)"
 
 
 def _indent(lines: Iterable[str]) -> list[str]:
@@ -675,7 +771,7 @@ def write_stats(
 ) -> None:
     """`kextlog stats`: text (tables and a chart) or one JSON object."""
     if output is StatsFormat.JSON:
-        out.write(json.dumps(stats_fields(stats, zone(utc)), ensure_ascii=False, indent=2))
+        out.write(json_text(stats_fields(stats, zone(utc)), indent=2))
         out.write("\n")
         return
     for line in stats_lines(stats, zone(utc), color=color):

@@ -13,9 +13,11 @@ file system with PRAGMA incremental_vacuum (the store is created with
 auto_vacuum=INCREMENTAL), in chunks of pages, the same way.
 
 What it removes: records (with their pid_index entries), and loss rows that
-no longer stand among stored records (see apply()).  It never touches the
-instances table, so no high-water mark moves and the accounting of every
-seq still holds: a seq whose row was removed counts as pruned.
+no longer stand among stored records (see apply()).  No high-water mark
+moves: each delete counts what it removed in its instance's row
+(instances.pruned_records, pruned_lost), in the same transaction, so every
+seq is still accounted for, by a count of its own (a row that goes any
+other way shows as a discrepancy: stats, `kextlog db check`).
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ import re
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, exists, func, select
+from sqlalchemy import Connection, Engine, bindparam, delete, exists, func, select, update
 from sqlalchemy import exc as sa_exc
 
 from . import store
@@ -38,7 +42,7 @@ from .levels import Level, parse_level, parse_level_range
 from .query import database_error
 from .timespec import parse_duration
 
-_records, _losses = store.records, store.losses
+_records, _losses, _instances = store.records, store.losses, store.instances
 
 BATCH_ROWS = 10_000  # records per transaction
 VACUUM_PAGES = 2_000  # pages per incremental_vacuum transaction (8 MB of 4 KB pages)
@@ -55,7 +59,10 @@ def parse_size(text: str) -> int:
     match = _SIZE.fullmatch(text.strip().lower())
     if match is None:
         raise UsageError(f"invalid size {text!r}: expected e.g. 2GB, 500MB, 100K")
-    return int(float(match["number"]) * _UNITS[match["unit"]])
+    size = int(Decimal(match["number"]) * _UNITS[match["unit"]])
+    if size >= 1 << 63:  # what SQLite and PostgreSQL count in
+        raise UsageError(f"invalid size {text!r}: more than 8 EiB")
+    return size
 
 
 @dataclass(frozen=True)
@@ -289,6 +296,8 @@ class _Run:
                     f" AND id = {marker}",
                     [(row[1], row[2], row[0]) for row in rows],
                 )
+                removed = Counter(row[0] >> store.SEQ_BITS for row in rows)
+                _count(connection, "pruned_records", removed)
         if not rows:
             return None
         for row in rows:
@@ -315,9 +324,17 @@ class _Run:
         while not self._stopped():
             started = time.monotonic()
             with self.engine.begin() as connection:
-                removed = connection.execute(
-                    delete(losses).where(losses.c.id.in_(stale.scalar_subquery()))
-                ).rowcount
+                gone = connection.execute(
+                    delete(losses)
+                    .where(losses.c.id.in_(stale.scalar_subquery()))
+                    .returning(losses.c.instance_id, losses.c.count)
+                ).all()
+                if gone:
+                    lost: Counter[int] = Counter()
+                    for instance_id, count in gone:
+                        lost[instance_id] += count
+                    _count(connection, "pruned_lost", lost)
+            removed = len(gone)
             self.result.losses += removed
             if removed < self.policy.batch_rows:
                 return
@@ -394,3 +411,15 @@ class _Run:
             self.stop.wait(seconds)
         else:
             time.sleep(seconds)
+
+
+def _count(connection: Connection, column: str, removed: Counter[int]) -> None:
+    """Adds what a delete removed, by instance id, to the instances' column
+    (pruned_records or pruned_lost), in the delete's transaction; in id
+    order, as the writer locks instances."""
+    connection.execute(
+        update(_instances)
+        .where(_instances.c.id == bindparam("instance"))
+        .values({column: _instances.c[column] + bindparam("amount")}),
+        [{"instance": key, "amount": removed[key]} for key in sorted(removed)],
+    )

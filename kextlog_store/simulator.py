@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from . import paths
 from ._native import ffi, lib
 from .errors import KextlogError, UsageError
 from .levels import Level
@@ -77,11 +78,28 @@ class _Recorder:
         self.tap_path.unlink(missing_ok=True)
 
 
+def _check_paths(options: SimulateOptions) -> None:
+    """Where the simulator creates files, no other user may steer it
+    (paths): the socket's directory may be shared, as /tmp (the C side
+    refuses anything already at the name; no one else can replace our
+    socket there); the --record file's may not (its frames file is made
+    by name beside it)."""
+    checks = [(Path(options.socket_path), True)]
+    if options.record is not None:
+        checks.append((options.record, False))
+    for path, shared in checks:
+        try:
+            paths.open_directory(Path(os.path.abspath(path)).parent, shared=shared).close()
+        except paths.UnsafePath as error:
+            raise paths.UnsafePath(f"refusing {path}: {error}") from None
+
+
 def simulate(options: SimulateOptions, stop: threading.Event) -> dict[str, object]:
     """Runs until everything generated is acknowledged, or until stop is set;
     returns the final counters."""
     if options.ring < 1 or options.rate < 0 or options.count < 0 or options.duration < 0:
         raise UsageError("--ring must be at least 1; --rate, --count, --duration not negative")
+    _check_paths(options)
     recorder_path = options.record
     keep = []  # cdata the C side points to must outlive it
     path = ffi.new("char[]", os.fsencode(options.socket_path))

@@ -14,12 +14,15 @@ import errno
 import os
 import select
 import socket
+import struct
+import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import SourceError, UsageError
 from .kmsg import DEVICE, KmsgSource
+from .paths import trusted_users, user_name
 from .wire import Frame, FrameReader, encode_ack, encode_resume
 
 RECEIVE_BYTES = 256 * 1024  # more than any datagram the producer sends (the seed's caveat)
@@ -96,6 +99,15 @@ class Connection:
     def close(self) -> None:
         self._socket.close()
 
+    def peer_uid(self) -> int:
+        """The user the producer runs as, as the kernel says (a Unix socket's
+        peer credentials, taken when it connected)."""
+        if sys.platform == "darwin":  # SOL_LOCAL, LOCAL_PEERCRED: struct xucred
+            data = self._socket.getsockopt(0, 0x001, struct.calcsize("IIh16I"))
+            return struct.unpack_from("I", data, 4)[0]  # cr_uid, after cr_version
+        data = self._socket.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+        return struct.unpack("3i", data)[1]  # struct ucred: pid, uid, gid
+
 
 class DeviceConnection(Connection):
     """A connection through a device opened for reading and writing: a
@@ -163,7 +175,10 @@ class UnixSource:
     path: str
 
     def connect(self) -> Connection:
-        return connect_either(
+        """A connection to the producer, if it runs as root or as ingest's
+        own user: as root, ingest may connect to any socket, also one
+        another user put where the producer's should be."""
+        connection = connect_either(
             self.spec,
             socket.AF_UNIX,
             0,
@@ -171,6 +186,14 @@ class UnixSource:
             (socket.SOCK_SEQPACKET, socket.SOCK_STREAM),
             lambda error: error.strerror or str(error),
         )
+        uid = connection.peer_uid()
+        if uid not in trusted_users():
+            connection.close()
+            raise SourceError(
+                f"{self.spec}: the producer runs as {user_name(uid)}, not as root or "
+                f"{user_name(os.geteuid())}: refused"
+            )
+        return connection
 
 
 # What a device's open errors mean (see kmod/kextlog_linux.c).
@@ -235,6 +258,17 @@ class KctlSource:
 
 
 Source = UnixSource | DeviceSource | KctlSource | KmsgSource
+
+
+def exclusive_key(source: Source) -> str | None:
+    """What names a producer that serves one client at a time, for ingest's
+    lock on it; None for kmsg (the kernel serves every reader)."""
+    if isinstance(source, UnixSource):
+        return "unix:" + os.path.realpath(source.path)
+    if isinstance(source, KctlSource):
+        return source.spec
+    return None
+
 
 # The longest control name the kernel takes (MAX_KCTL_NAME, NUL included).
 KCTL_NAME_MAX = 96

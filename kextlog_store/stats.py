@@ -20,8 +20,10 @@ from sqlalchemy import Connection, func, select, text
 from sqlalchemy import exc as sa_exc
 
 from . import store
+from .errors import UsageError
 from .levels import Level
 from .query import database_error, select_losses
+from .redact import redact
 from .timespec import NS_PER_SECOND
 
 _records, _instances, _losses = store.records, store.instances, store.losses
@@ -36,6 +38,7 @@ BUCKET_SIZES = (
     + tuple(days * _DAY for days in (1, 2, 7, 14, 30, 91, 365))
 )
 MAX_BUCKETS = 24
+MAX_CHART_BUCKETS = 10_000  # what --bucket may ask for: a line each
 
 
 @dataclass(frozen=True)
@@ -78,8 +81,10 @@ class LossCount:
 class InstanceAccount:
     """One instance and what became of its seqs first_seq..high_water (a
     kext's start at 1, the kernel's own log's at 0): each is stored, lost,
-    filtered or pruned (pruned: the rest, whose rows prune
-    removed; the delivery contract accounts for every seq exactly once)."""
+    filtered or pruned, exactly once (the delivery contract).  Each is
+    counted on its own (pruned: as prune removed them), so discrepancy, the
+    seqs none of them covers, is 0 unless a row went another way (negative:
+    counted twice)."""
 
     instance: str
     source: str
@@ -88,14 +93,27 @@ class InstanceAccount:
     producer_version: str
     first_seen_ns: int
     last_seen_ns: int
+    first_seq: int
     high_water: int
     stored: int  # records with seq <= high_water
     lost: int  # records the losses table accounts for
     filtered: int  # dropped on purpose by ingest's --min-level
-    pruned: int  # high_water - first_seq + 1 - stored - lost - filtered
+    pruned_records: int  # records prune removed
+    pruned_lost: int  # seqs of the loss rows prune removed
     ahead: int  # records stored beyond high_water (before a gap ingest still waits to fill)
     first_record_ns: int | None  # the time of its lowest stored seq
     last_record_ns: int | None  # the time of its highest stored seq
+
+    @property
+    def pruned(self) -> int:
+        """Seqs whose rows prune removed."""
+        return self.pruned_records + self.pruned_lost
+
+    @property
+    def discrepancy(self) -> int:
+        """Seqs up to high_water that no count covers (negative: counted twice)."""
+        expected = self.high_water - self.first_seq + 1
+        return expected - self.stored - self.lost - self.filtered - self.pruned
 
 
 @dataclass(frozen=True)
@@ -181,7 +199,13 @@ def _collect(
         start = first_ns if since_ns is None else since_ns
         end = last_ns if until_ns is None else until_ns
         size = size or choose_bucket(end - start, max_buckets)
-        buckets = _buckets(connection, window, _aligned(start, size, utc), end, size)
+        origin = _aligned(start, size, utc)
+        if (end - origin) // size >= MAX_CHART_BUCKETS:  # a bucket of 1ns over a week...
+            raise UsageError(
+                f"--bucket: {(end - origin) // size + 1:,} buckets in this window, more than "
+                f"{MAX_CHART_BUCKETS:,}: give a larger bucket or a narrower window"
+            )
+        buckets = _buckets(connection, window, origin, end, size)
     placed = select_losses(since_ns, until_ns).subquery()
     losses = tuple(
         LossCount(reason, rows, int(lost))
@@ -286,6 +310,8 @@ def _instance_accounts(connection: Connection) -> tuple[InstanceAccount, ...]:
             stored,
             lost,
             i.c.filtered,
+            i.c.pruned_records,
+            i.c.pruned_lost,
             ahead,
             record_time(records.c.id),
             record_time(records.c.id.desc()),
@@ -294,7 +320,8 @@ def _instance_accounts(connection: Connection) -> tuple[InstanceAccount, ...]:
     accounts = []
     for row in rows:
         (uuid, source, name, boot, version, first_seen, last_seen, first_seq, high_water, kept,
-         gone, filtered, beyond, first_record, last_record) = row  # fmt: skip
+         gone, filtered, pruned_records, pruned_lost, beyond, first_record,
+         last_record) = row  # fmt: skip
         accounts.append(
             InstanceAccount(
                 instance=uuid,
@@ -304,11 +331,13 @@ def _instance_accounts(connection: Connection) -> tuple[InstanceAccount, ...]:
                 producer_version=version,
                 first_seen_ns=first_seen,
                 last_seen_ns=last_seen,
+                first_seq=first_seq,
                 high_water=high_water,
                 stored=kept,
                 lost=int(gone),
                 filtered=filtered,
-                pruned=high_water - first_seq + 1 - kept - int(gone) - filtered,
+                pruned_records=pruned_records,
+                pruned_lost=pruned_lost,
                 ahead=beyond,
                 first_record_ns=first_record,
                 last_record_ns=last_record,
@@ -345,7 +374,7 @@ def _postgresql_size(connection: Connection) -> DatabaseSize:
     ).one()
     url = connection.engine.url.set(drivername="postgresql")
     return DatabaseSize(
-        path=url.render_as_string(hide_password=True),
+        path=redact(url.render_as_string(hide_password=False)),
         file_bytes=int(size),
         wal_bytes=0,
         page_size=int(block),

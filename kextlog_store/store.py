@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import grp
 import os
-import pwd
 import socket
 import sqlite3
 import stat
@@ -53,8 +52,8 @@ from sqlalchemy import (
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import ExceptionContext
 
-from . import migrations
-from .errors import DatabaseError
+from . import migrations, paths, redact
+from .errors import DatabaseError, UsageError
 
 metadata = MetaData(
     naming_convention={
@@ -88,21 +87,29 @@ instances = Table(
     Column("producer_version", Text, nullable=False),
     Column("first_seen_ns", BigInteger, nullable=False),
     Column("last_seen_ns", BigInteger, nullable=False),
-    # Every seq up to high_water is stored, lost or filtered; pruning never lowers it.
+    # Every seq up to high_water is stored, lost, filtered or pruned; pruning never lowers it.
     Column("high_water", BigInteger, nullable=False, server_default="0"),
     Column("filtered", BigInteger, nullable=False, server_default="0"),
     Column("pid_indexed_seq", BigInteger, nullable=False, server_default="0"),
     # Where its seqs start: 1 for a kext, 0 for the kernel's own log (kmsg).
     Column("first_seq", BigInteger, nullable=False, server_default="1"),
+    # What prune removed of it (records; seqs of loss rows), counted in the
+    # transaction of each delete: the accounting compares counts, not a rest.
+    Column("pruned_records", BigInteger, nullable=False, server_default="0"),
+    Column("pruned_lost", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("host", "uuid"),
 )
 
 # A record's key is (instance, seq), packed into one 64-bit rowid: one B-tree
 # to write per record instead of a rowid plus a unique index (see migration
-# 0002).  Up to 2**19 instances of up to 2**44 records each.
+# 0002).  The bounds are the wire header's (KEXTLOG_SEQ_BITS): the reader
+# refuses a seq past SEQ_MASK, so one instance's records never take another's
+# keys, and with at most INSTANCES_MAX instances no sum of counts or marks
+# overflows.  Written as a number so that reading the store loads no cffi;
+# ingest, the one writer, checks it against the compiled header at import.
 SEQ_BITS = 44
 SEQ_MASK = (1 << SEQ_BITS) - 1
-MAX_INSTANCES = 1 << (63 - SEQ_BITS)
+INSTANCES_MAX = (1 << (63 - SEQ_BITS)) - 1
 # The shift in SQL (instance_id << SEQ_SHIFT): a plain integer literal, as
 # PostgreSQL shifts a bigint by an int, not by a bigint parameter.
 SEQ_SHIFT = literal_column(str(SEQ_BITS))
@@ -181,15 +188,51 @@ def default_database_path() -> Path:
     return Path(platformdirs.user_data_dir("kextlog")) / "kextlog.db"
 
 
+# The URLs kextlog stores in: SQLite's and PostgreSQL's through psycopg 3.
+_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
+
+
 def database_url(db: str | None = None) -> str:
     """--db, else KEXTLOG_DB, else the default location; a value with :// is a
     URL.  A plain postgresql:// (or postgres://) URL, as libpq and psql take
-    it, means the psycopg 3 driver."""
+    it, means the psycopg 3 driver.  Raises UsageError for a value kextlog
+    cannot store in (without its password); a URL's password is a secret
+    from then on (redact.remember)."""
     value = db or os.environ.get("KEXTLOG_DB") or str(default_database_path())
-    if "://" in value:
-        scheme, rest = value.split("://", 1)
-        return f"postgresql+psycopg://{rest}" if scheme in ("postgresql", "postgres") else value
-    return "sqlite:///" + os.path.abspath(os.path.expanduser(value))
+    check_database(value)
+    if "://" not in value:
+        return "sqlite:///" + os.path.abspath(os.path.expanduser(value))
+    scheme, rest = value.split("://", 1)
+    return f"postgresql+psycopg://{rest}" if scheme in ("postgresql", "postgres") else value
+
+
+def check_database(value: str) -> None:
+    """Refuses (UsageError) a database path or URL that kextlog cannot use:
+    a NUL, a URL that does not parse, a back end or driver other than
+    SQLite's and psycopg's, a SQLite URL without a file."""
+    if "\x00" in value:
+        raise UsageError("the database path has a NUL character")
+    if "://" not in value:
+        return
+    redact.remember(value)
+    scheme, rest = value.split("://", 1)
+    if scheme in ("postgresql", "postgres"):
+        scheme = "postgresql+psycopg"
+    try:
+        parsed = make_url(f"{scheme}://{rest}")
+        port = parsed.port
+    except (sa_exc.ArgumentError, ValueError) as exc:
+        why = redact.redact(" ".join(str(exc).split()))
+        raise UsageError(f"invalid database URL {redact.redact(value)!r} ({why})") from None
+    if parsed.drivername not in _SCHEMES:
+        raise UsageError(
+            f"unknown database URL scheme {scheme!r}: kextlog stores in SQLite (a file, or "
+            "sqlite:///PATH) or PostgreSQL (postgresql://USER@HOST/DATABASE)"
+        )
+    if port is not None and not 0 < port < 65536:
+        raise UsageError(f"invalid database URL {redact.redact(value)!r} (port {port})")
+    if scheme.startswith("sqlite") and parsed.database in (None, "", ":memory:"):
+        raise UsageError(f"{redact.redact(value)}: kextlog needs a database file")
 
 
 def _engine(url: str, **options: object) -> Engine:
@@ -197,7 +240,7 @@ def _engine(url: str, **options: object) -> Engine:
         return create_engine(url, **options)
     except ImportError as exc:  # the driver is an optional extra (psycopg for PostgreSQL)
         raise DatabaseError(
-            f"{make_url(url).render_as_string()}: no driver for this database ({exc});"
+            f"{redact.redact(url)}: no driver for this database ({exc});"
             " for PostgreSQL: pip install 'kextlog[postgresql]'"
         ) from None
     except ValueError as exc:  # SQLAlchemy cannot parse it, or no such back end
@@ -210,7 +253,7 @@ def sqlite_path(url: str) -> Path | None:
     if parsed.get_backend_name() != "sqlite":
         return None
     if not parsed.database or parsed.database == ":memory:":
-        raise DatabaseError(f"{url}: kextlog needs a database file")
+        raise DatabaseError(f"{redact.redact(url)}: kextlog needs a database file")
     return Path(parsed.database)
 
 
@@ -239,75 +282,83 @@ def admin_group() -> int:
     return gid if os.geteuid() == 0 or gid in os.getgroups() else os.getegid()
 
 
-def create_private(path: Path) -> None:
-    """The database file and its directory, when they do not exist yet:
-    directory 0750, file 0640, group admin_group().  SQLite gives the -wal
-    and -shm files it creates later the database file's mode (and, as
-    root, its owner and group); the directory's setgid bit gives its group
-    to every other file created in it (BSD does that by itself), as
-    journald's /var/log/journal."""
-    group = admin_group()
-    directory = path.parent
-    if not directory.exists():
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        with suppress(FileExistsError):
-            os.mkdir(directory, 0o700)
-            os.chown(directory, -1, group)
-            setgid = stat.S_ISGID if sys.platform.startswith("linux") else 0
-            os.chmod(directory, DIRECTORY_MODE | setgid)
+def private_directory(path: Path, *, create: bool) -> paths.Directory:
+    """A directory of the store, checked (paths.open_directory); with
+    create, made when missing: 0750, group admin_group(), and setgid so
+    that every file created in it has that group (BSD does that by
+    itself), as journald's /var/log/journal."""
+    return paths.open_directory(path, **_made_private(create))
+
+
+def _made_private(create: bool) -> dict[str, Any]:
+    """paths' options that make missing directories private (or none)."""
+    if not create:
+        return {}
+    setgid = stat.S_ISGID if sys.platform.startswith("linux") else 0
+    return {"mode": DIRECTORY_MODE | setgid, "group": admin_group()}
+
+
+# SQLite's own files beside the database, which it opens by name.
+COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def locate_database(path: Path, *, create: bool) -> tuple[paths.Directory, str]:
+    """The database's directory and the file's name in it, where a link at
+    path leads (paths.locate; with create, missing directories are made as
+    private_directory makes them, else they raise paths.Missing); refused
+    when others could change either, or SQLite's files there."""
     try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        return
+        directory, name = paths.locate(path, **_made_private(create))
+        try:
+            for suffix in ("", *COMPANIONS):
+                info = directory.lstat(name + suffix)
+                if info is not None:
+                    paths.check_file(info, directory.path / (name + suffix))
+        except BaseException:
+            directory.close()
+            raise
+    except paths.Missing:
+        raise  # the caller's to tell: nothing to read, or nothing made yet
+    except paths.UnsafePath as error:
+        raise DatabaseError(f"refusing the database {path}: {error}") from None
+    return directory, name
+
+
+def _create_file(directory: paths.Directory, name: str) -> None:
+    """The database file, new: 0640, group admin_group().  SQLite gives the
+    -wal and -shm files it creates later the database file's mode (and, as
+    root, its owner and group)."""
+    descriptor = directory.create(name, 0o600)
     try:
-        os.fchown(descriptor, -1, group)
+        os.fchown(descriptor, -1, admin_group())
         os.fchmod(descriptor, FILE_MODE)
     finally:
         os.close(descriptor)
 
 
 def check_private(path: Path) -> None:
-    """Refuses a database that others could change, as ssh's StrictModes: the
-    file (or its -wal, -shm) or any directory from it up to / writable by
-    everyone (a directory with the sticky bit, as /tmp, excepted) or owned
-    by a user other than root and this one.  Checked along the path as
-    given and along the one its symbolic links lead to."""
-    absolute = Path(os.path.abspath(path))
-    companions = [absolute.with_name(absolute.name + suffix) for suffix in ("-wal", "-shm")]
-    for chain in {absolute, absolute.resolve()}:
-        for candidate in (*companions, chain, *chain.parents):
-            try:
-                info = os.stat(candidate)
-            except FileNotFoundError:
-                continue
-            problem = None
-            if info.st_uid not in (0, os.geteuid()):
-                problem = f"is owned by {_user(info.st_uid)}, not by root or {_user(os.geteuid())}"
-            elif info.st_mode & stat.S_IWOTH and not (
-                stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_ISVTX
-            ):
-                mode = stat.S_IMODE(info.st_mode)
-                problem = f"is writable by everyone (mode {mode:04o}): chmod o-w {candidate}"
-            if problem is not None:
-                raise DatabaseError(f"refusing the database {path}: {candidate} {problem}")
-
-
-def _user(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"uid {uid}"
+    """Refuses a database that others could change, as ssh's StrictModes:
+    a directory on its way writable by someone else or owned by another
+    user, a link on its way another user owns (paths), or the file or
+    SQLite's files beside it writable or owned by someone else.  Nothing
+    is created: a directory still missing will be made private."""
+    with suppress(paths.Missing):
+        locate_database(path, create=False)[0].close()
 
 
 def write_engine(url: str) -> Engine:
-    """An engine that may create and change the database; an existing file
-    must be one kextlog can use (check_file)."""
+    """An engine that may create and change the database: a path no other
+    user can steer (locate_database), a file made private when new, and
+    an existing one kextlog can use (check_file)."""
     path = sqlite_path(url)
     if path is None:
         return _engine(url)
-    if path.exists():
-        check_file(path)
-    create_private(path)
+    directory, name = locate_database(path, create=True)
+    with directory:
+        try:
+            _create_file(directory, name)
+        except FileExistsError:
+            check_file(path)
     engine = _engine(url)
     event.listen(engine, "connect", _tune_sqlite)
     event.listen(engine, "connect", _tune_writer)
@@ -337,6 +388,7 @@ def read_engine(url: str) -> Engine:
         raise DatabaseError(
             f"no kextlog database at {path} (start `kextlog ingest` or pass --db / KEXTLOG_DB)"
         )
+    check_private(path)  # SQLite opens its -wal and -shm by name beside it
     check_file(path)
     uri = f"file:{quote(str(path))}?mode=ro"
 
@@ -560,6 +612,7 @@ class Writer:
                 instances.c.high_water,
                 instances.c.filtered,
                 instances.c.pid_indexed_seq,
+                instances.c.source,
             ).where(instances.c.host == self.host, instances.c.uuid == uuid)
         ).first()
 
@@ -599,9 +652,9 @@ class Writer:
                     .returning(instances.c.id)
                 ).scalar()
                 if new_id is not None:
-                    if new_id >= MAX_INSTANCES:
+                    if new_id > INSTANCES_MAX:
                         raise DatabaseError(
-                            f"the store holds its maximum of {MAX_INSTANCES} instances"
+                            f"the store holds its maximum of {INSTANCES_MAX:,} instances"
                         )
                     return InstanceState(new_id, uuid, first_seq - 1, 0, 0, first_seq - 1)
                 row = self._instance(connection, uuid)  # registered meanwhile
@@ -620,11 +673,12 @@ class Writer:
                 row.id, uuid, row.high_water, row.filtered, int(lost), row.pid_indexed_seq
             )
 
-    def high_water(self, uuid: str) -> int | None:
-        """Up to which seq the instance is accounted for; None if unknown."""
+    def known(self, uuid: str) -> Row | None:
+        """The instance as stored (this host's): its high_water, up to which
+        seq it is accounted for, and the source it was last read from; None
+        if unknown."""
         with self.engine.connect() as connection:
-            row = self._instance(connection, uuid)
-            return None if row is None else row.high_water
+            return self._instance(connection, uuid)
 
     def commit(
         self,

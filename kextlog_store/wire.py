@@ -20,6 +20,10 @@ from ._native import ffi, lib
 from .levels import Level
 from .records import Record
 
+# The highest seq a record may have (kextlog_wire.h's field bounds): past it,
+# its key (store.record_id) would be another instance's.
+SEQ_MAX = lib.KEXTLOG_SEQ_MAX
+TIME_MAX = lib.KEXTLOG_TIME_MAX  # and the latest time, in ns
 MESSAGE_OFFSET = ffi.offsetof("struct kextlog_log_frame", "message")
 PROCESS_OFFSET = ffi.offsetof("struct kextlog_log_frame", "process")
 SCAN_ENTRIES = 4096  # frames described per C call

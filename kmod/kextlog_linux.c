@@ -74,26 +74,14 @@ static struct {
 	.readers = __WAIT_QUEUE_HEAD_INITIALIZER(logger.readers),
 };
 
-/* The printk level of a last-resort line: what it is about ends with the
- * record's level ("lost seq 5 WARNING"); the summary at stop is a warning. */
-static const char *printk_level(const char *what)
-{
-	static const char *const levels[] = {
-		[KEXTLOG_LEVEL_TRACE] = KERN_DEBUG,
-		[KEXTLOG_LEVEL_DEBUG] = KERN_DEBUG,
-		[KEXTLOG_LEVEL_INFO] = KERN_INFO,
-		[KEXTLOG_LEVEL_WARNING] = KERN_WARNING,
-		[KEXTLOG_LEVEL_ERROR] = KERN_ERR,
-	};
-	const char *space = strrchr(what, ' ');
-	uint32_t level;
-
-	for (level = KEXTLOG_LEVEL_TRACE; level <= KEXTLOG_LEVEL_ERROR; level++) {
-		if (strcmp(space != NULL ? space + 1 : what, kextlog_level_name(level)) == 0)
-			return levels[level];
-	}
-	return KERN_WARNING;
-}
+/* The printk level of a record's level. */
+static const char *const printk_levels[] = {
+	[KEXTLOG_LEVEL_TRACE] = KERN_DEBUG,
+	[KEXTLOG_LEVEL_DEBUG] = KERN_DEBUG,
+	[KEXTLOG_LEVEL_INFO] = KERN_INFO,
+	[KEXTLOG_LEVEL_WARNING] = KERN_WARNING,
+	[KEXTLOG_LEVEL_ERROR] = KERN_ERR,
+};
 
 /* ---- the platform of the core ---- */
 
@@ -149,9 +137,10 @@ static uint32_t platform_send(void *context, const uint8_t *data, uint32_t lengt
 	return length;
 }
 
-static void platform_last_resort(void *context, const char *what, const char *message)
+static void platform_last_resort(void *context, uint32_t level, const char *what,
+    const char *message)
 {
-	printk("%s" PRODUCER_NAME ": %s: %s\n", printk_level(what), what, message);
+	printk("%s" PRODUCER_NAME ": %s: %s\n", printk_levels[level], what, message);
 }
 
 static void *platform_alloc(void *context, size_t size)

@@ -5,7 +5,7 @@ server refuses to run as root, and these machines run as root), listens on
 a Unix socket in that directory only (listen_addresses=''), and is stopped
 and removed afterwards.  For tests fsync is off: a test server's data need
 not survive a power cut; the benchmark asks for PostgreSQL's defaults.  The binaries come from
-the Debian package (tests/install-postgres.sh installs it for `make test`).
+the Debian package (tests/install-packages.sh installs it for `make test`).
 """
 
 from __future__ import annotations

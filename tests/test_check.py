@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from kextlog_store import check
+from kextlog_store import check, migrate
+from kextlog_store.wire import SEQ_MAX
 from tests.conftest import PopulatedStore
 from tests.processes import COMMAND, environment, kextlog
 
@@ -168,7 +169,7 @@ def test_a_healthy_store_passes(populated: PopulatedStore) -> None:
     assert result.stderr == ""
     lines = result.stdout.splitlines()
     assert lines[0] == f"{populated.path}:"
-    assert [line.split()[0] for line in lines[1:]] == ["ok"] * 5
+    assert [line.split()[0] for line in lines[1:]] == ["ok"] * 6
     assert "(2 instances)" in result.stdout
     report = check.check(populated.url, quick=True)
     assert report.failed == () and report.findings[0].check == "quick_check"
@@ -181,10 +182,10 @@ def test_check_finds_damaged_pages(populated: PopulatedStore) -> None:
     result = kextlog("db", "check", "--db", str(populated.path))
     assert result.returncode == 1
     assert "FAIL  integrity_check" in result.stdout
-    # The high-water check reads the records too: it fails with the page.
+    # The high-water and accounting checks read the records too: they fail with the page.
     assert result.stderr == (
-        f"kextlog: error: {populated.path}: 2 of 5 checks failed "
-        "(integrity_check, high-water marks)\n"
+        f"kextlog: error: {populated.path}: 3 of 6 checks failed "
+        "(integrity_check, high-water marks, accounting)\n"
     )
     assert "          database disk image is malformed\n" in result.stdout
     assert_unchanged(populated.path, before)
@@ -224,7 +225,57 @@ def test_check_finds_broken_accounting(lossy: PopulatedStore) -> None:
         f"instance {uuid2}: loss of seqs 111..113 overlaps stored records",
         f"instance {uuid2}: loss of seqs 111..113 overlaps the loss before it",
     }
-    assert set(failed) == {"high-water marks", "losses"}
+    # The seqs 171..180 above the mark are not counted; the losses are, twice.
+    assert failed["accounting"] == (
+        f"instance {uuid1}: 170 seqs (1..170), but stored 159 + lost 9 + filtered 0"
+        " + pruned 3 = 171 (1 counted twice)",
+        f"instance {uuid2}: 125 seqs (1..125), but stored 110 + lost 20 + filtered 0"
+        " + pruned 0 = 130 (5 counted twice)",
+    )
+    assert set(failed) == {"high-water marks", "losses", "accounting"}
+
+
+def test_check_finds_rows_that_went_without_prune(lossy: PopulatedStore) -> None:
+    """A record and a loss row deleted behind kextlog's back are not pruned
+    records: the counts no longer add up, and check says by how much."""
+    result = kextlog("db", "check", "--db", str(lossy.path))
+    assert result.returncode == 0 and "ok    accounting (2 instances)" in result.stdout
+    with sqlite3.connect(lossy.path) as connection:
+        connection.execute("DELETE FROM records WHERE instance_id = 1 AND seq = 100")
+        connection.execute("DELETE FROM losses WHERE instance_id = 2 AND first_seq = 55")
+    result = kextlog("db", "check", "--db", str(lossy.path))
+    assert result.returncode == 1
+    assert result.stderr == (f"kextlog: error: {lossy.path}: 1 of 6 checks failed (accounting)\n")
+    uuid1, uuid2 = (instance.uuid for instance in lossy.instances)
+    # Instance 1: seq 100 is gone; instance 2: 6 lost seqs (55..60) with their row.
+    assert result.stdout.splitlines()[-3:] == [
+        "  FAIL  accounting (2 instances)",
+        f"          instance {uuid1}: 181 seqs (1..181), but stored 168 + lost 9 + filtered 0"
+        " + pruned 3 = 180 (1 not accounted for)",
+        f"          instance {uuid2}: 125 seqs (1..125), but stored 110 + lost 9 + filtered 0"
+        " + pruned 0 = 119 (6 not accounted for)",
+    ]
+
+
+def test_check_of_a_store_before_pruned_counts(populated: PopulatedStore) -> None:
+    migrate.downgrade(populated.url, "0005")
+    report = check.check(populated.url)
+    assert report.failed == ()
+    (accounting,) = [finding for finding in report.findings if finding.check == "accounting"]
+    assert accounting.skipped and "`kextlog db upgrade`" in accounting.note
+
+
+def test_check_finds_a_high_water_mark_past_the_seq_bound(lossy: PopulatedStore) -> None:
+    # A mark past SEQ_MAX covers other instances' keys (an older kextlog let one in).
+    past = SEQ_MAX + 1
+    with sqlite3.connect(lossy.path) as connection:
+        connection.execute("UPDATE instances SET high_water = ? WHERE id = 1", (past,))
+    report = check.check(lossy.url)
+    failed = {finding.check: finding.problems for finding in report.failed}
+    uuid1 = lossy.instances[0].uuid
+    assert failed["high-water marks"] == (
+        f"instance {uuid1}: high-water mark {past} past seq {SEQ_MAX}",
+    )
 
 
 def test_check_of_a_newer_schema(populated: PopulatedStore) -> None:
@@ -234,7 +285,7 @@ def test_check_of_a_newer_schema(populated: PopulatedStore) -> None:
     assert [(finding.check, finding.problems) for finding in report.failed] == [
         ("schema revision", ("9999 is newer than this kextlog knows",))
     ]
-    assert [finding.skipped for finding in report.findings] == [False, False, False, True, True]
+    assert [finding.skipped for finding in report.findings] == [False] * 3 + [True] * 3
 
 
 def test_check_never_creates_a_store(tmp_path: Path) -> None:

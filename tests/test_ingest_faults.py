@@ -14,9 +14,7 @@ import resource
 import signal
 import sqlite3
 import subprocess
-import time
 from collections.abc import Callable, Iterator
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +22,8 @@ import pytest
 
 from kextlog_store.status import read_status
 from kextlog_store.store import database_url
-from tests.processes import kextlog, start, wait_for_socket
+from tests.conftest import unavailable, wait_until
+from tests.processes import COMMAND, environment, kextlog, start, wait_for_socket
 from tests.test_delivery import accounting, integrity, stop, wait_for_line
 
 RATE, COUNT = 5_000, 40_000  # eight seconds of records...
@@ -34,13 +33,15 @@ ROOM = 256 * 1024  # bytes left free on the small disk by its ballast
 
 @dataclass
 class Squeeze:
-    """A way to run a running ingest out of space, and to give it back."""
+    """A way to leave ingest no room in its store, and to give it back.  The
+    squeeze is in place before ingest starts: it then has records to write
+    however fast it would have caught up with the producer."""
 
     directory: Path  # where the store goes
     what: str  # the outage ingest reports
     error: str  # SQLite's words for it
-    take: Callable[[int], None]  # given ingest's pid
-    give_back: Callable[[], None]
+    take: Callable[[Path], list[str]]  # given the store; the command prefix ingest runs under
+    give_back: Callable[[subprocess.Popen[str] | None], None]  # given the ingest still running
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         text=True,
     )
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.strip()}")
+        unavailable(f"cannot mount a small file system (tmpfs, as root): {mounted.stderr.strip()}")
     yield mount
     subprocess.run(["umount", "--lazy", str(mount)], check=True)
 
@@ -70,40 +71,54 @@ def full_disk(mount: Path) -> Squeeze:
     """The small disk, filled up to ROOM by a ballast file."""
     ballast = mount / "ballast"
 
-    def fill(_pid: int) -> None:
-        if ballast.exists():
-            return  # full already
-        usage = os.statvfs(mount)
-        descriptor = os.open(ballast, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            os.posix_fallocate(descriptor, 0, usage.f_bavail * usage.f_frsize - ROOM)
-        finally:
-            os.close(descriptor)
+    def fill(_db: Path) -> list[str]:
+        if not ballast.exists():
+            usage = os.statvfs(mount)
+            descriptor = os.open(ballast, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.posix_fallocate(descriptor, 0, usage.f_bavail * usage.f_frsize - ROOM)
+            finally:
+                os.close(descriptor)
+        return []
 
-    return Squeeze(mount, "disk full", "database or disk is full", fill, ballast.unlink)
+    def empty(_ingest: subprocess.Popen[str] | None) -> None:
+        ballast.unlink()
+
+    return Squeeze(mount, "disk full", "database or disk is full", fill, empty)
 
 
 def file_size_limit(tmp_path: Path) -> Squeeze:
-    """RLIMIT_FSIZE of the ingest process, set from outside (prlimit), and
-    lifted again (Python ignores SIGXFSZ: a write past the limit fails with
-    EFBIG).  The limit is per file: at the database file's present size,
-    neither it nor the -wal file can grow (a limit above it would let a
-    checkpoint move the -wal file into it, and the -wal file start over)."""
-    pids: list[int] = []
+    """RLIMIT_FSIZE of the ingest process, from its start (prlimit), and
+    lifted again from outside (Python ignores SIGXFSZ: a write past the
+    limit fails with EFBIG).  The limit is per file: at the database file's
+    present size, neither it nor the -wal file can grow (a limit above it
+    would let a checkpoint move the -wal file into it, and the -wal file
+    start over)."""
 
-    def limit(pid: int) -> None:
-        size = (tmp_path / "k.db").stat().st_size
+    def limit(db: Path) -> list[str]:
         # The soft limit: raising it again needs no privilege.
-        resource.prlimit(pid, resource.RLIMIT_FSIZE, (size, resource.RLIM_INFINITY))
-        pids.append(pid)
+        return ["prlimit", f"--fsize={db.stat().st_size}:unlimited", "--"]
 
-    def lift() -> None:
-        unlimited = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
-        for pid in pids:
-            with suppress(ProcessLookupError):  # killed already
-                resource.prlimit(pid, resource.RLIMIT_FSIZE, unlimited)
+    def lift(ingest: subprocess.Popen[str] | None) -> None:
+        if ingest is not None:
+            unlimited = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+            resource.prlimit(ingest.pid, resource.RLIMIT_FSIZE, unlimited)
 
     return Squeeze(tmp_path, "I/O error", "disk I/O error", limit, lift)
+
+
+def start_squeezed(squeeze: Squeeze, sock: Path, db: Path, log: Path) -> subprocess.Popen[str]:
+    """An ingest with no room in its store (created first, as it is empty)."""
+    assert kextlog("db", "upgrade", "--db", str(db)).returncode == 0
+    command = [*squeeze.take(db), *COMMAND, "ingest", "--source", f"unix:{sock}", "--db", str(db)]
+    return subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("a"),
+        text=True,
+        env=environment(),
+    )
 
 
 def status(db: Path) -> dict:
@@ -112,33 +127,40 @@ def status(db: Path) -> dict:
     return current.snapshot
 
 
+def snapshot(db: Path) -> dict:
+    """The last state ingest published ({} before it did)."""
+    current = read_status(database_url(str(db)))
+    return current.snapshot if current is not None else {}
+
+
 def wait_for_outage(db: Path, pid: int) -> dict:
     """Until the ingest process pid publishes a store outage."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        current = read_status(database_url(str(db)))
-        snapshot = current.snapshot if current is not None else {}
-        if snapshot.get("pid") == pid and snapshot["store_outage"]:
-            return snapshot
-        time.sleep(0.1)
-    raise TimeoutError("ingest never published a store outage")
+    wait_until(
+        lambda: snapshot(db).get("pid") == pid and snapshot(db)["store_outage"],
+        "ingest to publish a store outage",
+    )
+    return snapshot(db)
+
+
+def wait_for_retries(db: Path, publishes: int = 3) -> None:
+    """Until ingest has published its state publishes more times while it
+    waits between tries: it tried again at least publishes - 1 times."""
+    seen = {snapshot(db)["updated_ns"]}
+    wait_until(
+        lambda: seen.add(snapshot(db)["updated_ns"]) or len(seen) > publishes,
+        "ingest to try again",
+    )
 
 
 def wait_for_stored(db: Path, records: int) -> None:
     """Until ingest has committed that many: the disk fills up mid-run."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        current = read_status(database_url(str(db)))
-        if current is not None and current.snapshot["stored"] >= records:
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"ingest never stored {records} records")
+    wait_until(lambda: snapshot(db).get("stored", 0) >= records, f"{records:,} records stored")
 
 
-def start_pipeline(tmp_path: Path, db: Path) -> tuple[subprocess.Popen[str], Path]:
-    sock = tmp_path / "sim.sock"
+def start_pipeline(tmp_path: Path, count: int = COUNT) -> tuple[subprocess.Popen[str], Path]:
+    sock = tmp_path / f"sim-{count}.sock"
     simulator = start(
-        "simulate", "--socket", str(sock), "--rate", str(RATE), "--count", str(COUNT),
+        "simulate", "--socket", str(sock), "--rate", str(RATE), "--count", str(count),
         "--ring", str(RING), log=tmp_path / "sim.log",
     )  # fmt: skip
     wait_for_socket(sock)
@@ -146,12 +168,12 @@ def start_pipeline(tmp_path: Path, db: Path) -> tuple[subprocess.Popen[str], Pat
 
 
 def assert_all_stored_once(db: Path, simulator: subprocess.Popen[str]) -> None:
-    out, _ = simulator.communicate(timeout=120)  # it ends once all is acknowledged
+    out, _ = simulator.communicate(timeout=300)  # it ends once all is acknowledged
     assert simulator.returncode == 0
     counters = json.loads(out)
     assert counters["last_seq"] == COUNT and counters["lost"] == 0
     assert counters["ring_high_water"] < RING  # the ring never overflowed
-    (instance,) = accounting(db).values()
+    instance = accounting(db)[counters["instance"]]
     assert instance["stored"] == list(range(1, COUNT + 1))  # each seq once, none missing
     assert instance["losses"] == [] and instance["high_water"] == COUNT
     assert integrity(db) == "ok"
@@ -159,16 +181,14 @@ def assert_all_stored_once(db: Path, simulator: subprocess.Popen[str]) -> None:
 
 def test_the_batch_is_held_until_the_store_can_be_written(tmp_path: Path, squeeze: Squeeze) -> None:
     db, ingest_log = squeeze.directory / "k.db", tmp_path / "ingest.log"
-    simulator, sock = start_pipeline(tmp_path, db)
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
-    wait_for_stored(db, COUNT // 8)
-    squeeze.take(ingest.pid)
+    simulator, sock = start_pipeline(tmp_path)
+    ingest = start_squeezed(squeeze, sock, db, ingest_log)
 
     outage = wait_for_outage(db, ingest.pid)["store_outage"]
     assert outage["what"] == squeeze.what and outage["waiting"] > 0
-    # It stays up, and takes nothing more while the producer goes on.
+    # It stays up, and takes nothing more while it tries again.
     committed = status(db)["stored"]
-    time.sleep(2.0)
+    wait_for_retries(db)
     assert ingest.poll() is None
     assert status(db)["stored"] == committed and status(db)["store_outage"] is not None
     shown = kextlog("status", "--db", str(db))
@@ -176,7 +196,7 @@ def test_the_batch_is_held_until_the_store_can_be_written(tmp_path: Path, squeez
     assert f"  store: {squeeze.what} since " in shown.stdout
     assert f"records waiting, retrying ({squeeze.error})" in shown.stdout
 
-    squeeze.give_back()
+    squeeze.give_back(ingest)
     assert_all_stored_once(db, simulator)
     assert status(db)["store_outage"] is None
     stop(ingest)
@@ -193,30 +213,26 @@ def test_stopped_or_killed_during_the_outage_it_had_acknowledged_nothing(
     """Had ingest acknowledged what it held but could not commit, the ring
     would have let it go, and the next ingest would find it lost."""
     db, ingest_log = squeeze.directory / "k.db", tmp_path / "ingest.log"
-    simulator, sock = start_pipeline(tmp_path, db)
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
-    wait_for_stored(db, COUNT // 8)
-    squeeze.take(ingest.pid)
+    simulator, sock = start_pipeline(tmp_path)
+    ingest = start_squeezed(squeeze, sock, db, ingest_log)
     waiting = wait_for_outage(db, ingest.pid)["store_outage"]["waiting"]
     assert waiting > 0
     # Asked to stop, it cannot store what it holds: it says so, and fails.
     ingest.send_signal(signal.SIGTERM)
-    assert ingest.wait(timeout=30) == 1
+    assert ingest.wait(timeout=120) == 1
     last = ingest_log.read_text().splitlines()[-1]
     assert last == (
         f"kextlog: error: stopped with {waiting:,} records not stored in {db} "
         f"({squeeze.what}); the producers still hold them"
     )
 
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
-    wait_for_line(ingest_log, "connected to", count=2)
-    squeeze.take(ingest.pid)
+    ingest = start_squeezed(squeeze, sock, db, ingest_log)
     wait_for_outage(db, ingest.pid)
-    time.sleep(1.0)  # retried meanwhile
+    wait_for_retries(db)
     ingest.kill()
     ingest.wait()
 
-    squeeze.give_back()
+    squeeze.give_back(None)
     ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
     assert_all_stored_once(db, simulator)
     stop(ingest)
@@ -224,12 +240,12 @@ def test_stopped_or_killed_during_the_outage_it_had_acknowledged_nothing(
 
 def test_a_lock_held_past_the_busy_timeout_is_waited_out(tmp_path: Path) -> None:
     db, ingest_log = tmp_path / "k.db", tmp_path / "ingest.log"
-    simulator, sock = start_pipeline(tmp_path, db)
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
-    wait_for_stored(db, COUNT // 8)
+    simulator, sock = start_pipeline(tmp_path)
+    assert kextlog("db", "upgrade", "--db", str(db)).returncode == 0
     holder = sqlite3.connect(db, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # the write lock, for longer than ingest waits
     try:
+        ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
         outage = wait_for_outage(db, ingest.pid)["store_outage"]
         assert outage["what"] == "database is locked"
         assert ingest.poll() is None
@@ -242,7 +258,7 @@ def test_a_lock_held_past_the_busy_timeout_is_waited_out(tmp_path: Path) -> None
     assert_all_stored_once(db, simulator)
     stop(ingest)
     log = ingest_log.read_text()
-    assert log.count(": database is locked; holding") == 1, log
+    assert log.count(": database is locked; ") == 1, log
     assert log.count("writable again after") == 1, log
 
 
@@ -252,20 +268,25 @@ def remount(mount: Path, mode: str) -> None:
 
 def test_a_read_only_file_system_is_waited_out(tmp_path: Path, small_disk: Path) -> None:
     """Restarted on a file system that went read-only.  Linux refuses to
-    remount one read-only while a process writes to it, so the first ingest
-    dies first (killed: a clean stop removes the -wal file, and SQLite
-    cannot open a WAL database without one on a read-only file system)."""
+    remount one read-only while a process writes to it, so the first ingest,
+    of a first producer, dies first (killed: a clean stop removes the -wal
+    file, and SQLite cannot open a WAL database without one on a read-only
+    file system).  The producer that meets the read-only store starts after."""
     db, ingest_log = small_disk / "k.db", tmp_path / "ingest.log"
-    simulator, sock = start_pipeline(tmp_path, db)
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
+    first, first_sock = start_pipeline(tmp_path, count=COUNT // 8)
+    ingest = start("ingest", "--source", f"unix:{first_sock}", "--db", str(db), log=ingest_log)
     wait_for_stored(db, COUNT // 8)
     ingest.kill()
     ingest.wait()
+    first.kill()
+    first.communicate()
     remount(small_disk, "ro")
     try:
+        simulator, sock = start_pipeline(tmp_path)
         ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
         wait_for_line(ingest_log, "acknowledging nothing, retrying", count=1)
-        time.sleep(1.0)  # retried meanwhile
+        # Waiting to try again, it could not publish its state either.
+        wait_for_line(ingest_log, "cannot publish the state", count=1)
         assert ingest.poll() is None
     finally:
         remount(small_disk, "rw")

@@ -3,13 +3,18 @@ the machine's real /dev/kmsg when it can be read."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +30,8 @@ from kextlog_store.kmsg import (
     split_records,
     unescape,
 )
-from kextlog_store.wire import MALFORMED, LogRun, Loss, Skipped
+from kextlog_store.wire import MALFORMED, SEQ_MAX, LogRun, Loss, Skipped
+from tests.conftest import unavailable, wait_until
 from tests.processes import kextlog, start
 
 BOOT_A = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
@@ -205,12 +211,8 @@ def test_follows_a_fifo_until_sigterm(tmp_path: Path) -> None:
         writer.flush()
         writer.write(record(1, "live two"))
     # The writer closed: the last record is whole.  Ingest keeps following.
+    wait_until(lambda: high_water(db) >= 1, "ingest to store both records")
     follow = kextlog("query", "--db", str(db), "-o", "cat", "-n", "5")
-    deadline = 50
-    while "live two" not in follow.stdout and deadline:
-        deadline -= 1
-        subprocess.run(["sleep", "0.1"], check=True)
-        follow = kextlog("query", "--db", str(db), "-o", "cat", "-n", "5")
     assert follow.stdout.splitlines() == ["live one", "live two"]
     ingest.send_signal(signal.SIGTERM)
     assert ingest.wait(timeout=30) == 0
@@ -231,9 +233,9 @@ def test_without_permission_says_why(tmp_path: Path) -> None:
         "    print(error)\n"
     )
     if os.geteuid() != 0:
-        pytest.skip("needs root to drop privileges")
+        unavailable("needs root to drop privileges")
     if Path("/proc/sys/kernel/dmesg_restrict").read_text().strip() != "1":
-        pytest.skip("kernel.dmesg_restrict is 0: everyone may read /dev/kmsg")
+        unavailable("kernel.dmesg_restrict is 0: everyone may read /dev/kmsg")
     result = subprocess.run(
         [sys.executable, "-c", program], capture_output=True, text=True, check=True
     )
@@ -243,41 +245,258 @@ def test_without_permission_says_why(tmp_path: Path) -> None:
     )
 
 
-def read_device() -> list[KmsgRecord]:
-    """What /dev/kmsg holds now, read directly (as `dmesg --raw` does)."""
-    records = []
-    fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+# -- the machine's own kernel log, with util-linux's dmesg as the oracle --
+
+DEVICE = "/dev/kmsg"
+# util-linux's names (dmesg --decode), in the order of their syslog numbers.
+FACILITIES = (
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
+    "authpriv", "ftp", "res0", "res1", "res2", "res3", *(f"local{n}" for n in range(8)),
+)  # fmt: skip
+PRIORITIES = ("emerg", "alert", "crit", "err", "warn", "notice", "info", "debug")
+WRITES_PER_OPEN = 10  # the kernel lets one open of /dev/kmsg write 10 records at a burst
+FLOOD_BYTES = 64 << 20  # written at most to make the kernel's ring go round
+
+
+@pytest.fixture
+def kernel_log() -> Iterator[None]:
+    """The kernel's log to this test alone among the test runs on this
+    machine (several checkouts may run their suites at once): one flooding
+    it would make another's exact counts wrong."""
+    lock = os.open(
+        Path(tempfile.gettempdir()) / "kextlog-tests-kernel-log.lock",
+        os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW,
+        0o600,
+    )
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(lock)
+
+
+def readable_kernel_log() -> None:
+    if not os.access(DEVICE, os.R_OK):
+        unavailable(f"{DEVICE} is not readable")
+    if shutil.which("dmesg") is None:
+        unavailable("dmesg (util-linux) is not installed: tests/install-packages.sh installs it")
+
+
+def writable_kernel_log() -> None:
+    readable_kernel_log()
+    if not os.access(DEVICE, os.W_OK):
+        unavailable(f"writing to {DEVICE} needs root")
+
+
+Shown = tuple[int | None, int | None, int, str]
+
+
+def dmesg() -> list[Shown]:
+    """What util-linux's dmesg reads from the kernel now, oldest first:
+    (facility, priority, microseconds since boot, text) per record; the
+    facility and priority are None where dmesg cannot name them (2.38:
+    facilities above 11, local0..local7)."""
+    result = subprocess.run(
+        ["dmesg", "--json", "--decode"], capture_output=True, text=True, timeout=60, check=True
+    )
+    # Times as text: exact microseconds, not a float.
+    items = json.loads(result.stdout or "{}", parse_float=str).get("dmesg", [])
+    return [
+        (FACILITIES.index(item["fac"]) if "fac" in item else None,
+         PRIORITIES.index(item["pri"]) if "pri" in item else None,
+         int(item["time"].replace(".", "")), item["msg"])
+        for item in items
+    ]  # fmt: skip
+
+
+def stored_records(db: Path) -> list[Shown]:
+    """The stored records in seq order, as dmesg() shows records."""
+    with sqlite3.connect(db) as connection:
+        return connection.execute(
+            "SELECT facility, syslog_priority, mono_ns / 1000, message FROM records ORDER BY seq"
+        ).fetchall()
+
+
+def as_shown(stored: list[Shown], shown: list[Shown]) -> list[Shown]:
+    """stored, without the fields dmesg could not name in shown."""
+    return [
+        (mine[0] if theirs[0] is not None else None, mine[1] if theirs[1] is not None else None,
+         *mine[2:])
+        for mine, theirs in zip(stored, shown, strict=True)
+    ]  # fmt: skip
+
+
+def held() -> list[tuple[int, bytes]]:
+    """The seq and line of every record the kernel holds now, oldest first,
+    read from the device by the test itself."""
+    lines = []
+    fd = os.open(DEVICE, os.O_RDONLY | os.O_NONBLOCK)
     try:
         while True:
             try:
-                records.append(parse_record(os.read(fd, 16384)))
+                line = os.read(fd, 16384)
             except BlockingIOError:
-                return records
-            except BrokenPipeError:
+                return lines
+            except BrokenPipeError:  # overwritten as we read: on from the oldest
                 continue
+            lines.append((int(line.split(b",", 2)[1]), line))
     finally:
         os.close(fd)
 
 
-@pytest.mark.skipif(not os.access("/dev/kmsg", os.R_OK), reason="/dev/kmsg is not readable")
-def test_the_real_kernel_log(tmp_path: Path) -> None:
+def log_to_kernel(lines: list[str]) -> list[int]:
+    """Writes lines to the kernel's log (each may start with <N>, its syslog
+    priority value); returns their seqs."""
+    for first in range(0, len(lines), WRITES_PER_OPEN):
+        fd = os.open(DEVICE, os.O_WRONLY)
+        try:
+            for line in lines[first : first + WRITES_PER_OPEN]:
+                # The newline ends the record: without it the kernel keeps
+                # the record open for more text, and no reader sees it yet.
+                os.write(fd, line.encode() + b"\n")
+        finally:
+            os.close(fd)
+    # As the device shows them: without the priority, escaped.
+    shown = [b";" + kernel_escape(re.sub(r"^<\d+>", "", line).encode()) + b"\n" for line in lines]
+    seqs = {text: seq for seq, line in held() for text in shown if line.endswith(text)}
+    return [seqs[text] for text in shown]
+
+
+def go_round(tag: str) -> int:
+    """Writes records tagged tag until the kernel's ring no longer holds the
+    first of them (bounded: FLOOD_BYTES); returns that first one's seq."""
+    pad = "x" * 900
+    (first,) = log_to_kernel([f"<7>{tag} flood 0 {pad}"])
+    written = 1
+    while held()[0][0] <= first:
+        assert written * len(pad) < FLOOD_BYTES, f"the kernel's ring holds more than {FLOOD_BYTES}"
+        batch = range(written, written + 50)
+        log_to_kernel([f"<7>{tag} flood {n} {pad}" for n in batch])
+        written += len(batch)
+    return first
+
+
+def high_water(db: Path) -> int:
+    """The kernel log's high-water mark in db; -1 before ingest made it."""
+    try:
+        connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            (value,) = connection.execute("SELECT max(high_water) FROM instances").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.OperationalError:  # no file or no schema yet
+        return -1
+    return -1 if value is None else value
+
+
+def kmsg_losses(db: Path) -> list[tuple[int, int, int, str]]:
+    with sqlite3.connect(db) as connection:
+        return connection.execute(
+            "SELECT first_seq, last_seq, count, reason FROM losses ORDER BY first_seq"
+        ).fetchall()
+
+
+def stored_seqs(db: Path) -> list[int]:
+    with sqlite3.connect(db) as connection:
+        return [seq for (seq,) in connection.execute("SELECT seq FROM records ORDER BY seq")]
+
+
+def test_the_real_kernel_log_as_dmesg_reads_it(tmp_path: Path, kernel_log: None) -> None:
+    """Every record dmesg reads, stored with the same facility, priority,
+    time and text, in the same order."""
+    readable_kernel_log()
+    if os.access(DEVICE, os.W_OK):  # records of other facilities, priorities and texts too
+        tag = f"kextlog-test-{os.getpid()}-{time.time_ns()}"
+        log_to_kernel([
+            f"<30>{tag} daemon info", f"<11>{tag} user err", f"<191>{tag} local7 debug",
+            f"<13>{tag} tab\there, café and a backslash \\",
+        ])  # fmt: skip
     db = tmp_path / "k.db"
-    before = read_device()
+    before = dmesg()
     result = kextlog("ingest", "--source", "kmsg", "--once", "--db", str(db))
     assert result.returncode == 0, result.stderr
-    with sqlite3.connect(db) as connection:
-        rows = connection.execute(
-            "SELECT seq, syslog_priority, facility, message FROM records ORDER BY seq"
-        ).fetchall()
-    by_seq = {row[0]: row for row in rows}
     assert before, "the kernel holds no records"
-    for held in before:  # every record the kernel held, same text, same order
-        assert by_seq[held.seq] == (held.seq, held.priority, held.facility, held.text)
+    first = stored_records(db)[: len(before)]  # more may have been logged since
+    assert as_shown(first, before) == before
     second = kextlog("ingest", "--source", "kmsg", "--once", "--db", str(db))
     assert second.returncode == 0
-    with sqlite3.connect(db) as connection:
-        seqs = [seq for (seq,) in connection.execute("SELECT seq FROM records ORDER BY seq")]
+    seqs = stored_seqs(db)
     assert len(seqs) == len(set(seqs))  # nothing twice
+
+
+def oldest() -> int:
+    return held()[0][0]
+
+
+def stopped(pid: int) -> bool:
+    """Whether every thread of process pid is stopped (SIGSTOP)."""
+    states = [
+        stat.read_text().rpartition(")")[2].split()[0]
+        for stat in Path(f"/proc/{pid}/task").glob("*/stat")
+    ]
+    return bool(states) and all(state == "T" for state in states)
+
+
+def test_records_the_kernel_overwrote_are_overwritten_losses(
+    tmp_path: Path, kernel_log: None
+) -> None:
+    """The kernel's ring goes round while ingest is stopped: once while it
+    follows (SIGSTOP: its next read fails with EPIPE), once while it is not
+    running; each time the seqs from the first it had not read to the one
+    before the oldest the kernel held when it read again are one
+    "overwritten" loss, and the rest is stored as dmesg reads it.  (The
+    oldest is measured before and after that read: anything else logging
+    meanwhile moves it; on a quiet machine the two are the same.)"""
+    writable_kernel_log()
+    db, log = tmp_path / "k.db", tmp_path / "ingest.log"
+    tag = f"kextlog-overwrite-test-{os.getpid()}-{time.time_ns()}"
+    oldest_before: list[int] = []  # the kernel's oldest seq before and after each read
+    oldest_after: list[int] = []
+    oldest_before.append(oldest())
+    ingest = start("ingest", "--source", "kmsg", "--db", str(db), log=log)
+    try:
+        (started,) = log_to_kernel([f"<7>{tag} start"])
+        wait_until(lambda: high_water(db) >= started, "ingest to store the start record")
+        oldest_after.append(oldest())
+        ingest.send_signal(signal.SIGSTOP)
+        try:
+            # Every thread stopped before the first record of the flood: a
+            # thread running when the signal came may read one more first.
+            wait_until(lambda: stopped(ingest.pid), "ingest to stop")
+            first_overwritten = go_round(tag)
+            oldest_before.append(oldest())
+            newest = held()[-1][0]
+        finally:
+            ingest.send_signal(signal.SIGCONT)
+        wait_until(lambda: high_water(db) >= newest, "ingest to read on after EPIPE")
+        oldest_after.append(oldest())
+    finally:
+        ingest.send_signal(signal.SIGTERM)
+        assert ingest.wait(timeout=120) == 0, log.read_text()
+    last_stored = high_water(db)
+    go_round(tag)  # while no ingest runs
+    oldest_before.append(oldest())
+    assert kextlog("ingest", "--source", "kmsg", "--once", "--db", str(db)).returncode == 0
+    oldest_after.append(oldest())
+    losses = kmsg_losses(db)
+    assert len(losses) == 3, losses
+    for (first, last, count, reason), low, high in zip(
+        losses, oldest_before, oldest_after, strict=True
+    ):
+        assert low <= last + 1 <= high, (losses, oldest_before, oldest_after)
+        assert (count, reason) == (last - first + 1, "overwritten")
+    # Where each began: at the start of the boot's seqs; at the first seq
+    # ingest had not read when it stopped (after the start record, at most
+    # the first one written while it was stopped); after the last stored.
+    assert [first for first, _, _, _ in losses][::2] == [0, last_stored + 1]
+    assert started < losses[1][0] <= first_overwritten
+    # Each seq once, stored or lost; what the kernel still holds is stored
+    # as dmesg reads it.
+    lost = [seq for first, last, _, _ in losses for seq in range(first, last + 1)]
+    assert sorted(stored_seqs(db) + lost) == list(range(high_water(db) + 1))
+    stored = stored_records(db)
+    now = [shown for shown in dmesg() if shown[2] <= stored[-1][2]]  # not what came since
+    assert as_shown(stored[-len(now) :], now) == now
 
 
 # -- properties --
@@ -296,7 +515,7 @@ records = st.builds(
     lambda prio, facility, seq, usec, tid, text: (prio, facility, seq, usec, tid, text),
     st.integers(0, 7),
     st.integers(0, 255),
-    st.integers(0, 2**63 - 1),
+    st.integers(0, SEQ_MAX),
     st.integers(0, 2**62 // 1000),
     st.integers(0, 2**63 - 1),
     st.binary(max_size=200),
@@ -319,6 +538,13 @@ def test_any_record_round_trips(fields: tuple) -> None:
     assert parse_record(line(*fields)) == KmsgRecord(prio, facility, seq, usec, tid, kept(text), {})
 
 
+def test_a_seq_past_the_wire_bound_is_not_a_record() -> None:
+    # Its key would be another instance's record (kextlog_wire.h's field bounds).
+    assert parse_record(b"6,%d,1,-;at the bound\n" % SEQ_MAX).seq == SEQ_MAX
+    with pytest.raises(ProtocolError, match="not a kmsg record"):
+        parse_record(b"6,%d,1,-;past it\n" % (SEQ_MAX + 1))
+
+
 @given(st.binary(max_size=300))
 def test_any_bytes_are_a_record_in_range_or_refused(raw: bytes) -> None:
     try:
@@ -326,7 +552,7 @@ def test_any_bytes_are_a_record_in_range_or_refused(raw: bytes) -> None:
     except ProtocolError as error:
         assert str(error).startswith("not a kmsg record")
     else:
-        assert 0 <= parsed.seq < 2**63 and 0 <= parsed.usec <= 2**62 // 1000
+        assert 0 <= parsed.seq <= SEQ_MAX and 0 <= parsed.usec <= 2**62 // 1000
         assert "\0" not in parsed.text
 
 

@@ -206,9 +206,9 @@ def test_summary_views_account_for_every_seq(fresh_url: str, engine: Engine) -> 
     execute(
         engine,
         "INSERT INTO instances (id, host, uuid, source, name, boot_id, producer_version,"
-        " first_seen_ns, last_seen_ns, first_seq, high_water, filtered)"
-        " VALUES (1, 'h', 'ab', 'unix:/s', 'sim', '', '1', 1, 2, 1, 10, 2),"
-        "        (2, 'h', 'cd', 'kmsg', 'linux', '', '6', 3, 4, 0, 0, 0)",
+        " first_seen_ns, last_seen_ns, first_seq, high_water, filtered, pruned_records)"
+        " VALUES (1, 'h', 'ab', 'unix:/s', 'sim', '', '1', 1, 2, 1, 10, 2, 1),"
+        "        (2, 'h', 'cd', 'kmsg', 'linux', '', '6', 3, 4, 0, 0, 0, 0)",
     )
     rows = [
         (1, seq, 3 if seq < 5 else 5, "launchd" if seq % 2 else "sshd") for seq in (1, 2, 3, 4, 5)
@@ -228,7 +228,7 @@ def test_summary_views_account_for_every_seq(fresh_url: str, engine: Engine) -> 
     )
     accounting = execute(
         engine,
-        "SELECT instance, high_water, stored, lost, filtered, pruned, ahead"
+        "SELECT instance, high_water, stored, lost, filtered, pruned, discrepancy, ahead"
         " FROM instance_accounting",
     )
     levels = execute(
@@ -238,10 +238,62 @@ def test_summary_views_account_for_every_seq(fresh_url: str, engine: Engine) -> 
         engine,
         "SELECT process, records, errors, warnings FROM process_counts ORDER BY process",
     )
-    # 10 = 5 stored + 2 lost + 2 filtered + 1 pruned; the kernel's 0 = its one record.
-    assert accounting == [("ab", 10, 5, 2, 2, 1, 0), ("cd", 0, 1, 0, 0, 0, 0)]
+    # 10 = 5 stored + 2 lost + 2 filtered + 1 pruned (as prune counts it);
+    # the kernel's 0 = its one record.
+    assert accounting == [("ab", 10, 5, 2, 2, 1, 0, 0), ("cd", 0, 1, 0, 0, 0, 0, 0)]
+    # A record and a loss row gone without prune: 1 + 2 seqs no count covers.
+    execute(engine, f"DELETE FROM records WHERE id = {store.record_id(1, 3)}")
+    execute(engine, "DELETE FROM losses")
+    accounting = execute(
+        engine, "SELECT instance, stored, lost, pruned, discrepancy FROM instance_accounting"
+    )
+    assert accounting == [("ab", 4, 0, 1, 3), ("cd", 1, 0, 0, 0)]
     assert levels == [("info", 4), ("warning", 1), ("error", 1)]
     assert processes == [("kernel", 1, 0, 1), ("launchd", 3, 1, 0), ("sshd", 2, 0, 0)]
+
+
+def test_pruned_counts_start_from_what_was_pruned_before(fresh_url: str, engine: Engine) -> None:
+    """0006 counts pruned records from then on; what an older store had
+    pruned is the remainder at the upgrade, once (never below 0)."""
+    migrate.upgrade(fresh_url, "0005").dispose()
+    execute(
+        engine,
+        "INSERT INTO instances (id, host, uuid, source, name, boot_id, producer_version,"
+        " first_seen_ns, last_seen_ns, first_seq, high_water, filtered)"
+        " VALUES (1, 'h', 'ab', 'unix:/s', 'sim', '', '1', 1, 2, 1, 10, 1),"
+        "        (2, 'h', 'cd', 'kmsg', 'linux', '', '6', 3, 4, 0, -1, 0),"
+        "        (3, 'h', 'ef', 'unix:/s', 'sim', '', '1', 5, 6, 1, 3, 0)",
+    )
+    # ab: 1..3 pruned, 4 lost, 5..9 stored, 10 filtered.  ef: 1..3 stored and
+    # a loss over 2..3 (made up: counted twice).
+    stored = [(1, seq) for seq in range(5, 10)] + [(3, seq) for seq in (1, 2, 3)]
+    for instance, seq in stored:
+        execute(
+            engine,
+            "INSERT INTO records (id, time_ns, mono_ns, level, flags, pid, tid, process, message)"
+            f" VALUES ({store.record_id(instance, seq)}, 1, 0, 3, 0, 1, 1, 'p', 'm')",
+        )
+    execute(
+        engine,
+        "INSERT INTO losses (instance_id, first_seq, last_seq, count, reason, recorded_ns)"
+        " VALUES (1, 4, 4, 1, 'gap', 0), (3, 2, 3, 2, 'gap', 0)",
+    )
+    before = "SELECT instance, pruned FROM instance_accounting ORDER BY instance"
+    assert execute(engine, before) == [("ab", 3), ("cd", 0), ("ef", -2)]
+    for _ in range(2):  # again after a downgrade: initialised once per upgrade
+        migrate.upgrade(fresh_url).dispose()
+        assert execute(
+            engine, "SELECT id, pruned_records, pruned_lost FROM instances ORDER BY id"
+        ) == [(1, 3, 0), (2, 0, 0), (3, 0, 0)]
+        assert execute(
+            engine,
+            "SELECT instance, pruned, discrepancy FROM instance_accounting ORDER BY instance",
+        ) == [("ab", 3, 0), ("cd", 0, 0), ("ef", 0, -2)]
+        migrate.downgrade(fresh_url, "0005")
+        assert execute(engine, before) == [("ab", 3), ("cd", 0), ("ef", -2)]
+        with engine.connect() as connection:
+            columns = {column["name"] for column in inspect(connection).get_columns("instances")}
+        assert not columns & {"pruned_records", "pruned_lost"}
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)

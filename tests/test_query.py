@@ -534,7 +534,7 @@ def test_grep_is_case_insensitive_without_upper_case(pattern: str, effective: st
     assert grep_pattern(pattern) == effective
 
 
-@pytest.mark.parametrize("pattern", ["a(", "[z-a]", "*x", "(?P<1>x)"])
+@pytest.mark.parametrize("pattern", ["a(", "[z-a]", "*x", "(?=x)", r"(x)\1", "x{1001}"])
 def test_a_bad_regex_is_a_usage_error_before_reading(pattern: str) -> None:
     with pytest.raises(UsageError, match="--grep: invalid regular expression") as caught:
         RecordFilter(grep=pattern)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
@@ -448,3 +450,96 @@ def test_prune_lines() -> None:
         "in use 0 B -> 0 B, file 0 B -> 0 B",
         "stopped before the end",
     ]
+
+
+# --- terminal safety: hostile text in every format ------------------------------
+
+# What must never reach a terminal raw: C0 controls but tab and newline, DEL,
+# C1 controls (U+009B is the 8-bit CSI), and the bidirectional overrides and
+# isolates that reorder what is shown.
+UNSAFE = "[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
+HOSTILE = [
+    "esc \x1b[31mred\x1b[0m",
+    "csi \x9b31m 8-bit \x9bm, nel \x85 osc \x9d0;title\x9c",
+    "cr\rover, bell\x07, del\x7f, nul-escaped \ufffd",
+    'quote " comma , newline\nline two\r\nthree',
+    "bidi \u202eevil\u202c \u2066iso\u2069",
+]
+# Text of any kind, leaning on the characters that matter here.
+hostile_text = st.text(
+    st.one_of(
+        st.sampled_from("\x1b\x9b\x85\r\n\t\x7f\x00\u202e\u2066\",;' "),
+        st.characters(max_codepoint=0x250, exclude_categories=("Cs",)),
+    ),
+    max_size=40,
+)
+
+
+def terminal_text(output: RecordFormat, entries: list[Entry]) -> str:
+    out = io.StringIO()
+    write_records(iter(entries), output, out, utc=True, terminal=True)
+    return out.getvalue()
+
+
+@given(message=hostile_text, process=hostile_text)
+def test_no_text_format_writes_a_control_character(message: str, process: str) -> None:
+    entries: list[Entry] = [
+        record(message=message, process=process),
+        loss(reason=message, instance=process + INSTANCE),
+    ]
+    for output in RecordFormat:
+        text = terminal_text(output, entries)
+        assert not re.search(UNSAFE, text), (output, text)
+
+
+@pytest.mark.parametrize("message", HOSTILE)
+def test_every_format_escapes_c1_and_bidi(message: str) -> None:
+    for output in RecordFormat:
+        text = terminal_text(output, [record(message=message, process="p\x9b1m")])
+        assert not re.search(UNSAFE, text), (output, text)
+    assert record_cat(record(message="csi\x9b2J")) == "csi\\x9b2J"
+    assert record_cat(record(message="rlo\u202e")) == "rlo\\u202e"
+
+
+@given(hostile_text)
+def test_json_escapes_yet_keeps_every_message(message: str) -> None:
+    for output in (RecordFormat.JSON, RecordFormat.JSON_PRETTY):
+        for terminal in (False, True):
+            out = io.StringIO()
+            write_records(iter([record(message=message)]), output, out, terminal=terminal)
+            assert not re.search(UNSAFE, out.getvalue())
+            assert json.loads(out.getvalue())["message"] == message
+    assert not re.search(UNSAFE, record_json(record(message=message)))
+
+
+@given(st.lists(hostile_text, min_size=1, max_size=4))
+def test_csv_round_trips_every_message(messages: list[str]) -> None:
+    out = io.StringIO()
+    entries = [
+        record(message=message, process=message, seq=n) for n, message in enumerate(messages)
+    ]
+    write_records(iter(entries), RecordFormat.CSV, out)
+    rows = list(csv.reader(io.StringIO(out.getvalue(), newline="")))
+    assert [(row[4], row[5]) for row in rows[1:]] == [(m, m) for m in messages]
+    columns = ["a", "b"]
+    out = io.StringIO()
+    write_rows(columns, [(m, m.encode()) for m in messages], SqlFormat.CSV, out)
+    rows = list(csv.reader(io.StringIO(out.getvalue(), newline="")))
+    assert [row[0] for row in rows[1:]] == messages
+
+
+def test_csv_on_a_terminal_is_escaped() -> None:
+    text = terminal_text(RecordFormat.CSV, [record(message=m) for m in HOSTILE])
+    assert not re.search(UNSAFE, text)
+    assert "esc \\x1b[31mred" in text
+    out = io.StringIO()
+    write_rows(["c\x9b"], [("\x1b]0;x\x07",)], SqlFormat.CSV, out, terminal=True)
+    assert out.getvalue() == "c\\x9b\n\\x1b]0;x\\x07\n"
+
+
+@given(hostile_text, hostile_text)
+def test_sql_results_are_escaped_in_every_format_on_a_terminal(name: str, value: str) -> None:
+    for output in SqlFormat:
+        out = io.StringIO()
+        write_rows([name, "n"], [(value, 1), (None, 2)], output, out, terminal=True)
+        assert not re.search(UNSAFE, out.getvalue()), output

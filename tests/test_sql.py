@@ -240,7 +240,7 @@ def test_introspection_pragmas(populated: PopulatedStore) -> None:
 
 
 def test_a_statement_without_rows(populated: PopulatedStore) -> None:
-    assert run_sql(populated.url, "SELECT 1 WHERE 0") == (("1",), [], False)
+    assert run_sql(populated.url, "SELECT 1 WHERE 0") == (("1",), [], None)
 
 
 @pytest.mark.parametrize(

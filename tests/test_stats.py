@@ -9,14 +9,15 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from kextlog_store import store
 from kextlog_store.levels import Level
 from kextlog_store.records import Record
 from kextlog_store.render import bar, format_size, stats_lines
 from kextlog_store.stats import BUCKET_SIZES, Stats, choose_bucket, collect
-from tests.conftest import NS, Kextlog, PopulatedStore
+from kextlog_store.wire import TIME_MAX
+from tests.conftest import NS, Instance, Kextlog, PopulatedStore, insert_records
 
 MINUTE, HOUR, DAY = 60 * NS, 3600 * NS, 86400 * NS
 BOTH_BACKENDS = True
@@ -95,7 +96,40 @@ def test_records_beyond_the_high_water_mark_are_ahead(lossy: PopulatedStore) -> 
     # Seqs 171..180 are stored past the mark (a gap ingest waits for, here
     # made up); 181 is a loss past it.
     assert (first.high_water, first.stored, first.ahead, first.lost) == (170, 159, 10, 9)
-    assert first.pruned == 170 - 159 - 9 - 0
+    assert first.pruned == 3  # as counted, whatever the mark
+    assert first.discrepancy == -1  # the loss of 181 is counted, past the mark
+
+
+def test_rows_gone_without_prune_are_a_discrepancy(kextlog: Kextlog, lossy: PopulatedStore) -> None:
+    """A record and a loss row deleted behind kextlog's back are not pruned:
+    stats, its JSON and the view instance_accounting show them missing."""
+    engine = store.write_engine(lossy.url)
+    with engine.begin() as connection:
+        connection.execute(delete(store.records).where(store.records.c.id == store.record_id(1, 8)))
+        connection.execute(
+            delete(store.losses).where(
+                store.losses.c.instance_id == 2, store.losses.c.first_seq == 110
+            )
+        )
+    engine.dispose()
+    first, second = collect(lossy.url).instances
+    assert (first.stored, first.lost, first.pruned, first.discrepancy) == (168, 9, 3, 1)
+    assert (second.stored, second.lost, second.pruned, second.discrepancy) == (110, 13, 0, 2)
+    sql = kextlog(
+        "sql", "-o", "json", "SELECT instance, pruned, discrepancy FROM instance_accounting"
+    )
+    assert [json.loads(line) for line in sql.stdout.splitlines()] == [
+        {"instance": lossy.instance(1).uuid, "pruned": 3, "discrepancy": 1},
+        {"instance": lossy.instance(2).uuid, "pruned": 0, "discrepancy": 2},
+    ]
+    got = json.loads(kextlog("stats", "-o", "json").stdout)["instances"]
+    assert [(i["pruned"], i["discrepancy"]) for i in got] == [(3, 1), (0, 2)]
+    text = kextlog("stats").stdout.splitlines()
+    assert [line for line in text if "neither stored" in line] == [
+        f"  instance {lossy.instance(n).uuid[:8]}: {seqs} seqs up to its high-water mark are"
+        " neither stored, lost, filtered nor pruned: rows went without prune (`kextlog db check`)"
+        for n, seqs in ((1, 1), (2, 2))
+    ]
 
 
 def test_a_window(lossy: PopulatedStore) -> None:
@@ -289,3 +323,25 @@ def test_stats_window_errors(kextlog: Kextlog, populated: PopulatedStore) -> Non
         result = kextlog("stats", *args)
         assert (result.returncode, result.stdout) == (2, "")
         assert result.stderr.startswith(f"kextlog: error: {message}")
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Tokyo", "Pacific/Kiritimati", "America/Los_Angeles"])
+def test_records_at_the_time_bounds_in_any_zone(
+    store_url: str, kextlog: Kextlog, zone: str
+) -> None:
+    # The earliest and latest times a producer may send (kextlog_wire.h):
+    # bucket arithmetic with the zone's offset must not overflow 64 bits.
+    instance = Instance(1, "ab" * 16, "unix:/s", 2, 0)
+    times = (0, TIME_MAX)
+    insert_records(
+        store_url,
+        [instance],
+        [
+            Record(time_ns, Level.INFO, 1, 1, "p", "m", seq, instance.uuid)
+            for seq, time_ns in enumerate(times, 1)
+        ],
+    )
+    shown = kextlog("stats", "-o", "json", env={"TZ": zone})
+    assert shown.returncode == 0, shown.stderr
+    stats = json.loads(shown.stdout)
+    assert stats["records"] == 2 and sum(bucket["total"] for bucket in stats["rate"]) == 2

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from kextlog_store import store
+from kextlog_store._native import lib
 from kextlog_store.errors import DatabaseError
 
 BOTH_BACKENDS = True
@@ -99,8 +100,9 @@ def test_commits_and_what_registration_finds_again(engine: Engine) -> None:
     again = register(store.Writer(engine, host="h"), "cd" * 16)
     assert (again.id, again.high_water, again.lost) == (state.id, 5, 2)
     assert type(again.lost) is int
-    assert writer.high_water("cd" * 16) == 5
-    assert store.Writer(engine, host="elsewhere").high_water("cd" * 16) is None
+    known = writer.known("cd" * 16)
+    assert known is not None and (known.high_water, known.source) == (5, "unix:/s")
+    assert store.Writer(engine, host="elsewhere").known("cd" * 16) is None
 
 
 def test_kernel_log_rows_carry_their_own_columns(engine: Engine) -> None:
@@ -123,3 +125,12 @@ def test_kernel_log_rows_carry_their_own_columns(engine: Engine) -> None:
             )
         ).all()
     assert stored == [(0, "eth0: link up", 6, 0, '{"SUBSYSTEM": "net"}')]
+
+
+def test_the_key_packing_is_the_wire_headers() -> None:
+    # store.py writes the bounds as numbers (reading loads no cffi): the header's.
+    assert (store.SEQ_BITS, store.SEQ_MASK, store.INSTANCES_MAX) == (
+        lib.KEXTLOG_SEQ_BITS,
+        lib.KEXTLOG_SEQ_MAX,
+        lib.KEXTLOG_INSTANCES_MAX,
+    )

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from kextlog_store.errors import UsageError
 from kextlog_store.timespec import UNITS, parse_duration, parse_time, to_ns
+from tests.conftest import unavailable
 
 UTC = timezone.utc
 NS = 1_000_000_000
@@ -341,18 +342,16 @@ ZONES = (
     "Australia/Lord_Howe",  # summer time is 30 minutes
     "America/Havana",  # summer time starts at midnight: 2026-03-08 has no 00:00
 )
-TOOLS = Path(__file__).resolve().parent.parent / "bench" / "install-journal-tools.sh"
 
 
 @pytest.fixture(scope="module")
 def systemd() -> None:
     """systemd-analyze, journalctl and systemd-journal-remote (Debian 12: systemd 252)."""
     if not shutil.which("systemd-analyze") or not journal_remote():
-        subprocess.run([TOOLS], check=os.environ.get("CI") == "true")
-    if not shutil.which("systemd-analyze") or not journal_remote():
-        if os.environ.get("CI") == "true":
-            pytest.fail("systemd-analyze or systemd-journal-remote is missing")
-        pytest.skip("needs systemd-analyze, journalctl and systemd-journal-remote")
+        unavailable(
+            "needs systemd-analyze, journalctl and systemd-journal-remote "
+            "(tests/install-packages.sh journal installs them)"
+        )
 
 
 def journal_remote() -> str | None:

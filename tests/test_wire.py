@@ -24,6 +24,9 @@ from kextlog_store.wire import (
 )
 
 INSTANCE = bytes(range(16))
+# The field bounds, from the header (kextlog_wire.h).
+SEQ_MAX, TIME_MAX, TID_MAX = lib.KEXTLOG_SEQ_MAX, lib.KEXTLOG_TIME_MAX, lib.KEXTLOG_TID_MAX
+PID_MAX, FLAGS_MAX = lib.KEXTLOG_PID_MAX, lib.KEXTLOG_FLAGS_MAX
 BOOT = bytes(range(16, 32))
 
 
@@ -46,23 +49,31 @@ def log_bytes(seq: int = 1, message: bytes = b"hello", level: int = 3, **fields:
     return bytes(ffi.buffer(frame, length))
 
 
-def hello_bytes() -> bytes:
+def hello_bytes(instance: bytes = INSTANCE, oldest_seq: int = 5, next_seq: int = 17) -> bytes:
     frame = ffi.new("struct kextlog_hello_frame *")
     length = lib.kextlog_encode_hello(
-        frame, INSTANCE, BOOT, 5, 17, 1000, 256000, 0x010203, b"com.example.kext"
+        frame, instance, BOOT, oldest_seq, next_seq, 1000, 256000, 0x010203, b"com.example.kext"
     )
     return bytes(ffi.buffer(frame, length))
 
 
-def loss_bytes(first: int, last: int, reason: int = 1) -> bytes:
+def loss_bytes(first: int, last: int, reason: int = 1, last_time_ns: int = 2000) -> bytes:
     frame = ffi.new("struct kextlog_loss_frame *")
-    length = lib.kextlog_encode_loss(frame, first, last, 1000, 2000, reason)
+    length = lib.kextlog_encode_loss(frame, first, last, 1000, last_time_ns, reason)
     return bytes(ffi.buffer(frame, length))
 
 
-def status_bytes(next_seq: int = 100, lost: int = 3) -> bytes:
+def status_bytes(
+    next_seq: int = 100,
+    lost: int = 3,
+    ring_records: int = 10,
+    ring_bytes_used: int = 2048,
+    time_ns: int = 555,
+) -> bytes:
     frame = ffi.new("struct kextlog_status_frame *")
-    length = lib.kextlog_encode_status(frame, next_seq, lost, 555, 10, 64, 2048, 16384)
+    length = lib.kextlog_encode_status(
+        frame, next_seq, lost, time_ns, ring_records, 64, ring_bytes_used, 16384
+    )
     return bytes(ffi.buffer(frame, length))
 
 
@@ -182,11 +193,65 @@ BROKEN = [
     (52, (1025).to_bytes(2, "little"), "invalid field"),  # message length
     (16, (0).to_bytes(8, "little"), "out of range"),  # seq 0
     (16, (2**63).to_bytes(8, "little"), "out of range"),  # seq: no store holds it
+    (16, (SEQ_MAX + 1).to_bytes(8, "little"), "out of range"),  # another instance's key
+    (54, (0x8000).to_bytes(2, "little"), "out of range"),  # flags: bit 15 is reserved
     (24, (2**64 - 1).to_bytes(8, "little"), "out of range"),  # time_ns
     (48, (2**31).to_bytes(4, "little"), "out of range"),  # pid above pid_t
     (6, (300).to_bytes(2, "little"), "unknown type"),
     (6, (64).to_bytes(2, "little"), "bad length"),  # an ACK's type, a LOG's length
 ]
+
+
+# -- field bounds (kextlog_wire.h): each frame type at its bounds, and past them --
+
+AT_BOUNDS = [
+    log_bytes(
+        SEQ_MAX, time_ns=TIME_MAX, mono_ns=TIME_MAX, pid=PID_MAX, tid=TID_MAX, flags=FLAGS_MAX
+    ),
+    loss_bytes(1, SEQ_MAX, last_time_ns=TIME_MAX),
+    hello_bytes(oldest_seq=SEQ_MAX + 1, next_seq=SEQ_MAX + 1),  # all given out, none held
+    hello_bytes(instance=bytes(15) + b"\x01", oldest_seq=1, next_seq=1),
+    status_bytes(SEQ_MAX + 1, SEQ_MAX, ring_records=64, ring_bytes_used=16384, time_ns=TIME_MAX),
+]
+PAST_BOUNDS = [
+    log_bytes(SEQ_MAX + 1),  # its key would be another instance's record
+    log_bytes(1, flags=FLAGS_MAX + 1),
+    log_bytes(1, time_ns=TIME_MAX + 1),  # readers add zone offsets and windows to times
+    log_bytes(1, mono_ns=TIME_MAX + 1),
+    log_bytes(1, tid=TID_MAX + 1),
+    log_bytes(1, pid=PID_MAX + 1),
+    loss_bytes(1, 2, last_time_ns=TIME_MAX + 1),
+    loss_bytes(SEQ_MAX, SEQ_MAX + 1),  # a count past what one instance can lose
+    loss_bytes(2, 2**63 - 1),
+    hello_bytes(instance=bytes(16)),  # an id of zeros is no one's
+    hello_bytes(oldest_seq=0, next_seq=1),
+    hello_bytes(oldest_seq=9, next_seq=8),
+    hello_bytes(oldest_seq=1, next_seq=SEQ_MAX + 2),
+    status_bytes(SEQ_MAX + 2),
+    status_bytes(lost=SEQ_MAX + 1),
+    status_bytes(ring_records=65),  # more held than the ring's capacity
+    status_bytes(ring_bytes_used=16385),
+    status_bytes(time_ns=TIME_MAX + 1),
+]
+
+
+@pytest.mark.parametrize("frame", AT_BOUNDS)
+def test_a_frame_at_the_field_bounds_is_read(frame: bytes) -> None:
+    good, skipped = split(FrameReader().feed(frame + log_bytes(1)))
+    assert skipped == [] and len(good) == 2
+
+
+@pytest.mark.parametrize("frame", PAST_BOUNDS)
+@pytest.mark.parametrize("transport", ["stream", "datagram"])
+def test_a_frame_past_the_field_bounds_is_skipped_as_out_of_range(
+    frame: bytes, transport: str
+) -> None:
+    data = log_bytes(1) + frame + log_bytes(2)
+    reader = FrameReader()
+    frames = reader.feed(data) if transport == "stream" else reader.feed_datagrams([data])
+    good, skipped = split(frames)
+    assert [frame.seq for frame in good] == [1, 2]
+    assert skipped == [Skipped("out of range", len(frame))]
 
 
 @pytest.mark.parametrize(("offset", "value", "problem"), BROKEN)
@@ -301,10 +366,10 @@ def test_ack_and_resume_come_from_the_c_encoders() -> None:
 
 
 @given(
-    seq=st.integers(1, 2**63 - 1),
-    time_ns=st.integers(0, 2**63 - 1),
-    pid=st.integers(0, 2**31 - 1),
-    tid=st.integers(0, 2**63 - 1),
+    seq=st.integers(1, SEQ_MAX),
+    time_ns=st.integers(0, TIME_MAX),
+    pid=st.integers(0, PID_MAX),
+    tid=st.integers(0, TID_MAX),
     level=st.integers(1, 5),
     message=st.binary(max_size=1024),
     cut=st.integers(0, 2000),
@@ -377,15 +442,15 @@ def valid_status(next_seq: int, lost: int) -> tuple:
 # Each a frame's bytes from the C encoder, and the frame the reader must make of them.
 valid_logs = st.builds(
     valid_log,
-    st.integers(1, 2**63 - 1),
-    st.integers(0, 2**63 - 1),
-    st.integers(0, 2**31 - 1),
-    st.integers(0, 2**63 - 1),
+    st.integers(1, SEQ_MAX),
+    st.integers(0, TIME_MAX),
+    st.integers(0, PID_MAX),
+    st.integers(0, TID_MAX),
     st.integers(1, 5),
     st.binary(max_size=300),
 )
-valid_losses = st.builds(valid_loss, st.integers(1, 2**40), st.integers(1, 1000))
-valid_statuses = st.builds(valid_status, st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1))
+valid_losses = st.builds(valid_loss, st.integers(1, SEQ_MAX - 1000), st.integers(1, 1000))
+valid_statuses = st.builds(valid_status, st.integers(0, SEQ_MAX + 1), st.integers(0, SEQ_MAX))
 valid = st.one_of(valid_logs, valid_losses, valid_statuses)
 
 # One field of a LOG frame set to a value that no valid frame has there.
@@ -395,8 +460,10 @@ _BREAKS = st.one_of(
     st.tuples(st.just(8), st.integers(0, 2**32 - 1), st.just(4)),  # any other length
     st.tuples(st.just(56), st.sampled_from([0, *range(6, 256)]), st.just(1)),
     st.tuples(st.just(52), st.integers(1025, 2**16 - 1), st.just(2)),
-    st.tuples(st.just(16), st.integers(2**63, 2**64 - 1) | st.just(0), st.just(8)),
-    st.tuples(st.just(48), st.integers(2**31, 2**32 - 1), st.just(4)),
+    st.tuples(st.just(16), st.integers(SEQ_MAX + 1, 2**64 - 1) | st.just(0), st.just(8)),
+    st.tuples(st.just(24), st.integers(TIME_MAX + 1, 2**64 - 1), st.just(8)),
+    st.tuples(st.just(48), st.integers(PID_MAX + 1, 2**32 - 1), st.just(4)),
+    st.tuples(st.just(54), st.integers(FLAGS_MAX + 1, 2**16 - 1), st.just(2)),
 )
 
 

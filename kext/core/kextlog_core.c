@@ -72,9 +72,24 @@ static bool releasable(struct kextlog_core *core)
 	return oldest != NULL && kextlog_frame_last_seq(oldest) <= core->acked_seq;
 }
 
-/* Drops the oldest frame if it is acknowledged; false when it is not. */
+/* Drops the oldest frame if it is acknowledged; false when it is not.  A
+ * LOSS acknowledged in part keeps only the rest, so that a replay never
+ * reports an acknowledged seq again (its first time is then unknown). */
 static bool release_one(struct kextlog_core *core)
 {
+	uint64_t position = core->ring.head;
+	const struct kextlog_frame_header *oldest = kextlog_ring_frame(&core->ring, &position);
+
+	if (oldest != NULL && oldest->type == KEXTLOG_FRAME_LOSS &&
+	    kextlog_frame_first_seq(oldest) <= core->acked_seq &&
+	    kextlog_frame_last_seq(oldest) > core->acked_seq) {
+		struct kextlog_loss_frame loss;
+
+		memcpy(&loss, oldest, sizeof loss);
+		kextlog_encode_loss(&loss, core->acked_seq + 1, loss.last_seq, 0, loss.last_time_ns,
+		    loss.reason);
+		memcpy(core->ring.buffer + position % core->ring.size, &loss, sizeof loss);
+	}
 	if (!releasable(core))
 		return false;
 	kextlog_ring_pop(&core->ring);
@@ -244,7 +259,7 @@ void kextlog_core_vlog(struct kextlog_core *core, uint32_t level, const char *fo
 		message.frame->message[message.length] = '\0'; /* there is room for it */
 		snprintf(what, sizeof what, "lost seq %llu %s", (unsigned long long)seq,
 		    kextlog_level_name(level));
-		core->ops->last_resort(core->context, what, message.frame->message);
+		core->ops->last_resort(core->context, level, what, message.frame->message);
 	}
 	if (message.heap_size != 0)
 		core->ops->free(core->context, message.frame, message.heap_size);
@@ -696,15 +711,15 @@ static void print_summary(struct kextlog_core *core, const struct held *held)
 	else
 		snprintf(line, sizeof line, "%llu unacknowledged records, seqs %llu..%llu (%llu "
 		    "lost earlier, printed then), printed below", records, first, last, lost);
-	core->ops->last_resort(core->context, "stop", line);
+	core->ops->last_resort(core->context, KEXTLOG_LEVEL_WARNING, "stop", line);
 }
 
 /* Takes the oldest frame out of the ring (false when it is empty); for a LOG
- * frame, fills what and sets *text to its text, NUL-terminated in place
+ * frame, fills what and *level and sets *text to its text, NUL-terminated in place
  * (moved over the process name, which is not printed).  The text stays
  * valid until the next push: none comes, nothing logs at stop. */
 static bool take_oldest(struct kextlog_core *core, char *what, size_t what_size,
-    const char **text)
+    uint32_t *level, const char **text)
 {
 	uint64_t position = core->ring.head;
 	const struct kextlog_frame_header *frame = kextlog_ring_frame(&core->ring, &position);
@@ -721,6 +736,7 @@ static bool take_oldest(struct kextlog_core *core, char *what, size_t what_size,
 		moved[log->message_length] = '\0';
 		snprintf(what, what_size, "unacknowledged seq %llu %s", (unsigned long long)log->seq,
 		    kextlog_level_name(log->level));
+		*level = log->level;
 		*text = moved;
 	}
 	kextlog_ring_pop(&core->ring);
@@ -740,15 +756,16 @@ void kextlog_core_stop(struct kextlog_core *core)
 	for (;;) {
 		char what[LAST_RESORT_WHAT];
 		const char *text;
+		uint32_t level;
 		bool took;
 
 		core->ops->lock(core->context);
-		took = take_oldest(core, what, sizeof what, &text);
+		took = take_oldest(core, what, sizeof what, &level, &text);
 		core->ops->unlock(core->context);
 		if (!took)
 			break;
 		if (text != NULL)
-			core->ops->last_resort(core->context, what, text);
+			core->ops->last_resort(core->context, level, what, text);
 	}
 }
 

@@ -71,8 +71,11 @@ struct kextlog_ops {
 	 * printf of the seed), "<what>: <message>" after the platform's prefix.
 	 * For a message the ring cannot keep (what: "lost seq 5 WARNING"; the
 	 * message is then a loss), and at stop for each record not acknowledged
-	 * ("unacknowledged seq 5 INFO"), after one summary ("stop"). */
-	void     (*last_resort)(void *context, const char *what, const char *message);
+	 * ("unacknowledged seq 5 INFO"), after one summary ("stop").  level is
+	 * the record's (WARNING for the summary), for a platform whose print has
+	 * levels. */
+	void     (*last_resort)(void *context, uint32_t level, const char *what,
+	             const char *message);
 	/* Optional, under the lock: sees every LOG frame when it gets its seq,
 	 * kept or not.  The simulator records them; the kext leaves it NULL. */
 	void     (*tap)(void *context, const struct kextlog_log_frame *frame);

@@ -11,11 +11,6 @@ static const uint8_t header_start[6] = {
 	KEXTLOG_WIRE_VERSION & 0xffu, KEXTLOG_WIRE_VERSION >> 8,
 };
 
-/* The store keeps seqs, times and thread ids in signed 64-bit columns and
- * pids in signed 32-bit ones (pid_t); seqs start at 1. */
-#define VALUE_MAX ((uint64_t)INT64_MAX)
-#define PID_MAX   ((uint32_t)INT32_MAX)
-
 /* The number of a process name (NUL-padded to KEXTLOG_PROCESS_NAME_MAX). */
 static uint16_t name_number(struct kextlog_scan_names *names, const char *name)
 {
@@ -39,11 +34,62 @@ static uint16_t name_number(struct kextlog_scan_names *names, const char *name)
 	}
 }
 
+static bool all_zero(const uint8_t *bytes, size_t size)
+{
+	for (size_t i = 0; i < size; i++)
+		if (bytes[i] != 0)
+			return false;
+	return true;
+}
+
+/* Whether a checked frame's values are within the field bounds of
+ * kextlog_wire.h: what the store holds without one producer's values
+ * reaching another's keys, counts, marks or sums.  Seqs start at 1. */
+static bool in_bounds(const uint8_t *frame, uint16_t type)
+{
+	if (type == KEXTLOG_FRAME_LOG) {
+		struct kextlog_log_frame log;
+
+		memcpy(&log, frame, sizeof log);
+		return log.seq != 0 && log.seq <= KEXTLOG_SEQ_MAX && log.time_ns <= KEXTLOG_TIME_MAX &&
+		    log.mono_ns <= KEXTLOG_TIME_MAX && log.tid <= KEXTLOG_TID_MAX &&
+		    log.pid <= KEXTLOG_PID_MAX && log.flags <= KEXTLOG_FLAGS_MAX;
+	}
+	if (type == KEXTLOG_FRAME_LOSS) {
+		struct kextlog_loss_frame loss;
+
+		/* The check saw 1 <= first_seq <= last_seq and count = the range's size. */
+		memcpy(&loss, frame, sizeof loss);
+		return loss.last_seq <= KEXTLOG_SEQ_MAX && loss.first_time_ns <= KEXTLOG_TIME_MAX &&
+		    loss.last_time_ns <= KEXTLOG_TIME_MAX;
+	}
+	if (type == KEXTLOG_FRAME_HELLO) {
+		struct kextlog_hello_frame hello;
+
+		/* An instance id of zeros is no one's: two producers would share it. */
+		memcpy(&hello, frame, sizeof hello);
+		return !all_zero(hello.instance_id, sizeof hello.instance_id) &&
+		    hello.oldest_seq >= 1 && hello.oldest_seq <= hello.next_seq &&
+		    hello.next_seq <= KEXTLOG_SEQ_MAX + 1;
+	}
+	if (type == KEXTLOG_FRAME_STATUS) {
+		struct kextlog_status_frame status;
+
+		memcpy(&status, frame, sizeof status);
+		return status.next_seq <= KEXTLOG_SEQ_MAX + 1 && status.lost <= KEXTLOG_SEQ_MAX &&
+		    status.time_ns <= KEXTLOG_TIME_MAX && status.ring_records <= status.ring_capacity &&
+		    status.ring_bytes_used <= status.ring_bytes;
+	}
+	return true;
+}
+
 /* Fills entry for a checked HELLO, LOG, LOSS or STATUS frame; false (entry
- * unused) when it holds a value out of range. */
+ * unused) when it holds a value out of bounds. */
 static bool describe(const uint8_t *frame, uint16_t type, uint32_t offset,
     struct kextlog_scan_names *names, struct kextlog_scan_entry *entry)
 {
+	if (!in_bounds(frame, type))
+		return false;
 	memset(entry, 0, sizeof *entry);
 	entry->offset = offset;
 	entry->type = type;
@@ -52,9 +98,6 @@ static bool describe(const uint8_t *frame, uint16_t type, uint32_t offset,
 		uint8_t length = 0;
 
 		memcpy(&log, frame, sizeof log);
-		if (log.seq == 0 || log.seq > VALUE_MAX || log.time_ns > VALUE_MAX ||
-		    log.mono_ns > VALUE_MAX || log.tid > VALUE_MAX || log.pid > PID_MAX)
-			return false;
 		while (length < KEXTLOG_PROCESS_NAME_MAX && log.process[length] != '\0')
 			length++;
 		entry->seq = log.seq;
@@ -68,13 +111,6 @@ static bool describe(const uint8_t *frame, uint16_t type, uint32_t offset,
 		entry->process_length = length;
 		entry->message_nul = memchr(frame + sizeof log, '\0', log.message_length) != NULL;
 		entry->process = name_number(names, log.process);
-	} else if (type == KEXTLOG_FRAME_LOSS) {
-		struct kextlog_loss_frame loss;
-
-		memcpy(&loss, frame, sizeof loss);
-		if (loss.last_seq > VALUE_MAX || loss.first_time_ns > VALUE_MAX ||
-		    loss.last_time_ns > VALUE_MAX)
-			return false;
 	}
 	return true;
 }
@@ -141,6 +177,9 @@ size_t kextlog_wire_scan(const uint8_t *data, size_t available, const uint32_t *
 {
 	bool stream = ends == NULL;
 	size_t at = *offset, count = 0, datagram = 0;
+
+	if (stream)
+		end_count = 0; /* a stream has no datagram ends, whatever the count says */
 
 	while (at < available && count < max_entries) {
 		size_t limit = available, next;

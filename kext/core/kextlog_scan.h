@@ -29,7 +29,7 @@
  * BAD_VERSION, BAD_LENGTH, BAD_FIELD, UNKNOWN) or one of these. */
 enum kextlog_scan_problem {
 	KEXTLOG_SCAN_TRUNCATED    = 16, /* a frame cut short: by its datagram's end, or by the next frame */
-	KEXTLOG_SCAN_OUT_OF_RANGE = 17, /* a value no store column holds (see kextlog_scan.c) */
+	KEXTLOG_SCAN_OUT_OF_RANGE = 17, /* a value past the field bounds of kextlog_wire.h */
 };
 
 struct kextlog_scan_names {

@@ -32,6 +32,26 @@
 #define KEXTLOG_FRAME_ALIGNED(length) \
 	(((length) + KEXTLOG_FRAME_ALIGN - 1u) & ~(uint32_t)(KEXTLOG_FRAME_ALIGN - 1u))
 
+/* Field bounds: what a receiver accepts (docs/protocol.md, "Field bounds").
+ * A frame with a value past them is malformed: skipped and counted, never
+ * stored with a changed value.  They keep one producer's values inside its
+ * own part of the store.  A record's key packs the store's instance number
+ * and the seq into 63 bits (instance << KEXTLOG_SEQ_BITS | seq), so a seq
+ * past KEXTLOG_SEQ_MAX would name another instance's record; and with at
+ * most KEXTLOG_INSTANCES_MAX instances, whose counts never exceed their
+ * seqs, any sum of counts or marks over the store fits in a signed 64-bit
+ * integer.  A producer never gives out a seq past KEXTLOG_SEQ_MAX (2^44 - 1,
+ * 203 days at a million messages a second): it starts a new instance first. */
+#define KEXTLOG_SEQ_BITS      44u
+#define KEXTLOG_SEQ_MAX       (((uint64_t)1 << KEXTLOG_SEQ_BITS) - 1u) /* LOG, LOSS, HELLO, STATUS seqs */
+#define KEXTLOG_INSTANCES_MAX (((uint64_t)1 << (63u - KEXTLOG_SEQ_BITS)) - 1u) /* in one store */
+/* Times in ns, wall-clock and monotonic: up to the year 2116.  Signed 64-bit
+ * columns, with room for what readers add to them (zone offsets, windows). */
+#define KEXTLOG_TIME_MAX      ((uint64_t)1 << 62)
+#define KEXTLOG_TID_MAX       (((uint64_t)1 << 63) - 1u) /* a signed 64-bit column */
+#define KEXTLOG_PID_MAX       0x7fffffffu /* a pid_t */
+#define KEXTLOG_FLAGS_MAX     0x7fffu /* LOG flags: bit 15 is reserved (a signed 16-bit column) */
+
 /* Frame types in numbered ranges: 1-63 kernel to user, 64-127 user to kernel. */
 enum kextlog_frame_type {
 	KEXTLOG_FRAME_HELLO  = 1,
@@ -214,6 +234,12 @@ KEXTLOG_ASSERT_LAYOUT(kextlog_resume_frame, seq, 32);
 
 _Static_assert(KEXTLOG_FRAME_MAX == 1120, "largest frame");
 _Static_assert(KEXTLOG_MESSAGE_MAX <= UINT16_MAX, "message_length is 16 bits");
+/* Sums over a whole store cannot overflow: each instance accounts for at
+ * most KEXTLOG_SEQ_MAX seqs (stored, lost or filtered, once each). */
+_Static_assert(KEXTLOG_INSTANCES_MAX * KEXTLOG_SEQ_MAX < (uint64_t)1 << 63,
+    "a store's counts fit in 64 bits");
+_Static_assert(((KEXTLOG_INSTANCES_MAX << KEXTLOG_SEQ_BITS) | KEXTLOG_SEQ_MAX) < (uint64_t)1 << 63,
+    "record keys fit in 63 bits");
 #endif
 
 #endif /* KEXTLOG_WIRE_H */

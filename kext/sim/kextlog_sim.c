@@ -101,10 +101,12 @@ static uint32_t sim_send(void *context, const uint8_t *data, uint32_t length)
 }
 
 /* The kext's printf: one line each. */
-static void sim_last_resort(void *context, const char *what, const char *message)
+static void sim_last_resort(void *context, uint32_t level, const char *what,
+    const char *message)
 {
 	struct kextlog_sim *sim = context;
 
+	(void)level; /* named in what, as the kext's printf has it */
 	if (sim->config.last_resort_fd >= 0)
 		dprintf(sim->config.last_resort_fd, "kextlog: %s: %s\n", what, message);
 }

@@ -10,6 +10,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Past this many failures the rest is noise from the same cause. */
 #define KEXTLOG_TEST_MAX_FAILURES 25u
@@ -54,6 +55,24 @@ static void kextlog_test_fail(void)
 		exit(1); \
 	} \
 } while (0)
+
+/* A copy of length bytes of data in an allocation of exactly that size (one
+ * byte, unused, when length is 0): code under test that reads one byte past
+ * what it was given is caught by AddressSanitizer.  kextlog_test_free() it. */
+static inline void *kextlog_test_exact(const void *data, size_t length)
+{
+	unsigned char *copy = calloc(length > 0 ? length : 1, 1);
+
+	REQUIRE(copy != NULL);
+	if (length > 0)
+		memcpy(copy, data, length);
+	return length > 0 ? copy : copy + 1;
+}
+
+static inline void kextlog_test_free(void *copy, size_t length)
+{
+	free(length > 0 ? copy : (unsigned char *)copy - 1);
+}
 
 static int kextlog_test_done(const char *name)
 {

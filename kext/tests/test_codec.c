@@ -36,26 +36,37 @@ static bool zero(const void *data, size_t length)
 	return true;
 }
 
+/* kextlog_wire_check on the first available bytes of `frame`, handed over in
+ * an allocation of exactly that size: a read past them is caught. */
+static enum kextlog_wire_status check(size_t available, uint32_t *length)
+{
+	void *exact = kextlog_test_exact(frame, available);
+	enum kextlog_wire_status status = kextlog_wire_check(exact, available, length);
+
+	kextlog_test_free(exact, available);
+	return status;
+}
+
 /* The frame in `frame` is whole and OK with exactly `length` bytes, also when
  * more bytes follow it, and SHORT for every prefix. */
 static void check_whole(uint32_t length)
 {
 	uint32_t checked = 0;
 
-	CHECK_EQ(kextlog_wire_check(frame, length, &checked), KEXTLOG_WIRE_OK);
+	CHECK_EQ(check(length, &checked), KEXTLOG_WIRE_OK);
 	CHECK_EQ(checked, length);
 	checked = 0;
-	CHECK_EQ(kextlog_wire_check(frame, sizeof frame, &checked), KEXTLOG_WIRE_OK);
+	CHECK_EQ(check(sizeof frame, &checked), KEXTLOG_WIRE_OK);
 	CHECK_EQ(checked, length);
 	for (uint32_t available = 0; available < length; available++)
-		CHECK_EQ(kextlog_wire_check(frame, available, &checked), KEXTLOG_WIRE_SHORT);
+		CHECK_EQ(check(available, &checked), KEXTLOG_WIRE_SHORT);
 }
 
 static enum kextlog_wire_status check_all(void)
 {
 	uint32_t length;
 
-	return kextlog_wire_check(frame, sizeof frame, &length);
+	return check(sizeof frame, &length);
 }
 
 static void test_header(void)
@@ -298,9 +309,9 @@ static void test_bad_header(void)
 	((struct kextlog_log_frame *)frame)->message_length = KEXTLOG_MESSAGE_MAX + 8;
 	header->length = KEXTLOG_FRAME_MAX + 8;
 	CHECK_EQ(check_all(), KEXTLOG_WIRE_BAD_LENGTH);
-	CHECK_EQ(kextlog_wire_check(frame, sizeof *header, &length), KEXTLOG_WIRE_BAD_LENGTH);
+	CHECK_EQ(check(sizeof *header, &length), KEXTLOG_WIRE_BAD_LENGTH);
 	header->length = 0xfffffff8u;
-	CHECK_EQ(kextlog_wire_check(frame, sizeof *header, &length), KEXTLOG_WIRE_BAD_LENGTH);
+	CHECK_EQ(check(sizeof *header, &length), KEXTLOG_WIRE_BAD_LENGTH);
 }
 
 static void test_bad_log(void)
@@ -354,13 +365,13 @@ static void test_unknown(void)
 
 	memset(frame, 0, sizeof frame);
 	kextlog_encode_header(header, 200, 48);
-	CHECK_EQ(kextlog_wire_check(frame, sizeof *header, &length), KEXTLOG_WIRE_UNKNOWN);
+	CHECK_EQ(check(sizeof *header, &length), KEXTLOG_WIRE_UNKNOWN);
 	CHECK_EQ(length, 48);
 	length = 0;
-	CHECK_EQ(kextlog_wire_check(frame, 48, &length), KEXTLOG_WIRE_UNKNOWN);
+	CHECK_EQ(check(48, &length), KEXTLOG_WIRE_UNKNOWN);
 	CHECK_EQ(length, 48);
 	for (uint32_t available = 0; available < sizeof *header; available++)
-		CHECK_EQ(kextlog_wire_check(frame, available, &length), KEXTLOG_WIRE_SHORT);
+		CHECK_EQ(check(available, &length), KEXTLOG_WIRE_SHORT);
 }
 
 int main(void)

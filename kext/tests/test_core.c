@@ -164,12 +164,17 @@ static uint32_t fake_send(void *context, const uint8_t *data, uint32_t length)
 	return taken;
 }
 
-static void fake_last_resort(void *context, const char *what, const char *message)
+static void fake_last_resort(void *context, uint32_t level, const char *what,
+    const char *message)
 {
 	struct platform *p = context;
 	struct last_resort_call *call;
 
 	CHECK(!p->locked);
+	/* The level is the one named at the end of what (the summary: WARNING). */
+	CHECK(strcmp(what, "stop") == 0 ? level == KEXTLOG_LEVEL_WARNING :
+	    level >= KEXTLOG_LEVEL_TRACE && level <= KEXTLOG_LEVEL_ERROR &&
+	    strcmp(strrchr(what, ' ') + 1, kextlog_level_name(level)) == 0);
 	REQUIRE(p->last_resort_calls < sizeof p->last_resort / sizeof p->last_resort[0]);
 	call = &p->last_resort[p->last_resort_calls++];
 	REQUIRE(strlen(what) < sizeof call->what);

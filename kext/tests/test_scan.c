@@ -43,11 +43,34 @@ static void add_bytes(const char *bytes, size_t length)
 	used += length;
 }
 
+/* A scan of data[from, available) as a datagram connection (ends, end_count)
+ * or a stream (NULL): the data, the ends and the entries each in an
+ * allocation of exactly the size passed, so that AddressSanitizer sees any
+ * read or write past them; the entries are copied back to entries[]. */
+static size_t scan_exact(size_t from, size_t available, const uint32_t *ends, size_t end_count,
+    size_t max, size_t *offset)
+{
+	uint8_t *exact = kextlog_test_exact(data, available);
+	uint32_t *exact_ends = ends != NULL ? kextlog_test_exact(ends, end_count * sizeof *ends) : NULL;
+	struct kextlog_scan_entry *exact_entries = kextlog_test_exact(entries, max * sizeof *entries);
+	size_t count;
+
+	REQUIRE(max <= sizeof entries / sizeof entries[0]);
+	*offset = from;
+	count = kextlog_wire_scan(exact, available, exact_ends, end_count, offset, &names,
+	    exact_entries, max);
+	memcpy(entries, exact_entries, max * sizeof *entries);
+	kextlog_test_free(exact_entries, max * sizeof *entries);
+	if (exact_ends != NULL)
+		kextlog_test_free(exact_ends, end_count * sizeof *ends);
+	kextlog_test_free(exact, available);
+	return count;
+}
+
 /* A stream scan of data[from, available). */
 static size_t scan(size_t from, size_t available, size_t max, size_t *offset)
 {
-	*offset = from;
-	return kextlog_wire_scan(data, available, NULL, 0, offset, &names, entries, max);
+	return scan_exact(from, available, NULL, 0, max, offset);
 }
 
 static void check_skipped(const struct kextlog_scan_entry *entry, size_t offset, size_t bytes,
@@ -100,7 +123,7 @@ static void test_fields_and_stops(void)
 	count = scan(0, used, 2, &offset);
 	CHECK_EQ(count, 2);
 	CHECK_EQ(offset, first + second);
-	count = kextlog_wire_scan(data, used, NULL, 0, &offset, &names, entries, 64);
+	count = scan(offset, used, 64, &offset);
 	CHECK_EQ(count, 2);
 	CHECK_EQ(entries[0].offset, first + second);
 	/* A stream cut inside a frame: described up to it, the rest waits. */
@@ -185,6 +208,70 @@ static void test_seq_zero_is_out_of_range(void)
 	check_skipped(&entries[0], 0, used, KEXTLOG_SCAN_OUT_OF_RANGE);
 }
 
+/* Field bounds (kextlog_wire.h): a frame at them is described, one past
+ * them is skipped as out of range, whatever its type. */
+static void add_frame(const void *frame, uint32_t size)
+{
+	memcpy(data + used, frame, size);
+	used += size;
+}
+
+static void check_bound(const void *frame, uint32_t size, bool accepted)
+{
+	size_t offset, count;
+
+	reset();
+	add_log(1, "launchd", "before");
+	add_frame(frame, size);
+	add_log(2, "launchd", "after");
+	count = scan(0, used, 64, &offset);
+	REQUIRE(count == 3);
+	CHECK_EQ(entries[0].seq, 1);
+	if (accepted)
+		CHECK_EQ(entries[1].type, ((const struct kextlog_frame_header *)frame)->type);
+	else
+		check_skipped(&entries[1], 104, size, KEXTLOG_SCAN_OUT_OF_RANGE);
+	CHECK_EQ(entries[2].seq, 2);
+	CHECK_EQ(offset, used);
+}
+
+static void test_field_bounds(void)
+{
+	static const uint8_t instance[KEXTLOG_ID_SIZE] = { 1 }, zeros[KEXTLOG_ID_SIZE] = { 0 };
+	static _Alignas(8) uint8_t frame[KEXTLOG_FRAME_MAX];
+	struct kextlog_log_frame *log = (struct kextlog_log_frame *)frame;
+	struct kextlog_loss_frame *loss = (struct kextlog_loss_frame *)frame;
+	struct kextlog_hello_frame *hello = (struct kextlog_hello_frame *)frame;
+	struct kextlog_status_frame *status = (struct kextlog_status_frame *)frame;
+	uint32_t size;
+
+	for (int past = 0; past <= 1; past++) {
+		size = kextlog_encode_log(log, KEXTLOG_SEQ_MAX + (uint64_t)past, KEXTLOG_TIME_MAX,
+		    KEXTLOG_TIME_MAX, KEXTLOG_PID_MAX, KEXTLOG_TID_MAX, "p", KEXTLOG_LEVEL_INFO,
+		    KEXTLOG_FLAGS_MAX, "m", 1);
+		check_bound(frame, size, !past);
+		log->flags = (uint16_t)(KEXTLOG_FLAGS_MAX + (unsigned)past);
+		log->seq = 1;
+		check_bound(frame, size, !past);
+		size = kextlog_encode_loss(loss, 1, KEXTLOG_SEQ_MAX + (uint64_t)past, 0, 0,
+		    KEXTLOG_LOSS_RING_FULL);
+		check_bound(frame, size, !past);
+		size = kextlog_encode_hello(hello, past ? zeros : instance, zeros, 1, 1, 64, 4096, 0, "k");
+		check_bound(frame, size, !past);
+		size = kextlog_encode_hello(hello, instance, zeros, KEXTLOG_SEQ_MAX + 1,
+		    KEXTLOG_SEQ_MAX + 1 + (uint64_t)past, 64, 4096, 0, "k");
+		check_bound(frame, size, !past);
+		size = kextlog_encode_hello(hello, instance, zeros, (uint64_t)!past, 1, 64, 4096, 0, "k");
+		check_bound(frame, size, !past);
+		size = kextlog_encode_status(status, KEXTLOG_SEQ_MAX + 1 + (uint64_t)past,
+		    KEXTLOG_SEQ_MAX, 0, 64, 64, 4096, 4096);
+		check_bound(frame, size, !past);
+		status->next_seq = 1;
+		status->ring_records += (uint32_t)past;
+		check_bound(frame, size, !past);
+	}
+}
+
 static void test_a_frame_cut_short_on_a_stream(void)
 {
 	size_t offset, count, cut;
@@ -244,8 +331,7 @@ static void test_datagrams(void)
 	used = ends[0];
 	add_log(3, "launchd", "next datagram");
 	ends[1] = (uint32_t)used;
-	offset = 0;
-	count = kextlog_wire_scan(data, used, ends, 2, &offset, &names, entries, 64);
+	count = scan_exact(0, used, ends, 2, 64, &offset);
 	REQUIRE(count == 3);
 	CHECK_EQ(entries[0].seq, 1);
 	check_skipped(&entries[1], 104, ends[0] - 104, KEXTLOG_SCAN_TRUNCATED);
@@ -259,8 +345,7 @@ static void test_datagrams(void)
 	ends[0] = (uint32_t)used;
 	add_log(2, "launchd", "second");
 	ends[1] = (uint32_t)used;
-	offset = 0;
-	count = kextlog_wire_scan(data, used, ends, 2, &offset, &names, entries, 64);
+	count = scan_exact(0, used, ends, 2, 64, &offset);
 	REQUIRE(count == 3);
 	check_skipped(&entries[1], ends[0] - 3, 3, KEXTLOG_SCAN_TRUNCATED);
 	CHECK_EQ(entries[2].seq, 2);
@@ -313,6 +398,7 @@ int main(void)
 	test_garbage_is_skipped_in_one_run();
 	test_malformed_frames_each_say_why();
 	test_seq_zero_is_out_of_range();
+	test_field_bounds();
 	test_a_frame_cut_short_on_a_stream();
 	test_datagrams();
 	test_message_nul_and_unknown_types();

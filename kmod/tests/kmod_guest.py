@@ -47,7 +47,7 @@ def kernel_version() -> str:
 
 
 def missing(kver: str) -> list[str]:
-    """What the test needs and this machine lacks (kmod/install-deps.sh)."""
+    """What the test needs and this machine lacks (tests/install-packages.sh kmod)."""
     needs = {
         f"the kernel image /boot/vmlinuz-{kver}": Path(f"/boot/vmlinuz-{kver}").exists(),
         f"its headers /lib/modules/{kver}/build": Path(f"/lib/modules/{kver}/build").exists(),
