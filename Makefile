@@ -70,9 +70,12 @@ fuzz: $(STAMP)
 	@for target in $(FUZZ_TARGETS); do \
 	    $(BIN)/python $$target -runs=-1 -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
+# ruff, and the size proxies of kextlog_store/ (tools/check_sizes.py; the
+# suite runs it too: tests/test_check_sizes.py).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python tools/check_sizes.py
 
 check:
 	tests/install-packages.sh tools

@@ -96,7 +96,7 @@ int main(int argc, char **argv)
 		start_ns -= span;
 	}
 	check(sqlite3_open(argv[1], &db), db, argv[1]);
-	/* As ingest's connection (store.py): WAL is the file's; the rest per connection. */
+	/* As ingest's connection (store/engine.py): WAL is the file's; the rest per connection. */
 	run(db, "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY");
 	run(db, "INSERT INTO instances (host, uuid, source, name, boot_id, producer_version,"
 	    " first_seen_ns, last_seen_ns) VALUES ('bench', lower(hex(randomblob(16))), 'bench',"

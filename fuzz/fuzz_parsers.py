@@ -19,7 +19,7 @@ with instrumented():
     from kextlog_store.kmsg import KmsgReader, parse_record, split_records
     from kextlog_store.levels import Level, parse_level, parse_level_range
     from kextlog_store.timespec import parse_duration, parse_time
-    from kextlog_store.wire import LogRun, Loss, Skipped
+    from kextlog_store.wire import LogRun, LossFrame, Skipped
 
 INT64 = 2**63 - 1
 NOW = datetime(2026, 11, 27, 10, 22, 36, tzinfo=timezone.utc)
@@ -35,7 +35,7 @@ def kmsg(data: bytes) -> None:
     reader = KmsgReader(boot_time_ns=1_700_000_000 * 10**9)
     records, rest = split_records(data)
     for frame in reader.feed([*records, rest]):
-        assert isinstance(frame, LogRun | Loss | Skipped), frame
+        assert isinstance(frame, LogRun | LossFrame | Skipped), frame
         if isinstance(frame, LogRun):
             assert all(0 <= row[1] <= INT64 and "\0" not in row[8] for row in frame.rows)
 

@@ -17,7 +17,7 @@ from harness import Choices, instrumented, main
 
 with instrumented():
     from kextlog_store._native import ffi, lib
-    from kextlog_store.wire import FrameReader, LogFrame, LogRun, Loss, Skipped
+    from kextlog_store.wire import FrameReader, LogFrame, LogRun, LossFrame, Skipped
 
 MAGIC_FIRST = b"K"
 SEQ_MAX, TIME_MAX, TID_MAX = lib.KEXTLOG_SEQ_MAX, lib.KEXTLOG_TIME_MAX, lib.KEXTLOG_TID_MAX
@@ -38,12 +38,12 @@ def log_frame(choices: Choices) -> tuple[bytes, LogFrame]:
     )
 
 
-def loss_frame(choices: Choices) -> tuple[bytes, Loss]:
+def loss_frame(choices: Choices) -> tuple[bytes, LossFrame]:
     first = 1 + choices.int(2**40)
     last = first + choices.int(2**20)
     frame = ffi.new("struct kextlog_loss_frame *")
     length = lib.kextlog_encode_loss(frame, first, last, 0, 5, lib.KEXTLOG_LOSS_RING_FULL)
-    return bytes(ffi.buffer(frame, length)), Loss(first, last, None, 5, "ring-full")
+    return bytes(ffi.buffer(frame, length)), LossFrame(first, last, None, 5, "ring-full")
 
 
 def build(choices: Choices) -> tuple[list[bytes], list, bool]:

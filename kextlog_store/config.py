@@ -2,7 +2,8 @@
 
 load() reads and checks a file and returns what it says as an IngestConfig,
 None where it says nothing; the command line's own IngestConfig goes over it
-(IngestConfig.over), and the built-in defaults fill what neither says.  Every
+(IngestConfig.over), and the built-in defaults fill what neither says;
+dump() writes settings as a file that loads back the same.  Every
 key is in docs/configuration.md.  A file with an unknown key, a value of the
 wrong type or a bad value is refused whole, with a one-line UsageError that
 names the file and the key (and the line, where it can be found).
@@ -23,9 +24,10 @@ else:  # pragma: no cover - Python 3.10
 
 from .errors import UsageError
 from .levels import Level, parse_level
-from .retention import RetentionPolicy, parse_size
+from .render.text import escape
 from .sources import parse_source
-from .store import check_database
+from .store.location import check_database
+from .store.retention import RetentionPolicy, parse_size
 
 # The same on Linux and macOS (/etc is /private/etc there): one path for the
 # docs, the systemd unit and the launchd plist.
@@ -143,7 +145,7 @@ def check(key: str) -> Callable[[object], object]:
 
 
 # What a TOML basic string must escape (", \\, C0, DEL), and what a terminal
-# should not get raw (C1, bidirectional overrides; see render.escape).
+# should not get raw (C1, bidirectional overrides; see render.text.escape).
 _TOML_SHORT = {'"': '\\"', "\\": "\\\\", "\t": "\\t", "\n": "\\n"}
 _TOML_ESCAPE = re.compile('["\\\\\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]')
 
@@ -166,6 +168,34 @@ def _toml_escaped(match: re.Match[str]) -> str:
     if char in _TOML_SHORT:
         return _TOML_SHORT[char]
     return f"\\u{ord(char):04x}"
+
+
+def dump(settings: IngestConfig, read: Path | None) -> str:
+    """settings, every one said (ingest --check-config fills in the
+    defaults), as a configuration file that load() reads back the same; its
+    first line a comment on where they came from (read: the file read)."""
+    value = toml_value
+    where = escape(str(read or "no configuration file"), newlines=True)
+    lines = [
+        f"# kextlog ingest: the settings in effect ({where}, then the options, then the defaults)",
+        f"sources = {value(list(settings.sources or ()))}",
+        f"database = {value(settings.database)}",
+        f"min_level = {value(settings.min_level.label if settings.min_level else None)}",
+        f"syslog = {value(bool(settings.syslog))}",
+        f"syslog_socket = {value(settings.syslog_socket)}",
+        "",
+        "[batch]",
+        f"records = {value(settings.batch_records)}",
+        f"seconds = {value(settings.batch_seconds)}",
+        "",
+        "[kmsg]",
+        f"path = {value(settings.kmsg_path)}",
+    ]
+    retention = {"retain": settings.retain, "max_size": settings.max_size}
+    if any(retention.values()):
+        lines += ["", "[retention]"]
+        lines += [f"{key} = {value(item)}" for key, item in retention.items() if item]
+    return "\n".join(lines) + "\n"
 
 
 def file_read(path: Path | None) -> Path | None:

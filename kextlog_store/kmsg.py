@@ -27,15 +27,15 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from .errors import ProtocolError, SourceError
+from .errors import ProtocolError, SourceDone, SourceError
 from .levels import Level
-from .wire import MALFORMED, SEQ_MAX, Frame, Hello, LogRun, Loss, Skipped
+from .records import LossReason
+from .wire import SEQ_MAX, Frame, Hello, LogRun, LossFrame, Skipped
 
 DEVICE = "/dev/kmsg"
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
 READ_BYTES = 16384  # more than a record can be (CONSOLE_EXT_LOG_MAX is 8192)
 BATCH_RECORDS = 4096  # records handed to the writer at once
-OVERWRITTEN = "overwritten"  # the loss reason: the kernel's ring went round
 NOT_A_RECORD = "not a kmsg record"  # why a line was skipped (wire.Skipped)
 # Bounds of what a record may say: the kernel's record keeps the facility in
 # 8 bits; thread ids and times go to signed 64-bit store columns (2**62 ns
@@ -45,10 +45,6 @@ PRIORITY_MAX, VALUE_MAX, USEC_MAX = 255 * 8 + 7, 2**63 - 1, 2**62 // 1000
 # syslog severities: emerg..err are errors, notice and info are info.
 LEVELS = (Level.ERROR,) * 4 + (Level.WARNING, Level.INFO, Level.INFO, Level.DEBUG)
 _ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
-
-
-class SourceDone(SourceError):
-    """--once: the source has handed over everything it held."""
 
 
 def unescape(text: bytes) -> str:
@@ -135,8 +131,8 @@ class KmsgReader:
             if self.next_seq is not None and record.seq > self.next_seq:
                 # The kernel overwrote them before they were read, or they
                 # were in the lines skipped.
-                reason = MALFORMED if skipped else OVERWRITTEN
-                frames.append(Loss(self.next_seq, record.seq - 1, None, None, reason))
+                reason = LossReason.MALFORMED if skipped else LossReason.OVERWRITTEN
+                frames.append(LossFrame(self.next_seq, record.seq - 1, None, None, reason))
                 run = None
             if run is None:
                 run = LogRun()

@@ -29,7 +29,7 @@ import stat
 from contextlib import suppress
 from pathlib import Path
 
-from .errors import KextlogError
+from .errors import Missing, UnsafePath
 
 # A directory's descriptor: O_PATH where there is one (no read permission
 # needed, as for a walk by name), else a read-only one.
@@ -37,14 +37,6 @@ _DIRECTORY = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW
 # One we made, to set its mode and group.
 _OWN_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _LINKS_MAX = 40  # as the kernel's own limit on links in one lookup
-
-
-class UnsafePath(KextlogError):
-    """A path another user could change, or that cannot be walked."""
-
-
-class Missing(UnsafePath):
-    """A directory of the path does not exist (what exists of it is checked)."""
 
 
 def trusted_users() -> frozenset[int]:
@@ -299,13 +291,20 @@ def locate(
     raise UnsafePath(f"{path}: too many symbolic links")
 
 
-def check_owned(path: Path, *, regular: bool = False) -> None:
+def check_owned(path: Path, *, regular: bool = False, what: str | None = None) -> None:
     """Refuses what kextlog only reads (a configuration file, a socket, a
     device) when another user could change it: a directory or link on its
     way, or the file itself, owned by someone else or, for a regular file,
     writable by someone else (check_file).  The directory it is in may be
     shared (sticky, as /tmp): no one else can replace what is ours there.
-    A path that does not exist passes: opening it says so."""
+    A path that does not exist passes: opening it says so.  what: what the
+    path is, for the error (refusing WHAT PATH: why)."""
+    if what is not None:
+        try:
+            check_owned(path, regular=regular)
+        except UnsafePath as error:
+            raise UnsafePath(f"refusing {what} {path}: {error}") from None
+        return
     try:
         directory, name = locate(path, shared=True)
     except Missing:

@@ -1,14 +1,29 @@
 """The record and the loss as the read path, the renderers and the
-simulator's --record file see them, and the cursor that names a record.
-Cheap to import: no SQLAlchemy, no cffi."""
+simulator's --record file see them, the cursor that names a record, and the
+row a record travels in from the scanner to the store.  Cheap to import: no
+SQLAlchemy, no cffi."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import Enum
 
 from .errors import UsageError
 from .levels import Level
+
+INT64_MAX = 2**63 - 1  # SQLite's integers, PostgreSQL's bigint: the store's columns and counts
+PID_MAX = 2**31 - 1  # pid_t
+
+# A record as ingest carries it, from the scanner (wire, kmsg) through the
+# accounting to the store's writer: a plain tuple, so that the hot path
+# makes no object per record.  Its fields, in this order, are the records
+# table's columns; a row of the kernel's own log (kmsg) has KMSG_FIELDS
+# after them, a kext's row ends at MESSAGE.
+ROW_FIELDS = ("seq", "time_ns", "mono_ns", "level", "flags", "pid", "tid", "process", "message")
+KMSG_FIELDS = ("syslog_priority", "facility", "fields")
+SEQ, TIME_NS, MONO_NS, LEVEL, FLAGS, PID, TID, PROCESS, MESSAGE = range(len(ROW_FIELDS))
+PRIORITY, FACILITY, FIELDS = range(len(ROW_FIELDS), len(ROW_FIELDS) + len(KMSG_FIELDS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +46,40 @@ class Record:
     facility: int | None = None
     fields: str | None = None
 
+    @classmethod
+    def of_row(cls, row: tuple, instance: str, source: str = "") -> Record:
+        """The record of a row as ingest carries it (ROW_FIELDS, and
+        KMSG_FIELDS for the kernel's own log)."""
+        priority, facility, fields = row[PRIORITY:] or (None, None, None)
+        return cls(
+            row[TIME_NS], Level(row[LEVEL]), row[PID], row[TID], row[PROCESS], row[MESSAGE],
+            row[SEQ], instance, source, row[FLAGS], priority, facility, fields,
+        )  # fmt: skip
+
+
+class LossReason(str, Enum):
+    """Why seqs are missing, as the losses table stores it (and equal to
+    that text): a producer's LOSS frame says ring-full or released; ingest
+    finds a gap, malformed input, or the kernel's own log overwritten."""
+
+    RING_FULL = "ring-full"  # the kext's ring was full: they went to the kernel's printf
+    RELEASED = "released"  # acknowledged to an earlier client, then released
+    GAP = "gap"  # seqs the producer skipped without a LOSS
+    MALFORMED = "malformed"  # in frames ingest skipped as malformed
+    OVERWRITTEN = "overwritten"  # the kernel's log went round before ingest read them
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def of(cls, text: str) -> LossReason | str:
+        """The reason a stored text names; a text no reason has (a newer
+        producer's reason-N) as it is."""
+        try:
+            return cls(text)
+        except ValueError:
+            return text
+
 
 @dataclass(frozen=True, slots=True)
 class Loss:
@@ -49,7 +98,7 @@ class Loss:
     first_seq: int
     last_seq: int
     count: int  # last_seq - first_seq + 1
-    reason: str  # ring-full, released or gap (as the losses table stores it)
+    reason: LossReason | str  # a text no LossReason has: a reason this kextlog does not know
     first_time_ns: int | None  # wall clock of the first missing record, None if unknown
     last_time_ns: int | None  # wall clock of the last missing record, None if unknown
     recorded_ns: int  # when ingest stored the loss

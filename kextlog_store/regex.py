@@ -6,7 +6,9 @@ search backtrack for ever, as Python's re can ((a+)+$ on "aaaa...b").  The
 price is the syntax RE2 leaves out: backreferences, lookaround, atomic
 groups, possessive quantifiers, conditionals; \\Z is \\z; \\d, \\w, \\s and
 \\b are ASCII; repetition counts go up to 1000 (README lists it all).  A
-pattern that uses one is refused with a UsageError that names it.
+pattern that uses one is refused with a UsageError that names it.  The
+same patterns as PostgreSQL's (postgresql_regex), and process globs as
+regular expressions (glob_regex), for the query's SQL on both back ends.
 """
 
 from __future__ import annotations
@@ -123,3 +125,76 @@ def _check_repetitions(pattern: str) -> None:
 def search(pattern: str, text: str | bytes) -> bool:
     """Whether pattern matches anywhere in text."""
     return compile(pattern).search(text.encode() if isinstance(text, str) else text)
+
+
+# --- the same patterns in SQL -----------------------------------------------
+
+
+def grep_pattern(pattern: str) -> str:
+    """The regular expression --grep searches with: the pattern itself when it
+    has an upper-case letter, else the pattern made case-insensitive.
+    Raises UsageError for a pattern RE2 does not take (compile)."""
+    try:
+        compile(pattern)
+    except UsageError as exc:
+        raise UsageError(f"--grep: {exc}") from None
+    escaped = False
+    for char in pattern:
+        if char.isupper() and not escaped:
+            return pattern
+        escaped = char == "\\" and not escaped
+    return "(?i)" + pattern
+
+
+# RE2's escapes that PostgreSQL's regular expressions write otherwise
+# (there \b is a backspace): word boundaries, the end of the text.
+_PG_ESCAPES = {"b": "y", "B": "Y", "z": "Z"}
+_NAMED_GROUP = re.compile(r"\(\?P?<[^>]*>")
+
+
+def postgresql_regex(pattern: str) -> str:
+    r"""An RE2 regular expression (as --grep takes it) as PostgreSQL's
+    (ARE): the same syntax but for word boundaries (\b \B there: \y \Y),
+    the end of the text (\z there: \Z) and named groups ((?P<name>...) and
+    (?<name>...) are plain groups there)."""
+    parts, index, in_class = [], 0, False
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\" and index + 1 < len(pattern):
+            escaped = pattern[index + 1]
+            parts.append("\\" + (escaped if in_class else _PG_ESCAPES.get(escaped, escaped)))
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif named := _NAMED_GROUP.match(pattern, index):
+            index = named.end()
+            parts.append("(")
+            continue
+        parts.append(char)
+        index += 1
+    return "".join(parts)
+
+
+def glob_regex(glob: str) -> str:
+    """A glob as an anchored regular expression (POSIX and Python alike)."""
+    parts, index = ["^"], 0
+    while index < len(glob):
+        char = glob[index]
+        end = glob.find("]", index + 2) if char == "[" else -1
+        if char == "*":
+            parts.append(".*")
+        elif char == "?":
+            parts.append(".")
+        elif char == "[" and end != -1:
+            body = glob[index + 1 : end]
+            negated = body.startswith("^")
+            body = body[1:] if negated else body
+            parts.append("[" + "^" * negated + body.replace("\\", "\\\\") + "]")
+            index = end
+        else:
+            parts.append(re.escape(char))
+        index += 1
+    return "".join(parts) + "$"

@@ -18,9 +18,10 @@ from typing import IO
 
 from . import paths
 from ._native import ffi, lib
-from .errors import KextlogError, UsageError
+from .errors import KextlogError, UnsafePath, UsageError
 from .levels import Level
-from .render import record_json
+from .records import Record
+from .render.entries import record_json
 from .wire import FrameReader, LogRun
 
 log = logging.getLogger("kextlog.simulate")
@@ -66,8 +67,8 @@ class _Recorder:
         while chunk := self._tap.read(1 << 20):
             for frame in self._reader.feed(chunk):
                 if isinstance(frame, LogRun):
-                    for log in frame.frames():
-                        self._output.write(record_json(log.record(self.instance)) + "\n")
+                    for row in frame.rows:
+                        self._output.write(record_json(Record.of_row(row, self.instance)) + "\n")
         self._output.flush()
 
     def close(self) -> None:
@@ -90,8 +91,8 @@ def _check_paths(options: SimulateOptions) -> None:
     for path, shared in checks:
         try:
             paths.open_directory(Path(os.path.abspath(path)).parent, shared=shared).close()
-        except paths.UnsafePath as error:
-            raise paths.UnsafePath(f"refusing {path}: {error}") from None
+        except UnsafePath as error:
+            raise UnsafePath(f"refusing {path}: {error}") from None
 
 
 def simulate(options: SimulateOptions, stop: threading.Event) -> dict[str, object]:

@@ -20,17 +20,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import SourceError, UsageError
+from .errors import SourceClosed, SourceError, UsageError
 from .kmsg import DEVICE, KmsgSource
 from .paths import trusted_users, user_name
 from .wire import Frame, FrameReader, encode_ack, encode_resume
 
 RECEIVE_BYTES = 256 * 1024  # more than any datagram the producer sends (the seed's caveat)
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024  # room for bursts while the writer commits
-
-
-class SourceClosed(SourceError):
-    """The producer closed the connection (unloaded, restarted, or refused us)."""
 
 
 class Connection:

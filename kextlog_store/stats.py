@@ -6,7 +6,7 @@ of the database and the range of dates.  One collect() call reads them all
 with a handful of aggregate queries, each one pass over an index where
 there is one (level and time: ix_records_level_time_ns; instance and seq:
 the UNIQUE key); per process is a scan of the window.  Rendering is
-render.write_stats.
+render.figures.write_stats.
 """
 
 from __future__ import annotations
@@ -19,14 +19,16 @@ from typing import Any
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy import exc as sa_exc
 
-from . import store
 from .errors import UsageError
 from .levels import Level
-from .query import database_error, select_losses
+from .query import select_losses
 from .redact import redact
+from .store import schema
+from .store.engine import read_engine, sqlite_path
+from .store.errors import translate
 from .timespec import NS_PER_SECOND
 
-_records, _instances, _losses = store.records, store.instances, store.losses
+_records, _instances, _losses = schema.records, schema.instances, schema.losses
 
 # Bucket sizes the rate chart picks from: the smallest that gives at most
 # max_buckets rows.  Round sizes, so that bucket starts are round times.
@@ -149,12 +151,12 @@ def collect(
     gives at most max_buckets buckets).  Buckets start at multiples of
     their size in local time (or UTC), so that hours and days begin on the
     hour and at midnight."""
-    engine = store.read_engine(url)
+    engine = read_engine(url)
     try:
         with engine.connect() as connection:
             return _collect(connection, url, since_ns, until_ns, top, bucket_ns, max_buckets, utc)
     except sa_exc.DBAPIError as exc:
-        raise database_error(exc.orig if exc.orig is not None else exc) from None
+        raise translate(exc) from None
     finally:
         engine.dispose()
 
@@ -272,12 +274,12 @@ def _buckets(
 
 def _instance_accounts(connection: Connection) -> tuple[InstanceAccount, ...]:
     records, losses, i = _records.alias("r"), _losses.alias("l"), _instances
-    # An instance's records are one range of the key (store.record_id):
+    # An instance's records are one range of the key (schema.record_id):
     # counting them is one pass over that range, not over the store.
-    base = i.c.id.op("<<")(store.SEQ_SHIFT)
+    base = i.c.id.op("<<")(schema.SEQ_SHIFT)
     first = base + i.c.first_seq
     high_water = base + i.c.high_water  # + not |: a kernel log's starts at -1
-    end = (i.c.id + 1).op("<<")(store.SEQ_SHIFT)
+    end = (i.c.id + 1).op("<<")(schema.SEQ_SHIFT)
 
     def scalar(statement: Any) -> Any:
         return statement.correlate(i).scalar_subquery()
@@ -347,7 +349,7 @@ def _instance_accounts(connection: Connection) -> tuple[InstanceAccount, ...]:
 
 
 def _database_size(connection: Connection, url: str) -> DatabaseSize | None:
-    path = store.sqlite_path(url)
+    path = sqlite_path(url)
     if path is None:
         return _postgresql_size(connection) if connection.dialect.name == "postgresql" else None
 

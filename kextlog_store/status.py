@@ -26,16 +26,17 @@ import os
 import socket
 import struct
 import sys
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import paths
-from .errors import DatabaseError, KextlogError
-from .render import escape
-from .store import locate_database, private_directory, sqlite_path
+from .errors import DatabaseError, Held, Missing, UnsafePath
+from .records import INT64_MAX
+from .render.text import escape, local_time
+from .store.engine import sqlite_path
+from .store.location import locate_database, private_directory
 
 STATE_BYTES_MAX = 1 << 20  # a state is a few hundred bytes per source
 
@@ -56,7 +57,7 @@ def runtime_directory() -> Path:
 
 def _place(url: str, host: str | None, *, create: bool) -> tuple[paths.Directory, str, str]:
     """The checked directory of a store's lock and state (made if missing
-    with create, else paths.Missing), their names without .lock or .json,
+    with create, else Missing), their names without .lock or .json,
     and the store as messages name it.  Beside a SQLite database they are
     beside its real file: two links to one store share its lock.  A store
     that is not a file has a daemon per host (ingest --host, this
@@ -72,7 +73,7 @@ def _place(url: str, host: str | None, *, create: bool) -> tuple[paths.Directory
 
 
 def _host(host: str | None) -> str:
-    return host or socket.gethostname()  # as store.Writer's
+    return host or socket.gethostname()  # as store.writer.Writer's
 
 
 def _url_base(url: str, host: str | None) -> str:
@@ -89,9 +90,9 @@ def _runtime(create: bool) -> paths.Directory:
     where = runtime_directory()
     try:
         return private_directory(where, create=create)
-    except paths.Missing:
+    except Missing:
         raise
-    except paths.UnsafePath as error:
+    except UnsafePath as error:
         raise DatabaseError(f"refusing the runtime directory {where}: {error}") from None
 
 
@@ -105,10 +106,6 @@ def status_path(url: str, host: str | None = None) -> Path:
 
 
 _TAKE_TRIES = 100  # each lost to another process that took the lock meanwhile
-
-
-class Held(KextlogError):
-    """Another process holds a lock kextlog takes: another ingest."""
 
 
 # struct flock, to ask the kernel who holds a lock (F_GETLK).
@@ -259,7 +256,7 @@ class IngestStatus:
             return "running" if self.snapshot["running"] else "stopping"
         if not self.snapshot["running"]:
             return "stopped"
-        return f"not running (stale state from {_time(self.snapshot['updated_ns'])})"
+        return f"not running (stale state from {local_time(self.snapshot['updated_ns'])})"
 
 
 def read_status(url: str, host: str | None = None) -> IngestStatus | None:
@@ -268,7 +265,7 @@ def read_status(url: str, host: str | None = None) -> IngestStatus | None:
     ingest writes, is refused (DatabaseError)."""
     try:
         directory, base, _ = _place(url, host, create=False)
-    except paths.Missing:
+    except Missing:
         return None
     with directory:
         path = directory.path / f"{base}.json"
@@ -278,7 +275,7 @@ def read_status(url: str, host: str | None = None) -> IngestStatus | None:
                 data = file.read(STATE_BYTES_MAX + 1)
         except FileNotFoundError:
             return None
-        except paths.UnsafePath as error:
+        except UnsafePath as error:
             raise DatabaseError(f"refusing the ingest state {path}: {error}") from None
         except OSError as error:
             raise DatabaseError(f"cannot read the ingest state {path}: {error.strerror}") from None
@@ -293,7 +290,7 @@ def starting(url: str, host: str | None = None) -> int | None:
     no state yet (read_status gave None); None if none does."""
     try:
         directory, base, _ = _place(url, host, create=False)
-    except paths.Missing:
+    except Missing:
         return None
     with directory:
         return _lock_holder(directory, f"{base}.lock")
@@ -304,7 +301,7 @@ def _lock_holder(directory: paths.Directory, name: str) -> int | None:
         fd = directory.open(name)
     except FileNotFoundError:
         return None  # never locked: no ingest ran since the lock came in
-    except paths.UnsafePath as error:
+    except UnsafePath as error:
         raise DatabaseError(f"refusing the ingest lock {directory.path / name}: {error}") from None
     try:
         return _holder(fd)
@@ -313,8 +310,6 @@ def _lock_holder(directory: paths.Directory, name: str) -> int | None:
 
 
 # --- what a state may hold -----------------------------------------------------
-
-INT64_MAX = (1 << 63) - 1
 
 
 class _Malformed(ValueError):
@@ -454,64 +449,3 @@ def parse(data: bytes, path: Path) -> dict:
     else:
         return snapshot
     raise DatabaseError(f"{path}: not a state ingest wrote ({escape(problem, newlines=True)})")
-
-
-def _time(ns: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ns / 1e9))
-
-
-def describe(status: IngestStatus) -> list[str]:
-    """`kextlog status` in words; every text from the state escaped (a
-    producer's name is the producer's to choose)."""
-    snapshot = status.snapshot
-
-    def text(value: str) -> str:
-        return escape(value, newlines=True)
-
-    latency = snapshot["latency_ms"]["recent"]
-    lines = [
-        f"ingest: {status.state} (pid {snapshot['pid']}), last update "
-        f"{_time(snapshot['updated_ns'])}",
-        f"  stored {snapshot['stored']:,} records in {snapshot['commits']:,} commits, "
-        f"lost {snapshot['lost']:,}, filtered {snapshot['filtered']:,}",
-    ]
-    outage = snapshot["store_outage"]
-    if outage is not None:
-        lines.append(
-            f"  store: {text(outage['what'])} since {_time(outage['since_ns'])}, "
-            f"{outage['waiting']:,} records waiting, retrying ({text(outage['error'])})"
-        )
-    if latency["samples"] and latency["p50"] is not None and latency["p99"] is not None:
-        lines.append(
-            f"  kernel-to-commit latency p50 {latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms "
-            f"over the last second ({latency['samples']:,} samples)"
-        )
-    for source in snapshot["sources"]:
-        connected = "connected" if source["connected"] and status.alive else "disconnected"
-        lines.append(f"{text(source['source'])}: {connected}")
-        if source["error"] and not source["connected"]:
-            lines.append(f"  last error: {text(source['error'])}")
-        skipped = source.get("skipped")  # absent from the files of older daemons
-        if skipped and skipped["bytes"]:
-            problems = ", ".join(
-                f"{count:,} {text(problem)}" for problem, count in skipped["problems"].items()
-            )
-            lines.append(f"  skipped {skipped['bytes']:,} bytes of malformed input ({problems})")
-        if source["instance"] is None:
-            continue
-        producer, instance = text(source["producer"] or ""), text(source["instance"])
-        lines.append(f"  producer {producer}, instance {instance}")
-        lines.append(
-            f"  committed seq {source['committed_seq']:,}, lag {source['lag'] or 0:,} records, "
-            f"lost {source['lost'] or 0:,} records"
-            if source["committed_seq"] is not None
-            else "  nothing committed yet"
-        )
-        ring = source["ring"]
-        if ring is not None:
-            fill = ring["records"] / ring["capacity"] if ring["capacity"] else 0.0
-            lines.append(
-                f"  ring {ring['records']:,} of {ring['capacity']:,} records ({fill:.0%}), "
-                f"{ring['producer_lost']:,} lost since the kext loaded"
-            )
-    return lines

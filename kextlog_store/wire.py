@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ._native import ffi, lib
-from .levels import Level
-from .records import Record
+from .records import ROW_FIELDS, SEQ, LossReason
 
 # The highest seq a record may have (kextlog_wire.h's field bounds): past it,
-# its key (store.record_id) would be another instance's.
+# its key (store.schema.record_id) would be another instance's.
 SEQ_MAX = lib.KEXTLOG_SEQ_MAX
 TIME_MAX = lib.KEXTLOG_TIME_MAX  # and the latest time, in ns
 MESSAGE_OFFSET = ffi.offsetof("struct kextlog_log_frame", "message")
@@ -50,10 +49,9 @@ if tuple(name for name, _ in ffi.typeof("struct kextlog_scan_entry").fields) != 
     raise ImportError("struct kextlog_scan_entry changed: update kextlog_store.wire")
 
 LOSS_REASONS = {
-    lib.KEXTLOG_LOSS_RING_FULL: "ring-full",
-    lib.KEXTLOG_LOSS_RELEASED: "released",
+    lib.KEXTLOG_LOSS_RING_FULL: LossReason.RING_FULL,
+    lib.KEXTLOG_LOSS_RELEASED: LossReason.RELEASED,
 }
-MALFORMED = "malformed"  # the loss reason of seqs whose frames the reader skipped
 
 # Why the reader skipped bytes (kextlog_scan.h), as Skipped.problem says it.
 PROBLEMS = {
@@ -86,7 +84,8 @@ class Hello:
 
 
 class LogFrame(NamedTuple):
-    """A LOG frame's fields, in the order of the store's record columns."""
+    """A LOG frame's fields, named: a LogRun row opened up (LogRun.frames),
+    for tests and tools; the hot path keeps plain tuples (records.ROW_FIELDS)."""
 
     seq: int
     time_ns: int
@@ -98,28 +97,21 @@ class LogFrame(NamedTuple):
     process: str
     message: str
 
-    def record(self, instance: str, source: str = "") -> Record:
-        return Record(
-            time_ns=self.time_ns,
-            level=Level(self.level),
-            pid=self.pid,
-            tid=self.tid,
-            process=self.process,
-            message=self.message,
-            seq=self.seq,
-            instance=instance,
-            source=source,
-            flags=self.flags,
-        )
+
+if LogFrame._fields != ROW_FIELDS:
+    raise ImportError("records.ROW_FIELDS changed: update kextlog_store.wire.LogFrame")
 
 
 @dataclass(frozen=True, slots=True)
-class Loss:
+class LossFrame:
+    """A LOSS frame: seqs first_seq..last_seq the producer no longer has
+    (also what kmsg makes of a jump in the kernel's seqs)."""
+
     first_seq: int
     last_seq: int
     first_time_ns: int | None
     last_time_ns: int | None
-    reason: str
+    reason: LossReason | str  # a reason this kextlog does not know: reason-N
 
     @property
     def count(self) -> int:
@@ -141,22 +133,23 @@ class Status:
 
 @dataclass(slots=True)
 class LogRun:
-    """Consecutive LOG frames of one read: plain tuples in LogFrame's field
-    order (the hot path makes no object per record beyond its tuple)."""
+    """Consecutive LOG frames of one read: each a plain tuple of
+    records.ROW_FIELDS (the hot path makes no object per record beyond its
+    tuple; read a field as row[records.SEQ] and the like)."""
 
     rows: list[tuple] = field(default_factory=list)
     contiguous: bool = True  # each seq is the one before it + 1
 
     @property
     def first_seq(self) -> int:
-        return self.rows[0][0]
+        return self.rows[0][SEQ]
 
     @property
     def last_seq(self) -> int:
-        return self.rows[-1][0]
+        return self.rows[-1][SEQ]
 
     def frames(self) -> list[LogFrame]:
-        return [LogFrame(*row[:9]) for row in self.rows]
+        return [LogFrame(*row[: len(ROW_FIELDS)]) for row in self.rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +161,7 @@ class Skipped:
     size: int  # bytes
 
 
-Frame = Hello | LogRun | Loss | Status | Skipped
+Frame = Hello | LogRun | LossFrame | Status | Skipped
 
 
 def _text(raw: bytes) -> str:
@@ -180,7 +173,7 @@ def _decode(kind: int, pointer) -> Frame:
     """A HELLO, LOSS or STATUS frame, checked already."""
     if kind == lib.KEXTLOG_FRAME_LOSS:
         loss = ffi.cast("struct kextlog_loss_frame *", pointer)
-        return Loss(
+        return LossFrame(
             loss.first_seq,
             loss.last_seq,
             loss.first_time_ns or None,
@@ -282,7 +275,7 @@ class FrameReader:
             if run is None:
                 run = LogRun()
                 frames.append(run)
-            elif seq != run.rows[-1][0] + 1:
+            elif seq != run.rows[-1][SEQ] + 1:
                 run.contiguous = False
             if number < len(names):
                 process = names[number]

@@ -3,7 +3,9 @@ the `alembic` command (alembic.ini) for developers writing a revision."""
 
 from alembic import context
 
-from kextlog_store.store import database_url, metadata, write_engine
+from kextlog_store.store.engine import write_engine
+from kextlog_store.store.location import database_url
+from kextlog_store.store.schema import metadata
 
 config = context.config
 connection = config.attributes.get("connection")

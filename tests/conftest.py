@@ -36,9 +36,11 @@ import pytest
 from hypothesis import settings
 from sqlalchemy import create_engine, insert, text, update
 
-from kextlog_store import migrate, store
 from kextlog_store.levels import Level
 from kextlog_store.records import Entry, Loss, Record
+from kextlog_store.store import migrate, schema
+from kextlog_store.store.engine import write_engine
+from kextlog_store.store.location import database_url
 from tests import postgres_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -274,7 +276,7 @@ def insert_records(url: str, instances: Iterable[Instance], records: Iterable[Re
     by_uuid = {instance.uuid: instance for instance in instances}
     rows = [
         {
-            "id": store.record_id(by_uuid[record.instance].id, record.seq),
+            "id": schema.record_id(by_uuid[record.instance].id, record.seq),
             "time_ns": record.time_ns,
             "mono_ns": record.time_ns % 10**13,
             "level": int(record.level),
@@ -291,11 +293,11 @@ def insert_records(url: str, instances: Iterable[Instance], records: Iterable[Re
         for row, record in zip(rows, records, strict=True)
         if record.seq <= by_uuid[record.instance].pid_indexed
     ]
-    engine = store.write_engine(url)
+    engine = write_engine(url)
     with engine.begin() as connection:
         for instance in instances:
             connection.execute(
-                insert(store.instances).values(
+                insert(schema.instances).values(
                     id=instance.id,
                     host=HOST,
                     uuid=instance.uuid,
@@ -310,9 +312,9 @@ def insert_records(url: str, instances: Iterable[Instance], records: Iterable[Re
                 )
             )
         if rows:
-            connection.execute(insert(store.records), rows)
+            connection.execute(insert(schema.records), rows)
         if indexed:
-            connection.execute(insert(store.pid_index), indexed)
+            connection.execute(insert(schema.pid_index), indexed)
         if connection.dialect.name == "postgresql":
             # As if the database had handed out these ids.
             connection.execute(
@@ -326,11 +328,11 @@ def insert_losses(url: str, rows: Iterable[LossRow]) -> None:
     """Insert losses as ingest does, and raise each instance's high-water mark
     over them."""
     rows = tuple(rows)
-    engine = store.write_engine(url)
+    engine = write_engine(url)
     with engine.begin() as connection:
         for row in rows:
             connection.execute(
-                insert(store.losses).values(
+                insert(schema.losses).values(
                     instance_id=row.instance_id,
                     first_seq=row.first_seq,
                     last_seq=row.last_seq,
@@ -342,10 +344,10 @@ def insert_losses(url: str, rows: Iterable[LossRow]) -> None:
                 )
             )
             connection.execute(
-                update(store.instances)
+                update(schema.instances)
                 .where(
-                    store.instances.c.id == row.instance_id,
-                    store.instances.c.high_water < row.last_seq,
+                    schema.instances.c.id == row.instance_id,
+                    schema.instances.c.high_water < row.last_seq,
                 )
                 .values(high_water=row.last_seq)
             )
@@ -506,7 +508,7 @@ def postgres_database(
 def schema_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty database at the newest revision, made once and copied per test."""
     path = tmp_path_factory.mktemp("template") / "kextlog.db"
-    migrate.upgrade(store.database_url(str(path))).dispose()
+    migrate.upgrade(database_url(str(path))).dispose()
     connection = sqlite3.connect(path)
     connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     connection.close()
@@ -522,7 +524,7 @@ def db_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def db_url(db_path: Path) -> str:
     """The URL of db_path."""
-    return store.database_url(str(db_path))
+    return database_url(str(db_path))
 
 
 @pytest.fixture
@@ -609,10 +611,10 @@ def lossy(store_url: str, backend: str, db_path: Path) -> PopulatedStore:
     kept = [record for record in made if (record.instance, record.seq) not in missing]
     insert_records(store_url, instances, kept)
     insert_losses(store_url, rows)
-    engine = store.write_engine(store_url)
+    engine = write_engine(store_url)
     with engine.begin() as connection:  # as prune counts what it removes
         connection.execute(
-            update(store.instances).where(store.instances.c.id == 1).values(pruned_records=3)
+            update(schema.instances).where(schema.instances.c.id == 1).values(pruned_records=3)
         )
     engine.dispose()
     losses = sorted(

@@ -70,3 +70,18 @@ def connect(path: Path, kind: int = socket.SOCK_SEQPACKET) -> socket.socket:
             continue
         client.settimeout(5)
         return client
+
+
+def start_simulator(sock: Path, *args: str, log: Path | None = None) -> subprocess.Popen[str]:
+    """`kextlog simulate --socket SOCK ARGS`, once it listens (its socket file
+    is there)."""
+    simulator = start("simulate", "--socket", str(sock), *args, log=log)
+    wait_for_socket(sock)
+    return simulator
+
+
+def start_ingest(
+    sock: Path, db: Path | str, *args: str, log: Path | None = None, **env: str
+) -> subprocess.Popen[str]:
+    """`kextlog ingest --source unix:SOCK --db DB ARGS` (DB a path or a URL)."""
+    return start("ingest", "--source", f"unix:{sock}", "--db", str(db), *args, log=log, **env)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from kextlog_store import check, migrate
+from kextlog_store.store import check, migrate
 from kextlog_store.wire import SEQ_MAX
 from tests.conftest import PopulatedStore
 from tests.processes import COMMAND, environment, kextlog

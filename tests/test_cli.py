@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from kextlog_store import __version__, migrate
+from kextlog_store import __version__
 from kextlog_store.levels import Level
 from kextlog_store.records import Entry, Loss, Record
+from kextlog_store.store import migrate
 from tests.conftest import NS, ROOT, Kextlog, PopulatedStore, content_checksum
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

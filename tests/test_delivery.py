@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kextlog_store.status import read_status
-from kextlog_store.store import database_url
-from tests.processes import kextlog, start, wait_for_socket
+from kextlog_store.store.location import database_url
+from tests.processes import kextlog, start_ingest, start_simulator
 
 
 def accounting(db: Path) -> dict[str, dict]:
@@ -76,11 +76,10 @@ def test_ingest_killed_again_and_again_loses_nothing(tmp_path: Path) -> None:
     count = rate * seconds
     sock, db = tmp_path / "sim.sock", tmp_path / "k.db"
     ingest_log, sim_log = tmp_path / "ingest.log", tmp_path / "sim.log"
-    simulator = start(
-        "simulate", "--socket", str(sock), "--rate", str(rate), "--count", str(count),
+    simulator = start_simulator(
+        sock, "--rate", str(rate), "--count", str(count),
         "--ring", str(ring), log=sim_log,
     )  # fmt: skip
-    wait_for_socket(sock)
     chance = random.Random(20261127)
     pause = seconds / kills / 2  # kills spread over the generation
     killed = 0
@@ -88,14 +87,14 @@ def test_ingest_killed_again_and_again_loses_nothing(tmp_path: Path) -> None:
     # find everything acknowledged, and a kill then lands on nothing (on a
     # loaded machine, each start takes seconds).
     while killed < kills and "generated" not in sim_log.read_text():
-        ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
+        ingest = start_ingest(sock, db, log=ingest_log)
         wait_for_line(ingest_log, "connected to", count=killed + 1)
         time.sleep(chance.uniform(0.0, pause))
         ingest.kill()  # SIGKILL: no flush, no ACK, maybe mid-transaction
         ingest.wait()
         killed += 1
     assert killed >= min(kills, 3), f"only {killed} kills while the producer generated"
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
+    ingest = start_ingest(sock, db, log=ingest_log)
     out, _ = simulator.communicate(timeout=seconds * 10 + 120)  # ends once all is acknowledged
     assert simulator.returncode == 0
     wait_for_daemon(db, ingest.pid)  # (the last kill may have found all acknowledged)
@@ -123,18 +122,17 @@ def test_overflow_while_ingest_is_down_is_recorded_exactly(tmp_path: Path) -> No
     # 12 s of records: the second daemon is still connected when the status
     # is read, also on a loaded machine where it takes seconds to start.
     count = 240_000
-    simulator = start(
-        "simulate", "--socket", str(sock), "--rate", "20000", "--count", str(count),
+    simulator = start_simulator(
+        sock, "--rate", "20000", "--count", str(count),
         "--ring", "5000", log=sim_log,
     )  # fmt: skip
-    wait_for_socket(sock)
     ingest_log = tmp_path / "ingest.log"
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
+    ingest = start_ingest(sock, db, log=ingest_log)
     wait_for_line(ingest_log, "connected to", count=1)
     time.sleep(0.5)
     stop(ingest)
     time.sleep(1.0)  # 20,000 records offered to a ring of 5,000
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
+    ingest = start_ingest(sock, db, log=ingest_log)
     # Connected again after the overflow: status shows the losses and the ring.
     running = wait_for_source(
         db, lambda source: source["connected"] and source["lost"] > 0 and source["ring"] is not None
@@ -178,11 +176,11 @@ def test_overflow_while_ingest_is_down_is_recorded_exactly(tmp_path: Path) -> No
 
 def test_a_reloaded_kext_is_a_new_instance_and_no_loss(tmp_path: Path) -> None:
     sock, db = tmp_path / "sim.sock", tmp_path / "k.db"
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db))
+    ingest = start_ingest(sock, db)
     runs = []
     for seed in (1, 2):
-        simulator = start(
-            "simulate", "--socket", str(sock), "--rate", "0", "--count", "30000",
+        simulator = start_simulator(
+            sock, "--rate", "0", "--count", "30000",
             "--seed", str(seed),
         )  # fmt: skip
         out, _ = simulator.communicate(timeout=60)
@@ -207,18 +205,17 @@ def test_a_reloaded_kext_is_a_new_instance_and_no_loss(tmp_path: Path) -> None:
 def test_records_acknowledged_to_another_store_are_a_released_loss(tmp_path: Path) -> None:
     sock, first, second = tmp_path / "sim.sock", tmp_path / "first.db", tmp_path / "second.db"
     count = 20_000
-    simulator = start(
-        "simulate", "--socket", str(sock), "--rate", "2000", "--count", str(count),
+    simulator = start_simulator(
+        sock, "--rate", "2000", "--count", str(count),
         "--ring", str(count), log=tmp_path / "sim.log",
     )  # fmt: skip
-    wait_for_socket(sock)
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(first))
+    ingest = start_ingest(sock, first)
     wait_for_source(first, lambda source: (source["committed_seq"] or 0) >= 2000)
     stop(ingest)  # its last ACK releases what it stored from the producer's ring
     (acknowledged,) = accounting(first).values()
     released = acknowledged["high_water"]
     assert 2000 <= released < count
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(second), log=tmp_path / "b")
+    ingest = start_ingest(sock, second, log=tmp_path / "b")
     out, _ = simulator.communicate(timeout=120)
     assert simulator.returncode == 0
     stop(ingest)

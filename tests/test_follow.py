@@ -18,13 +18,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from kextlog_store import store
 from kextlog_store.errors import UsageError
+from kextlog_store.follow import FOLLOW_LINES, follow
 from kextlog_store.levels import Level
-from kextlog_store.query import FOLLOW_LINES, RecordFilter, follow
+from kextlog_store.query import RecordFilter
 from kextlog_store.records import Cursor, Entry, Loss, Record
+from kextlog_store.store import schema
+from kextlog_store.store.engine import read_engine
 from tests.conftest import NS, ROOT, PopulatedStore, wait_until
-from tests.processes import start, wait_for_socket
+from tests.processes import start_ingest, start_simulator, wait_for_socket
 from tests.test_cli import marker, short
 
 POLL = 0.05
@@ -65,7 +67,7 @@ class Follower:
 
 @pytest.fixture
 def following(populated: PopulatedStore) -> Iterator[list[Follower]]:
-    engine = store.read_engine(populated.url)
+    engine = read_engine(populated.url)
     started: list[Follower] = []
     yield started
     for follower in started:
@@ -76,7 +78,7 @@ def following(populated: PopulatedStore) -> Iterator[list[Follower]]:
 def start_following(
     started: list[Follower], populated: PopulatedStore, **fields: object
 ) -> Follower:
-    follower = Follower(store.read_engine(populated.url), RecordFilter(**fields))  # type: ignore[arg-type]
+    follower = Follower(read_engine(populated.url), RecordFilter(**fields))  # type: ignore[arg-type]
     started.append(follower)
     return follower
 
@@ -98,7 +100,7 @@ class Writer:
             self.connection.execute(
                 "INSERT INTO records (id, time_ns, mono_ns, level, flags, pid, tid, process,"
                 " message) VALUES (?, ?, 0, ?, 0, 42, 4200, 'writer', ?)",
-                (store.record_id(instance_id, seq), time_ns, int(level), message),
+                (schema.record_id(instance_id, seq), time_ns, int(level), message),
             )
         self.connection.execute("COMMIT")
         return [
@@ -220,7 +222,7 @@ def test_follow_from_since_or_a_cursor_shows_everything_after_it(
 def test_follow_refuses_reverse_and_until(
     populated: PopulatedStore, fields: dict[str, object], message: str
 ) -> None:
-    engine = store.read_engine(populated.url)
+    engine = read_engine(populated.url)
     with pytest.raises(UsageError, match=message):
         next(follow(engine, RecordFilter(**fields)))  # type: ignore[arg-type]
     engine.dispose()
@@ -316,12 +318,12 @@ def test_follow_errors(populated: PopulatedStore, args: list[str], message: str)
 @pytest.mark.slow
 def test_follow_behind_a_real_ingest(tmp_path: Path) -> None:
     sock, db = tmp_path / "sim.sock", tmp_path / "k.db"
-    simulator = start("simulate", "--socket", str(sock), "--rate", "50", "--count", "100000")
+    simulator = start_simulator(sock, "--rate", "50", "--count", "100000")
     ingest = None
     follower = None
     try:
         wait_for_socket(sock)
-        ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=tmp_path / "log")
+        ingest = start_ingest(sock, db, log=tmp_path / "log")
         wait_until(lambda: db.exists() and stored_seqs(db), "ingest to store records")
         follower = kextlog_process(db, "query", "-f", "-n", "0", "-o", "json")
         seen = max(stored_seqs(db))

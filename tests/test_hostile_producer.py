@@ -16,8 +16,8 @@ from pathlib import Path
 
 from kextlog_store._native import lib
 from kextlog_store.status import read_status
-from kextlog_store.store import database_url
-from tests.processes import kextlog, start
+from kextlog_store.store.location import database_url
+from tests.processes import kextlog, start, start_ingest
 from tests.test_delivery import accounting, assert_each_seq_once
 from tests.test_ingest_hostile import Producer, assert_store_clean, stop
 from tests.test_wire import log_bytes, loss_bytes
@@ -302,7 +302,7 @@ def test_a_flag_no_postgresql_column_holds_is_refused(
 ) -> None:
     url, sock = postgres_database(False), tmp_path / "hostile.sock"
     producer = Producer(sock)
-    daemon = start("ingest", "--source", f"unix:{sock}", "--db", url, log=tmp_path / "ingest.log")
+    daemon = start_ingest(sock, url, log=tmp_path / "ingest.log")
     try:
         producer.accept()
         # flags is a signed 16-bit column: with bit 15 the binary COPY stores -32768.

@@ -13,13 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from kextlog_store.ingest import Ingest, IngestOptions, Latencies
-from kextlog_store.migrate import upgrade
-from kextlog_store.retention import RetentionPolicy
+from kextlog_store.ingest.committer import Latencies
+from kextlog_store.ingest.pipeline import Ingest, IngestOptions
 from kextlog_store.sources import parse_source
-from kextlog_store.store import Writer, database_url
+from kextlog_store.store.location import database_url
+from kextlog_store.store.migrate import upgrade
+from kextlog_store.store.retention import RetentionPolicy
+from kextlog_store.store.writer import Writer
 from tests.conftest import wait_until
-from tests.processes import connect, kextlog, start, wait_for_socket
+from tests.processes import connect, kextlog, start_ingest, start_simulator
 
 SOCKET_TYPES = ["seqpacket", "stream"]
 
@@ -54,12 +56,11 @@ def recorded(record: Path) -> list[tuple]:
 @pytest.mark.parametrize("socket_type", SOCKET_TYPES)
 def test_every_record_stored_exactly_once(tmp_path: Path, socket_type: str) -> None:
     sock, db, record = tmp_path / "sim.sock", tmp_path / "k.db", tmp_path / "sent.jsonl"
-    simulator = start(
-        "simulate", "--socket", str(sock), "--socket-type", socket_type,
+    simulator = start_simulator(
+        sock, "--socket-type", socket_type,
         "--count", "100000", "--rate", "0", "--record", str(record),
     )  # fmt: skip
-    wait_for_socket(sock)
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db))
+    ingest = start_ingest(sock, db)
     # The simulator exits once every record it generated is acknowledged.
     out, err = simulator.communicate(timeout=120)
     assert simulator.returncode == 0, err
@@ -88,12 +89,11 @@ def test_every_record_stored_exactly_once(tmp_path: Path, socket_type: str) -> N
 
 def test_min_level_records_are_acknowledged_and_counted(tmp_path: Path) -> None:
     sock, db, record = tmp_path / "sim.sock", tmp_path / "k.db", tmp_path / "sent.jsonl"
-    simulator = start(
-        "simulate", "--socket", str(sock), "--count", "20000", "--rate", "0",
+    simulator = start_simulator(
+        sock, "--count", "20000", "--rate", "0",
         "--record", str(record),
     )  # fmt: skip
-    wait_for_socket(sock)
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), "--min-level", "warning")
+    ingest = start_ingest(sock, db, "--min-level", "warning")
     # Filtered records are acknowledged too, or the simulator would not finish.
     assert simulator.wait(timeout=60) == 0
     ingest.send_signal(signal.SIGINT)
@@ -111,9 +111,8 @@ def test_min_level_records_are_acknowledged_and_counted(tmp_path: Path) -> None:
 
 def test_echo_prints_what_is_stored(tmp_path: Path) -> None:
     sock, db = tmp_path / "sim.sock", tmp_path / "k.db"
-    simulator = start("simulate", "--socket", str(sock), "--count", "500", "--rate", "0")
-    wait_for_socket(sock)
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), "--echo")
+    simulator = start_simulator(sock, "--count", "500", "--rate", "0")
+    ingest = start_ingest(sock, db, "--echo")
     assert simulator.wait(timeout=60) == 0
     ingest.send_signal(signal.SIGTERM)
     out, _ = ingest.communicate(timeout=30)
@@ -126,11 +125,11 @@ def test_echo_prints_what_is_stored(tmp_path: Path) -> None:
 
 def test_ingest_waits_for_a_producer_that_starts_later(tmp_path: Path) -> None:
     sock, db = tmp_path / "sim.sock", tmp_path / "k.db"
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db))
+    ingest = start_ingest(sock, db)
     assert ingest.stderr is not None
     first_complaint = ingest.stderr.readline()
     assert "No such file or directory; retrying" in first_complaint
-    simulator = start("simulate", "--socket", str(sock), "--count", "3000", "--rate", "0")
+    simulator = start_simulator(sock, "--count", "3000", "--rate", "0")
     assert simulator.wait(timeout=60) == 0
     ingest.send_signal(signal.SIGTERM)
     _, err = ingest.communicate(timeout=30)
@@ -141,7 +140,7 @@ def test_ingest_waits_for_a_producer_that_starts_later(tmp_path: Path) -> None:
 
 def test_simulator_serves_one_client_on_a_private_socket(tmp_path: Path) -> None:
     sock = tmp_path / "sim.sock"
-    simulator = start("simulate", "--socket", str(sock), "--count", "10", "--rate", "0")
+    simulator = start_simulator(sock, "--count", "10", "--rate", "0")
     try:
         first = connect(sock)
         assert len(first.recv(65536)) == 144  # HELLO
@@ -166,9 +165,8 @@ def test_bad_source_is_a_one_line_error(tmp_path: Path) -> None:
 
 def test_simulator_refuses_a_path_in_use(tmp_path: Path) -> None:
     sock = tmp_path / "sim.sock"
-    simulator = start("simulate", "--socket", str(sock), "--rate", "10")
+    simulator = start_simulator(sock, "--rate", "10")
     try:
-        wait_for_socket(sock)
         second = kextlog("simulate", "--socket", str(sock), "--count", "1")
         assert second.returncode == 1
         assert second.stderr.strip().endswith("is in use by another producer")
@@ -183,9 +181,8 @@ def test_simulator_replaces_a_stale_socket(tmp_path: Path) -> None:
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     stale.bind(str(sock))
     stale.close()  # a socket file nobody listens on: what a killed simulator leaves
-    simulator = start("simulate", "--socket", str(sock), "--rate", "10")
+    simulator = start_simulator(sock, "--rate", "10")
     try:
-        wait_for_socket(sock)
         client = connect(sock)
         assert len(client.recv(65536)) == 144  # HELLO from the new simulator
         client.close()
@@ -215,8 +212,7 @@ def debugging(db: Path) -> int:
 
 def test_the_daemon_applies_its_retention_while_it_commits(tmp_path: Path) -> None:
     sock, db = tmp_path / "sim.sock", tmp_path / "k.db"
-    simulator = start("simulate", "--socket", str(sock), "--rate", "20000", "--count", "60000")
-    wait_for_socket(sock)
+    simulator = start_simulator(sock, "--rate", "20000", "--count", "60000")
     writer = Writer(upgrade(database_url(str(db))))
     options = IngestOptions(
         sources=[parse_source(f"unix:{sock}")],

@@ -21,9 +21,15 @@ from pathlib import Path
 import pytest
 
 from kextlog_store.status import read_status
-from kextlog_store.store import database_url
+from kextlog_store.store.location import database_url
 from tests.conftest import unavailable, wait_until
-from tests.processes import COMMAND, environment, kextlog, start, wait_for_socket
+from tests.processes import (
+    COMMAND,
+    environment,
+    kextlog,
+    start_ingest,
+    start_simulator,
+)
 from tests.test_delivery import accounting, integrity, stop, wait_for_line
 
 RATE, COUNT = 5_000, 40_000  # eight seconds of records...
@@ -159,11 +165,10 @@ def wait_for_stored(db: Path, records: int) -> None:
 
 def start_pipeline(tmp_path: Path, count: int = COUNT) -> tuple[subprocess.Popen[str], Path]:
     sock = tmp_path / f"sim-{count}.sock"
-    simulator = start(
-        "simulate", "--socket", str(sock), "--rate", str(RATE), "--count", str(count),
+    simulator = start_simulator(
+        sock, "--rate", str(RATE), "--count", str(count),
         "--ring", str(RING), log=tmp_path / "sim.log",
     )  # fmt: skip
-    wait_for_socket(sock)
     return simulator, sock
 
 
@@ -233,7 +238,7 @@ def test_stopped_or_killed_during_the_outage_it_had_acknowledged_nothing(
     ingest.wait()
 
     squeeze.give_back(None)
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
+    ingest = start_ingest(sock, db, log=ingest_log)
     assert_all_stored_once(db, simulator)
     stop(ingest)
 
@@ -245,7 +250,7 @@ def test_a_lock_held_past_the_busy_timeout_is_waited_out(tmp_path: Path) -> None
     holder = sqlite3.connect(db, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # the write lock, for longer than ingest waits
     try:
-        ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
+        ingest = start_ingest(sock, db, log=ingest_log)
         outage = wait_for_outage(db, ingest.pid)["store_outage"]
         assert outage["what"] == "database is locked"
         assert ingest.poll() is None
@@ -274,7 +279,7 @@ def test_a_read_only_file_system_is_waited_out(tmp_path: Path, small_disk: Path)
     file system).  The producer that meets the read-only store starts after."""
     db, ingest_log = small_disk / "k.db", tmp_path / "ingest.log"
     first, first_sock = start_pipeline(tmp_path, count=COUNT // 8)
-    ingest = start("ingest", "--source", f"unix:{first_sock}", "--db", str(db), log=ingest_log)
+    ingest = start_ingest(first_sock, db, log=ingest_log)
     wait_for_stored(db, COUNT // 8)
     ingest.kill()
     ingest.wait()
@@ -283,7 +288,7 @@ def test_a_read_only_file_system_is_waited_out(tmp_path: Path, small_disk: Path)
     remount(small_disk, "ro")
     try:
         simulator, sock = start_pipeline(tmp_path)
-        ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
+        ingest = start_ingest(sock, db, log=ingest_log)
         wait_for_line(ingest_log, "acknowledging nothing, retrying", count=1)
         # Waiting to try again, it could not publish its state either.
         wait_for_line(ingest_log, "cannot publish the state", count=1)

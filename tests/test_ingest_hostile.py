@@ -24,8 +24,8 @@ import pytest
 
 from kextlog_store._native import ffi, lib
 from kextlog_store.status import read_status
-from kextlog_store.store import database_url
-from tests.processes import kextlog, start
+from kextlog_store.store.location import database_url
+from tests.processes import kextlog, start_ingest
 from tests.test_delivery import accounting, assert_each_seq_once
 from tests.test_wire import BROKEN, log_bytes
 
@@ -173,7 +173,7 @@ TEXT = b"bad \xff and nul \x00 end"
 def test_malformed_frames_among_valid_ones(tmp_path: Path, socket_type: str) -> None:
     sock, db, log = tmp_path / "hostile.sock", tmp_path / "k.db", tmp_path / "ingest.log"
     producer = Producer(sock, SOCKET_TYPES[socket_type])
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=log)
+    ingest = start_ingest(sock, db, log=log)
     try:
         producer.accept(before_hello=b"not a HELLO")
         # Burst one: each kind of malformed frame in place of a record,
@@ -246,7 +246,7 @@ def rss_kib(pid: int) -> int:
 def test_endless_garbage(tmp_path: Path, socket_type: str) -> None:
     sock, db, log = tmp_path / "hostile.sock", tmp_path / "k.db", tmp_path / "ingest.log"
     producer = Producer(sock, SOCKET_TYPES[socket_type])
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=log)
+    ingest = start_ingest(sock, db, log=log)
     try:
         producer.accept()
         sent, rss = 0, []

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from tests.processes import kextlog, start, wait_for_socket
+from tests.processes import kextlog, start, start_ingest, start_simulator
 
 HOSTS = ("alpha", "beta")
 
@@ -79,11 +79,10 @@ def test_two_daemons_into_one_store(
     simulators, ingests = {}, {}
     for seed, host in enumerate(HOSTS, start=1):
         sock = tmp_path / f"{host}.sock"
-        simulators[host] = start(
-            "simulate", "--socket", str(sock), "--count", str(count), "--rate", "0",
+        simulators[host] = start_simulator(
+            sock, "--count", str(count), "--rate", "0",
             "--ring", str(count), "--seed", str(seed), "--record", str(tmp_path / f"{host}.jsonl"),
         )  # fmt: skip
-        wait_for_socket(sock)
     for host in HOSTS:
         ingests[host] = start(
             "ingest", "--source", f"unix:{tmp_path / f'{host}.sock'}", "--db", url,
@@ -129,17 +128,16 @@ def test_a_daemon_killed_mid_stream_stores_each_record_once(
     url = postgres_database(True)
     count = 100_000
     sock, record = tmp_path / "sim.sock", tmp_path / "sent.jsonl"
-    simulator = start(
-        "simulate", "--socket", str(sock), "--count", str(count), "--rate", "20000",
+    simulator = start_simulator(
+        sock, "--count", str(count), "--rate", "20000",
         "--ring", str(count), "--record", str(record),
     )  # fmt: skip
-    wait_for_socket(sock)
     log = tmp_path / "ingest.log"
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", url, "--host", "h", log=log)
+    ingest = start_ingest(sock, url, "--host", "h", log=log)
     wait_until(lambda: (scalar(url, "SELECT count(*) FROM records") or 0) >= 10_000)
     ingest.kill()  # SIGKILL: no flush, no ACK, maybe mid-COPY
     ingest.wait()
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", url, "--host", "h", log=log)
+    ingest = start_ingest(sock, url, "--host", "h", log=log)
     out, err = simulator.communicate(timeout=300)
     assert simulator.returncode == 0, err
     stop(ingest)

@@ -30,7 +30,8 @@ from kextlog_store.kmsg import (
     split_records,
     unescape,
 )
-from kextlog_store.wire import MALFORMED, SEQ_MAX, LogRun, Loss, Skipped
+from kextlog_store.records import LossReason
+from kextlog_store.wire import SEQ_MAX, LogRun, LossFrame, Skipped
 from tests.conftest import unavailable, wait_until
 from tests.processes import kextlog, start
 
@@ -143,6 +144,22 @@ def test_a_capture_stored_with_levels_priorities_and_fields(tmp_path: Path) -> N
         assert {wall - mono for mono, wall in times} == {times[0][1]}
         assert abs(times[0][1] - booted) < 5 * 10**9
         assert connection.execute("SELECT high_water FROM instances").fetchone() == (4,)
+
+
+def test_echo_prints_kernel_records_as_they_are_stored(tmp_path: Path) -> None:
+    """--echo with the kernel's own log: its rows carry the kmsg columns
+    too, and each is printed as query's short line."""
+    capture, db = tmp_path / "kmsg", tmp_path / "k.db"
+    capture.write_text(record(0, "eth0: link up", fields=" SUBSYSTEM=net\n") + record(1, "oops", 2))
+    result = kextlog(
+        "ingest", "--source", "kmsg", "--kmsg-path", str(capture), "--kmsg-boot-id", BOOT_A,
+        "--once", "--echo", "--db", str(db),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [line.split(" ", 3)[3] for line in result.stdout.splitlines()] == [
+        "INFO    kernel[0:0]: eth0: link up",
+        "ERROR   kernel[0:0]: oops",
+    ]
 
 
 def test_seq_jumps_are_losses_and_a_second_run_adds_nothing(tmp_path: Path) -> None:
@@ -578,7 +595,10 @@ def test_lines_that_are_not_records_are_skipped_and_their_seqs_lost(
         Skipped(NOT_A_RECORD, len(garbage))
     ] * len(broken_seqs)
     lost = [
-        seq for f in frames if isinstance(f, Loss) for seq in range(f.first_seq, f.last_seq + 1)
+        seq
+        for f in frames
+        if isinstance(f, LossFrame)
+        for seq in range(f.first_seq, f.last_seq + 1)
     ]
     assert lost == [seq for seq in broken_seqs if kept_seqs and seq < kept_seqs[-1]]
-    assert {f.reason for f in frames if isinstance(f, Loss)} <= {MALFORMED}
+    assert {f.reason for f in frames if isinstance(f, LossFrame)} <= {LossReason.MALFORMED}

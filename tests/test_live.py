@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_until
-from tests.processes import kextlog, start, wait_for_socket
+from tests.processes import kextlog, start_ingest, start_simulator
 
 pytestmark = pytest.mark.slow
 
@@ -57,12 +57,11 @@ def stop(process: object) -> int:
 def test_reading_while_ingest_commits_at_full_speed(tmp_path: Path) -> None:
     sock, db, log = tmp_path / "sim.sock", tmp_path / "k.db", tmp_path / "ingest.log"
     count = 200_000
-    simulator = start(
-        "simulate", "--socket", str(sock), "--rate", "0", "--count", str(count),
+    simulator = start_simulator(
+        sock, "--rate", "0", "--count", str(count),
         "--ring", str(count), "--quiet-losses",
     )  # fmt: skip
-    wait_for_socket(sock)
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=log)
+    ingest = start_ingest(sock, db, log=log)
     try:
         wait_until(committed_at_least(db, 1), "ingest to commit")
         runs = 0
@@ -93,12 +92,11 @@ def test_prune_keeps_the_store_small_while_ingest_commits(tmp_path: Path) -> Non
     sock, db, log = tmp_path / "sim.sock", tmp_path / "k.db", tmp_path / "ingest.log"
     count, rate, cap, rounds = 160_000, 20_000, 2 << 20, 4  # 20 MB of records
     # A ring that holds them all: a loaded machine's slower ingest loses none.
-    simulator = start(
-        "simulate", "--socket", str(sock), "--rate", str(rate), "--count", str(count),
+    simulator = start_simulator(
+        sock, "--rate", str(rate), "--count", str(count),
         "--ring", str(count), "--quiet-losses",
     )  # fmt: skip
-    wait_for_socket(sock)
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=log)
+    ingest = start_ingest(sock, db, log=log)
     sizes, during = [], []  # after each prune: the file's size, records committed meanwhile
     try:
         # A prune each time ingest has committed another fifth of the records

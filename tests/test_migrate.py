@@ -14,8 +14,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, exc, inspect, text
 
-from kextlog_store import migrate, store
 from kextlog_store.errors import DatabaseError
+from kextlog_store.store import migrate, schema
+from kextlog_store.store.engine import known_revisions, write_engine
+from kextlog_store.store.location import database_url
 from tests.processes import kextlog
 
 BOTH_BACKENDS = True
@@ -27,13 +29,13 @@ def fresh_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> s
     if backend == "postgresql":
         new: Callable[[bool], str] = request.getfixturevalue("postgres_database")
         return new(False)
-    return store.database_url(str(tmp_path / "k.db"))
+    return database_url(str(tmp_path / "k.db"))
 
 
 @pytest.fixture
 def engine(fresh_url: str) -> Iterator[Engine]:
     """A plain engine on fresh_url, for the tests' own SQL."""
-    engine = store.write_engine(fresh_url)
+    engine = write_engine(fresh_url)
     yield engine
     engine.dispose()
 
@@ -50,7 +52,7 @@ def test_single_head() -> None:
 
 @pytest.mark.sqlite_only
 def test_new_database_is_wal_with_incremental_vacuum(tmp_path: Path) -> None:
-    url = store.database_url(str(tmp_path / "k.db"))
+    url = database_url(str(tmp_path / "k.db"))
     migrate.upgrade(url)
     with sqlite3.connect(tmp_path / "k.db") as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
@@ -61,7 +63,7 @@ def test_new_database_is_wal_with_incremental_vacuum(tmp_path: Path) -> None:
 def test_models_match_the_migrated_schema(fresh_url: str) -> None:
     engine = migrate.upgrade(fresh_url)
     with engine.connect() as connection:
-        assert compare_metadata(MigrationContext.configure(connection), store.metadata) == []
+        assert compare_metadata(MigrationContext.configure(connection), schema.metadata) == []
     engine.dispose()
 
 
@@ -99,7 +101,7 @@ def test_upgrade_downgrade_upgrade_with_data(fresh_url: str, engine: Engine) -> 
     migrate.upgrade(fresh_url).dispose()  # 0002 packs (instance, seq) into the key: the data moves
     assert _log(engine) == SAMPLE
     assert execute(engine, "SELECT id, instance_id, seq FROM records ORDER BY id") == [
-        (store.record_id(1, seq), 1, seq) for seq in (1, 2, 3)
+        (schema.record_id(1, seq), 1, seq) for seq in (1, 2, 3)
     ]
     # Already in the pid index, as ingest would have left it.
     assert execute(engine, "SELECT count(*) FROM pid_index") == [(3,)]
@@ -133,7 +135,7 @@ def test_times_read_the_same_on_every_back_end(fresh_url: str, engine: Engine) -
         execute(
             engine,
             "INSERT INTO records (id, time_ns, mono_ns, level, flags, pid, tid, process, message)"
-            f" VALUES ({store.record_id(1, seq)}, {time_ns}, 0, 3, 0, 1, 1, 'p', 'm')",
+            f" VALUES ({schema.record_id(1, seq)}, {time_ns}, 0, 3, 0, 1, 1, 'p', 'm')",
         )
     assert execute(engine, "SELECT seq, time FROM log ORDER BY seq") == [
         (1, "2023-11-14T22:13:20.123456Z"),
@@ -164,7 +166,7 @@ def test_instances_are_unique_per_host(fresh_url: str, engine: Engine) -> None:
 @pytest.mark.sqlite_only
 def test_unknown_newer_revision_is_refused_and_kept(tmp_path: Path) -> None:
     path = tmp_path / "k.db"
-    url = store.database_url(str(path))
+    url = database_url(str(path))
     migrate.upgrade(url)
     with sqlite3.connect(path) as connection:
         connection.execute("UPDATE alembic_version SET version_num = '9999'")
@@ -188,17 +190,17 @@ def test_foreign_database_file_is_kept_as_it_was(tmp_path: Path) -> None:
         connection.execute("CREATE TABLE notes (body TEXT)")
     before = path.read_bytes()
     with pytest.raises(DatabaseError, match="not a kextlog database"):
-        migrate.upgrade(store.database_url(str(path)))
+        migrate.upgrade(database_url(str(path)))
     assert path.read_bytes() == before  # not even switched to WAL
 
 
 def test_revision_files_are_named_after_their_revisions() -> None:
-    """What store.known_revisions() relies on to know them without Alembic."""
+    """What known_revisions() relies on to know them without Alembic."""
     scripts = list(ScriptDirectory(str(migrate.MIGRATIONS)).walk_revisions())
     for script in scripts:
         assert Path(script.path).name.startswith(f"{script.revision}_")
-    assert store.known_revisions() == {script.revision for script in scripts}
-    assert max(store.known_revisions()) == migrate.head()  # what `kextlog db check` calls newest
+    assert known_revisions() == {script.revision for script in scripts}
+    assert max(known_revisions()) == migrate.head()  # what `kextlog db check` calls newest
 
 
 def test_summary_views_account_for_every_seq(fresh_url: str, engine: Engine) -> None:
@@ -218,7 +220,7 @@ def test_summary_views_account_for_every_seq(fresh_url: str, engine: Engine) -> 
         execute(
             engine,
             "INSERT INTO records (id, time_ns, mono_ns, level, flags, pid, tid, process, message)"
-            f" VALUES ({store.record_id(instance, seq)}, 1000000000, 0, {level}, 0, 1, 1,"
+            f" VALUES ({schema.record_id(instance, seq)}, 1000000000, 0, {level}, 0, 1, 1,"
             f" '{process}', 'm')",
         )
     execute(
@@ -242,7 +244,7 @@ def test_summary_views_account_for_every_seq(fresh_url: str, engine: Engine) -> 
     # the kernel's 0 = its one record.
     assert accounting == [("ab", 10, 5, 2, 2, 1, 0, 0), ("cd", 0, 1, 0, 0, 0, 0, 0)]
     # A record and a loss row gone without prune: 1 + 2 seqs no count covers.
-    execute(engine, f"DELETE FROM records WHERE id = {store.record_id(1, 3)}")
+    execute(engine, f"DELETE FROM records WHERE id = {schema.record_id(1, 3)}")
     execute(engine, "DELETE FROM losses")
     accounting = execute(
         engine, "SELECT instance, stored, lost, pruned, discrepancy FROM instance_accounting"
@@ -271,7 +273,7 @@ def test_pruned_counts_start_from_what_was_pruned_before(fresh_url: str, engine:
         execute(
             engine,
             "INSERT INTO records (id, time_ns, mono_ns, level, flags, pid, tid, process, message)"
-            f" VALUES ({store.record_id(instance, seq)}, 1, 0, 3, 0, 1, 1, 'p', 'm')",
+            f" VALUES ({schema.record_id(instance, seq)}, 1, 0, 3, 0, 1, 1, 'p', 'm')",
         )
     execute(
         engine,

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from kextlog_store import paths
+from kextlog_store.errors import Missing, UnsafePath
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to act as nobody")
 NOBODY = 65534
@@ -41,9 +42,9 @@ def test_links_are_followed_as_the_kernel_follows_them(tmp_path: Path) -> None:
 def test_a_loop_of_links_ends(tmp_path: Path) -> None:
     (tmp_path / "one").symlink_to("two")
     (tmp_path / "two").symlink_to("one")
-    with pytest.raises(paths.UnsafePath, match="too many symbolic links"):
+    with pytest.raises(UnsafePath, match="too many symbolic links"):
         paths.open_directory(tmp_path / "one" / "x", mode=0o700)
-    with pytest.raises(paths.UnsafePath, match="too many symbolic links"):
+    with pytest.raises(UnsafePath, match="too many symbolic links"):
         paths.locate(tmp_path / "one")
 
 
@@ -60,7 +61,7 @@ def test_a_link_another_user_owns_is_never_followed(tmp_path: Path) -> None:
         lambda: paths.locate(link / "k.db"),
         lambda: paths.locate(link),
     ):
-        with pytest.raises(paths.UnsafePath, match=f"^{link} is a symbolic link owned by nobody$"):
+        with pytest.raises(UnsafePath, match=f"^{link} is a symbolic link owned by nobody$"):
             attempt()
     assert list((tmp_path / "real").iterdir()) == []
 
@@ -70,12 +71,12 @@ def test_each_directory_on_the_way_is_checked(tmp_path: Path) -> None:
     theirs = tmp_path / "theirs"
     (theirs / "inner").mkdir(parents=True)
     os.chown(theirs, NOBODY, -1)
-    with pytest.raises(paths.UnsafePath, match=f"^{theirs} is owned by nobody, not by root"):
+    with pytest.raises(UnsafePath, match=f"^{theirs} is owned by nobody, not by root"):
         paths.open_directory(theirs / "inner")
     theirs.chmod(0o1777)  # sticky: others may add names, not replace ours
     os.chown(theirs, 0, -1)
     paths.open_directory(theirs / "inner").close()
-    with pytest.raises(paths.UnsafePath, match=rf"^{theirs} is writable by everyone \(mode 1777\)"):
+    with pytest.raises(UnsafePath, match=rf"^{theirs} is writable by everyone \(mode 1777\)"):
         paths.open_directory(theirs)
     with paths.open_directory(theirs, shared=True) as directory:
         assert directory.shared
@@ -92,7 +93,7 @@ def test_a_group_may_write_when_it_holds_no_one_else(
     os.chown(directory, 0, grp.getgrnam(group).gr_gid)
     directory.chmod(0o775)
     if refused:
-        with pytest.raises(paths.UnsafePath, match=f"is writable by group {group} "):
+        with pytest.raises(UnsafePath, match=f"is writable by group {group} "):
             paths.open_directory(directory)
     else:
         paths.open_directory(directory).close()
@@ -110,11 +111,11 @@ def test_missing_directories_are_made_private_to_the_last(tmp_path: Path) -> Non
     assert stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o755
     info = (tmp_path / "a" / "b").stat()
     assert (stat.S_IMODE(info.st_mode), info.st_gid) == (0o2750, group)
-    with pytest.raises(paths.Missing, match="no such directory"):
+    with pytest.raises(Missing, match="no such directory"):
         paths.open_directory(tmp_path / "c" / "d")
     assert not (tmp_path / "c").exists()
     (tmp_path / "file").write_text("")
-    with pytest.raises(paths.UnsafePath, match="file is not a directory"):
+    with pytest.raises(UnsafePath, match="file is not a directory"):
         paths.open_directory(tmp_path / "file" / "d", mode=0o700)
 
 
@@ -129,7 +130,7 @@ def test_files_are_made_and_opened_never_through_a_link(tmp_path: Path) -> None:
         with pytest.raises(OSError, match=r"symbolic link|Too many levels"):
             directory.open("link", os.O_WRONLY)
         # Not a regular file: refused, and without waiting for a writer.
-        with pytest.raises(paths.UnsafePath, match="fifo is not a regular file"):
+        with pytest.raises(UnsafePath, match="fifo is not a regular file"):
             directory.open("fifo")
         os.close(directory.create("new", 0o600))
         directory.replace("new", "link")  # the link itself is replaced
@@ -144,14 +145,14 @@ def test_what_is_only_read_must_be_of_a_trusted_user(tmp_path: Path) -> None:
     config.write_text("")
     paths.check_owned(config, regular=True)
     config.chmod(0o646)
-    with pytest.raises(paths.UnsafePath, match="is writable by everyone"):
+    with pytest.raises(UnsafePath, match="is writable by everyone"):
         paths.check_owned(config, regular=True)
     sock = tmp_path / "log"
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     server.bind(str(sock))
     paths.check_owned(sock)
     os.chown(sock, NOBODY, -1)
-    with pytest.raises(paths.UnsafePath, match=f"^{sock} is owned by nobody$"):
+    with pytest.raises(UnsafePath, match=f"^{sock} is owned by nobody$"):
         paths.check_owned(sock)
     server.close()
     paths.check_owned(Path("/dev/null"))
@@ -166,8 +167,8 @@ def test_walks_leave_no_descriptor_open(tmp_path: Path) -> None:
     for _ in range(50):
         paths.open_directory(tmp_path / "d").close()
         paths.locate(tmp_path / "d" / "file")[0].close()
-        with pytest.raises(paths.UnsafePath):
+        with pytest.raises(UnsafePath):
             paths.open_directory(tmp_path / "loop")
-        with pytest.raises(paths.Missing):
+        with pytest.raises(Missing):
             paths.open_directory(tmp_path / "d" / "none")
     assert sorted(os.listdir("/proc/self/fd")) == before

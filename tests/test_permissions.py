@@ -23,9 +23,16 @@ from pathlib import Path
 
 import pytest
 
-from kextlog_store import store
+from kextlog_store.store.location import admin_group
 from tests.conftest import unavailable
-from tests.processes import COMMAND, connect, kextlog, start, wait_for_socket
+from tests.processes import (
+    COMMAND,
+    connect,
+    kextlog,
+    start_ingest,
+    start_simulator,
+    wait_for_socket,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +43,7 @@ def as_another_user() -> None:
 
 # Another user, with none of root's groups; and the same user in the admin group.
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-ADMIN_GROUP = grp.getgrgid(store.admin_group()).gr_name
+ADMIN_GROUP = grp.getgrgid(admin_group()).gr_name
 NOBODY_IN_ADMIN_GROUP = ["setpriv", "--reuid=nobody", "--regid=nogroup", f"--groups={ADMIN_GROUP}"]
 
 
@@ -80,9 +87,8 @@ def test_the_store_is_private_to_its_user_and_the_admin_group(
     shared: Path, reachable_checkout: None
 ) -> None:
     sock, db = shared / "sim.sock", shared / "store" / "kextlog.db"
-    simulator = start("simulate", "--socket", str(sock), "--count", "300", "--rate", "0")
-    wait_for_socket(sock)
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db))
+    simulator = start_simulator(sock, "--count", "300", "--rate", "0")
+    ingest = start_ingest(sock, db)
     try:
         assert simulator.wait(timeout=60) == 0  # everything acknowledged: stored
         status = db.with_name("kextlog.db-ingest.json")
@@ -127,9 +133,8 @@ def test_the_store_is_private_to_its_user_and_the_admin_group(
 
 def test_others_cannot_connect_to_the_simulator(shared: Path) -> None:
     sock = shared / "sim.sock"
-    simulator = start("simulate", "--socket", str(sock), "--count", "10", "--rate", "0")
+    simulator = start_simulator(sock, "--count", "10", "--rate", "0")
     try:
-        wait_for_socket(sock)
         assert stat.S_IMODE(sock.stat().st_mode) == 0o600
         attempt = (
             "import socket, sys\n"
@@ -450,7 +455,7 @@ def test_ingest_never_believes_a_producer_another_user_runs(sticky: Path) -> Non
     )  # fmt: skip
     try:
         wait_for_socket(sock)
-        ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db))
+        ingest = start_ingest(sock, db)
         try:
             deadline = time.monotonic() + 15
             while "refused" not in (status := kextlog("status", "--db", str(db))).stdout:

@@ -18,20 +18,22 @@ from sqlalchemy import Engine, event
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
-from kextlog_store import store
 from kextlog_store.errors import DatabaseError, UsageError
+from kextlog_store.follow import follow
 from kextlog_store.levels import Level
 from kextlog_store.query import (
     CursorKeeper,
     RecordFilter,
     entries,
-    follow,
-    grep_pattern,
     losses,
     records,
     select_losses,
 )
 from kextlog_store.records import Cursor, Entry, Loss, Record
+from kextlog_store.regex import grep_pattern
+from kextlog_store.store import schema
+from kextlog_store.store.engine import read_engine, write_engine
+from kextlog_store.store.location import database_url
 from tests.conftest import NS, PopulatedStore, make_records
 
 MINUTE = 60 * NS
@@ -40,7 +42,7 @@ BOTH_BACKENDS = True
 
 def execute(url: str, sql: str, **params: object) -> None:
     """Changes the store behind the read path's back (SQLite or PostgreSQL)."""
-    engine = store.write_engine(url)
+    engine = write_engine(url)
     with engine.begin() as connection:
         connection.execute(sql_text(sql), params)
     engine.dispose()
@@ -48,7 +50,7 @@ def execute(url: str, sql: str, **params: object) -> None:
 
 @pytest.fixture
 def engine(populated: PopulatedStore) -> Iterator[Engine]:
-    engine = store.read_engine(populated.url)
+    engine = read_engine(populated.url)
     yield engine
     engine.dispose()
 
@@ -171,14 +173,14 @@ def test_results_stream(engine: Engine, populated: PopulatedStore) -> None:
 def test_missing_database_is_an_error_and_is_not_created(tmp_path: Path) -> None:
     path = tmp_path / "absent" / "kextlog.db"
     with pytest.raises(DatabaseError, match="no kextlog database at"):
-        store.read_engine(store.database_url(str(path)))
+        read_engine(database_url(str(path)))
     assert not path.exists() and not path.parent.exists()
 
 
 def test_a_database_that_is_not_kextlogs(tmp_path: Path) -> None:
     path = tmp_path / "other.db"
     sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.close()
-    engine = store.read_engine(store.database_url(str(path)))
+    engine = read_engine(database_url(str(path)))
     with pytest.raises(DatabaseError, match="not a kextlog database") as caught:
         fetch(engine)
     assert "\n" not in str(caught.value)
@@ -188,12 +190,12 @@ def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "junk.db"
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(DatabaseError, match=r"junk\.db is damaged or not a database"):
-        store.read_engine(store.database_url(str(path)))  # refused before any query
+        read_engine(database_url(str(path)))  # refused before any query
 
 
 def test_an_unknown_level_in_the_store_is_a_database_error(populated: PopulatedStore) -> None:
     execute(populated.url, "UPDATE records SET level = 9 WHERE seq = 1")
-    engine = store.read_engine(populated.url)
+    engine = read_engine(populated.url)
     with pytest.raises(DatabaseError, match="unknown level 9"):
         fetch(engine)
     engine.dispose()
@@ -218,7 +220,7 @@ def test_reading_while_a_writer_holds_its_transaction(
 
 @pytest.fixture
 def lossy_engine(lossy: PopulatedStore) -> Iterator[Engine]:
-    engine = store.read_engine(lossy.url)
+    engine = read_engine(lossy.url)
     yield engine
     engine.dispose()
 
@@ -458,7 +460,7 @@ def test_entries_stream(lossy_engine: Engine, lossy: PopulatedStore) -> None:
 def test_entries_of_a_database_that_is_not_kextlogs(tmp_path: Path) -> None:
     path = tmp_path / "other.db"
     sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.close()
-    engine = store.read_engine(store.database_url(str(path)))
+    engine = read_engine(database_url(str(path)))
     for fields in ({}, {"lines": 3}):
         with pytest.raises(DatabaseError, match="not a kextlog database"):
             fetch_entries(engine, **fields)
@@ -606,7 +608,7 @@ def test_instance_errors(populated: PopulatedStore, spec: str, message: str) -> 
         " first_seen_ns, last_seen_ns) VALUES (3, 'h', :uuid, 'unix:/x', 'n', 'b', 'v', -1, 0)",
         uuid="f1" + "0" * 30,
     )
-    engine = store.read_engine(populated.url)
+    engine = read_engine(populated.url)
     try:
         with pytest.raises(UsageError) as caught:
             fetch(engine, instance=spec)
@@ -631,7 +633,7 @@ def test_sources(
 
 def test_hosts(lossy: PopulatedStore) -> None:
     execute(lossy.url, "UPDATE instances SET host = 'other' WHERE id = 2")
-    engine = store.read_engine(lossy.url)
+    engine = read_engine(lossy.url)
     try:
         assert fetch_entries(engine, hosts=("other",)) == lossy.entries(instances=[2])
         assert fetch_entries(engine, hosts=("test-host", "other")) == lossy.entries()
@@ -643,7 +645,7 @@ def test_hosts(lossy: PopulatedStore) -> None:
 
 def test_follow_shows_what_is_committed_later(populated: PopulatedStore) -> None:
     """--follow with --grep, on each back end (tests/test_follow.py has the rest)."""
-    engine = store.read_engine(populated.url)
+    engine = read_engine(populated.url)
     stop = threading.Event()
     found = follow(
         engine, RecordFilter(since_ns=populated.now_ns + 1, grep="fresh"), poll_seconds=0.05,
@@ -658,7 +660,7 @@ def test_follow_shows_what_is_committed_later(populated: PopulatedStore) -> None
             populated.url,
             "INSERT INTO records (id, time_ns, mono_ns, level, flags, pid, tid, process, message)"
             " VALUES (:id, :time_ns, 0, 3, 0, 7, 7, 'p', :message)",
-            id=store.record_id(1, seq),
+            id=schema.record_id(1, seq),
             time_ns=populated.now_ns + seq * NS,
             message=message,
         )

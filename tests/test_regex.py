@@ -12,7 +12,7 @@ import pytest
 
 from kextlog_store import regex
 from kextlog_store.errors import UsageError
-from kextlog_store.query import postgresql_regex
+from kextlog_store.regex import postgresql_regex
 
 # Patterns that make a backtracking engine (Python's re, PCRE) take time
 # exponential in the text, on the text that does it: (pattern, text, tail).

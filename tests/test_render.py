@@ -15,21 +15,19 @@ from hypothesis import strategies as st
 
 from kextlog_store.levels import Level
 from kextlog_store.records import Cursor, Entry, Loss, Record
-from kextlog_store.render import (
+from kextlog_store.render.entries import (
     RecordFormat,
-    SqlFormat,
-    iso_time,
     loss_short,
-    prune_lines,
     record_cat,
     record_json,
     record_short,
     record_short_iso,
-    table_lines,
     write_cursor,
     write_records,
-    write_rows,
 )
+from kextlog_store.render.figures import prune_lines
+from kextlog_store.render.rows import SqlFormat, table_lines, write_rows
+from kextlog_store.render.text import iso_time
 
 UTC = timezone.utc
 NS = 1_000_000_000
@@ -438,7 +436,7 @@ def test_write_rows_in_every_format() -> None:
 
 
 def test_prune_lines() -> None:
-    from kextlog_store.retention import PruneResult
+    from kextlog_store.store.retention import PruneResult
 
     result = PruneResult({1: 1200, 2: 34}, 1, 3 << 20, 1 << 20, 4 << 20, 1 << 20, True)
     assert prune_lines(result) == [

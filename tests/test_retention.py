@@ -15,13 +15,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, update
 
-from kextlog_store import store
-from kextlog_store.check import check
 from kextlog_store.errors import UsageError
 from kextlog_store.levels import Level
 from kextlog_store.records import Record
-from kextlog_store.retention import PruneResult, RetentionPolicy, apply, parse_size
 from kextlog_store.stats import collect
+from kextlog_store.store import schema
+from kextlog_store.store.check import check
+from kextlog_store.store.engine import read_engine, sqlite_path, write_engine
+from kextlog_store.store.location import database_url
+from kextlog_store.store.retention import PruneResult, RetentionPolicy, apply, parse_size
 from tests.conftest import NS, Kextlog, PopulatedStore, wait_until
 
 MINUTE, HOUR, DAY = 60 * NS, 3600 * NS, 86400 * NS
@@ -30,14 +32,14 @@ BOTH_BACKENDS = True
 
 @pytest.fixture
 def engine(db_url: str, empty_store: Path) -> Iterator[Engine]:
-    engine = store.write_engine(db_url)
+    engine = write_engine(db_url)
     yield engine
     engine.dispose()
 
 
 def rows(path: Path | str, sql: str) -> list[tuple]:
     """The rows of sql in a SQLite file, or in the store at a URL."""
-    engine = store.read_engine(path if isinstance(path, str) else store.database_url(str(path)))
+    engine = read_engine(path if isinstance(path, str) else database_url(str(path)))
     try:
         with engine.connect() as connection:
             return [tuple(row) for row in connection.exec_driver_sql(sql)]
@@ -81,7 +83,7 @@ def check_accounting(
         for instance_id, _, _ in counts
     ]
     assert [account.discrepancy for account in collect(url).instances] == [0] * len(counts)
-    if store.sqlite_path(url) is not None:
+    if sqlite_path(url) is not None:
         assert check(url, quick=True).failed == ()
 
 
@@ -170,7 +172,7 @@ def test_older_than() -> None:
 
 
 def prune(populated: PopulatedStore, policy: RetentionPolicy) -> PruneResult:
-    engine = store.write_engine(populated.url)
+    engine = write_engine(populated.url)
     try:
         return apply(engine, policy, now_ns=populated.now_ns)
     finally:
@@ -234,11 +236,11 @@ def test_an_age_per_level(lossy: PopulatedStore) -> None:
 def test_a_loss_among_kept_records_stays(lossy: PopulatedStore) -> None:
     # Instance 1's seq 7 has a wrong clock: it is kept, and the losses after
     # it stay with it although they are older than the cut.
-    engine = store.write_engine(lossy.url)
+    engine = write_engine(lossy.url)
     with engine.begin() as connection:
         connection.execute(
-            update(store.records)
-            .where(store.records.c.id == store.record_id(1, 7))
+            update(schema.records)
+            .where(schema.records.c.id == schema.record_id(1, 7))
             .values(time_ns=lossy.now_ns)
         )
     engine.dispose()
@@ -251,7 +253,7 @@ def test_a_loss_among_kept_records_stays(lossy: PopulatedStore) -> None:
 def test_a_stop_ends_between_transactions(lossy: PopulatedStore) -> None:
     stop = threading.Event()
     stop.set()
-    engine = store.write_engine(lossy.url)
+    engine = write_engine(lossy.url)
     result = apply(engine, RetentionPolicy(dict.fromkeys(Level, 0), None, 5), stop=stop)
     engine.dispose()
     assert result.stopped and result.removed == 0
@@ -276,7 +278,7 @@ def fill(path: Path, count: int, *, start_seq: int = 1, instance_id: int = 1) ->
         base = 1_700_000_000 * NS
         records = [
             (
-                store.record_id(instance_id, seq),
+                schema.record_id(instance_id, seq),
                 base + seq * 1_000_000,
                 rng.randint(1, 5),
                 rng.choice((1, 88, 312)),
@@ -297,7 +299,7 @@ def fill(path: Path, count: int, *, start_seq: int = 1, instance_id: int = 1) ->
         connection.execute(
             "INSERT INTO pid_index SELECT pid, time_ns, id FROM records WHERE id >= ?"
             " ORDER BY pid, time_ns, id",
-            (store.record_id(instance_id, start_seq),),
+            (schema.record_id(instance_id, start_seq),),
         )
     connection.close()
 

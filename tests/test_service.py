@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, unavailable, wait_until
-from tests.processes import COMMAND, kextlog, start, wait_for_socket
+from tests.processes import COMMAND, kextlog, start, start_simulator
 from tests.test_delivery import accounting, wait_for_line
 
 SERVICE = ROOT / "service"
@@ -149,11 +149,10 @@ def test_sighup_reloads_and_reopens_without_losing_or_repeating(tmp_path: Path) 
     sock, config = tmp_path / "sim.sock", tmp_path / "kextlog.toml"
     first, second = tmp_path / "a" / "k.db", tmp_path / "b" / "k.db"
     count = 60_000
-    simulator = start(
-        "simulate", "--socket", str(sock), "--rate", "10000", "--count", str(count),
+    simulator = start_simulator(
+        sock, "--rate", "10000", "--count", str(count),
         log=tmp_path / "sim.log",
     )  # fmt: skip
-    wait_for_socket(sock)
     write_config(config, sock, first, 1000)
     log = tmp_path / "ingest.log"
     ingest = start("ingest", "--config", str(config), log=log)

@@ -21,7 +21,7 @@ from kextlog_store.wire import (
     encode_ack,
     encode_resume,
 )
-from tests.processes import connect, start
+from tests.processes import connect, start_simulator
 
 UNACKNOWLEDGED = re.compile(r"^kextlog: unacknowledged seq (\d+) (\w+): (.*)$")
 LOST = re.compile(r"^kextlog: lost seq (\d+) \w+: ")
@@ -70,8 +70,8 @@ def read_until(
 
 def test_sigterm_prints_exactly_the_unacknowledged(tmp_path: Path) -> None:
     sock, log, record = tmp_path / "sim.sock", tmp_path / "sim.log", tmp_path / "sent.jsonl"
-    simulator = start(
-        "simulate", "--socket", str(sock), "--rate", "0", "--count", "40", "--ring", "100",
+    simulator = start_simulator(
+        sock, "--rate", "0", "--count", "40", "--ring", "100",
         "--record", str(record), log=log,
     )  # fmt: skip
     wait_for_text(log, "generated 40 records")
@@ -102,8 +102,8 @@ def test_sigterm_prints_exactly_the_unacknowledged(tmp_path: Path) -> None:
 
 def test_sigterm_after_an_overflow_accounts_for_every_seq(tmp_path: Path) -> None:
     sock, log = tmp_path / "sim.sock", tmp_path / "sim.log"
-    simulator = start(
-        "simulate", "--socket", str(sock), "--rate", "0", "--count", "30", "--ring", "10",
+    simulator = start_simulator(
+        sock, "--rate", "0", "--count", "30", "--ring", "10",
         log=log,
     )  # fmt: skip
     wait_for_text(log, "generated 30 records")
@@ -121,8 +121,8 @@ def test_sigterm_after_an_overflow_accounts_for_every_seq(tmp_path: Path) -> Non
 
 def test_quiet_losses_prints_nothing_but_counts(tmp_path: Path) -> None:
     sock, log = tmp_path / "sim.sock", tmp_path / "sim.log"
-    simulator = start(
-        "simulate", "--socket", str(sock), "--rate", "0", "--count", "5", "--quiet-losses",
+    simulator = start_simulator(
+        sock, "--rate", "0", "--count", "5", "--quiet-losses",
         log=log,
     )  # fmt: skip
     wait_for_text(log, "generated 5 records")

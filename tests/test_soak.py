@@ -18,9 +18,15 @@ from pathlib import Path
 import pytest
 
 from kextlog_store.status import read_status
-from kextlog_store.store import database_url
+from kextlog_store.store.location import database_url
 from tests.conftest import wait_until
-from tests.processes import COMMAND, environment, kextlog, start, wait_for_socket
+from tests.processes import (
+    COMMAND,
+    environment,
+    kextlog,
+    start_ingest,
+    start_simulator,
+)
 from tests.test_delivery import accounting, integrity
 
 pytestmark = pytest.mark.slow
@@ -113,12 +119,11 @@ def repeat(check: Callable[[Path], None], db: Path, done: threading.Event, runs:
 
 def test_readers_and_maintenance_beside_a_steady_writer(tmp_path: Path) -> None:
     sock, db, ingest_log = tmp_path / "sim.sock", tmp_path / "k.db", tmp_path / "ingest.log"
-    simulator = start(
-        "simulate", "--socket", str(sock), "--rate", str(RATE), "--count", str(COUNT),
+    simulator = start_simulator(
+        sock, "--rate", str(RATE), "--count", str(COUNT),
         "--ring", str(COUNT), log=tmp_path / "sim.log",
     )  # fmt: skip
-    wait_for_socket(sock)
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=ingest_log)
+    ingest = start_ingest(sock, db, log=ingest_log)
     wait_until(lambda: committed(db) >= 1_000, "ingest to commit 1,000 records")
     followed = tmp_path / "follow.jsonl"
     with followed.open("w") as output:

@@ -19,7 +19,7 @@ import pytest
 
 from kextlog_store.errors import SourceError, UsageError
 from kextlog_store.sources import DeviceSource, KctlSource, UnixSource, parse_source
-from tests.processes import connect, start
+from tests.processes import connect, start, start_simulator
 from tests.test_delivery import accounting, integrity, stop
 
 PF_SYSTEM, SYSPROTO_CONTROL = 32, 2  # <sys/socket.h>, <sys/sys_domain.h> on macOS
@@ -167,8 +167,8 @@ def test_a_device_source_stores_every_record_once(tmp_path: Path) -> None:
     pseudo-terminal: a stream that splits frames anywhere) and writes its
     RESUME and ACKs back into it."""
     sock, db, count = tmp_path / "sim.sock", tmp_path / "k.db", 20_000
-    simulator = start(
-        "simulate", "--socket", str(sock), "--socket-type", "stream", "--rate", "0",
+    simulator = start_simulator(
+        sock, "--socket-type", "stream", "--rate", "0",
         "--count", str(count), log=tmp_path / "sim.log",
     )  # fmt: skip
     master, slave = os.openpty()

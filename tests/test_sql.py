@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from kextlog_store import store
 from kextlog_store.errors import DatabaseError, KextlogError, ReadOnlyError, UsageError
-from kextlog_store.query import run_sql
+from kextlog_store.sql import run_sql
+from kextlog_store.store.location import database_url
 from tests.conftest import PopulatedStore, content_checksum
 
 TABLES = ("records", "instances", "losses", "levels")
@@ -273,7 +273,7 @@ def test_time_limit(populated: PopulatedStore) -> None:
 def test_missing_database_is_not_created(tmp_path: Path) -> None:
     path = tmp_path / "absent.db"
     with pytest.raises(DatabaseError, match="no kextlog database"):
-        run_sql(store.database_url(str(path)), "SELECT 1")
+        run_sql(database_url(str(path)), "SELECT 1")
     assert not path.exists()
 
 
@@ -361,6 +361,6 @@ def test_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "junk.db"
     path.write_bytes(b"junk" * 1000)
     with pytest.raises(KextlogError) as caught:
-        run_sql(store.database_url(str(path)), "SELECT 1 FROM records")
+        run_sql(database_url(str(path)), "SELECT 1 FROM records")
     assert "not a database" in str(caught.value)
     assert path.read_bytes() == b"junk" * 1000

@@ -11,11 +11,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import delete, update
 
-from kextlog_store import store
 from kextlog_store.levels import Level
 from kextlog_store.records import Record
-from kextlog_store.render import bar, format_size, stats_lines
+from kextlog_store.render.figures import bar, format_size, stats_lines
 from kextlog_store.stats import BUCKET_SIZES, Stats, choose_bucket, collect
+from kextlog_store.store import schema
+from kextlog_store.store.engine import sqlite_path, write_engine
 from kextlog_store.wire import TIME_MAX
 from tests.conftest import NS, Instance, Kextlog, PopulatedStore, insert_records
 
@@ -86,10 +87,10 @@ def test_instances_account_for_every_seq(lossy: PopulatedStore) -> None:
 
 
 def test_records_beyond_the_high_water_mark_are_ahead(lossy: PopulatedStore) -> None:
-    engine = store.write_engine(lossy.url)
+    engine = write_engine(lossy.url)
     with engine.begin() as connection:
         connection.execute(
-            update(store.instances).where(store.instances.c.id == 1).values(high_water=170)
+            update(schema.instances).where(schema.instances.c.id == 1).values(high_water=170)
         )
     engine.dispose()
     first = collect(lossy.url).instances[0]
@@ -103,12 +104,14 @@ def test_records_beyond_the_high_water_mark_are_ahead(lossy: PopulatedStore) -> 
 def test_rows_gone_without_prune_are_a_discrepancy(kextlog: Kextlog, lossy: PopulatedStore) -> None:
     """A record and a loss row deleted behind kextlog's back are not pruned:
     stats, its JSON and the view instance_accounting show them missing."""
-    engine = store.write_engine(lossy.url)
+    engine = write_engine(lossy.url)
     with engine.begin() as connection:
-        connection.execute(delete(store.records).where(store.records.c.id == store.record_id(1, 8)))
         connection.execute(
-            delete(store.losses).where(
-                store.losses.c.instance_id == 2, store.losses.c.first_seq == 110
+            delete(schema.records).where(schema.records.c.id == schema.record_id(1, 8))
+        )
+        connection.execute(
+            delete(schema.losses).where(
+                schema.losses.c.instance_id == 2, schema.losses.c.first_seq == 110
             )
         )
     engine.dispose()
@@ -311,7 +314,7 @@ def test_format_size(size: int, text: str) -> None:
 
 
 def test_store_url_of_another_back_end_has_no_size() -> None:
-    assert store.sqlite_path("postgresql://h/db") is None
+    assert sqlite_path("postgresql://h/db") is None
 
 
 def test_stats_window_errors(kextlog: Kextlog, populated: PopulatedStore) -> None:

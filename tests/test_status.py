@@ -20,9 +20,9 @@ import pytest
 
 from kextlog_store._native import ffi, lib
 from kextlog_store.status import read_status
-from kextlog_store.store import database_url
+from kextlog_store.store.location import database_url
 from tests import test_permissions
-from tests.processes import kextlog, start
+from tests.processes import kextlog, start, start_ingest, start_simulator
 from tests.test_permissions import BOOT, NOBODY, as_user, refused
 from tests.test_wire import log_bytes
 
@@ -140,7 +140,7 @@ def test_a_malformed_state_file_is_one_line(tmp_path: Path, case: str) -> None:
 def test_a_daemon_that_died_is_not_running(tmp_path: Path) -> None:
     """Told by the lock, at once: not by the age of its last state."""
     db = tmp_path / "k.db"
-    ingest = start("ingest", "--source", f"unix:{tmp_path / 'none.sock'}", "--db", str(db))
+    ingest = start_ingest(tmp_path / "none.sock", db)
     pid = wait_until_running(db)["pid"]
     assert pid == ingest.pid
     ingest.kill()
@@ -154,7 +154,7 @@ def test_a_daemon_that_died_is_not_running(tmp_path: Path) -> None:
 
 def test_a_cleanly_stopped_daemon_is_stopped(tmp_path: Path) -> None:
     db = tmp_path / "k.db"
-    ingest = start("ingest", "--source", f"unix:{tmp_path / 'none.sock'}", "--db", str(db))
+    ingest = start_ingest(tmp_path / "none.sock", db)
     wait_until_running(db)
     running = kextlog("status", "--db", str(db))
     assert running.returncode == 0 and running.stdout.startswith("ingest: running (pid ")
@@ -182,7 +182,7 @@ def test_a_second_ingest_on_the_same_store_is_refused(
     tmp_path: Path, capture: Path, second: str
 ) -> None:
     db = tmp_path / "k.db"
-    first = start("ingest", "--source", f"unix:{tmp_path / 'none.sock'}", "--db", str(db))
+    first = start_ingest(tmp_path / "none.sock", db)
     try:
         wait_until_running(db)
         other = start("ingest", "--db", str(db), *second_sources(second, tmp_path, capture))
@@ -211,7 +211,7 @@ def test_a_second_ingest_on_the_same_store_is_refused(
 def test_a_link_to_a_running_store_is_the_same_store(tmp_path: Path, capture: Path) -> None:
     """The lock and the state are beside the database's real file."""
     db, link = tmp_path / "k.db", tmp_path / "link.db"
-    first = start("ingest", "--source", f"unix:{tmp_path / 'none.sock'}", "--db", str(db))
+    first = start_ingest(tmp_path / "none.sock", db)
     try:
         wait_until_running(db)
         link.symlink_to(db)  # root's own link: followed
@@ -231,7 +231,7 @@ def test_a_link_to_a_running_store_is_the_same_store(tmp_path: Path, capture: Pa
 def test_a_second_ingest_on_the_same_producer_is_refused(tmp_path: Path) -> None:
     """Another store, the same socket: the producer serves one client."""
     sock = tmp_path / "sim.sock"
-    simulator = start("simulate", "--socket", str(sock), "--rate", "100")
+    simulator = start_simulator(sock, "--rate", "100")
     first = start("ingest", "--source", f"unix:{sock}", "--db", str(tmp_path / "a.db"))
     try:
         wait_until_running(tmp_path / "a.db")
@@ -296,7 +296,7 @@ def test_producer_text_is_escaped_in_status_and_on_stderr(tmp_path: Path) -> Non
     listener.bind(str(sock))
     listener.listen(1)
     listener.settimeout(30)
-    ingest = start("ingest", "--source", f"unix:{sock}", "--db", str(db), log=log)
+    ingest = start_ingest(sock, db, log=log)
     try:
         connection, _ = listener.accept()
         hello = ffi.new("struct kextlog_hello_frame *")
@@ -340,7 +340,7 @@ def test_status_while_ingest_starts(tmp_path: Path) -> None:
     state.write_text(json.dumps(snapshot(pid=os.getpid())))
     holder = sqlite3.connect(db, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # ingest's migration waits (busy timeout: 10 s)
-    ingest = start("ingest", "--source", f"unix:{tmp_path / 'none.sock'}", "--db", str(db))
+    ingest = start_ingest(tmp_path / "none.sock", db)
     try:
         deadline = time.monotonic() + 30
         while state.exists():  # the new daemon took the lock, and dropped the old state

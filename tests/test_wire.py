@@ -16,7 +16,7 @@ from kextlog_store.wire import (
     Hello,
     LogFrame,
     LogRun,
-    Loss,
+    LossFrame,
     Skipped,
     Status,
     encode_ack,
@@ -145,7 +145,7 @@ def test_log_round_trip_keeps_every_field() -> None:
 
 def test_loss_round_trip() -> None:
     (loss,) = feed(loss_bytes(10, 14, lib.KEXTLOG_LOSS_RELEASED))
-    assert loss == Loss(10, 14, 1000, 2000, "released")
+    assert loss == LossFrame(10, 14, 1000, 2000, "released")
     assert loss.count == 5
 
 
@@ -399,7 +399,7 @@ def test_log_frames_come_in_runs_that_know_if_they_are_contiguous() -> None:
     frames = FrameReader().feed(
         log_bytes(1) + log_bytes(2) + loss_bytes(3, 4) + log_bytes(5) + log_bytes(7)
     )
-    assert [type(frame) for frame in frames] == [LogRun, Loss, LogRun]
+    assert [type(frame) for frame in frames] == [LogRun, LossFrame, LogRun]
     first, _, second = frames
     assert (first.first_seq, first.last_seq, first.contiguous) == (1, 2, True)
     assert (second.first_seq, second.last_seq, second.contiguous) == (5, 7, False)
@@ -432,7 +432,7 @@ def valid_log(seq: int, time_ns: int, pid: int, tid: int, level: int, text: byte
 
 def valid_loss(first: int, count: int) -> tuple:
     last = first + count - 1
-    return loss_bytes(first, last), Loss(first, last, 1000, 2000, "ring-full")
+    return loss_bytes(first, last), LossFrame(first, last, 1000, 2000, "ring-full")
 
 
 def valid_status(next_seq: int, lost: int) -> tuple:

@@ -5,6 +5,11 @@
  * cffi, compiled against this very file) all use these definitions.
  * docs/protocol.md explains the contract around them.
  *
+ * A change here is a change of the protocol: docs/protocol.md (layouts,
+ * flags, reasons, bounds, check results) and the cffi declarations the
+ * daemon compiles from this file (kextlog_store/_build_native.py) change
+ * with it.
+ *
  * Every frame starts with struct kextlog_frame_header.  All fields are
  * fixed-width little-endian (the kext only runs on little-endian Macs).
  * Frames are self-delimiting and their length is a multiple of 8, so several

@@ -2,7 +2,7 @@
 
 instances.pruned_records counts the records prune removed, and
 instances.pruned_lost the seqs of the loss rows it removed, each raised in
-the transaction of its delete (kextlog_store.retention).  The accounting
+the transaction of its delete (kextlog_store.store.retention).  The accounting
 then compares independent counts: every seq from first_seq to high_water
 is stored, lost, filtered or pruned, and the view instance_accounting shows
 a `discrepancy` (the seqs up to the high-water mark that none of those

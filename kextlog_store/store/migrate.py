@@ -13,9 +13,9 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, inspect
 
-from . import migrations
-from .errors import DatabaseError
-from .store import read_engine, sqlite_path, write_engine
+from .. import migrations
+from ..errors import DatabaseError
+from .engine import read_engine, sqlite_path, write_engine
 
 MIGRATIONS = Path(migrations.__file__).parent
 # PostgreSQL advisory lock taken while upgrading: the bytes of "kextlog".

@@ -36,13 +36,14 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, delete, exists, func, select, update
 from sqlalchemy import exc as sa_exc
 
-from . import store
-from .errors import UsageError
-from .levels import Level, parse_level, parse_level_range
-from .query import database_error
-from .timespec import parse_duration
+from ..errors import UsageError
+from ..levels import Level, parse_level, parse_level_range
+from ..timespec import parse_duration
+from . import schema
+from .engine import read_engine, write_engine
+from .errors import translate
 
-_records, _losses, _instances = store.records, store.losses, store.instances
+_records, _losses, _instances = schema.records, schema.losses, schema.instances
 
 BATCH_ROWS = 10_000  # records per transaction
 VACUUM_PAGES = 2_000  # pages per incremental_vacuum transaction (8 MB of 4 KB pages)
@@ -183,10 +184,19 @@ def apply(
     now_ns = time.time_ns() if now_ns is None else now_ns
     try:
         return run.apply(now_ns)
-    except sa_exc.DBAPIError as exc:
-        raise database_error(exc.orig if exc.orig is not None else exc) from None
-    except sqlite3.Error as exc:
-        raise database_error(exc) from None
+    except (sa_exc.DBAPIError, sqlite3.Error) as exc:
+        raise translate(exc) from None
+
+
+def prune(url: str, policy: RetentionPolicy) -> PruneResult:
+    """`kextlog prune`: apply policy once to the store at url, which must
+    exist (a missing store is an error, never created)."""
+    read_engine(url).dispose()
+    engine = write_engine(url)
+    try:
+        return apply(engine, policy)
+    finally:
+        engine.dispose()
 
 
 class _Run:
@@ -296,7 +306,7 @@ class _Run:
                     f" AND id = {marker}",
                     [(row[1], row[2], row[0]) for row in rows],
                 )
-                removed = Counter(row[0] >> store.SEQ_BITS for row in rows)
+                removed = Counter(row[0] >> schema.SEQ_BITS for row in rows)
                 _count(connection, "pruned_records", removed)
         if not rows:
             return None
@@ -309,7 +319,7 @@ class _Run:
 
     def _delete_losses(self, before_ns: int) -> None:
         records, losses = _records.alias("r"), _losses
-        first = losses.c.instance_id.op("<<")(store.SEQ_SHIFT)
+        first = losses.c.instance_id.op("<<")(schema.SEQ_SHIFT)
         earlier_record = exists().where(
             records.c.id > first, records.c.id < first.op("|")(losses.c.first_seq)
         )

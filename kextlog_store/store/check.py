@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from .errors import DatabaseError
-from .store import SEQ_BITS, SEQ_MASK, check_private, known_revisions, sqlite_path
+from ..errors import DatabaseError, one_line
+from .engine import known_revisions, sqlite_path
+from .location import check_private
+from .schema import SEQ_BITS, SEQ_MASK
 
 SHOWN_PROBLEMS = 10  # of each check, at most; the count says how many more
 
@@ -79,7 +81,7 @@ def _run(connection: sqlite3.Connection, sql: str) -> list[tuple]:
 
 
 def _failure(name: str, error: sqlite3.Error) -> Finding:
-    return Finding(name, (" ".join(str(error).split()),))
+    return Finding(name, (one_line(error),))
 
 
 def _pragma(connection: sqlite3.Connection, name: str) -> Finding:
@@ -212,20 +214,3 @@ def _accounting(connection: sqlite3.Connection) -> Finding:
                 f" ({off})"
             )
     return _finding(name, problems, f"{len(rows):,} instances")
-
-
-def report_lines(report: CheckReport) -> list[str]:
-    """The report in words: a line per check, its problems below it."""
-    lines = [f"{report.path}:"]
-    for finding in report.findings:
-        mark = "skip" if finding.skipped else "ok" if finding.ok else "FAIL"
-        note = f" ({finding.note})" if finding.note else ""
-        lines.append(f"  {mark:<4}  {finding.check}{note}")
-        lines.extend(f"          {problem}" for problem in finding.problems)
-    return lines
-
-
-def summary(report: CheckReport) -> str:
-    """One line for a report with failures."""
-    names = ", ".join(finding.check for finding in report.failed)
-    return f"{report.path}: {len(report.failed)} of {len(report.findings)} checks failed ({names})"

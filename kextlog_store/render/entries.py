@@ -1,0 +1,228 @@
+"""The records and loss markers of `kextlog query` (and of ingest's --echo),
+in every RecordFormat.
+
+The formats are either lines (short, short-iso, cat: one line per record
+and a marker line where records are lost) or rows (json, json-pretty, csv,
+table: the record's fields, written by the row writers of rows.py that
+write SQL results too).  Adding a format is one RecordFormat member and one
+entry in WRITERS.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from datetime import tzinfo
+from enum import Enum
+from typing import Any, TextIO
+
+from ..records import Cursor, Entry, Loss, LossReason, Record
+from .rows import csv_texts, write_table
+from .text import LEVEL_STYLES, MARKER_STYLE, Clock, escape, json_text, paint, zone
+
+
+class RecordFormat(str, Enum):
+    """--output of `kextlog query`."""
+
+    SHORT = "short"
+    SHORT_ISO = "short-iso"
+    JSON = "json"
+    JSON_PRETTY = "json-pretty"
+    CSV = "csv"
+    TABLE = "table"
+    CAT = "cat"
+
+
+def _line(stamp: str, record: Record) -> str:
+    """STAMP LEVEL   process[pid:tid]: message, on one line: a trailing
+    newline of the message is dropped, further lines are indented under the
+    first, control characters escaped."""
+    head = f"{stamp} {record.level.name:<7} {escape(record.process)}[{record.pid}:{record.tid}]: "
+    message = escape(record.message.rstrip("\n")).replace("\n", "\n" + " " * len(head))
+    return head + message
+
+
+def record_short(record: Record, tz: tzinfo | None = None) -> str:
+    """Nov 27 10:22:36.123456 ERROR   mds_stores[312:4411]: message"""
+    return _line(Clock(tz).short(record.time_ns), record)
+
+
+def record_short_iso(record: Record, tz: tzinfo | None = None) -> str:
+    """2026-11-27T10:22:36.123456+00:00 ERROR   mds_stores[312:4411]: message"""
+    return _line(Clock(tz).iso(record.time_ns), record)
+
+
+def record_cat(record: Record) -> str:
+    """The message alone, as journalctl -o cat: a trailing newline dropped,
+    control characters escaped."""
+    return escape(record.message.rstrip("\n"))
+
+
+# The keys of the json formats and the columns of csv, in their order.
+RECORD_KEYS = ("time", "level", "pid", "tid", "process", "message", "seq", "instance")
+# The columns of -o table: the instance and seq are for machines (and cursors).
+TABLE_KEYS = RECORD_KEYS[:6]
+
+
+def record_fields(record: Record, tz: tzinfo | None = None) -> dict[str, Any]:
+    """The keys of the json formats, in their order."""
+    return _fields(record, Clock(tz))
+
+
+def _fields(record: Record, clock: Clock) -> dict[str, Any]:
+    """RECORD_KEYS, and for a record of the kernel's own log its syslog
+    priority, facility and KEY=value fields (as journalctl's JSON has them)."""
+    fields = dict(zip(RECORD_KEYS, _values(record, clock), strict=True))
+    if record.priority is not None:
+        fields["priority"] = record.priority
+        fields["facility"] = record.facility
+        fields["fields"] = json.loads(record.fields) if record.fields else {}
+    return fields
+
+
+def _values(record: Record, clock: Clock) -> tuple[Any, ...]:
+    return (
+        clock.iso(record.time_ns),
+        record.level.label,
+        record.pid,
+        record.tid,
+        record.process,
+        record.message,
+        record.seq,
+        record.instance,
+    )
+
+
+def record_json(record: Record, *, utc: bool = False) -> str:
+    """One JSON object on one line, exactly as `kextlog query -o json [--utc]` prints it."""
+    return json_text(record_fields(record, zone(utc)))
+
+
+# Each reason of the losses table, in words.
+LOSS_REASON_WORDS: dict[LossReason | str, str] = {
+    LossReason.RING_FULL: "ring full",  # they went to the kernel's printf
+    LossReason.RELEASED: "no longer held",  # acknowledged to an earlier client, then released
+    LossReason.GAP: "never sent",  # seqs the producer skipped without a LOSS
+    LossReason.MALFORMED: "malformed input",  # in frames ingest skipped
+    LossReason.OVERWRITTEN: "overwritten",  # by the kernel's log going round
+}
+
+
+def loss_short(loss: Loss) -> str:
+    """-- 120 records lost (seqs 5001..5120 of instance 0690a5df, ring full) --
+
+    The marker `kextlog query` shows where records are missing, as journalctl
+    shows "-- missed N kernel messages --": the instance by its first 8 hex
+    digits (as git abbreviates), the reason in words (an unknown one as
+    stored).  Every marker starts with "-- " and has " lost (" in it.
+    """
+    if loss.first_seq == loss.last_seq:
+        seqs = f"seq {loss.first_seq}"
+    else:
+        seqs = f"seqs {loss.first_seq}..{loss.last_seq}"
+    noun = "record" if loss.count == 1 else "records"
+    reason = escape(LOSS_REASON_WORDS.get(loss.reason, loss.reason), newlines=True)
+    instance = escape(loss.instance[:8])
+    return f"-- {loss.count} {noun} lost ({seqs} of instance {instance}, {reason}) --"
+
+
+# (entries, out, zone, colour by level, writing to a terminal)
+RecordWriter = Callable[[Iterable[Entry], TextIO, tzinfo | None, bool, bool], None]
+
+
+def _lines(line: Callable[[Record, Clock], str]) -> RecordWriter:
+    """A text format: a line per record, a marker line per loss."""
+
+    def write(
+        entries: Iterable[Entry], out: TextIO, tz: tzinfo | None, color: bool, _terminal: bool
+    ) -> None:
+        clock = Clock(tz)
+        for entry in entries:
+            if isinstance(entry, Record):
+                text = line(entry, clock)
+                out.write(paint(text, LEVEL_STYLES.get(entry.level)) if color else text)
+            else:
+                text = loss_short(entry)
+                out.write(paint(text, MARKER_STYLE) if color else text)
+            out.write("\n")
+
+    return write
+
+
+def _record_csv(
+    entries: Iterable[Entry], out: TextIO, tz: tzinfo | None, _color: bool, terminal: bool
+) -> None:
+    """-o csv: the records' fields as rows, no markers (machines read losses
+    from the `lost` view)."""
+    clock = Clock(tz)
+    found = (_values(entry, clock) for entry in entries if isinstance(entry, Record))
+    for line in csv_texts(RECORD_KEYS, found, terminal=terminal):
+        out.write(line)
+
+
+def _objects(indent: int | None) -> RecordWriter:
+    """-o json, json-pretty: a JSON object per record (_fields), no markers
+    (machines read losses from the `lost` view)."""
+
+    def write(
+        entries: Iterable[Entry], out: TextIO, tz: tzinfo | None, _color: bool, _terminal: bool
+    ) -> None:
+        clock = Clock(tz)
+        for entry in entries:
+            if isinstance(entry, Record):
+                out.write(json_text(_fields(entry, clock), indent))
+                out.write("\n")
+
+    return write
+
+
+def _record_table(
+    entries: Iterable[Entry], out: TextIO, tz: tzinfo | None, color: bool, _terminal: bool
+) -> None:
+    """-o table: the columns aligned over every row (so it is written at the
+    end), a marker in the message column of a row of its own."""
+    clock = Clock(tz)
+    rows: list[Sequence[Any]] = []
+    styles: list[str | None] = []
+    for entry in entries:
+        if isinstance(entry, Record):
+            rows.append(_values(entry, clock)[:6])
+            styles.append(LEVEL_STYLES.get(entry.level))
+        else:
+            rows.append((clock.iso(entry.time_ns), None, None, None, None, loss_short(entry)))
+            styles.append(MARKER_STYLE)
+    write_table(TABLE_KEYS, rows, out, styles if color else None)
+
+
+WRITERS: dict[RecordFormat, RecordWriter] = {
+    RecordFormat.SHORT: _lines(lambda record, clock: _line(clock.short(record.time_ns), record)),
+    RecordFormat.SHORT_ISO: _lines(lambda record, clock: _line(clock.iso(record.time_ns), record)),
+    RecordFormat.CAT: _lines(lambda record, _clock: record_cat(record)),
+    RecordFormat.JSON: _objects(indent=None),
+    RecordFormat.JSON_PRETTY: _objects(indent=2),
+    RecordFormat.CSV: _record_csv,
+    RecordFormat.TABLE: _record_table,
+}
+
+
+def write_records(
+    entries: Iterable[Entry],
+    output: RecordFormat,
+    out: TextIO,
+    *,
+    utc: bool = False,
+    color: bool = False,
+    terminal: bool = False,
+) -> None:
+    """Write records, and markers where records are lost (in the text
+    formats: short, short-iso, cat, table), in the given format, as they
+    come (streaming; table at the end, as it aligns its columns).  color:
+    by level, for a terminal.  terminal: out is one, so CSV is escaped too
+    (every other format always is, or keeps every value with escapes: JSON);
+    into a file or a pipe CSV keeps every value as it is."""
+    WRITERS[output](entries, out, zone(utc), color, terminal)
+
+
+def write_cursor(cursor: Cursor, out: TextIO) -> None:
+    """-- cursor: i=...,s=...,t=...   (after the output, as journalctl --show-cursor)"""
+    out.write(f"-- cursor: {cursor}\n")

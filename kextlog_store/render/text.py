@@ -1,0 +1,125 @@
+"""What every output format uses: text safe for a terminal (escape), JSON
+text, colour by level, and times."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import datetime, timedelta, timezone, tzinfo
+from typing import Any
+
+from ..levels import Level
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+# What would drive a terminal, or make it show other text than there is: C0
+# controls but tab and newline, DEL, C1 controls (U+009B is an 8-bit CSI,
+# U+0085 a newline to some), and the bidirectional embeddings, overrides and
+# isolates that reorder what is shown ("Trojan Source").
+_UNSAFE = "\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
+_CONTROL = re.compile(f"[{_UNSAFE}]")
+_CONTROL_OR_NEWLINE = re.compile(f"[{_UNSAFE}\n]")
+# The same in JSON text, where json.dumps has escaped C0 already and these
+# can only stand inside strings, so a \uXXXX escape keeps the value.
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def escape(text: str, *, newlines: bool = False) -> str:
+    """text safe to write to a terminal: every character that could drive it
+    (C0 but tab and newline, DEL, C1, bidirectional overrides) as an escape
+    such as \\x1b or \\u202e; with newlines, a newline too, as \\n (for what
+    must stay on one line).  Every text output of kextlog goes through it."""
+    pattern = _CONTROL_OR_NEWLINE if newlines else _CONTROL
+    return pattern.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match[0])
+    if code == 0x0A:
+        return "\\n"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def json_text(value: Any, indent: int | None = None) -> str:
+    """value as JSON (UTF-8 as it is, not \\u escapes) with nothing in it that
+    drives a terminal: json.dumps escapes C0 controls, this the rest (DEL,
+    C1, bidirectional overrides), which json.loads reads back the same."""
+    text = json.dumps(value, ensure_ascii=False, indent=indent)
+    return _JSON_UNSAFE.sub(lambda match: f"\\u{ord(match[0]):04x}", text)
+
+
+# --- colour -----------------------------------------------------------------
+
+# As journalctl: errors bold red, warnings bold yellow, debug and trace dim.
+LEVEL_STYLES = {
+    Level.ERROR: "\x1b[1;31m",
+    Level.WARNING: "\x1b[1;33m",
+    Level.DEBUG: "\x1b[2m",
+    Level.TRACE: "\x1b[2m",
+}
+MARKER_STYLE = "\x1b[1m"  # loss markers stand out without a colour
+RESET = "\x1b[0m"
+
+
+def paint(text: str, style: str | None) -> str:
+    """text in style, line by line (a pager that cuts long lines keeps each
+    line's style); None: as it is."""
+    if not style or not text:
+        return text
+    return "\n".join(f"{style}{line}{RESET}" if line else line for line in text.split("\n"))
+
+
+# --- times ------------------------------------------------------------------
+
+
+def zone(utc: bool) -> tzinfo | None:
+    """The zone times are shown in: UTC, or None for the system's local zone."""
+    return timezone.utc if utc else None
+
+
+def record_time(time_ns: int, tz: tzinfo | None = None) -> datetime:
+    """An aware datetime in tz (None: local) with the microseconds of time_ns."""
+    return (EPOCH + timedelta(microseconds=time_ns // 1000)).astimezone(tz)
+
+
+def iso_time(time_ns: int, tz: tzinfo | None = None) -> str:
+    """2026-11-27T10:22:36.123456+00:00"""
+    return record_time(time_ns, tz).isoformat(timespec="microseconds")
+
+
+class Clock:
+    """Formats record times, computing the calendar once per second: records
+    come in time order, many to a second, and strftime is most of the cost
+    of a short line.  One per output (the local zone may change between)."""
+
+    def __init__(self, tz: tzinfo | None) -> None:
+        self.tz = tz
+        self._second: int | None = None
+        self._short = self._iso = self._offset = ""
+
+    def _at(self, seconds: int) -> None:
+        moment = (EPOCH + timedelta(seconds=seconds)).astimezone(self.tz)
+        self._short = f"{_MONTHS[moment.month - 1]} {moment:%d %H:%M:%S}"
+        iso = moment.isoformat()
+        self._iso, self._offset = iso[:19], iso[19:]
+        self._second = seconds
+
+    def short(self, time_ns: int) -> str:
+        """Nov 27 10:22:36.123456"""
+        seconds, nanos = divmod(time_ns, 1_000_000_000)
+        if seconds != self._second:
+            self._at(seconds)
+        return f"{self._short}.{nanos // 1000:06d}"
+
+    def iso(self, time_ns: int) -> str:
+        """2026-11-27T10:22:36.123456+00:00"""
+        seconds, nanos = divmod(time_ns, 1_000_000_000)
+        if seconds != self._second:
+            self._at(seconds)
+        return f"{self._iso}.{nanos // 1000:06d}{self._offset}"
+
+
+def local_time(time_ns: int) -> str:
+    """2026-11-27 10:22:36, in the local zone (the daemon's own times)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time_ns / 1e9))
