@@ -4,10 +4,10 @@ kextlog_store/web that imports the rest of kextlog_store.
 Everything the pages need from the read path, the SQL sandbox, the stats,
 the renderers and the store goes through here, so that a change of the
 library's layout changes this module alone.  The few functions below are
-thin: they reach a private helper of the read path (its scope of a
-filter, its row-to-record) or add what a web page needs that the CLI does
-not (a record by its key, an instance's seq window, a time limit on every
-read of the process).
+thin: they put together the read path's parts (a filter's scope from
+conditions.py, its rows as records) or add what a web page needs that the
+CLI does not (a record by its key, an instance's seq window, a time limit
+on every read of the process).
 """
 
 from __future__ import annotations
@@ -23,33 +23,29 @@ from sqlalchemy import Connection, Engine, Select, event, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import Pool
 
-from kextlog_store import query, stats, store
+from kextlog_store import callbacks, conditions, query, stats
 from kextlog_store.errors import DatabaseError, KextlogError, ReadOnlyError, UsageError
+from kextlog_store.follow import follow
 from kextlog_store.levels import Level, parse_level_range
-from kextlog_store.query import (
-    SqlResult,
-    entries,
-    follow,
-    run_sql,
-    select_losses,
-    select_records,
-)
+from kextlog_store.query import as_record, entries, fetch_losses, select_losses, select_records
 from kextlog_store.records import Cursor, Entry, Loss, Record
-from kextlog_store.render import (
+from kextlog_store.render.entries import (
     LOSS_REASON_WORDS,
     RecordFormat,
-    SqlFormat,
-    format_size,
-    iso_time,
     loss_short,
     record_fields,
-    stats_fields,
     write_records,
-    write_rows,
-    zone,
 )
+from kextlog_store.render.figures import format_size, stats_fields
+from kextlog_store.render.rows import SqlFormat, write_rows
+from kextlog_store.render.text import iso_time, zone
+from kextlog_store.sql import SqlResult, run_sql
 from kextlog_store.stats import Stats, choose_bucket
 from kextlog_store.stats import collect as collect_stats
+from kextlog_store.store import schema
+from kextlog_store.store.engine import read_engine, sqlite_path
+from kextlog_store.store.errors import translate
+from kextlog_store.store.location import database_url
 from kextlog_store.timespec import NS_PER_SECOND, parse_time
 
 __all__ = [
@@ -102,20 +98,20 @@ DriverError = sa_exc.DBAPIError  # a read that fails in the driver (SQLAlchemy w
 
 def database_error(exc: DriverError) -> DatabaseError:
     """A driver's error as the read path words it (one line)."""
-    return query.database_error(exc.orig if exc.orig is not None else exc)
+    return translate(exc)  # it unwraps SQLAlchemy's wrapper
 
 
 def open_store(db: str | None) -> str:
     """The store's URL, once it is known to be one kextlog can read (as
     `kextlog query` opens it: never creating one).  Only SQLite: Datasette
     reads SQLite."""
-    url = store.database_url(db)
-    if store.sqlite_path(url) is None:
+    url = database_url(db)
+    if sqlite_path(url) is None:
         raise UsageError(
             "kextlog web reads SQLite stores only (its table browser is Datasette's): "
             "use kextlog query and kextlog sql on a PostgreSQL store"
         )
-    store.read_engine(url).dispose()
+    read_engine(url).dispose()
     return url
 
 
@@ -124,7 +120,7 @@ def reading(url: str) -> Iterator[Engine]:
     """A read-only engine for one thread's reads, disposed of afterwards
     (the read engine's pool is not one connections may move across
     threads in)."""
-    engine = store.read_engine(url)
+    engine = read_engine(url)
     try:
         yield engine
     finally:
@@ -132,7 +128,7 @@ def reading(url: str) -> Iterator[Engine]:
 
 
 def database_path(url: str) -> str:
-    path = store.sqlite_path(url)
+    path = sqlite_path(url)
     assert path is not None  # open_store took SQLite only
     return str(path)
 
@@ -179,8 +175,8 @@ def filtered(connection: Connection, record_filter: RecordFilter) -> Select[Any]
     """The records of a filter (its lines and order aside) as a SELECT to
     aggregate over: the read path's own selection, with what the filter
     names (instance, cursors, pids) looked up as `kextlog query` does."""
-    query._prepare(connection)  # REGEXP for --grep
-    scope = query._scope(connection, record_filter)
+    callbacks.prepare(connection)  # REGEXP for --grep
+    scope = conditions.look_up(connection, record_filter)
     plain = RecordFilter(**{**record_filter.__dict__, "lines": None, "reverse": False})
     return select_records(plain, scope).order_by(None)
 
@@ -188,16 +184,16 @@ def filtered(connection: Connection, record_filter: RecordFilter) -> Select[Any]
 def losses_of(connection: Connection, record_filter: RecordFilter) -> list[Loss]:
     """The losses `kextlog query` shows among a filter's records (those of
     its window, instance, sources and hosts), in logged order."""
-    scope = query._scope(connection, record_filter)
+    scope = conditions.look_up(connection, record_filter)
     statement = select_losses(
         record_filter.since_ns, record_filter.until_ns, record_filter=record_filter, scope=scope
     )
-    return query._fetch_losses(connection, statement)
+    return fetch_losses(connection, statement)
 
 
 def instance_hosts(connection: Connection) -> dict[str, str]:
     """Each instance id's host."""
-    instances = store.instances
+    instances = schema.instances
     return {
         uuid: host for uuid, host in connection.execute(select(instances.c.uuid, instances.c.host))
     }
@@ -206,15 +202,15 @@ def instance_hosts(connection: Connection) -> dict[str, str]:
 def _key(connection: Connection, instance: str, seq: int) -> int | None:
     """The record key of (instance id, seq), None for an instance not in the store."""
     row_id = connection.execute(
-        select(store.instances.c.id).where(store.instances.c.uuid == instance)
+        select(schema.instances.c.id).where(schema.instances.c.uuid == instance)
     ).scalar()
-    return None if row_id is None else store.record_id(int(row_id), seq)
+    return None if row_id is None else schema.record_id(int(row_id), seq)
 
 
 def record_row(connection: Connection, instance: str, seq: int) -> dict[str, Any] | None:
     """Every stored column of one record (by its key: instance id and seq)
     and its instance's, or None."""
-    records, instances = store.records, store.instances
+    records, instances = schema.records, schema.instances
     key = _key(connection, instance, seq)
     if key is None:
         return None
@@ -243,16 +239,16 @@ def instance_window(
         return [], []
     rows = connection.execute(
         select_records(RecordFilter())
-        .where(store.records.c.id >= base + first_seq, store.records.c.id <= base + last_seq)
+        .where(schema.records.c.id >= base + first_seq, schema.records.c.id <= base + last_seq)
         .order_by(None)
-        .order_by(store.records.c.id)
+        .order_by(schema.records.c.id)
     )
     placed = select_losses().order_by(None)
     columns = placed.selected_columns
     overlapping = placed.where(
         columns.instance == instance, columns.first_seq <= last_seq, columns.last_seq >= first_seq
     ).order_by(columns.first_seq)
-    return [query._record(row) for row in rows], query._fetch_losses(connection, overlapping)
+    return [as_record(row) for row in rows], fetch_losses(connection, overlapping)
 
 
 def bucket_start(time_ns: int, size_ns: int, utc: bool) -> int:
