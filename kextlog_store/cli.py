@@ -2,11 +2,10 @@
 library function and renders the result.
 
 Modules that are slow to import (SQLAlchemy through store/query, Alembic
-through migrate, cffi through wire/ingest/simulator) are imported inside the
-commands that need them, so `kextlog query` never loads Alembic or cffi.
-Every error ends as one line on stderr, `kextlog: error: ...`, and a
-non-zero exit; never a traceback.
-"""
+through migrate, cffi through wire/ingest/simulator, Datasette through web)
+are imported inside the commands that need them, so `kextlog query` never
+loads Alembic, cffi or Datasette.  Every error ends as one line on stderr,
+`kextlog: error: ...`, and a non-zero exit; never a traceback."""
 
 from __future__ import annotations
 
@@ -33,6 +32,7 @@ from .render.figures import StatsFormat, StatusFormat
 from .render.rows import SqlFormat
 from .render.text import escape
 from .terminal import color, hard_time_limit, pager, stop_on_signals
+from .web.command import web_command
 
 if TYPE_CHECKING:  # query imports SQLAlchemy: only the commands that read load it
     from .query import RecordFilter
@@ -52,6 +52,7 @@ db_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(db_app, name="db")
+app.command("web")(web_command)  # beside its server: kextlog_store/web
 
 
 @app.callback()
@@ -297,53 +298,6 @@ def stats_command(
         utc=utc,
     )
     write_stats(result, output, sys.stdout, utc=utc, color=color())
-
-
-@app.command("web")
-def web_command(
-    db: DbOption = None,
-    host: Annotated[
-        str, typer.Option("--host", metavar="ADDRESS", help="Listen on ADDRESS.")
-    ] = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option("--port", metavar="PORT", help="Listen on PORT (0: any free one).")
-    ] = 8001,
-    allow_remote: Annotated[
-        bool,
-        typer.Option(
-            "--allow-remote",
-            help="Serve on an address that is not loopback. There is no authentication: "
-            "anyone who reaches it reads the whole store.",
-        ),
-    ] = False,
-    timeout: Annotated[
-        float,
-        typer.Option(
-            "--timeout",
-            min=0.001,
-            metavar="SECONDS",
-            help="Stop a page's reads that run longer (its SQL page: kextlog sql's 10 s).",
-        ),
-    ] = 30.0,
-) -> None:
-    """Browse the store in a web browser, as Console.app: the log with the
-    filters of `kextlog query`, facets, loss markers and live records; each
-    record with its neighbours; the rate chart, stats, canned views,
-    read-only SQL and every table (Datasette). Needs the web extra:
-    pip install 'kextlog[web]'. Ctrl-C stops it.
-
-    \b
-    Examples:
-      kextlog web
-      kextlog web --db /tmp/kextlog.db --port 8080
-    """
-    try:
-        from . import web
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("datasette", "uvicorn"):
-            raise
-        raise KextlogError("kextlog web needs the web extra: pip install 'kextlog[web]'") from None
-    web.serve(db, host, port, allow_remote=allow_remote, timeout=timeout)
 
 
 # --- retention ------------------------------------------------------------

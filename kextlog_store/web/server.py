@@ -32,7 +32,6 @@ from .library import KextlogError, UsageError
 
 HERE = Path(__file__).resolve().parent
 DATABASE = "store"  # Datasette's name of the store: its tables are at /store/...
-DEFAULT_PORT = 8001
 
 # Datasette's settings: its limits are kextlog sql's (10 s, 10,000 rows);
 # no SQL of the browser's own (only kextlog's sandbox, /sql), no download
