@@ -1,8 +1,9 @@
 """`kextlog web` for real: a store written by a real ingest (the simulated
 kext and a hostile producer as sources), the server as a subprocess of
 `kextlog web`, and Debian's headless Chromium driven through
-chromium-driver (tests/install-chromium.sh installs them; in CI, CI=true,
-a missing browser fails the tests instead of skipping them).
+chromium-driver (`tests/install-packages.sh web` installs them, as `make
+test` does; in CI, CI=true, a missing browser fails the tests instead of
+skipping them: conftest.unavailable).
 
 The pages are compared with the CLI run as a subprocess with the same
 filters: the rows of the log with `kextlog query -r -o json`, its exports
@@ -31,7 +32,7 @@ from typing import Any
 import pytest
 
 from kextlog_store._native import ffi, lib
-from tests.conftest import ROOT, content_checksum
+from tests.conftest import content_checksum, unavailable
 from tests.processes import environment, kextlog, start, wait_for_socket
 from tests.test_ingest_hostile import Producer
 
@@ -164,23 +165,14 @@ CHROMIUM_FLAGS = (
 )  # fmt: skip
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"Chromium is required in CI: {reason}", pytrace=False)
-    pytest.skip(f"Chromium unavailable: {reason}")
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's headless Chromium, through chromium-driver and selenium."""
-    installed = subprocess.run(
-        [str(ROOT / "tests" / "install-chromium.sh")], capture_output=True, text=True
-    )
-    if installed.returncode != 0:
-        _unavailable(installed.stderr.strip())
     chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
     if chromium is None or driver_path is None:
-        _unavailable("no chromium or chromedriver on PATH")
+        unavailable(
+            "no chromium or chromedriver on PATH: tests/install-packages.sh web installs them"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
