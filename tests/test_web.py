@@ -617,7 +617,7 @@ def test_reads_past_the_time_limit_say_so(ingested: Store) -> None:
     limited = serve(ingested.path.with_name("limited.log"), "--db", str(ingested.path),
                     "--timeout", "0.001")  # fmt: skip
     try:
-        for path in ("/-/kextlog/chart.json", "/stats", "/stats.json"):
+        for path in ("/", "/log.json", "/-/kextlog/chart.json", "/stats", "/stats.json"):
             status, _, body = limited.get(path)
             assert status == 400 and "reading took longer than 0.001 s" in body, (path, body)
         status, _, body = limited.get("/-/kextlog/facets.json")

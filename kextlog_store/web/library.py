@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -27,7 +27,13 @@ from kextlog_store import callbacks, conditions, query, stats
 from kextlog_store.errors import DatabaseError, KextlogError, ReadOnlyError, UsageError
 from kextlog_store.follow import follow
 from kextlog_store.levels import Level, parse_level_range
-from kextlog_store.query import as_record, entries, fetch_losses, select_losses, select_records
+from kextlog_store.query import (
+    as_record,
+    entries_in,
+    fetch_losses,
+    select_losses,
+    select_records,
+)
 from kextlog_store.records import Cursor, Entry, Loss, Record
 from kextlog_store.render.entries import (
     LOSS_REASON_WORDS,
@@ -168,6 +174,15 @@ def install_time_limits() -> None:
         event.listen(Pool, "checkout", _on_checkout)
 
 
+def _prepare(connection: Connection) -> callbacks.Callbacks | None:
+    """The read path's callbacks (REGEXP for --grep), whose progress handler
+    replaces the pool's: it gets time_limit()'s deadline."""
+    hooks = callbacks.prepare(connection)
+    if hooks is not None:
+        hooks.deadline = _deadline.get()
+    return hooks
+
+
 # --- what the read path has, reached here ------------------------------------
 
 
@@ -175,10 +190,22 @@ def filtered(connection: Connection, record_filter: RecordFilter) -> Select[Any]
     """The records of a filter (its lines and order aside) as a SELECT to
     aggregate over: the read path's own selection, with what the filter
     names (instance, cursors, pids) looked up as `kextlog query` does."""
-    callbacks.prepare(connection)  # REGEXP for --grep
+    _prepare(connection)
     scope = conditions.look_up(connection, record_filter)
     plain = RecordFilter(**{**record_filter.__dict__, "lines": None, "reverse": False})
     return select_records(plain, scope).order_by(None)
+
+
+def entries(engine: Engine, record_filter: RecordFilter) -> Generator[Entry, None, None]:
+    """query.entries(), what `kextlog query` shows, under time_limit()."""
+    hooks = None
+    try:
+        with engine.connect() as connection:
+            hooks = _prepare(connection)
+            scope = conditions.look_up(connection, record_filter)
+            yield from entries_in(connection, record_filter, scope)
+    except DriverError as exc:
+        raise callbacks.read_error(exc, hooks) from None
 
 
 def losses_of(connection: Connection, record_filter: RecordFilter) -> list[Loss]:
