@@ -19,7 +19,10 @@ DEFAULT_PORT = 8001
 
 Host = Annotated[str, typer.Option("--host", metavar="ADDRESS", help="Listen on ADDRESS.")]
 Port = Annotated[
-    int, typer.Option("--port", metavar="PORT", help="Listen on PORT (0: any free one).")
+    int,
+    typer.Option(
+        "--port", min=0, max=65_535, metavar="PORT", help="Listen on PORT (0: any free one)."
+    ),
 ]
 AllowRemote = Annotated[
     bool,
@@ -34,6 +37,8 @@ PageTimeout = Annotated[
     typer.Option(
         "--timeout",
         min=0.001,
+        max=86_400,
+        callback=o._finite,  # as kextlog sql's --timeout
         metavar="SECONDS",
         help="Stop a page's reads that run longer (its SQL page: kextlog sql's 10 s).",
     ),
