@@ -40,7 +40,7 @@ run: $(STAMP)
 	 $(KEXTLOG) ingest --source unix:$(SIM_SOCKET) $(KMSG_SOURCE)
 
 test: $(STAMP)
-	tests/install-packages.sh tests tools journal
+	tests/install-packages.sh tests tools journal web
 	$(MAKE) -C kext check KERNEL_SDK=$(KERNEL_SDK)
 	$(MAKE) -C kext model
 	$(MAKE) -C kext fuzz-short

@@ -2,11 +2,10 @@
 library function and renders the result.
 
 Modules that are slow to import (SQLAlchemy through store/query, Alembic
-through migrate, cffi through wire/ingest/simulator) are imported inside the
-commands that need them, so `kextlog query` never loads Alembic or cffi.
-Every error ends as one line on stderr, `kextlog: error: ...`, and a
-non-zero exit; never a traceback.
-"""
+through migrate, cffi through wire/ingest/simulator, Datasette through web)
+are imported inside the commands that need them, so `kextlog query` never
+loads Alembic, cffi or Datasette.  Every error ends as one line on stderr,
+`kextlog: error: ...`, and a non-zero exit; never a traceback."""
 
 from __future__ import annotations
 
@@ -34,6 +33,7 @@ from .render.figures import StatsFormat, StatusFormat
 from .render.rows import SqlFormat
 from .render.text import escape
 from .terminal import color, hard_time_limit, pager, stop_on_signals
+from .web.command import web_command
 
 if TYPE_CHECKING:  # query imports SQLAlchemy: only the commands that read load it
     from .query import RecordFilter
@@ -47,6 +47,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(db_app, name="db")
+app.command("web")(web_command)  # beside its server: kextlog_store/web
 
 
 @app.callback()

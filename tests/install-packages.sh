@@ -4,7 +4,7 @@
 # for want of it.  `make test` (and so CI), `make kmod-test`, `make check`,
 # `make fuzz` and `make bench` run it first with the groups they need:
 #
-#   tests/install-packages.sh [tests] [tools] [kmod] [journal]
+#   tests/install-packages.sh [tests] [tools] [kmod] [journal] [web]
 #
 # Where that cannot be done, what needs the package is skipped with the
 # reason, and in CI (CI=true) it fails: so only CI stops here.
@@ -46,6 +46,11 @@ systemd-analyze systemd
 journalctl systemd
 /lib/systemd/systemd-journal-remote systemd-journal-remote
 "
+# Headless Chromium and its WebDriver (tests/test_web.py drives kextlog web).
+web="
+chromium chromium
+chromedriver chromium-driver
+"
 
 fail() {
     echo "install-packages: $1" >&2
@@ -83,7 +88,7 @@ have() {
 needs=""
 for group in "$@"; do
     case "$group" in
-        tests | tools | kmod | journal) eval "needs=\"\$needs\$$group\"" ;;
+        tests | tools | kmod | journal | web) eval "needs=\"\$needs\$$group\"" ;;
         *) echo "install-packages: unknown group $group" >&2; exit 2 ;;
     esac
 done

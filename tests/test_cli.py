@@ -1271,6 +1271,7 @@ BASE_ARGS = {
     "ingest": ["--source", "kmsg", "--check-config"],
     "simulate": ["--socket", "/nonexistent/kextlog.sock"],
     "status": [],
+    "web": ["--port", "0"],  # were a value taken, it would serve until stopped
 }
 # Options that take text holding a number.
 NUMBER_TEXT = {
