@@ -268,7 +268,8 @@ QUERIES = [
 COUNT_BY_LEVEL = "SELECT level, count(*) FROM records GROUP BY level"
 
 
-def query_figures(report: Report, scratch: Path, sizes: Sizes) -> None:
+def query_figures(report: Report, scratch: Path, sizes: Sizes) -> Path:
+    """The query figures over a store of sizes.store_records; the store."""
     db = scratch / "store.db"
     subprocess.run([*KEXTLOG, "db", "upgrade", "--db", str(db)], check=True, capture_output=True)
     built = subprocess.run(
@@ -314,6 +315,7 @@ def query_figures(report: Report, scratch: Path, sizes: Sizes) -> None:
         median_seconds([*KEXTLOG, "sql", "--db", str(db), COUNT_BY_LEVEL], sizes.repeats) * 1000,
         "ms",
     )
+    return db
 
 
 def _median_pid(db: Path) -> int:
@@ -471,7 +473,11 @@ def main() -> None:
             lambda value: value <= 250,
             f"lost {latency['lost']:,} of {latency['generated']:,}",
         )
-        query_figures(report, scratch, sizes)
+        store = query_figures(report, scratch, sizes)
+        # Sealing's cost (bench/seal.py), verified over the query store.
+        import seal
+
+        seal.figures(report, scratch, sizes.ingest_records // 4, sizes.repeats // 2 + 1, store)
         log_printf_cost(report, 200_000 if args.quick else 2_000_000)
         lock_hold(report, 10_000 if args.quick else 100_000)
     if args.json:
