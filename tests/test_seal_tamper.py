@@ -413,3 +413,32 @@ def test_what_comes_after_the_theft_the_stolen_key_can_forge(
     sql(db, f"UPDATE records SET message = 'forged' WHERE seq = {sections[0]['hi']}")
     reseal(db, stolen_at(db, epoch))
     assert verify(db, sealed[1]).returncode == 0
+
+
+@pytest.mark.parametrize(
+    "sections",
+    [
+        "not json",
+        "{}",
+        "[1, 2]",
+        "[{}]",
+        '[{"instance": "1", "lo": 1, "hi": 2}]',
+        '[{"instance": 1, "lo": -5, "hi": 99999999999999999999999}]',
+        '[{"instance": 99999999999999999999, "lo": 1, "hi": 2}]',
+    ],
+)
+def test_sections_an_intruder_wrote_are_a_change_not_a_crash(
+    sealed: tuple[Path, str], tmp_path: Path, sections: str
+) -> None:
+    """What verify reads of the chain is the intruder's text too: whatever
+    an entry's sections hold, verify names the entry, and never fails in
+    parsing them."""
+    db = copy(sealed, tmp_path)
+    with sqlite3.connect(db) as connection:
+        connection.execute(
+            "UPDATE seal_entries SET sections = ? WHERE position ="
+            " (SELECT min(position) FROM seal_entries WHERE kind = 1)",
+            (sections,),
+        )
+    line = broken(db, sealed[1])
+    assert "BROKEN: changed" in line, line
