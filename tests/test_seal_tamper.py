@@ -442,3 +442,24 @@ def test_sections_an_intruder_wrote_are_a_change_not_a_crash(
         )
     line = broken(db, sealed[1])
     assert "BROKEN: changed" in line, line
+
+
+@pytest.mark.parametrize(
+    ("statement", "kind"),
+    [
+        ("UPDATE seals SET mac = 'text' WHERE epoch = 1", "seal invalid"),
+        ("UPDATE seals SET epoch = 'a' WHERE epoch = 1", "seal missing"),  # sorts last
+        ("UPDATE seal_entries SET committed_ns = 'x' WHERE position = 2", "changed"),
+        ("UPDATE seal_entries SET note = x'ff' WHERE position = 2", "changed"),
+        ("UPDATE seal_entries SET head = 7 WHERE position = 2", "changed"),
+    ],
+)
+def test_values_of_another_type_are_a_change_not_a_crash(
+    sealed: tuple[Path, str], tmp_path: Path, statement: str, kind: str
+) -> None:
+    """SQLite keeps a value of any type in any column: an intruder's text
+    where a number or bytes belong is reported, with the key, not a crash."""
+    db = copy(sealed, tmp_path)
+    sql(db, statement)
+    line = broken(db, sealed[1])
+    assert f"BROKEN: {kind}" in line, line

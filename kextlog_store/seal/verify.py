@@ -149,6 +149,19 @@ class _Readers:
             reader.close()
 
 
+# The types ingest writes in each column: SQLite stores whatever an intruder
+# writes, so a row is checked before any of it is used.
+_BYTES = (bytes, memoryview)
+ENTRY_TYPES = {"position": int, "kind": int, "committed_ns": int, "sections": str,
+               "note": str, "digest": _BYTES, "head": _BYTES}  # fmt: skip
+SEAL_TYPES = {"epoch": int, "position": int, "sealed_ns": int, "flags": int, "mac": _BYTES}
+
+
+def well_typed(row: Any, types: dict[str, Any]) -> bool:
+    """Whether each named column of row holds a value of its type."""
+    return all(isinstance(getattr(row, name), kind) for name, kind in types.items())
+
+
 def sections_of(text: str) -> list[dict] | None:
     """An entry's sections as ingest writes them: a list of {instance, lo,
     hi, ...} with an instance id and seqs in the store's ranges; None for
@@ -208,6 +221,8 @@ class _Walk:
             )
         ):
             try:
+                if type(committed_ns) is not int:
+                    continue
                 checkpoint = json.loads(note)
                 upto_seqs = dict(checkpoint.get("upto", {}))
             except (ValueError, TypeError, AttributeError):
@@ -235,6 +250,10 @@ class _Walk:
             else ((entry, None) for entry in self._entries())
         )
         for entry, reads in entries:
+            if not well_typed(entry, ENTRY_TYPES):
+                return self._fail(
+                    "changed", position + 1, "a chain entry's columns are not as ingest writes them"
+                )
             if entry.position != position + 1:
                 return self._fail(
                     "removed", position + 1,
@@ -279,6 +298,10 @@ class _Walk:
         for seal in self.connection.execute(
             select(_seals).where(_seals.c.chain_id == self.chain.id).order_by(_seals.c.epoch)
         ):
+            if not well_typed(seal, SEAL_TYPES):
+                where = seal.position if isinstance(seal.position, int) else None
+                self._fail("seal invalid", where, "a seal's columns are not as ingest writes them")
+                return
             if seal.epoch != expected and self.key is not None:
                 self._fail(
                     "seal missing", seal.position,
