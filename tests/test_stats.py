@@ -322,6 +322,8 @@ def test_stats_window_errors(kextlog: Kextlog, populated: PopulatedStore) -> Non
         (["-S", "1h", "-U", "2h"], "--since '1h' is later than --until '2h'"),
         (["--until", "soonish"], "--until: invalid time 'soonish'"),
         (["--bucket", "today"], "--bucket: invalid duration 'today'"),
+        (["--bucket", "0s"], "--bucket: 0s is no bucket: give a duration above 0, e.g. 1h"),
+        (["--bucket", "0m"], "--bucket: 0s is no bucket: give a duration above 0, e.g. 1h"),
     ]:
         result = kextlog("stats", *args)
         assert (result.returncode, result.stdout) == (2, "")
