@@ -7,6 +7,7 @@ import socket
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, Table, bindparam, func, select, update
@@ -32,6 +33,7 @@ class InstanceState:
 # KMSG_FIELDS after them in a row of the kernel's own log): a row of width n
 # fills the first n, its seq going into the key.
 COLUMNS = ROW_FIELDS + KMSG_FIELDS
+_time_ns, _level = itemgetter(TIME_NS), itemgetter(LEVEL)
 # Their PostgreSQL types, for binary COPY (see schema.records).
 COPY_TYPES = {
     "time_ns": "int8", "mono_ns": "int8", "level": "int2", "flags": "int2", "pid": "int4",
@@ -180,10 +182,7 @@ class Writer:
                 else:
                     statement = self._insert_records(instance_id, len(instance_rows[0]))
                     connection.exec_driver_sql(statement, instance_rows)
-                counts.update(
-                    (row[TIME_NS] // NS_PER_MINUTE, row[LEVEL], instance_id)
-                    for row in instance_rows
-                )
+                _count(instance_id, instance_rows, counts)
             add_counts(connection, counts)
             if loss_rows:
                 connection.execute(insert_or_skip(connection, losses), loss_rows)
@@ -207,6 +206,18 @@ class Writer:
                         for state in sorted(states, key=lambda state: state.id)
                     ],
                 )
+
+
+def _count(instance_id: int, rows: list[tuple], counts: Counter[tuple[int, int, int]]) -> None:
+    """Adds rows' records per (minute, level, instance) to counts.  A batch
+    mostly lies within one minute: then counting its levels, in C, is
+    enough (half the cost of a key per record, which the rest pay)."""
+    first = min(map(_time_ns, rows)) // NS_PER_MINUTE
+    if max(map(_time_ns, rows)) // NS_PER_MINUTE == first:
+        for level, count in Counter(map(_level, rows)).items():
+            counts[first, level, instance_id] += count
+    else:
+        counts.update((row[TIME_NS] // NS_PER_MINUTE, row[LEVEL], instance_id) for row in rows)
 
 
 def add_counts(connection: Connection, counts: Mapping[tuple[int, int, int], int]) -> None:
