@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
+import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
@@ -17,6 +19,7 @@ from kextlog_store.render.figures import bar, format_size, stats_lines
 from kextlog_store.stats import BUCKET_SIZES, Stats, choose_bucket, collect
 from kextlog_store.store import schema
 from kextlog_store.store.engine import sqlite_path, write_engine
+from kextlog_store.store.writer import Writer
 from kextlog_store.wire import TIME_MAX
 from tests.conftest import NS, Instance, Kextlog, PopulatedStore, insert_records
 
@@ -355,3 +358,40 @@ def test_records_at_the_time_bounds_in_any_zone(
     assert shown.returncode == 0, shown.stderr
     stats = json.loads(shown.stdout)
     assert stats["records"] == 2 and sum(bucket["total"] for bucket in stats["rate"]) == 2
+
+
+def test_figures_agree_while_ingest_commits(store_url: str) -> None:
+    """stats reads one snapshot: while a writer commits batch after batch,
+    the records per level, per bucket and per instance add up alike."""
+    writer = Writer(write_engine(store_url), host="test-host")
+    state = writer.register(
+        "ab" * 16, first_seq=1, source="unix:/s", name="sim", boot_id="b",
+        producer_version="1", now_ns=0,
+    )  # fmt: skip
+    stop = threading.Event()
+
+    def commit_batches() -> None:
+        now_ns = time.time_ns()
+        while not stop.is_set():
+            first = state.high_water + 1
+            rows = [
+                (seq, now_ns + seq * 1_000_000, 0, 1 + seq % 5, 0, 7, 7, "p", "m")
+                for seq in range(first, first + 50)
+            ]
+            state.high_water = rows[-1][0]
+            writer.commit({state.id: rows}, [], [state], now_ns)
+
+    committer = threading.Thread(target=commit_batches)
+    committer.start()
+    try:
+        for _ in range(30):
+            stats = collect(store_url)
+            (instance,) = stats.instances
+            assert stats.records == sum(bucket.total for bucket in stats.buckets)
+            assert stats.records == instance.stored + instance.ahead
+            assert instance.discrepancy == 0
+    finally:
+        stop.set()
+        committer.join(timeout=60)
+        writer.engine.dispose()
+    assert state.high_water > 0
