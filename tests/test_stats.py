@@ -15,7 +15,7 @@ from sqlalchemy import delete, update
 
 from kextlog_store.levels import Level
 from kextlog_store.records import Record
-from kextlog_store.render.figures import bar, format_size, stats_lines
+from kextlog_store.render.figures import bar, format_count, format_size, stats_lines
 from kextlog_store.stats import BUCKET_SIZES, Stats, choose_bucket, collect
 from kextlog_store.store import schema
 from kextlog_store.store.engine import sqlite_path, write_engine
@@ -239,12 +239,16 @@ def test_stats_text(kextlog: Kextlog, lossy: PopulatedStore) -> None:
     text = result.stdout.splitlines()
     records = lossy.select(since_ns=lossy.now_ns - HOUR)
     counts = dict(zip(Level, level_counts(records), strict=True))
-    width = max(len("records"), *(len(str(n)) for n in counts.values()))
+    width = len("high water")  # the widest heading of a numeric column: every table's
     at = text.index("By level")
-    assert text[at + 1] == f"  level    {'records':>{width}}  share"
+    assert text[at + 1] == f"  level    {'records':>{width}}   share"
     for line, level in zip(text[at + 3 : at + 8], sorted(Level, reverse=True), strict=True):
         share = f"{100 * counts[level] / len(records):.1f}%"
-        assert line.split() == [level.label, str(counts[level]), share]
+        assert line == f"  {level.label:7}  {counts[level]:>{width},}  {share:>6}"
+    # The same column of numbers in the chart, the losses and the instances.
+    chart = next(i for i, line in enumerate(text) if line.startswith("Records per 15m")) + 1
+    assert text[chart][2:].split("  ", 1)[1][:width].strip().isdigit()
+    assert len(text[chart][2:].split("  ", 1)[1][:width]) == width
     assert "By process (the top 2 of 6)" in text
     assert any(line.startswith("Records per 15m (█ error  ▓ warning  ▒ info") for line in text)
     lost = [loss for loss in lossy.losses if loss.time_ns >= lossy.now_ns - HOUR]
@@ -319,6 +323,12 @@ def test_bar_in_colour() -> None:
 )
 def test_format_size(size: int, text: str) -> None:
     assert format_size(size) == text
+
+
+def test_format_count() -> None:
+    assert format_count(1234567) == "1,234,567"
+    assert format_count(999, 6) == "   999"
+    assert format_count(1234567, 6) == "1,234,567"  # never cut
 
 
 def test_store_url_of_another_back_end_has_no_size() -> None:
