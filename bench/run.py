@@ -318,9 +318,9 @@ def query_figures(report: Report, scratch: Path, sizes: Sizes) -> None:
 
 
 def stats_figure(report: Report, db: Path, import_seconds: float, repeats: int) -> None:
-    """`kextlog stats` of the whole store (levels and the rate chart from
-    the counters; the process table and the instances' accounting still
-    read the records)."""
+    """`kextlog stats` of the whole store: levels, the rate chart and the
+    instances' stored records come from the counters; the table per process
+    still reads every record."""
     report.add(
         "stats of the whole store: whole command",
         median_seconds([*KEXTLOG, "stats", "--db", str(db)], repeats) * 1000,
