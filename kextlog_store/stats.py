@@ -4,11 +4,12 @@ Records per level and per process, the rate over time in buckets (by
 level), the losses by reason, every instance with its accounting, the size
 of the database and the range of dates.  One collect() call reads them all
 in one read transaction (one snapshot: the figures agree with each other
-while ingest commits).  Records per level and per bucket add up the
-counters (record_counts: a row per minute, level and instance), counting
-records only in the minutes a window cuts; per process is a scan of the
-window (the counters have no process); an instance's records are one range
-of the key.  Rendering is render.figures.write_stats.
+while ingest commits).  Records per level, per bucket and per instance add
+up the counters (record_counts: a row per minute, level and instance),
+counting records only in the minutes a window cuts (and every record of
+the window for buckets shorter than a minute); per process is a scan of
+the window (the counters have no process).  Rendering is
+render.figures.write_stats.
 """
 
 from __future__ import annotations
@@ -249,7 +250,8 @@ class _Window:
             self.terms.append(_records.c.time_ns <= until_ns)
         self.first = None if since_ns is None else -(-since_ns // NS_PER_MINUTE)
         self.last = None if until_ns is None else (until_ns + 1) // NS_PER_MINUTE - 1
-        # No whole minute in it: its records are counted (a minute or two's).
+        # False when no whole minute lies in it: then its records (a minute
+        # or two's) are all counted.
         self.whole_minutes = self.first is None or self.last is None or self.first <= self.last
         self.edges: list[tuple[int, int]] = []  # [from_ns, to_ns] of the minutes it cuts
         if self.first is not None and since_ns is not None:

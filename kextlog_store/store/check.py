@@ -6,9 +6,9 @@ revision is one this kextlog knows, every instance's high-water mark
 covers its stored records, no loss overlaps a stored record or another
 loss (an index search per instance or per loss), and each instance's seqs
 up to its high-water mark add up: stored, lost, filtered and pruned, each
-counted on its own (a pass over its records' key), and the record
-counters equal a count of the records (a pass over the records).  The file is opened
-read-only: checking never changes it, also when it is damaged.
+counted on its own (a pass over its records' key), and the record counters
+equal a count of the records (a pass over the records).  The file is
+opened read-only: checking never changes it, also when it is damaged.
 """
 
 from __future__ import annotations
