@@ -395,33 +395,9 @@ def _instance_accounts(connection: Connection) -> tuple[InstanceAccount, ...]:
         .select_from(i.outerjoin(held, held.c.instance_id == i.c.id))
         .order_by(i.c.first_seen_ns, i.c.id)
     )
-    accounts = []
-    for row in rows:
-        (uuid, source, name, boot, version, first_seen, last_seen, first_seq, high_water, kept,
-         gone, filtered, pruned_records, pruned_lost, beyond, first_record,
-         last_record) = row  # fmt: skip
-        accounts.append(
-            InstanceAccount(
-                instance=uuid,
-                source=source,
-                name=name,
-                boot_id=boot,
-                producer_version=version,
-                first_seen_ns=first_seen,
-                last_seen_ns=last_seen,
-                first_seq=first_seq,
-                high_water=high_water,
-                stored=int(kept),
-                lost=int(gone),
-                filtered=filtered,
-                pruned_records=pruned_records,
-                pruned_lost=pruned_lost,
-                ahead=beyond,
-                first_record_ns=first_record,
-                last_record_ns=last_record,
-            )
-        )
-    return tuple(accounts)
+    # The columns are InstanceAccount's fields, in order; PostgreSQL sums
+    # bigints as numeric (stored, lost).
+    return tuple(InstanceAccount(*row[:9], int(row[9]), int(row[10]), *row[11:]) for row in rows)
 
 
 def _database_size(connection: Connection, url: str) -> DatabaseSize | None:
