@@ -136,7 +136,9 @@ def test_a_killed_ingest_leaves_them_true(store_url: str, tmp_path: Path) -> Non
     """SIGKILL lands anywhere, within a commit too: the counters and the
     records are one transaction, so they agree after every kill."""
     sock = tmp_path / "sim.sock"
-    simulator = start_simulator(sock, "--rate", "20000", "--count", "200000")
+    # Generating for as long as the test runs: each new daemon has records
+    # to commit however long the starts take on a loaded machine.
+    simulator = start_simulator(sock, "--rate", "20000", "--count", "0")
     stored = 0
     try:
         for kill in range(4):
