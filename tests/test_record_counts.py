@@ -108,7 +108,7 @@ def test_retention_while_ingesting_keeps_them_true(store_url: str, tmp_path: Pat
     """The daemon's own retention deletes while it commits: each delete
     subtracts in its transaction."""
     sock = tmp_path / "sim.sock"
-    simulator = start_simulator(sock, "--rate", "20000", "--count", "40000")
+    simulator = start_simulator(sock, "--rate", "10000", "--count", "20000")
     options = IngestOptions(
         sources=[parse_source(f"unix:{sock}")],
         retention=RetentionPolicy.parse("trace..debug=0s"),  # gone as soon as seen
@@ -119,12 +119,12 @@ def test_retention_while_ingesting_keeps_them_true(store_url: str, tmp_path: Pat
     runner = threading.Thread(target=daemon.run)
     runner.start()
     try:
-        assert simulator.wait(timeout=120) == 0  # every record acknowledged meanwhile
+        assert simulator.wait(timeout=600) == 0  # every record acknowledged meanwhile
         wait_until(lambda: not debugging(store_url), "a round of retention after the last commit")
     finally:
         stop.set()
         runner.join(timeout=30)
-    assert 0 < assert_true_counters(store_url) < 40_000
+    assert 0 < assert_true_counters(store_url) < 20_000
 
 
 def debugging(url: str) -> bool:
