@@ -124,6 +124,9 @@ def test_retention_while_ingesting_keeps_them_true(store_url: str, tmp_path: Pat
     finally:
         stop.set()
         runner.join(timeout=30)
+        if simulator.poll() is None:  # a failure above left it serving
+            simulator.kill()
+            simulator.wait()
     assert 0 < assert_true_counters(store_url) < 20_000
 
 
