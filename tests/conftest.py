@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ from kextlog_store.records import Entry, Loss, Record
 from kextlog_store.store import migrate, schema
 from kextlog_store.store.engine import write_engine
 from kextlog_store.store.location import database_url
+from kextlog_store.store.writer import add_counts
 from tests import postgres_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -271,7 +273,7 @@ def make_records(now_ns: int) -> tuple[tuple[Instance, ...], list[Record]]:
 def insert_records(url: str, instances: Iterable[Instance], records: Iterable[Record]) -> None:
     """Insert through the store's tables, as ingest does: the key packs
     (instance, seq); pid_index holds each instance's records up to its
-    pid_indexed seq."""
+    pid_indexed seq; record_counts counts them."""
     instances, records = tuple(instances), tuple(records)
     by_uuid = {instance.uuid: instance for instance in instances}
     rows = [
@@ -313,6 +315,18 @@ def insert_records(url: str, instances: Iterable[Instance], records: Iterable[Re
             )
         if rows:
             connection.execute(insert(schema.records), rows)
+            # The records' counters, as the writer keeps them.
+            add_counts(
+                connection,
+                Counter(
+                    (
+                        row["time_ns"] // schema.NS_PER_MINUTE,
+                        row["level"],
+                        row["id"] >> schema.SEQ_BITS,
+                    )
+                    for row in rows
+                ),
+            )
         if indexed:
             connection.execute(insert(schema.pid_index), indexed)
         if connection.dialect.name == "postgresql":

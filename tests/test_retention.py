@@ -301,6 +301,16 @@ def fill(path: Path, count: int, *, start_seq: int = 1, instance_id: int = 1) ->
             " ORDER BY pid, time_ns, id",
             (schema.record_id(instance_id, start_seq),),
         )
+        connection.execute(
+            f"INSERT INTO record_counts SELECT {schema.minute_sql('time_ns')}, level, ?, count(*)"
+            " FROM records WHERE id >= ? AND id <= ? GROUP BY 1, 2 ON CONFLICT"
+            " DO UPDATE SET count = record_counts.count + excluded.count",
+            (
+                instance_id,
+                schema.record_id(instance_id, start_seq),
+                schema.record_id(instance_id, last),
+            ),
+        )
     connection.close()
 
 

@@ -6,13 +6,15 @@ revision is one this kextlog knows, every instance's high-water mark
 covers its stored records, no loss overlaps a stored record or another
 loss (an index search per instance or per loss), and each instance's seqs
 up to its high-water mark add up: stored, lost, filtered and pruned, each
-counted on its own (a pass over its records' key).  The file is opened
-read-only: checking never changes it, also when it is damaged.
+counted on its own (a pass over its records' key), and the record counters
+equal a count of the records (a pass over the records).  The file is
+opened read-only: checking never changes it, also when it is damaged.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -20,7 +22,7 @@ from urllib.parse import quote
 from ..errors import DatabaseError, one_line
 from .engine import known_revisions, sqlite_path
 from .location import check_private
-from .schema import SEQ_BITS, SEQ_MASK
+from .schema import SEQ_BITS, SEQ_MASK, minute_sql
 
 SHOWN_PROBLEMS = 10  # of each check, at most; the count says how many more
 
@@ -64,12 +66,17 @@ def check(url: str, *, quick: bool = False) -> CheckReport:
         revision = _revision(connection)
         findings.append(revision)
         if revision.ok and not revision.skipped:
-            findings += [_high_water(connection), _losses(connection), _accounting(connection)]
+            findings += [
+                _high_water(connection),
+                _losses(connection),
+                _accounting(connection),
+                _counters(connection),
+            ]
         else:
             reason = "skipped: the schema is not one this kextlog knows"
             findings += [
                 Finding(name, (), reason, skipped=True)
-                for name in ("high-water marks", "losses", "accounting")
+                for name in ("high-water marks", "losses", "accounting", "counters")
             ]
     finally:
         connection.close()
@@ -214,3 +221,41 @@ def _accounting(connection: sqlite3.Connection) -> Finding:
                 f" ({off})"
             )
     return _finding(name, problems, f"{len(rows):,} instances")
+
+
+def _counters(connection: sqlite3.Connection) -> Finding:
+    """record_counts holds, for each (minute, level, instance), the number
+    of records stored there: the records counted afresh, bucket by bucket."""
+    name = "counters"
+    try:
+        tables = {row[0] for row in _run(connection, "SELECT name FROM sqlite_master")}
+        if "record_counts" not in tables:
+            note = "skipped: this revision has no record counters: `kextlog db upgrade`"
+            return Finding(name, (), note, skipped=True)
+        kept = {
+            (minute, level, instance): count
+            for minute, level, instance, count in _run(
+                connection, "SELECT minute, level, instance_id, count FROM record_counts"
+            )
+        }
+        counted = {
+            (minute, level, instance): count
+            for minute, level, instance, count in _run(
+                connection,
+                f"SELECT {minute_sql('time_ns')}, level, id >> {SEQ_BITS}, count(*)"
+                f" FROM records GROUP BY 1, 2, 3",
+            )
+        }
+        uuids = dict(_run(connection, "SELECT id, uuid FROM instances"))
+    except sqlite3.Error as error:
+        return _failure(name, error)
+    problems = []
+    for key in sorted(kept.keys() | counted.keys()):
+        minute, level, instance = key
+        if kept.get(key, 0) != counted.get(key, 0):
+            when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(minute * 60))
+            problems.append(
+                f"instance {uuids.get(instance, f'#{instance}')}, level {level}, minute {when}:"
+                f" counted {kept.get(key, 0):,}, stored {counted.get(key, 0):,}"
+            )
+    return _finding(name, problems, f"{len(counted):,} buckets")

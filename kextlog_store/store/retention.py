@@ -43,6 +43,7 @@ from ..timespec import parse_duration
 from . import schema
 from .engine import read_engine, write_engine
 from .errors import translate
+from .writer import add_counts
 
 _records, _losses, _instances = schema.records, schema.losses, schema.instances
 
@@ -313,6 +314,11 @@ class _Run:
                 )
                 removed = Counter(row[0] >> schema.SEQ_BITS for row in rows)
                 _count(connection, "pruned_records", removed)
+                buckets = Counter(
+                    (row[2] // schema.NS_PER_MINUTE, row[3], row[0] >> schema.SEQ_BITS)
+                    for row in rows
+                )
+                add_counts(connection, {bucket: -count for bucket, count in buckets.items()})
         if not rows:
             return None
         for row in rows:

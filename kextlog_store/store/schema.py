@@ -174,3 +174,26 @@ seals = Table(
     Column("flags", SmallInteger, nullable=False),  # set up, stopped cleanly
     Column("mac", LargeBinary, nullable=False),
 )
+
+# Records per (minute, level, instance): kept by ingest in each batch's
+# transaction and by prune in each delete's, so that `kextlog stats` and
+# the view level_counts add up a row per minute instead of counting records
+# (migration 0008).  minute: time_ns floor-divided by NS_PER_MINUTE.  A
+# bucket that prune empties is removed, so a row's count is never 0.
+NS_PER_MINUTE = 60_000_000_000
+record_counts = Table(
+    "record_counts",
+    metadata,
+    Column("minute", BigInteger, primary_key=True),
+    Column("level", SmallInteger, primary_key=True),
+    Column("instance_id", BigInteger, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+
+def minute_sql(time_ns: str) -> str:
+    """The minute of a time in SQL, floored as Python's // is (both back
+    ends truncate integer division towards zero)."""
+    m = NS_PER_MINUTE
+    return f"(({time_ns}) - ((({time_ns}) % {m}) + {m}) % {m}) / {m}"

@@ -1,0 +1,156 @@
+"""record_counts: the records per (minute, level, instance) that ingest and
+prune keep in the transactions that write and delete the records, checked
+against a count of the records after each way records come and go, on
+both back ends."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from kextlog_store.ingest.pipeline import Ingest, IngestOptions
+from kextlog_store.sources import parse_source
+from kextlog_store.store import schema
+from kextlog_store.store.engine import write_engine
+from kextlog_store.store.retention import RetentionPolicy
+from kextlog_store.store.writer import Writer
+from tests.conftest import Kextlog, PopulatedStore, wait_until
+from tests.processes import start_ingest, start_simulator
+
+BOTH_BACKENDS = True
+
+
+def buckets(url: str) -> tuple[dict[tuple[int, int, int], int], dict[tuple[int, int, int], int]]:
+    """(record_counts, the records counted by the same buckets), in one snapshot."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            kept = connection.execute(
+                text("SELECT minute, level, instance_id, count FROM record_counts")
+            ).all()
+            counted = connection.execute(
+                text(
+                    f"SELECT {schema.minute_sql('time_ns')}, level, id >> {schema.SEQ_BITS},"
+                    " count(*) FROM records GROUP BY 1, 2, 3"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+
+    def as_dict(rows: list) -> dict[tuple[int, int, int], int]:
+        return {(int(m), int(lv), int(i)): int(c) for m, lv, i, c in rows}
+
+    return as_dict(kept), as_dict(counted)
+
+
+def assert_true_counters(url: str) -> int:
+    """The counters equal a count of the records; returns how many records."""
+    kept, counted = buckets(url)
+    assert kept == counted
+    return sum(counted.values())
+
+
+def ingested(url: str, tmp_path: Path, count: int) -> None:
+    """count records of the simulator, stored by `kextlog ingest`."""
+    sock = tmp_path / "sim.sock"
+    simulator = start_simulator(sock, "--rate", "0", "--count", str(count))
+    ingest = start_ingest(sock, url, log=tmp_path / "ingest.log")
+    try:
+        out, _ = simulator.communicate(timeout=300)  # ends once all is acknowledged
+        assert json.loads(out)["last_seq"] == count
+    finally:
+        ingest.send_signal(signal.SIGTERM)
+        assert ingest.wait(timeout=60) == 0
+
+
+def test_ingest_counts_what_it_stores(store_url: str, tmp_path: Path) -> None:
+    ingested(store_url, tmp_path, 20_000)
+    assert assert_true_counters(store_url) == 20_000
+
+
+@pytest.mark.parametrize(
+    "prune",
+    [
+        ["--older-than", "1h"],
+        ["--older-than", "30m", "--level", "trace..info"],
+        ["--older-than", "20m", "--level", "error"],
+    ],
+)
+def test_prune_subtracts_what_it_removes(
+    kextlog: Kextlog, populated: PopulatedStore, prune: list[str]
+) -> None:
+    before = assert_true_counters(populated.url)
+    result = kextlog("prune", *prune)
+    assert result.returncode == 0, result.stderr
+    after = assert_true_counters(populated.url)
+    assert 0 < after < before
+    # Emptied buckets go: no counter is left at 0.
+    kept, _ = buckets(populated.url)
+    assert all(count > 0 for count in kept.values())
+
+
+@pytest.mark.sqlite_only
+def test_a_size_cap_subtracts_what_it_removes(
+    kextlog: Kextlog, store_url: str, db_path: Path, tmp_path: Path
+) -> None:
+    ingested(store_url, tmp_path, 20_000)
+    result = kextlog("prune", "--max-size", str(db_path.stat().st_size // 2))
+    assert result.returncode == 0, result.stderr
+    assert 0 < assert_true_counters(store_url) < 20_000
+
+
+def test_retention_while_ingesting_keeps_them_true(store_url: str, tmp_path: Path) -> None:
+    """The daemon's own retention deletes while it commits: each delete
+    subtracts in its transaction."""
+    sock = tmp_path / "sim.sock"
+    simulator = start_simulator(sock, "--rate", "10000", "--count", "20000")
+    options = IngestOptions(
+        sources=[parse_source(f"unix:{sock}")],
+        retention=RetentionPolicy.parse("trace..debug=0s"),  # gone as soon as seen
+        retention_seconds=0.2,
+    )
+    stop = threading.Event()
+    daemon = Ingest(Writer(write_engine(store_url)), options, stop)
+    runner = threading.Thread(target=daemon.run)
+    runner.start()
+    try:
+        assert simulator.wait(timeout=600) == 0  # every record acknowledged meanwhile
+        wait_until(lambda: not debugging(store_url), "a round of retention after the last commit")
+    finally:
+        stop.set()
+        runner.join(timeout=30)
+        if simulator.poll() is None:  # a failure above left it serving
+            simulator.kill()
+            simulator.wait()
+    assert 0 < assert_true_counters(store_url) < 20_000
+
+
+def debugging(url: str) -> bool:
+    """Whether trace or debug records are stored."""
+    return any(level <= 2 for _, level, _ in buckets(url)[1])
+
+
+def test_a_killed_ingest_leaves_them_true(store_url: str, tmp_path: Path) -> None:
+    """SIGKILL lands anywhere, within a commit too: the counters and the
+    records are one transaction, so they agree after every kill."""
+    sock = tmp_path / "sim.sock"
+    # Generating for as long as the test runs: each new daemon has records
+    # to commit however long the starts take on a loaded machine.
+    simulator = start_simulator(sock, "--rate", "20000", "--count", "0")
+    stored = 0
+    try:
+        for kill in range(4):
+            ingest = start_ingest(sock, store_url, log=tmp_path / f"ingest-{kill}.log")
+            wait_until(lambda before=stored: assert_true_counters(store_url) > before, "a commit")
+            ingest.kill()
+            ingest.wait()
+            stored = assert_true_counters(store_url)
+    finally:
+        simulator.kill()
+        simulator.wait()
+    assert stored > 0
