@@ -38,10 +38,12 @@ def option(name: str, parse: Callable[[Any], T], value: object | None) -> T | No
 
 
 def window(since: str | None, until: str | None) -> tuple[int | None, int | None]:
-    """--since and --until as UTC nanoseconds; the first may not be later."""
-    from .timespec import parse_time
+    """--since and --until as UTC nanoseconds; the first may not be later.
+    --until covers the whole unit of its last digit, so a displayed time given
+    back includes its record (timespec.parse_until)."""
+    from .timespec import parse_time, parse_until
 
-    first, last = option("--since", parse_time, since), option("--until", parse_time, until)
+    first, last = option("--since", parse_time, since), option("--until", parse_until, until)
     if first is not None and last is not None and first > last:
         raise UsageError(f"--since {since!r} is later than --until {until!r}")
     return first, last

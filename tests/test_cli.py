@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -177,6 +178,50 @@ def test_query_until_and_absolute_times(kextlog: Kextlog, populated: PopulatedSt
     # The same bound as local time without a zone (the tests run with TZ=UTC).
     local = since.strftime("%Y-%m-%d %H:%M:%S") + f".{first.time_ns % NS:09d}"
     assert lines_of(kextlog("query", "--since", local, "--until", until_text)) == got
+
+
+def displayed_times(kextlog: Kextlog, record: Record) -> dict[str, str]:
+    """The time each output format shows for record, taken from kextlog's own output."""
+    window = ("--since", f"@{record.time_ns // NS}", "--until", f"@{record.time_ns // NS + 1}")
+    chosen = ("--pid", str(record.pid), *window, "--grep", re.escape(record.message))
+
+    def shown(output: str) -> list[str]:
+        lines = lines_of(kextlog("query", "-o", output, *chosen))
+        assert lines, output
+        return lines
+
+    table = shown("table")
+    return {
+        "short": shown("short")[0][:22],  # Nov 27 10:22:36.123456
+        "short-iso": shown("short-iso")[0].split(" ")[0],
+        "json": json.loads(shown("json")[0])["time"],
+        "csv": next(csv.DictReader(io.StringIO("\n".join(shown("csv")))))["time"],
+        "table": table[2].split("  ")[0],
+    }
+
+
+def test_a_displayed_time_given_back_selects_its_record(
+    kextlog: Kextlog, populated: PopulatedStore
+) -> None:
+    """As in journalctl: a time copied from the output, at the precision shown
+    (microseconds, or cut to the second), includes its record as --since and
+    as --until, though the store keeps nanoseconds."""
+    seconds = Counter(r.time_ns // NS for r in populated.records)
+    record = next(r for r in populated.records[100:] if seconds[r.time_ns // NS] == 1)
+    assert record.time_ns % 1000 and record.time_ns % NS // 1000 % 1000  # below the shown unit
+    for output, stamp in displayed_times(kextlog, record).items():
+        to_second = re.sub(r"\.\d+", "", stamp)
+        for given in (stamp, to_second):
+            selected = kextlog("query", "-o", "json", "--since", given, "--until", given)
+            assert selected.returncode == 0, selected.stderr
+            keys = [(line["instance"], line["seq"]) for line in map(json.loads, lines_of(selected))]
+            assert (record.instance, record.seq) in keys, (output, given)
+            assert len(keys) == 1, (output, given)  # the only record of that second
+    # The shown unit, not more: the microseconds either side leave it out.
+    micro = record.time_ns // 1000 * 1000
+    for since, until in ((iso(micro + 1000), None), (None, iso(micro - 1000))):
+        bound = ("--since", since) if since else ("--until", str(until))
+        assert record.message not in kextlog("query", "-o", "cat", *bound).stdout
 
 
 def test_query_lines(kextlog: Kextlog, populated: PopulatedStore) -> None:
