@@ -134,7 +134,8 @@ Levels = Annotated[
         "-p",
         metavar="LEVEL|A..B",
         help="LEVEL and everything more severe (trace, debug, info, warning, error; "
-        "warn, err), or the levels from A to B.",
+        "warn, err; or a syslog priority as in journalctl: 0..7, emerg..debug, 3 = err), "
+        "or the levels from A to B.",
         autocompletion=_complete_levels,
     ),
 ]
@@ -401,7 +402,8 @@ KeepUnder = Annotated[
     str | None,
     typer.Option(
         metavar="SIZE",
-        help="While running, remove the oldest records to keep the store under SIZE (e.g. 2GB).",
+        help="While running, remove the oldest records to keep the store under SIZE (e.g. 2GB; "
+        "0 for no cap). Default: 10% of its file system, at most 4 GiB (SQLite).",
     ),
 ]
 Echo = Annotated[bool, typer.Option("--echo", help="Print each record once it is stored.")]

@@ -26,6 +26,7 @@ from kextlog_store.levels import Level
 from kextlog_store.records import Entry, Loss, Record
 from kextlog_store.store import migrate
 from tests.conftest import NS, ROOT, Kextlog, PopulatedStore, content_checksum
+from tests.processes import kextlog as run_kextlog
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 MINUTE = 60 * NS
@@ -113,6 +114,14 @@ def test_query_prints_everything_in_logged_order(
         ("err", {Level.ERROR}),
         ("debug..info", {Level.DEBUG, Level.INFO}),
         ("trace", set(Level)),
+        # syslog priorities, as journalctl -p: 3 = err; 0..3 are errors, 7 debug
+        ("3", {Level.ERROR}),
+        ("4", {Level.WARNING, Level.ERROR}),
+        ("6", {Level.INFO, Level.WARNING, Level.ERROR}),
+        ("7", set(Level) - {Level.TRACE}),
+        ("0..4", {Level.WARNING, Level.ERROR}),
+        ("5..7", {Level.DEBUG, Level.INFO}),
+        ("notice", {Level.INFO, Level.WARNING, Level.ERROR}),
     ],
 )
 def test_query_level(
@@ -332,6 +341,21 @@ def test_query_db_option_wins_over_the_environment(
     assert lines_of(result) == [short(record) for record in populated.records[-2:]]
     result = kextlog("query", "--db", populated.url, "-n", "2", env={"KEXTLOG_DB": "/nope"})
     assert lines_of(result) == [short(record) for record in populated.records[-2:]]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["query"], ["stats"], ["status"], ["prune", "--older-than", "1d"], ["sql", "SELECT 1"],
+        ["db", "upgrade"], ["db", "current"], ["ingest", "--source", "unix:/nonexistent.sock"],
+    ],
+)  # fmt: skip
+def test_a_directory_as_the_database_is_a_usage_error(tmp_path: Path, command: list[str]) -> None:
+    for given in (str(tmp_path), f"sqlite:///{tmp_path}"):
+        result = run_kextlog(*command, "--db", given)
+        assert_one_line_error(result, f"{tmp_path} is a directory: name the database file")
+        assert result.returncode == 2
+        assert list(tmp_path.iterdir()) == []
 
 
 def test_query_on_an_empty_store(kextlog: Kextlog, empty_store: Path) -> None:
