@@ -14,6 +14,12 @@ import os
 import signal
 import sys
 import threading
+
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "kextlog":
+    # Ctrl-C while the command loads is a quiet exit 130 too, not a traceback
+    # of whatever was being imported; main() hands it to KeyboardInterrupt.
+    signal.signal(signal.SIGINT, lambda _signal, _frame: os._exit(130))
+
 from collections.abc import Iterator, Sequence
 from contextlib import closing
 from typing import TYPE_CHECKING, NoReturn, cast
@@ -36,7 +42,7 @@ from .terminal import color, hard_time_limit, pager, stop_on_signals
 
 if TYPE_CHECKING:  # query imports SQLAlchemy: only the commands that read load it
     from .query import RecordFilter
-    from .records import Entry
+    from .records import Cursor, Entry
 
 app = typer.Typer(
     name="kextlog",
@@ -170,25 +176,36 @@ def _write_entries(
 ) -> None:
     """What `kextlog query` found, on stdout: through the pager, or with
     --follow each record as soon as it is read (also into a pipe) until
-    Ctrl-C; then the cursor of the newest record shown, if asked for."""
+    Ctrl-C; then the cursor of the newest record shown, if asked for.  On a
+    terminal, "-- No entries --" when no record is shown, as journalctl."""
     from .query import CursorKeeper
-    from .render.entries import write_cursor, write_records
+    from .render.entries import write_records
 
     shown = CursorKeeper(found, newest_first=record_filter.reverse)
-    colored = color()  # of the terminal, before the pager takes stdout
+    terminal = sys.stdout.isatty()  # before the pager takes stdout
+    colored = color()
     if follow:
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     with pager(enabled=not (no_pager or follow)):
         try:
-            write_records(
-                shown, output, sys.stdout, utc=utc, color=colored, terminal=sys.stdout.isatty()
-            )
+            write_records(shown, output, sys.stdout, utc=utc, color=colored, terminal=terminal)
         except KeyboardInterrupt:
-            if not follow:
-                raise  # Ctrl-C is how one ends --follow: exit 0 then
-        newest = shown.cursor or record_filter.after_cursor or record_filter.cursor
-        if show_cursor and newest is not None:
-            write_cursor(newest, sys.stdout)
+            if follow and show_cursor:  # Ctrl-C ends --follow (exit 130): where it got to
+                _write_newest(shown.cursor, record_filter)
+            raise
+        if terminal and shown.cursor is None:
+            sys.stdout.write("-- No entries --\n")
+        if show_cursor:
+            _write_newest(shown.cursor, record_filter)
+
+
+def _write_newest(shown: Cursor | None, record_filter: RecordFilter) -> None:
+    """--show-cursor: the newest record shown, else the cursor the query started from."""
+    from .render.entries import write_cursor
+
+    newest = shown or record_filter.after_cursor or record_filter.cursor
+    if newest is not None:
+        write_cursor(newest, sys.stdout)
 
 
 # Exit status of `kextlog sql` when --max-rows or --max-bytes cut the result short.
@@ -558,9 +575,10 @@ def _fail(message: str, code: int) -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The console script: run the app, turn every error into one line."""
-    command = typer.main.get_command(app)
-    o.take_pairs(command, "sql", "param")
     try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        command = typer.main.get_command(app)
+        o.take_pairs(command, "sql", "param")
         code = command.main(args=argv, prog_name="kextlog", standalone_mode=False)
         sys.stdout.flush()
     except KextlogError as exc:

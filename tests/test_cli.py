@@ -24,6 +24,7 @@ import pytest
 from kextlog_store import __version__
 from kextlog_store.levels import Level
 from kextlog_store.records import Entry, Loss, Record
+from kextlog_store.render.entries import RecordFormat
 from kextlog_store.store import migrate
 from tests.conftest import NS, ROOT, Kextlog, PopulatedStore, content_checksum
 from tests.processes import kextlog as run_kextlog
@@ -742,12 +743,16 @@ def test_query_table(kextlog: Kextlog, lossy: PopulatedStore) -> None:
 # --- colour and the pager, on a terminal ----------------------------------------
 
 
-def on_terminal(db: Path, *args: str, **env: str) -> tuple[int, str]:
-    """Run kextlog with its stdout on a pseudo-terminal; its exit status and
-    what the terminal got (without the terminal's own \\r)."""
+def on_terminal(db: Path, *args: str, **env: str | None) -> tuple[int, str]:
+    """Run kextlog with its stdout on a pseudo-terminal (TERM=xterm unless
+    env says, None: unset); its exit status and what the terminal got
+    (without the terminal's own \\r)."""
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "KEXTLOG_DB": str(db), "TZ": "UTC"}
     environment.pop("NO_COLOR", None)
-    environment.update(env)
+    environment["TERM"] = "xterm"
+    environment.update({name: value for name, value in env.items() if value is not None})
+    for name in [name for name, value in env.items() if value is None]:
+        environment.pop(name, None)
     main, child = pty.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "kextlog_store.cli", *args],
@@ -813,6 +818,32 @@ def test_the_pager_on_a_terminal(lossy: PopulatedStore) -> None:
     assert (code, text) == (0, "paged:one\npaged:---\npaged:  1\n")
 
 
+@pytest.mark.parametrize("term", ["dumb", None])
+def test_no_pager_on_a_terminal_that_cannot_run_one(
+    lossy: PopulatedStore, term: str | None
+) -> None:
+    """As journalctl: with TERM dumb or unset, less would wait for RETURN."""
+    pager = {"KEXTLOG_PAGER": "sed s/^/paged:/", "TERM": term, "NO_COLOR": "1"}
+    code, text = on_terminal(lossy.path, "query", "-n", "5", "-p", "err", **pager)
+    assert code == 0
+    assert text.splitlines() == as_text(lossy.entries(lines=5, levels={Level.ERROR}))
+    code, text = on_terminal(lossy.path, "sql", "SELECT 1 AS one", **pager)
+    assert (code, text) == (0, "one\n---\n  1\n")
+
+
+@pytest.mark.parametrize("output", [output.value for output in RecordFormat])
+def test_no_entries_on_a_terminal(populated: PopulatedStore, output: str) -> None:
+    """As journalctl: a query that shows no record says so on a terminal
+    (after the header of csv), and into a pipe prints nothing of it."""
+    for selection in (["-g", "no such message"], ["-n", "0"]):
+        args = ("query", "-o", output, *selection, "--no-pager")
+        code, text = on_terminal(populated.path, *args)
+        assert code == 0
+        assert text.endswith("\n-- No entries --\n") or text == "-- No entries --\n"
+        assert text.count("\n") <= {"csv": 2, "table": 3}.get(output, 1)  # and a header
+        assert "No entries" not in run_kextlog(*args, "--db", str(populated.path)).stdout
+
+
 def test_the_pager_gets_less_options_unless_less_has_its_own(populated: PopulatedStore) -> None:
     pager = {"PAGER": "sh -c 'echo LESS=$LESS; cat >/dev/null'"}
     assert on_terminal(populated.path, "query", **pager) == (0, "LESS=FRSXMK\n")
@@ -841,7 +872,7 @@ def test_no_pager_when_asked_or_following(lossy: PopulatedStore, args: list[str]
         line += os.read(main, 1)
     if args[0] == "-f":
         process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=30) == 0
+    assert process.wait(timeout=30) == (130 if args[0] == "-f" else 0)  # Ctrl-C ends -f
     os.close(main)
     assert line.decode().rstrip("\r\n") == lossy.records[-1].message
 
@@ -1208,6 +1239,69 @@ def test_ctrl_c_in_a_long_search_exits_130_quietly(ab_store: Path, args: list[st
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert (process.returncode, out, err) == (130, "", "")
+
+
+def has_open(process: subprocess.Popen[str], path: Path) -> bool:
+    """Whether process has path open: it has loaded and reached the store."""
+    fds = Path(f"/proc/{process.pid}/fd")
+    return any(os.path.realpath(fd) == str(path) for fd in fds.iterdir() if fd.exists())
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["query"],
+        ["query", "--follow"],
+        ["sql", "SELECT count(*) FROM log"],
+        ["stats"],
+        ["prune", "--older-than", "1s"],
+    ],
+    ids=lambda args: " ".join(args[:2]),
+)
+def test_ctrl_c_in_any_command_exits_130_quietly(
+    populated: PopulatedStore, args: list[str]
+) -> None:
+    """Each command, stopped while it works: here waiting for the store,
+    which another process holds locked (ingest while it commits, a backup)."""
+    assert populated.path is not None
+    holder = sqlite3.connect(populated.path, isolation_level=None)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")  # readers too must wait: a WAL store lets them
+    try:
+        process = kextlog_process(str(populated.path), *args)
+        deadline = time.monotonic() + 60
+        while not has_open(process, populated.path):
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert (process.returncode, out, err) == (130, "", "")
+    if args[0] == "prune":  # nothing was removed half-way
+        assert run_kextlog("sql", "--db", str(populated.path), "-o", "json",
+                           "SELECT count(*) AS n FROM records").stdout == (
+            f'{{"n": {len(populated.records)}}}\n'
+        )  # fmt: skip
+
+
+def test_ctrl_c_while_the_command_loads_exits_130_quietly(populated: PopulatedStore) -> None:
+    """Ctrl-C as soon as the command runs: kextlog's modules still loading
+    (Python reports each import as it ends, -X importtime)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), KEXTLOG_DB=str(populated.path))
+    command = [sys.executable, "-X", "importtime", "-m", "kextlog_store.cli", "query"]
+    for _ in range(3):
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        assert process.stderr is not None
+        while not process.stderr.readline().rstrip().endswith(" typer._click.exceptions"):
+            assert process.poll() is None
+        process.send_signal(signal.SIGINT)  # while the rest of typer and kextlog load
+        out, err = process.communicate(timeout=60)
+        assert (process.returncode, out) == (130, "")
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
