@@ -263,6 +263,7 @@ def make_records(now_ns: int) -> tuple[tuple[Instance, ...], list[Record]]:
                     instance=instance.uuid,
                     source=instance.source,
                     flags=1 if seq % 17 == 0 else 0,
+                    host=HOST,
                 )
             )
     return instances, records

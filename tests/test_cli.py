@@ -78,6 +78,8 @@ def as_json(record: Record, offset: timedelta = timedelta(0)) -> dict[str, objec
         "message": record.message,
         "seq": record.seq,
         "instance": record.instance,
+        "host": record.host,
+        "cursor": f"i={record.instance},s={record.seq},t={record.time_ns}",
     }
 
 
@@ -264,7 +266,14 @@ def test_query_json(kextlog: Kextlog, populated: PopulatedStore) -> None:
         "message",
         "seq",
         "instance",
+        "host",
+        "cursor",
     ]
+    assert json.loads(lines[0])["host"] == "test-host"
+    # A record's cursor is the one --after-cursor takes, as journalctl's __CURSOR.
+    cursor = json.loads(lines[99])["cursor"]
+    after = lines_of(kextlog("query", "-o", "json", "--after-cursor", cursor))
+    assert after == lines[100:]
 
 
 def test_query_marks_where_records_are_lost(kextlog: Kextlog, lossy: PopulatedStore) -> None:
@@ -701,8 +710,10 @@ def test_query_csv(kextlog: Kextlog, lossy: PopulatedStore) -> None:
     result = kextlog("query", "-o", "csv")
     assert result.returncode == 0 and result.stderr == ""
     rows = list(csv.reader(io.StringIO(result.stdout)))
-    assert rows[0] == ["time", "level", "pid", "tid", "process", "message", "seq", "instance"]
-    assert rows[1:] == [[str(value) for value in as_json(r).values()] for r in lossy.records]
+    assert rows[0] == [*as_json(lossy.records[0]), "priority", "facility", "fields"]
+    assert rows[1:] == [
+        [*(str(value) for value in as_json(r).values()), "", "", ""] for r in lossy.records
+    ]
     assert '"denied ""' in result.stdout  # quotes doubled, as CSV does
 
 

@@ -92,9 +92,9 @@ class Writer:
 
     def records(self, instance_id: int, uuid: str, *items: tuple[int, int, Level, str]) -> list:
         """(seq, time_ns, level, message) each; returns the Records as query shows them."""
-        source = self.connection.execute(
-            "SELECT source FROM instances WHERE id = ?", (instance_id,)
-        ).fetchone()[0]
+        source, host = self.connection.execute(
+            "SELECT source, host FROM instances WHERE id = ?", (instance_id,)
+        ).fetchone()
         self.connection.execute("BEGIN")
         for seq, time_ns, level, message in items:
             self.connection.execute(
@@ -104,7 +104,7 @@ class Writer:
             )
         self.connection.execute("COMMIT")
         return [
-            Record(time_ns, level, 42, 4200, "writer", message, seq, uuid, source)
+            Record(time_ns, level, 42, 4200, "writer", message, seq, uuid, source, host=host)
             for seq, time_ns, level, message in items
         ]
 
