@@ -121,8 +121,9 @@ class Daemon:
                 key = exclusive_key(source)
                 if key is not None:
                     held.callback(status.claim_source(source.spec, key))
-            where = sqlite_path(self.url) or redact(self.url)
-            log.info("storing in %s, %s", where, _cap_words(self.options, self.settings))
+            where = sqlite_path(self.url)
+            cap = _cap_words(self.options, self.settings, sqlite=where is not None)
+            log.info("storing in %s, %s", where or redact(self.url), cap)
             self._ingest = Ingest(
                 self._open(self.url),
                 self.options,
@@ -233,11 +234,11 @@ def ingest_options(settings: IngestConfig, sources: list[Source], url: str) -> I
     )
 
 
-def _cap_words(options: IngestOptions, settings: IngestConfig) -> str:
+def _cap_words(options: IngestOptions, settings: IngestConfig, *, sqlite: bool) -> str:
     """How big the store may grow, for the log as ingest starts."""
     cap = None if options.retention is None else options.retention.max_size_bytes
     if cap is None:
-        return "no size cap (--max-size SIZE sets one)"
+        return "no size cap" + (" (--max-size SIZE sets one)" if sqlite else "")
     why = "" if settings.max_size else " (the default: 10% of its file system, at most 4 GiB)"
     return f"the oldest records removed above {format_size(cap)}{why}; --max-size 0 for no cap"
 
