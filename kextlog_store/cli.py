@@ -16,13 +16,12 @@ import sys
 import threading
 
 if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "kextlog":
-    # Ctrl-C while the command loads is a quiet exit 130 too, not a traceback
-    # of whatever was being imported; main() hands it to KeyboardInterrupt.
+    # Ctrl-C while it loads: a quiet 130 too (main() then raises KeyboardInterrupt).
     signal.signal(signal.SIGINT, lambda _signal, _frame: os._exit(130))
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import closing
-from typing import TYPE_CHECKING, NoReturn, cast
+from typing import NoReturn, cast
 
 import typer
 
@@ -33,16 +32,13 @@ from typer._click.exceptions import UsageError as ClickUsageError
 from . import cli_options as o
 from .cli_options import option, window
 from .errors import DatabaseError, KextlogError, UsageError
+from .query_output import write_entries
 from .redact import redact
 from .render.entries import RecordFormat
 from .render.figures import StatsFormat, StatusFormat
 from .render.rows import SqlFormat
 from .render.text import escape
 from .terminal import color, hard_time_limit, pager, stop_on_signals
-
-if TYPE_CHECKING:  # query imports SQLAlchemy: only the commands that read load it
-    from .query import RecordFilter
-    from .records import Cursor, Entry
 
 app = typer.Typer(
     name="kextlog",
@@ -160,52 +156,9 @@ def query_command(
     try:
         found = (follow_log if follow else query.entries)(engine, record_filter)
         with closing(found):
-            _write_entries(found, record_filter, output, utc, follow, show_cursor, no_pager)
+            write_entries(found, record_filter, output, utc, follow, show_cursor, no_pager)
     finally:
         engine.dispose()
-
-
-def _write_entries(
-    found: Iterator[Entry],
-    record_filter: RecordFilter,
-    output: RecordFormat,
-    utc: bool,
-    follow: bool,
-    show_cursor: bool,
-    no_pager: bool,
-) -> None:
-    """What `kextlog query` found, on stdout: through the pager, or with
-    --follow each record as soon as it is read (also into a pipe) until
-    Ctrl-C; then the cursor of the newest record shown, if asked for.  On a
-    terminal, "-- No entries --" when no record is shown, as journalctl."""
-    from .query import CursorKeeper
-    from .render.entries import write_records
-
-    shown = CursorKeeper(found, newest_first=record_filter.reverse)
-    terminal = sys.stdout.isatty()  # before the pager takes stdout
-    colored = color()
-    if follow:
-        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    with pager(enabled=not (no_pager or follow)):
-        try:
-            write_records(shown, output, sys.stdout, utc=utc, color=colored, terminal=terminal)
-        except KeyboardInterrupt:
-            if follow and show_cursor:  # Ctrl-C ends --follow (exit 130): where it got to
-                _write_newest(shown.cursor, record_filter)
-            raise
-        if terminal and shown.cursor is None:
-            sys.stdout.write("-- No entries --\n")
-        if show_cursor:
-            _write_newest(shown.cursor, record_filter)
-
-
-def _write_newest(shown: Cursor | None, record_filter: RecordFilter) -> None:
-    """--show-cursor: the newest record shown, else the cursor the query started from."""
-    from .render.entries import write_cursor
-
-    newest = shown or record_filter.after_cursor or record_filter.cursor
-    if newest is not None:
-        write_cursor(newest, sys.stdout)
 
 
 # Exit status of `kextlog sql` when --max-rows or --max-bytes cut the result short.

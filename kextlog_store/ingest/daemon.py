@@ -121,11 +121,12 @@ class Daemon:
                 key = exclusive_key(source)
                 if key is not None:
                     held.callback(status.claim_source(source.spec, key))
+            writer = self._open(self.url)
             where = sqlite_path(self.url)
             cap = _cap_words(self.options, self.settings, sqlite=where is not None)
             log.info("storing in %s, %s", where or redact(self.url), cap)
             self._ingest = Ingest(
-                self._open(self.url),
+                writer,
                 self.options,
                 stop,
                 echo=_echo if echo else None,
