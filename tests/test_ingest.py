@@ -130,6 +130,7 @@ def test_ingest_waits_for_a_producer_that_starts_later(tmp_path: Path) -> None:
     sock, db = tmp_path / "sim.sock", tmp_path / "k.db"
     ingest = start_ingest(sock, db)
     assert ingest.stderr is not None
+    assert ingest.stderr.readline().startswith(f"kextlog ingest: storing in {db}, ")
     first_complaint = ingest.stderr.readline()
     assert "No such file or directory; retrying" in first_complaint
     simulator = start_simulator(sock, "--count", "3000", "--rate", "0")
