@@ -28,7 +28,7 @@ import uuid
 from dataclasses import dataclass
 
 from .errors import ProtocolError, SourceDone, SourceError
-from .levels import Level
+from .levels import SYSLOG_LEVELS
 from .records import LossReason
 from .wire import SEQ_MAX, Frame, Hello, LogRun, LossFrame, Skipped
 
@@ -42,8 +42,6 @@ NOT_A_RECORD = "not a kmsg record"  # why a line was skipped (wire.Skipped)
 # since boot is 146 years); seqs are at most the wire's SEQ_MAX, as a kext's.
 PRIORITY_MAX, VALUE_MAX, USEC_MAX = 255 * 8 + 7, 2**63 - 1, 2**62 // 1000
 
-# syslog severities: emerg..err are errors, notice and info are info.
-LEVELS = (Level.ERROR,) * 4 + (Level.WARNING, Level.INFO, Level.INFO, Level.DEBUG)
 _ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
 
 
@@ -140,7 +138,7 @@ class KmsgReader:
             time_ns = self.boot_time_ns + record.usec * 1000
             run.rows.append(
                 (
-                    record.seq, time_ns, record.usec * 1000, int(LEVELS[record.priority]), 0,
+                    record.seq, time_ns, record.usec * 1000, int(SYSLOG_LEVELS[record.priority]), 0,
                     0, record.tid, "kernel", record.text,
                     record.priority, record.facility,
                     json.dumps(record.fields) if record.fields else None,

@@ -96,6 +96,7 @@ def columns(rows: Any) -> tuple[ColumnElement[Any], ...]:
         c.syslog_priority,
         c.facility,
         c.fields,
+        _instances.c.host,
     )
 
 

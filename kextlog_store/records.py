@@ -45,6 +45,7 @@ class Record:
     priority: int | None = None
     facility: int | None = None
     fields: str | None = None
+    host: str = ""  # the host its instance is stored under (ingest --host)
 
     @classmethod
     def of_row(cls, row: tuple, instance: str, source: str = "") -> Record:

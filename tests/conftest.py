@@ -265,6 +265,7 @@ def make_records(now_ns: int) -> tuple[tuple[Instance, ...], list[Record]]:
                     instance=instance.uuid,
                     source=instance.source,
                     flags=1 if seq % 17 == 0 else 0,
+                    host=HOST,
                 )
             )
     return instances, records
@@ -516,6 +517,22 @@ def postgres_database(
         for name in made:
             connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     admin.dispose()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MB file system of its own (tmpfs: we run as root)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        unavailable(f"cannot mount a small file system (tmpfs, as root): {mounted.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "--lazy", str(mount)], check=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """--follow: the first output, then what is committed afterwards, promptly;
-in the library, as a command (exit 0 on SIGINT) and behind a real ingest."""
+in the library, as a command (Ctrl-C ends it: exit 130) and behind a real ingest."""
 
 from __future__ import annotations
 
@@ -92,9 +92,9 @@ class Writer:
 
     def records(self, instance_id: int, uuid: str, *items: tuple[int, int, Level, str]) -> list:
         """(seq, time_ns, level, message) each; returns the Records as query shows them."""
-        source = self.connection.execute(
-            "SELECT source FROM instances WHERE id = ?", (instance_id,)
-        ).fetchone()[0]
+        source, host = self.connection.execute(
+            "SELECT source, host FROM instances WHERE id = ?", (instance_id,)
+        ).fetchone()
         self.connection.execute("BEGIN")
         for seq, time_ns, level, message in items:
             self.connection.execute(
@@ -104,7 +104,7 @@ class Writer:
             )
         self.connection.execute("COMMIT")
         return [
-            Record(time_ns, level, 42, 4200, "writer", message, seq, uuid, source)
+            Record(time_ns, level, 42, 4200, "writer", message, seq, uuid, source, host=host)
             for seq, time_ns, level, message in items
         ]
 
@@ -255,7 +255,7 @@ def read_line(process: subprocess.Popen[str], timeout: float = 120.0) -> str:
         raise AssertionError(f"no line within {timeout} s") from None
 
 
-def test_follow_prints_a_new_record_promptly_and_exits_0_on_sigint(
+def test_follow_prints_a_new_record_promptly_and_exits_130_on_sigint(
     populated: PopulatedStore, writer: Writer
 ) -> None:
     process = kextlog_process(populated.path, "query", "-f", "-n", "2", "--show-cursor")
@@ -267,7 +267,7 @@ def test_follow_prints_a_new_record_promptly_and_exits_0_on_sigint(
     assert process.poll() is None
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
-    assert (process.returncode, err) == (0, "")
+    assert (process.returncode, err) == (130, "")  # as journalctl -f, quietly
     assert out == f"-- cursor: {Cursor.of(new)}\n"
 
 
@@ -283,7 +283,7 @@ def test_follow_with_a_filter_in_json_into_a_pipe(
     assert json.loads(read_line(process))["message"] == "x" == new.message
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
-    assert (process.returncode, out, err) == (0, "", "")
+    assert (process.returncode, out, err) == (130, "", "")
 
 
 def test_follow_shows_loss_markers(populated: PopulatedStore, writer: Writer) -> None:
@@ -294,7 +294,7 @@ def test_follow_shows_loss_markers(populated: PopulatedStore, writer: Writer) ->
         Loss(0, populated.instance(2).uuid, 121, 125, 5, "ring-full", None, None, 0)
     )
     process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=60) == 0
+    assert process.wait(timeout=60) == 130
 
 
 @pytest.mark.parametrize(
@@ -334,7 +334,7 @@ def test_follow_behind_a_real_ingest(tmp_path: Path) -> None:
         assert seqs[0] > seen - 50  # from where the store was, not from its start
         assert set(seqs) <= set(stored_seqs(db))
         follower.send_signal(signal.SIGINT)
-        assert follower.wait(timeout=60) == 0
+        assert follower.wait(timeout=60) == 130
     finally:
         for process in (follower, ingest, simulator):
             if process is not None and process.poll() is None:

@@ -111,11 +111,12 @@ def test_short_message_lines() -> None:
 
 
 def test_json_keys_values_and_order() -> None:
-    line = record_json(record(message='say "hi"\n café ✓'), utc=True)
+    line = record_json(record(message='say "hi"\n café ✓', host="mac-1"), utc=True)
     assert line == (
         '{"time": "2026-11-27T10:22:36.123456+00:00", "level": "error", "pid": 312,'
         ' "tid": 4411, "process": "mds_stores", "message": "say \\"hi\\"\\n café ✓",'
-        ' "seq": 7, "instance": "0123456789abcdef0123456789abcdef"}'
+        ' "seq": 7, "instance": "0123456789abcdef0123456789abcdef", "host": "mac-1",'
+        f' "cursor": "i=0123456789abcdef0123456789abcdef,s=7,t={T}"}}'
     )
     assert list(json.loads(line)) == [
         "time",
@@ -126,7 +127,11 @@ def test_json_keys_values_and_order() -> None:
         "message",
         "seq",
         "instance",
+        "host",
+        "cursor",
     ]
+    # The cursor is the one --show-cursor prints and --cursor takes.
+    assert Cursor.parse(json.loads(line)["cursor"]) == Cursor(INSTANCE, 7, T)
 
 
 def test_json_local_time_by_default(system_zone: str) -> None:
@@ -356,16 +361,33 @@ def test_json_pretty() -> None:
     assert [json.loads(item + "}")["seq"] for item in objects[:-1]] == [1, 5]
 
 
+HEADER = "time,level,pid,tid,process,message,seq,instance,host,cursor,priority,facility,fields\n"
+
+
 def test_csv() -> None:
     entries = [record(message='say "hi", then\nleave', seq=9), loss()]
     assert written(RecordFormat.CSV, iter(entries)) == (
-        "time,level,pid,tid,process,message,seq,instance\n"
-        '2026-11-27T10:22:36.123456+00:00,error,312,4411,mds_stores,"say ""hi"", then\n'
-        f'leave",9,{INSTANCE}\n'
+        HEADER + '2026-11-27T10:22:36.123456+00:00,error,312,4411,mds_stores,"say ""hi"", then\n'
+        f'leave",9,{INSTANCE},,"i={INSTANCE},s=9,t={T}",,,\n'
     )
-    assert (
-        written(RecordFormat.CSV, iter(())) == "time,level,pid,tid,process,message,seq,instance\n"
-    )
+    assert written(RecordFormat.CSV, iter(())) == HEADER
+
+
+def test_csv_has_the_fields_json_has() -> None:
+    """Every key of a record's JSON object is a column of CSV with the same
+    value (JSON's objects as their JSON text); keys a record has not are empty."""
+    fields = json.dumps({"SUBSYSTEM": "usb", "DEVICE": "+usb:1-1"})
+    kernel = record(priority=3, facility=0, fields=fields, host="mac-1", process="kernel", seq=2)
+    entries = [record(host="mac-1"), kernel]
+    rows = list(csv.DictReader(io.StringIO(written(RecordFormat.CSV, iter(entries)))))
+    objects = [json.loads(line) for line in written(RecordFormat.JSON, iter(entries)).splitlines()]
+    assert list(rows[0]) == list(objects[1])  # the kernel's record has every key
+    for row, fields_of in zip(rows, objects, strict=True):
+        as_text = {
+            key: value if isinstance(value, str) else json.dumps(value)
+            for key, value in fields_of.items()
+        }
+        assert row == {key: "" for key in rows[0]} | as_text
 
 
 def test_table_of_records_with_a_marker() -> None:

@@ -457,7 +457,8 @@ def test_prune_to_a_size_that_cannot_be_met(kextlog: Kextlog, lossy: PopulatedSt
         (["--max-size", "lots"], "--max-size: invalid size 'lots': expected e.g. 2GB, 500MB, 100K"),
         (
             ["--older-than", "1d", "--level", "loud"],
-            "--level: unknown level 'loud' (expected one of trace, debug, info, warning, error)",
+            "--level: unknown level 'loud' (expected one of trace, debug, info, warning, error,"
+            " or a syslog priority 0..7)",
         ),
     ],
 )

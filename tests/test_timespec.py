@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kextlog_store.errors import UsageError
-from kextlog_store.timespec import UNITS, parse_duration, parse_time, to_ns
+from kextlog_store.timespec import UNITS, parse_duration, parse_time, parse_until, to_ns
 from tests.conftest import unavailable
 
 UTC = timezone.utc
@@ -803,3 +803,31 @@ def test_durations_beyond_the_store_are_refused(weeks: int) -> None:
     # A fuzzer's finding: the value went on unchecked to a 64-bit column.
     with pytest.raises(UsageError, match="out of range"):
         parse_duration(f"{weeks}w")
+
+
+@pytest.mark.parametrize(
+    ("text", "span"),
+    [
+        ("2026-11-27 10:00:30.123456", 1_000),  # as short and short-iso show times
+        ("Nov 27 10:00:30.123456", 1_000),
+        ("2026-11-27T10:00:30.123456+00:00", 1_000),
+        ("2026-11-27 10:00:30.5", 100_000_000),
+        ("2026-11-27 10:00:30.123456789", 1),
+        ("2026-11-27 10:00:30.1234567891", 1),  # digits past nanoseconds are cut
+        ("2026-11-27 10:00:30", NS),
+        ("10:00:30 UTC", NS),
+        ("Fri 2026-11-27 10:00:30", NS),
+        ("2026-11-27T10:00:30Z", NS),
+        ("2026-11-27 10:00", 1),  # no seconds written: the instant itself
+        ("2026-11-27", 1),
+        ("today", 1),
+        ("@1795774956.5", 1),
+        ("-1h", 1),
+        ("30s", 1),
+    ],
+)
+def test_until_covers_the_unit_of_the_last_digit(text: str, span: int) -> None:
+    """--until of a displayed time includes its record: the store keeps
+    nanoseconds, the display microseconds or seconds (as journalctl)."""
+    start = parse_time(text, now=NOW, tz=UTC)
+    assert parse_until(text, now=NOW, tz=UTC) == start + span - 1

@@ -58,8 +58,15 @@ def record_cat(record: Record) -> str:
     return escape(record.message.rstrip("\n"))
 
 
-# The keys of the json formats and the columns of csv, in their order.
-RECORD_KEYS = ("time", "level", "pid", "tid", "process", "message", "seq", "instance")
+# The keys of the json formats, in their order: the cursor names the record
+# for --cursor/--after-cursor, as journalctl's __CURSOR.
+RECORD_KEYS = (
+    "time", "level", "pid", "tid", "process", "message", "seq", "instance", "host", "cursor"
+)  # fmt: skip
+# ... and for a record of the kernel's own log (kmsg) these after them.
+KMSG_KEYS = ("priority", "facility", "fields")
+# The columns of -o csv: every key json has, empty where a record has none.
+CSV_KEYS = RECORD_KEYS + KMSG_KEYS
 # The columns of -o table: the instance and seq are for machines (and cursors).
 TABLE_KEYS = RECORD_KEYS[:6]
 
@@ -90,6 +97,8 @@ def _values(record: Record, clock: Clock) -> tuple[Any, ...]:
         record.message,
         record.seq,
         record.instance,
+        record.host,
+        str(Cursor.of(record)),
     )
 
 
@@ -155,8 +164,12 @@ def _record_csv(
     """-o csv: the records' fields as rows, no markers (machines read losses
     from the `lost` view)."""
     clock = Clock(tz)
-    found = (_values(entry, clock) for entry in entries if isinstance(entry, Record))
-    for line in csv_texts(RECORD_KEYS, found, terminal=terminal):
+    found = (
+        (*_values(entry, clock), entry.priority, entry.facility, entry.fields)
+        for entry in entries
+        if isinstance(entry, Record)
+    )
+    for line in csv_texts(CSV_KEYS, found, terminal=terminal):
         out.write(line)
 
 
