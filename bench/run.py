@@ -268,7 +268,8 @@ QUERIES = [
 COUNT_BY_LEVEL = "SELECT level, count(*) FROM records GROUP BY level"
 
 
-def query_figures(report: Report, scratch: Path, sizes: Sizes) -> None:
+def query_figures(report: Report, scratch: Path, sizes: Sizes) -> Path:
+    """The query figures over a store of sizes.store_records; the store."""
     db = scratch / "store.db"
     subprocess.run([*KEXTLOG, "db", "upgrade", "--db", str(db)], check=True, capture_output=True)
     built = subprocess.run(
@@ -315,6 +316,7 @@ def query_figures(report: Report, scratch: Path, sizes: Sizes) -> None:
         "ms",
     )
     stats_figure(report, db, import_seconds, sizes.repeats)
+    return db
 
 
 def stats_figure(report: Report, db: Path, import_seconds: float, repeats: int) -> None:
@@ -485,7 +487,11 @@ def main() -> None:
             lambda value: value <= 250,
             f"lost {latency['lost']:,} of {latency['generated']:,}",
         )
-        query_figures(report, scratch, sizes)
+        store = query_figures(report, scratch, sizes)
+        # Sealing's cost (bench/seal.py), verified over the query store.
+        import seal
+
+        seal.figures(report, scratch, sizes.ingest_records // 4, sizes.repeats // 2 + 1, store)
         log_printf_cost(report, 200_000 if args.quick else 2_000_000)
         lock_hold(report, 10_000 if args.quick else 100_000)
     if args.json:
