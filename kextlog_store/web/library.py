@@ -52,7 +52,7 @@ from kextlog_store.store import schema
 from kextlog_store.store.engine import read_engine, sqlite_path
 from kextlog_store.store.errors import translate
 from kextlog_store.store.location import database_url
-from kextlog_store.timespec import NS_PER_SECOND, parse_time
+from kextlog_store.timespec import NS_PER_SECOND, parse_time, parse_until
 
 __all__ = [
     "LOSS_REASON_WORDS",
@@ -88,6 +88,7 @@ __all__ = [
     "open_store",
     "parse_level_range",
     "parse_time",
+    "parse_until",
     "record_fields",
     "record_row",
     "run_sql",
