@@ -91,7 +91,7 @@ def _identity(value: T) -> T:
     return value
 
 
-def _finite(value: float) -> float:
+def finite(value: float) -> float:
     """The callback of a float option: Click's ranges let nan through."""
     if not math.isfinite(value):
         raise typer.BadParameter(f"{value} is not a number")
@@ -291,7 +291,7 @@ Timeout = Annotated[
         "--timeout",
         min=0.001,
         max=86_400,
-        callback=_finite,
+        callback=finite,
         metavar="SECONDS",
         help="Stop a statement that runs longer.",
     ),
@@ -497,7 +497,7 @@ Count = Annotated[
 Duration = Annotated[
     float,
     typer.Option(
-        min=0, max=10**9, callback=_finite, help="Stop generating after S seconds (0: never)."
+        min=0, max=10**9, callback=finite, help="Stop generating after S seconds (0: never)."
     ),
 ]
 Ring = Annotated[

@@ -413,3 +413,53 @@ def test_what_comes_after_the_theft_the_stolen_key_can_forge(
     sql(db, f"UPDATE records SET message = 'forged' WHERE seq = {sections[0]['hi']}")
     reseal(db, stolen_at(db, epoch))
     assert verify(db, sealed[1]).returncode == 0
+
+
+@pytest.mark.parametrize(
+    "sections",
+    [
+        "not json",
+        "{}",
+        "[1, 2]",
+        "[{}]",
+        '[{"instance": "1", "lo": 1, "hi": 2}]',
+        '[{"instance": 1, "lo": -5, "hi": 99999999999999999999999}]',
+        '[{"instance": 99999999999999999999, "lo": 1, "hi": 2}]',
+    ],
+)
+def test_sections_an_intruder_wrote_are_a_change_not_a_crash(
+    sealed: tuple[Path, str], tmp_path: Path, sections: str
+) -> None:
+    """What verify reads of the chain is the intruder's text too: whatever
+    an entry's sections hold, verify names the entry, and never fails in
+    parsing them."""
+    db = copy(sealed, tmp_path)
+    with sqlite3.connect(db) as connection:
+        connection.execute(
+            "UPDATE seal_entries SET sections = ? WHERE position ="
+            " (SELECT min(position) FROM seal_entries WHERE kind = 1)",
+            (sections,),
+        )
+    line = broken(db, sealed[1])
+    assert "BROKEN: changed" in line, line
+
+
+@pytest.mark.parametrize(
+    ("statement", "kind"),
+    [
+        ("UPDATE seals SET mac = 'text' WHERE epoch = 1", "seal invalid"),
+        ("UPDATE seals SET epoch = 'a' WHERE epoch = 1", "seal missing"),  # sorts last
+        ("UPDATE seal_entries SET committed_ns = 'x' WHERE position = 2", "changed"),
+        ("UPDATE seal_entries SET note = x'ff' WHERE position = 2", "changed"),
+        ("UPDATE seal_entries SET head = 7 WHERE position = 2", "changed"),
+    ],
+)
+def test_values_of_another_type_are_a_change_not_a_crash(
+    sealed: tuple[Path, str], tmp_path: Path, statement: str, kind: str
+) -> None:
+    """SQLite keeps a value of any type in any column: an intruder's text
+    where a number or bytes belong is reported, with the key, not a crash."""
+    db = copy(sealed, tmp_path)
+    sql(db, statement)
+    line = broken(db, sealed[1])
+    assert f"BROKEN: {kind}" in line, line

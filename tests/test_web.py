@@ -550,6 +550,20 @@ def test_bad_parameters_are_one_line_and_400(server: Server, path: str, message:
     assert message in error and "\n" not in error
 
 
+@pytest.mark.parametrize(
+    "path", ["/-/kextlog/record/abc", "/-/nothing", "/nowhere/at/all", "/kextlog/no_such_table"]
+)
+def test_paths_no_page_has_are_one_line_and_404(server: Server, path: str) -> None:
+    """Not Datasette's own handling: it printed a traceback for each, and
+    failed itself (HTTP 500) on a path under /-/."""
+    status, _, body = server.get(path)
+    assert status == 404, body[:500]
+    assert "Traceback" not in body and 'File "' not in body
+    (error,) = re.findall(r'<p class="error" id="error">(.*?)</p>', body, re.S)
+    assert error.strip() and "\n" not in error.strip()
+    assert "Traceback" not in server.log.read_text()
+
+
 def test_a_missing_record_is_404(server: Server, ingested: Store) -> None:
     status, _, body = server.get(f"/record/{ingested.hostile}/5")  # lost
     assert status == 404 and "no record 5 of instance" in body

@@ -135,7 +135,7 @@ class _Readers:
         waiting: deque[tuple[Any, list[Future]]] = deque()
         for entry in entries:
             reads: list[Future] = []
-            for stored in json.loads(entry.sections):
+            for stored in sections_of(entry.sections) or []:  # a bad one: reported by the walk
                 base = schema.record_id(stored["instance"], 0)
                 reads.append(self.pool.submit(self._read, base, stored["lo"], stored["hi"]))
             waiting.append((entry, reads))
@@ -147,6 +147,42 @@ class _Readers:
         self.pool.shutdown(cancel_futures=True)
         for reader in self.made:
             reader.close()
+
+
+# The types ingest writes in each column: SQLite stores whatever an intruder
+# writes, so a row is checked before any of it is used.
+_BYTES = (bytes, memoryview)
+ENTRY_TYPES = {"position": int, "kind": int, "committed_ns": int, "sections": str,
+               "note": str, "digest": _BYTES, "head": _BYTES}  # fmt: skip
+SEAL_TYPES = {"epoch": int, "position": int, "sealed_ns": int, "flags": int, "mac": _BYTES}
+
+
+def well_typed(row: Any, types: dict[str, Any]) -> bool:
+    """Whether each named column of row holds a value of its type."""
+    return all(isinstance(getattr(row, name), kind) for name, kind in types.items())
+
+
+def sections_of(text: str) -> list[dict] | None:
+    """An entry's sections as ingest writes them: a list of {instance, lo,
+    hi, ...} with an instance id and seqs in the store's ranges; None for
+    anything else.  The text is the intruder's to write, so what does not
+    parse is a change to report, never a failure of verify."""
+    try:
+        sections = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(sections, list):
+        return None
+    for section in sections:
+        if not (
+            isinstance(section, dict)
+            and all(type(section.get(name)) is int for name in ("instance", "lo", "hi"))
+            and 0 < section["instance"] <= schema.INSTANCES_MAX
+            and 0 <= section["lo"] <= schema.SEQ_MASK
+            and 0 <= section["hi"] <= schema.SEQ_MASK
+        ):
+            return None
+    return sections
 
 
 class _Walk:
@@ -184,10 +220,16 @@ class _Walk:
                 _entries.c.chain_id == self.chain.id, _entries.c.kind == CHECKPOINT
             )
         ):
-            checkpoint = json.loads(note)
+            try:
+                if type(committed_ns) is not int:
+                    continue
+                checkpoint = json.loads(note)
+                upto_seqs = dict(checkpoint.get("upto", {}))
+            except (ValueError, TypeError, AttributeError):
+                continue  # not as prune writes it: it excuses no removed row
             self.report.checkpoints.append({"committed_ns": committed_ns, **checkpoint})
-            for uuid, seq in checkpoint.get("upto", {}).items():
-                if uuid in by_uuid:
+            for uuid, seq in upto_seqs.items():
+                if uuid in by_uuid and type(seq) is int:
                     upto[by_uuid[uuid]] = max(upto.get(by_uuid[uuid], -1), seq)
         return upto
 
@@ -208,6 +250,10 @@ class _Walk:
             else ((entry, None) for entry in self._entries())
         )
         for entry, reads in entries:
+            if not well_typed(entry, ENTRY_TYPES):
+                return self._fail(
+                    "changed", position + 1, "a chain entry's columns are not as ingest writes them"
+                )
             if entry.position != position + 1:
                 return self._fail(
                     "removed", position + 1,
@@ -252,6 +298,10 @@ class _Walk:
         for seal in self.connection.execute(
             select(_seals).where(_seals.c.chain_id == self.chain.id).order_by(_seals.c.epoch)
         ):
+            if not well_typed(seal, SEAL_TYPES):
+                where = seal.position if isinstance(seal.position, int) else None
+                self._fail("seal invalid", where, "a seal's columns are not as ingest writes them")
+                return
             if seal.epoch != expected and self.key is not None:
                 self._fail(
                     "seal missing", seal.position,
@@ -297,7 +347,10 @@ class _Walk:
         """The entry's digest, recomputed from the rows; where prune took
         rows from a section, the stored one (if what is left fits)."""
         self._last_records = 0
-        sections = json.loads(entry.sections)
+        sections = sections_of(entry.sections)
+        if sections is None:
+            self._fail("changed", entry.position, "its sections are not as ingest writes them")
+            return b""
         built: list[tuple[dict, Built]] = []
         for stored, read in zip(sections, reads or [None] * len(sections), strict=True):
             instance = self.instances.get(stored["instance"])
@@ -355,7 +408,7 @@ class _Walk:
         ):
             if any(
                 section["instance"] == instance.id and section["lo"] == expected
-                for section in json.loads(later.sections)
+                for section in sections_of(later.sections) or []
             ):
                 detail = f"the batch of seqs from {expected} on is at entry {later.position}"
                 self._fail("reordered", entry.position, detail, **where)

@@ -38,7 +38,7 @@ PageTimeout = Annotated[
         "--timeout",
         min=0.001,
         max=86_400,
-        callback=o._finite,  # as kextlog sql's --timeout
+        callback=o.finite,  # as kextlog sql's --timeout
         metavar="SECONDS",
         help="Stop a page's reads that run longer (its SQL page: kextlog sql's 10 s).",
     ),

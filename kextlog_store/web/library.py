@@ -24,6 +24,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import Pool
 
 from kextlog_store import callbacks, conditions, query, stats
+from kextlog_store.cli_options import option
 from kextlog_store.errors import DatabaseError, KextlogError, ReadOnlyError, UsageError
 from kextlog_store.follow import follow
 from kextlog_store.levels import Level, parse_level_range
@@ -86,6 +87,7 @@ __all__ = [
     "loss_short",
     "losses_of",
     "open_store",
+    "option",
     "parse_level_range",
     "parse_time",
     "parse_until",

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from . import library
-from .library import RecordFilter, UsageError
+from .library import RecordFilter, UsageError, option
 
 DEFAULT_LINES = 200  # records a log page shows
 MAX_LINES = 10_000  # as kextlog sql's --max-rows
@@ -131,9 +131,9 @@ class View:
     def command(self, *extra: str) -> str:
         """The `kextlog query` command that shows what this view shows."""
         words = ["kextlog", "query"]
-        for name, (option, _repeatable) in FILTERS.items():
+        for name, (flag, _repeatable) in FILTERS.items():
             for value in self.given.get(name, []):
-                words += [option, value]
+                words += [flag, value]
         words += ["-n", str(self.lines)]
         if self.utc:
             words.append("--utc")
@@ -147,21 +147,13 @@ def record_filter(given: dict[str, list[str]]) -> RecordFilter:
     def one(name: str) -> str | None:
         return given[name][0] if name in given else None
 
-    def parsed(name: str, parse, value: str | None):  # type: ignore[no-untyped-def]
-        if value is None:
-            return None
-        try:
-            return parse(value)
-        except UsageError as exc:
-            raise UsageError(f"{name}: {exc}") from None
-
-    since_ns = parsed("since", library.parse_time, one("since"))
+    since_ns = option("since", library.parse_time, one("since"))
     # As --until: the whole unit of its last digit (a displayed time selects its record).
-    until_ns = parsed("until", library.parse_until, one("until"))
+    until_ns = option("until", library.parse_until, one("until"))
     if since_ns is not None and until_ns is not None and since_ns > until_ns:
         raise UsageError(f"since {one('since')!r} is later than until {one('until')!r}")
     return RecordFilter(
-        levels=parsed("level", library.parse_level_range, one("level")),
+        levels=option("level", library.parse_level_range, one("level")),
         since_ns=since_ns,
         until_ns=until_ns,
         pids=tuple(integer("pid", value, -(2**31), 2**31 - 1) for value in given.get("pid", [])),

@@ -7,10 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from datasette import hookimpl
-from datasette.utils.asgi import Request, Response
+from datasette.utils.asgi import Base400, Request, Response
+from datasette.views.base import DatasetteError
 
 from .logpage import chart, export, facets, live, log_page
-from .pages import Site, page
+from .pages import Site, error, log, page
 from .record import record_page
 from .reports import canned_page, sql_page, stats_page, views_page
 
@@ -22,6 +23,28 @@ SITES: dict[int, Site] = {}
 def register_routes(datasette: Any) -> list[tuple[str, Any]]:
     site = SITES.get(id(datasette))
     return routes(site) if site is not None else []
+
+
+@hookimpl
+def handle_exception(datasette: Any, request: Request, exception: Exception) -> Any:
+    """What reaches Datasette's own handling (a path no page has, a
+    request Datasette refuses): one line in kextlog's error page, 4xx as
+    Datasette says, 500 otherwise with the traceback in the server's log.
+    It stands in for Datasette's default, which printed every one with rich,
+    and failed itself on a not-found that was never raised."""
+    site = SITES.get(id(datasette))
+    if site is None:
+        return None
+
+    async def respond() -> Response:
+        if isinstance(exception, Base400):
+            return await error(site, request, str(exception.args[0]), exception.status)
+        if isinstance(exception, DatasetteError) and exception.status < 500:
+            return await error(site, request, str(exception.message), exception.status)
+        log.error("kextlog web: %s", request.path, exc_info=exception)
+        return await error(site, request, "internal error: see kextlog web's log", 500)
+
+    return respond
 
 
 def routes(site: Site) -> list[tuple[str, Any]]:

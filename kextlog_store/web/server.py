@@ -125,6 +125,8 @@ def build(db: str | None, hosts: set[str] | None, timeout: float) -> tuple[Any, 
     plugin.SITES[id(datasette)] = site
     if not pm.is_registered(plugin):
         pm.register(plugin, name="kextlog")
+        # Its exceptions are kextlog's to show (plugin.handle_exception).
+        pm.unregister(name="datasette.handle_exception")
     return guard(datasette.app(), hosts), site
 
 
