@@ -104,10 +104,6 @@ def test_a_size_cap_subtracts_what_it_removes(
     assert 0 < assert_true_counters(store_url) < 20_000
 
 
-# SQLite only: on PostgreSQL this daemon did not drain 20,000 records in 10
-# minutes in a CI run (retention every 0.2 s beside the commits; cause not yet
-# found, reported with issue 16). Prune's subtraction runs on both above.
-@pytest.mark.sqlite_only
 def test_retention_while_ingesting_keeps_them_true(store_url: str, tmp_path: Path) -> None:
     """The daemon's own retention deletes while it commits: each delete
     subtracts in its transaction."""

@@ -146,7 +146,10 @@ class PruneResult:
     size_after: int = 0  # ... and after
     file_before: int = 0  # bytes in all the database's pages (the file after a checkpoint)
     file_after: int = 0  # ... after reclaiming
-    fits: bool | None = None  # whether the size cap is met (None: no cap)
+    # Whether the records there when prune began were pruned to the size cap
+    # (None: no cap); size_after can be above it when another writer (ingest,
+    # its pid index) added pages since.
+    fits: bool | None = None
     stopped: bool = False  # stop was set before the end
 
     @property
@@ -221,7 +224,7 @@ class _Run:
         if set(policy.max_age_ns) == set(Level):
             everything_before = now_ns - max(policy.max_age_ns.values())
         if policy.max_size_bytes is not None:
-            newest = self._fit(policy.max_size_bytes)
+            newest, result.fits = self._fit(policy.max_size_bytes)
             if newest is not None:
                 everything_before = (
                     newest if everything_before is None else max(newest, everything_before)
@@ -230,8 +233,6 @@ class _Run:
             self._delete_losses(everything_before)
         self._reclaim()
         result.size_after, result.file_after = self._size()
-        if policy.max_size_bytes is not None:
-            result.fits = result.size_after <= policy.max_size_bytes
         result.stopped = self._stopped()
         return result
 
@@ -255,13 +256,13 @@ class _Run:
                 return
             from_ns = removed
 
-    def _fit(self, max_bytes: int) -> int | None:
+    def _fit(self, max_bytes: int) -> tuple[int | None, bool]:
         """The oldest records until the pages in use fit max_bytes; the time
-        of the newest record it removed (None: none)."""
+        of the newest record it removed (None: none), and whether they fit."""
         with self.engine.connect() as connection:
             used = self._used(connection)
             if used <= max_bytes:
-                return None
+                return None, True
             count, newest_ns = connection.execute(
                 select(func.count(), func.max(_records.c.time_ns))
             ).one()
@@ -279,7 +280,7 @@ class _Run:
             with self.engine.connect() as connection:
                 used = self._used(connection)
                 count = connection.execute(select(func.count()).select_from(_records)).scalar_one()
-        return removed_ns
+        return removed_ns, used <= max_bytes
 
     def _delete_oldest(self, terms: list[Any], limit: int) -> int | None:
         """One transaction: the oldest `limit` records matching terms, and
@@ -308,17 +309,18 @@ class _Run:
                     f" AND id = {marker}",
                     [(row[1], row[2], row[0]) for row in rows],
                 )
-                # The chain before the instances: ingest's commits lock them in that order.
+                # The chain, the counters, then the instances: ingest's
+                # commits lock them in that order (else two deadlock).
                 seal.checkpoint(
                     connection, "records", (divmod(row[0], schema.SEQ_MASK + 1) for row in rows)
                 )
-                removed = Counter(row[0] >> schema.SEQ_BITS for row in rows)
-                _count(connection, "pruned_records", removed)
                 buckets = Counter(
                     (row[2] // schema.NS_PER_MINUTE, row[3], row[0] >> schema.SEQ_BITS)
                     for row in rows
                 )
                 add_counts(connection, {bucket: -count for bucket, count in buckets.items()})
+                removed = Counter(row[0] >> schema.SEQ_BITS for row in rows)
+                _count(connection, "pruned_records", removed)
         if not rows:
             return None
         for row in rows:
