@@ -430,6 +430,7 @@ def simulate_command(
     record: o.RecordFile = None,
     seed: o.Seed = 1,
     quiet_losses: o.QuietLosses = False,
+    resume_timeout: o.ResumeTimeout = 1.0,
 ) -> None:
     """Stand in for the loaded kext: serve its protocol with records from a
     KAuth-like workload, through the kext's own C core.
@@ -457,6 +458,7 @@ def simulate_command(
         record=record,
         seed=seed,
         quiet_losses=quiet_losses,
+        resume_timeout=resume_timeout,
     )
     logs.to_stderr()
     counters = simulate(options, stop_on_signals(threading.Event()))

@@ -517,6 +517,17 @@ QuietLosses = Annotated[
     bool,
     typer.Option(
         "--quiet-losses",
-        help="Do not print records the ring cannot take (the kernel printf stand-in).",
+        help="Do not print to stderr what the kext would give the kernel's printf: records"
+        " the ring cannot take, and at the stop those never acknowledged.",
+    ),
+]
+ResumeTimeout = Annotated[
+    float,
+    typer.Option(
+        min=0,
+        max=3600,
+        callback=finite,
+        help="Seconds a client has to RESUME before the stream starts from the oldest"
+        " record held (the kext's: 1).",
     ),
 ]

@@ -211,7 +211,9 @@ class Ingest:
             )
             # One state object per instance across reconnects: the writer's
             # view of what is accounted for must not go back.
-            session.ledger = Ledger(self._states.setdefault(hello.instance, registered))
+            session.ledger = Ledger(
+                self._states.setdefault(hello.instance, registered), oldest_held=hello.oldest_seq
+            )
             self._greetings[hello.instance] = (session.source.spec, hello)
         return session.ledger
 
