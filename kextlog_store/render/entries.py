@@ -38,7 +38,7 @@ def _line(stamp: str, record: Record) -> str:
     newline of the message is dropped, further lines are indented under the
     first, control characters escaped."""
     head = f"{stamp} {record.level.name:<7} {escape(record.process)}[{record.pid}:{record.tid}]: "
-    message = escape(record.message.rstrip("\n")).replace("\n", "\n" + " " * len(head))
+    message = escape(record.shown.rstrip("\n")).replace("\n", "\n" + " " * len(head))
     return head + message
 
 
@@ -55,7 +55,7 @@ def record_short_iso(record: Record, tz: tzinfo | None = None) -> str:
 def record_cat(record: Record) -> str:
     """The message alone, as journalctl -o cat: a trailing newline dropped,
     control characters escaped."""
-    return escape(record.message.rstrip("\n"))
+    return escape(record.shown.rstrip("\n"))
 
 
 # The keys of the json formats, in their order: the cursor names the record
@@ -78,8 +78,12 @@ def record_fields(record: Record, tz: tzinfo | None = None) -> dict[str, Any]:
 
 def _fields(record: Record, clock: Clock) -> dict[str, Any]:
     """RECORD_KEYS, and for a record of the kernel's own log its syslog
-    priority, facility and KEY=value fields (as journalctl's JSON has them)."""
-    fields = dict(zip(RECORD_KEYS, _values(record, clock), strict=True))
+    priority, facility and KEY=value fields (as journalctl's JSON has them).
+    A message that is not UTF-8 text is its bytes, an array of numbers (as
+    journalctl shows such a field)."""
+    raw = record.message_raw
+    message = record.message if raw is None else list(raw)
+    fields = dict(zip(RECORD_KEYS, _values(record, clock, message), strict=True))
     if record.priority is not None:
         fields["priority"] = record.priority
         fields["facility"] = record.facility
@@ -87,14 +91,14 @@ def _fields(record: Record, clock: Clock) -> dict[str, Any]:
     return fields
 
 
-def _values(record: Record, clock: Clock) -> tuple[Any, ...]:
+def _values(record: Record, clock: Clock, message: Any) -> tuple[Any, ...]:
     return (
         clock.iso(record.time_ns),
         record.level.label,
         record.pid,
         record.tid,
         record.process,
-        record.message,
+        message,
         record.seq,
         record.instance,
         record.host,
@@ -162,10 +166,11 @@ def _record_csv(
     entries: Iterable[Entry], out: TextIO, tz: tzinfo | None, _color: bool, terminal: bool
 ) -> None:
     """-o csv: the records' fields as rows, no markers (machines read losses
-    from the `lost` view)."""
+    from the `lost` view); a message as stored (one that is not UTF-8 text
+    with its bytes as \\xHH escapes)."""
     clock = Clock(tz)
     found = (
-        (*_values(entry, clock), entry.priority, entry.facility, entry.fields)
+        (*_values(entry, clock, entry.message), entry.priority, entry.facility, entry.fields)
         for entry in entries
         if isinstance(entry, Record)
     )
@@ -199,7 +204,7 @@ def _record_table(
     styles: list[str | None] = []
     for entry in entries:
         if isinstance(entry, Record):
-            rows.append(_values(entry, clock)[:6])
+            rows.append(_values(entry, clock, entry.shown)[:6])
             styles.append(LEVEL_STYLES.get(entry.level))
         else:
             rows.append((clock.iso(entry.time_ns), None, None, None, None, loss_short(entry)))
