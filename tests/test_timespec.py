@@ -410,8 +410,8 @@ def kextlog(value: str, now_ns: int, tz: tzinfo | None = None) -> int | None:
 def disagreement(value: str, zone: str, before: int, want: int | None, after: int) -> str | None:
     """What kextlog makes of value differently from systemd (which read it
     between before and after), in zone; None when they agree.  kextlog
-    keeps nanoseconds where systemd rounds to microseconds, and ends at the
-    store's last nanosecond."""
+    keeps nanoseconds where systemd rounds each number it reads down to
+    microseconds, and ends at the store's last nanosecond."""
     with local_zone(zone):
         low, high = kextlog(value, before), kextlog(value, after)
     named = kextlog(value, before, tz=ZoneInfo(zone))
@@ -431,7 +431,9 @@ def disagreement(value: str, zone: str, before: int, want: int | None, after: in
             if low == high == INT64
             else f"{value!r} in {zone}: past the store, kextlog gives {low}"
         )
-    if not low - 1000 < want < high + 1000:
+    # systemd drops what is below a microsecond of each number it reads.
+    slack = 1000 * max(1, len(re.findall(r"[0-9.]+", value)))
+    if not low - slack < want < high + 1000:
         return f"{value!r} in {zone}: systemd gives {want}, kextlog {low}..{high}"
     return None
 
