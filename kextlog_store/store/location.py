@@ -14,9 +14,6 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import exc as sa_exc
-from sqlalchemy import make_url
-
 from .. import paths, redact
 from ..errors import DatabaseError, Missing, UnsafePath, UsageError
 
@@ -63,6 +60,10 @@ def check_database(value: str) -> None:
         raise UsageError("the database path has a NUL character")
     if "://" not in value:
         return
+    # A URL only: a path's query never loads SQLAlchemy.
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy import make_url
+
     redact.remember(value)
     scheme, rest = value.split("://", 1)
     if scheme in ("postgresql", "postgres"):
