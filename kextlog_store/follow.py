@@ -115,4 +115,4 @@ def _new_entries(reading: Reading, record_filter: RecordFilter, scope: Scope) ->
     sql = Sql.on(reading)
     joined = "new AS r JOIN instances AS i ON r.instance_id = i.id"
     rows = reading.execute(new + select_records(record_filter, sql, scope, joined), sql.params)
-    yield from merge((as_record(row) for row in rows), lost)
+    yield from merge(map(as_record, rows), lost)

@@ -256,7 +256,7 @@ def entries_in(reading: Reading, record_filter: RecordFilter, scope: Scope) -> I
         found = fetch_losses(reading, statement, sql)
         sql = Sql.on(reading)
         rows = reading.execute(select_records(record_filter, sql, scope), sql.params)
-        yield from merge((as_record(row) for row in rows), found, newest_first=reverse)
+        yield from merge(map(as_record, rows), found, newest_first=reverse)
         return
     if lines == 0:
         return
@@ -264,7 +264,7 @@ def entries_in(reading: Reading, record_filter: RecordFilter, scope: Scope) -> I
     sql = Sql.on(reading)
     statement = select_records(replace(record_filter, lines=min(lines + 1, INT64_MAX)), sql, scope)
     newest = list(reading.execute(statement, sql.params))
-    shown = [as_record(row) for row in reversed(newest[:lines])]
+    shown = list(map(as_record, reversed(newest[:lines])))
     if len(newest) > lines:
         # A loss at the time of the first shown record comes before it, so
         # it goes with the records left out.
@@ -283,6 +283,9 @@ def merge(
 ) -> Iterator[Entry]:
     """Records and losses, both in logged order, into one: a loss before the
     records of its time (newest first: both backwards, a loss after them)."""
+    if not lost:  # the common case: no loop of ours per record
+        yield from found
+        return
     pending = iter(lost)
     loss = next(pending, None)
     for record in found:
