@@ -39,10 +39,11 @@ class Sizes:
     store_records: int  # the query benchmark's store, over 7 days
     limit_records: int  # the single-writer limit's run
     repeats: int  # runs of each timed command (the median is reported)
+    journal_records: int  # the workload read by both kextlog and journalctl
 
 
-FULL = Sizes(4_500_000, 60, 30, 10_000_000, 2_000_000, 5)
-QUICK = Sizes(60_000, 2, 2, 100_000, 50_000, 2)
+FULL = Sizes(4_500_000, 60, 30, 10_000_000, 2_000_000, 5, 2_000_000)
+QUICK = Sizes(60_000, 2, 2, 100_000, 50_000, 2, 20_000)
 
 
 @dataclass
@@ -472,6 +473,9 @@ def main() -> None:
             f"lost {latency['lost']:,} of {latency['generated']:,}",
         )
         query_figures(report, scratch, sizes)
+        from versus_journal import compare  # it imports this module
+
+        compare(report, scratch / "versus-journal", sizes.journal_records, sizes.repeats)
         log_printf_cost(report, 200_000 if args.quick else 2_000_000)
         lock_hold(report, 10_000 if args.quick else 100_000)
     if args.json:
