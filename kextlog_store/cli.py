@@ -127,7 +127,7 @@ def query_command(
     from .follow import follow as follow_log
     from .levels import parse_level_range
     from .records import Cursor
-    from .store.engine import read_engine
+    from .store.engine import reader
     from .store.location import database_url
 
     if follow and output is RecordFormat.TABLE:
@@ -148,13 +148,13 @@ def query_command(
         lines=lines,
         reverse=reverse,
     )
-    engine = read_engine(database_url(db))
+    store = reader(database_url(db))
     try:
-        found = (follow_log if follow else query.entries)(engine, record_filter)
+        found = (follow_log if follow else query.entries)(store, record_filter)
         with closing(found):
             write_entries(found, record_filter, output, utc, follow, show_cursor, no_pager)
     finally:
-        engine.dispose()
+        store.dispose()
 
 
 # Exit status of `kextlog sql` when --max-rows or --max-bytes cut the result short.
