@@ -76,7 +76,7 @@ class RecordFilter:
 # A record's columns, of the records as `r` and their instances as `i`, in
 # the order as_record() takes them (Record's fields).
 COLUMNS = (
-    "r.time_ns, r.level, r.pid, r.tid, r.process, r.message, r.seq, i.uuid, i.source,"
+    "r.time_ns, r.level, r.pid, r.tid, r.process, r.message, r.seq, i.uuid AS instance, i.source,"
     " r.flags, r.syslog_priority, r.facility, r.fields, i.host"
 )
 RECORDS = "records AS r JOIN instances AS i ON r.instance_id = i.id"
@@ -91,16 +91,24 @@ def select_records(
     pids name in the store (as entries() looks them up); None when the
     filter names none of them.  rows: the records as `r` with their
     instances as `i` (--follow: a few new rows)."""
-    terms = where(record_filter, scope or Scope(), sql, indexed=rows == RECORDS)
-    statement = f"SELECT {COLUMNS} FROM {rows}"
-    if terms:
-        statement += " WHERE " + " AND ".join(terms)
+    statement = select_matching(record_filter, sql, scope, rows)
     if record_filter.lines is None and not record_filter.reverse:
         return statement + " ORDER BY r.time_ns, r.id"
     statement += " ORDER BY r.time_ns DESC, r.id DESC"
     if record_filter.lines is None:
         return statement
     return f"{statement} LIMIT {sql.param(record_filter.lines)}"
+
+
+def select_matching(
+    record_filter: RecordFilter, sql: Sql, scope: Scope | None = None, rows: str = RECORDS
+) -> str:
+    """The SELECT of the records a filter matches, in no order and all of
+    them (lines and reverse aside): select_records' own, to aggregate over
+    (kextlog web's facets and chart)."""
+    terms = where(record_filter, scope or Scope(), sql, indexed=rows == RECORDS)
+    statement = f"SELECT {COLUMNS} FROM {rows}"
+    return statement + " WHERE " + " AND ".join(terms) if terms else statement
 
 
 def records(reader: Reader, record_filter: RecordFilter) -> Generator[Record, None, None]:

@@ -350,6 +350,16 @@ def test_the_chart_has_one_series_per_level_present(
             ".filter(d => d.stack === 'records').map(d => d.label);"
         )
         assert series == levels
+        # Every record of the view is in a bucket: the chart adds up to a count.
+        charted = browser.execute_script(
+            "return Chart.getChart(document.getElementById('rate')).data.datasets"
+            ".filter(d => d.stack === 'records')"
+            ".reduce((n, d) => n + d.data.reduce((a, b) => a + (b || 0), 0), 0);"
+        )
+        lowest = 4 if query else 1
+        counted = kextlog("sql", "--db", str(ingested.path), "-o", "json",
+                          f"SELECT count(*) AS n FROM records WHERE level >= {lowest}")  # fmt: skip
+        assert charted == json.loads(counted.stdout)["n"] > 0
         lost = browser.execute_script(
             "return Chart.getChart(document.getElementById('rate')).data.datasets"
             ".filter(d => d.label === 'lost').map(d => d.data.reduce((a, b) => a + (b || 0), 0));"

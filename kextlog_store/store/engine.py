@@ -149,12 +149,14 @@ class Reader(Protocol):
     def dispose(self) -> None: ...
 
 
-def reader(url: str) -> Reader:
+def reader(url: str, *, deadline: float | None = None) -> Reader:
     """The read path's reader of an existing store: SQLite through the
     stdlib's driver (importing SQLAlchemy costs a small query several times
-    its work), PostgreSQL through the read engine."""
+    its work), PostgreSQL through the read engine.  deadline: on SQLite,
+    time.monotonic() past which its statements stop (kextlog web's time
+    limit; the web reads SQLite only)."""
     path = sqlite_path(url)
-    return _PostgresqlReader(read_engine(url)) if path is None else _SqliteReader(path)
+    return _PostgresqlReader(read_engine(url)) if path is None else _SqliteReader(path, deadline)
 
 
 class _SqliteReading:
@@ -175,16 +177,17 @@ class _SqliteReading:
 
 
 class _SqliteReader:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, deadline: float | None) -> None:
         self._path = path
         self._uri = _read_only(path)
+        self._deadline = deadline
 
     @contextmanager
     def connect(self) -> Iterator[Reading]:
         """A read-only connection with RE2's REGEXP and the progress handler
         (callbacks.py); a driver error while it is used comes out as what it
         was (a Ctrl-C, a refused pattern) or as a DatabaseError."""
-        callbacks = Callbacks()
+        callbacks = Callbacks(self._deadline)
         try:
             connection = sqlite3.connect(
                 self._uri, uri=True, isolation_level=None, check_same_thread=False
