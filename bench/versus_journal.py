@@ -38,6 +38,8 @@ from pathlib import Path
 
 from run import ROOT, Report, start, stop, wait_for
 
+from kextlog_store.records import SEQ_BITS, SEQ_MASK
+
 KEXTLOG_SCRIPT = Path(sys.executable).with_name("kextlog")
 KEXTLOG = (
     [str(KEXTLOG_SCRIPT)]
@@ -45,7 +47,6 @@ KEXTLOG = (
     else [sys.executable, "-m", "kextlog_store.cli"]
 )
 MINUTE_NS = 60 * 10**9
-SEQ_MASK = (1 << 44) - 1  # records.id packs the instance above the seq
 # Levels as syslog priorities, as the kmsg source maps them back (kmsg.LEVELS):
 # err is the most severe that reads back as ERROR; trace has none below debug.
 PRIORITY = {"error": 3, "warning": 4, "info": 6, "debug": 7, "trace": 7}
@@ -138,13 +139,22 @@ def build_kextlog(scratch: Path, records: int) -> tuple[Path, Path, float]:
 
 
 def respread(db: Path, spread: Spread) -> None:
-    """Give the stored records (and the pid index) the spread's times."""
+    """Give the stored records (and the pid index) the spread's times, and
+    count them again by their new minutes (record_counts, which stats reads)."""
     import sqlite3
+
+    from kextlog_store.store.schema import minute_sql
 
     with sqlite3.connect(db, isolation_level=None) as connection:
         connection.execute("BEGIN IMMEDIATE")
         connection.execute(f"UPDATE records SET time_ns = {spread.sql('seq')}")
         connection.execute(f"UPDATE pid_index SET time_ns = {spread.sql(f'(id & {SEQ_MASK})')}")
+        connection.execute("DELETE FROM record_counts")
+        connection.execute(
+            "INSERT INTO record_counts (minute, level, instance_id, count)"
+            f" SELECT {minute_sql('time_ns')}, level, id >> {SEQ_BITS}, count(*) FROM records"
+            " GROUP BY 1, 2, 3"
+        )
         connection.execute("COMMIT")
         # Packed again as ingest's appends leave them.
         connection.execute("REINDEX ix_records_time_ns")
