@@ -24,6 +24,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -310,6 +311,22 @@ def test_filters_show_what_kextlog_query_shows(
     # The page's permanent link is this view, and it says which command shows it.
     link = browser.find_element(By.ID, "permalink").get_attribute("href")
     assert all(urllib.parse.quote_plus(v) in link or v in link for v in typed.values())
+
+
+@pytest.mark.parametrize("query", ["", "level=warning", "grep=denied&process=mds*"])
+def test_facets_count_what_kextlog_query_shows(server: Server, ingested: Store, query: str) -> None:
+    status, _, body = server.get(f"/-/kextlog/facets.json?{query}")
+    assert status == 200, body
+    found = {facet["name"]: facet for facet in json.loads(body)["facets"]}
+    options = [f"--{name}={value}" for name, value in urllib.parse.parse_qsl(query)]
+    records = query_json(ingested.path, *options)
+    assert records
+    for name in ("level", "instance", "host"):
+        counts = {value["value"]: value["count"] for value in found[name]["values"]}
+        assert counts == Counter(record[name] for record in records), name
+    by_process = Counter(record["process"] for record in records)
+    shown = [(value["value"], value["count"]) for value in found["process"]["values"]]
+    assert shown == sorted(by_process.items(), key=lambda item: (-item[1], item[0]))[:15]
 
 
 def test_losses_are_marked_in_place(browser: Any, server: Server, ingested: Store) -> None:

@@ -183,7 +183,8 @@ def aggregate(
     """SELECT columns FROM the records of a filter (its lines and order
     aside; the columns of query.COLUMNS, by name) rest: the read path's own
     selection, with what the filter names (instance, cursors, pids) looked
-    up as `kextlog query` does.  rest may hold no parameter."""
+    up as `kextlog query` does.  columns and rest hold no parameter (the
+    selection's are positional): integers are written in."""
     sql = Sql.on(reading)
     matching = select_matching(record_filter, sql, conditions.look_up(reading, record_filter))
     return reading.execute(f"SELECT {columns} FROM ({matching}) AS f {rest}", sql.params)
