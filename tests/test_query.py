@@ -217,6 +217,23 @@ def test_reading_while_a_writer_holds_its_transaction(
         writer.close()
 
 
+@pytest.mark.sqlite_only
+def test_a_reader_stops_its_statements_at_its_deadline(populated: PopulatedStore) -> None:
+    """kextlog web's time limit: a statement still running at the deadline
+    ends in a DatabaseError; before it, reading is as ever."""
+    late = reader(populated.url, deadline=time.monotonic() - 1)
+    try:
+        with pytest.raises(DatabaseError, match="interrupted"):
+            fetch(late)
+    finally:
+        late.dispose()
+    on_time = reader(populated.url, deadline=time.monotonic() + 600)
+    try:
+        assert fetch(on_time) == list(populated.records)
+    finally:
+        on_time.dispose()
+
+
 # --- losses among the records --------------------------------------------
 
 
