@@ -1,10 +1,11 @@
 """The `kextlog` command.  Thin: each command parses its options, calls one
 library function and renders the result.
 
-Modules that are slow to import (SQLAlchemy through store/query, Alembic
-through migrate, cffi through wire/ingest/simulator, Datasette through web)
-are imported inside the commands that need them, so `kextlog query` never
-loads Alembic, cffi or Datasette.  Every error ends as one line on stderr,
+Modules that are slow to import (SQLAlchemy through store's engines,
+stats and sql, Alembic through migrate, cffi through wire/ingest/simulator,
+Datasette through web) are imported inside the commands that need them, so
+`kextlog query` on SQLite never loads SQLAlchemy, Alembic, cffi or
+Datasette.  Every error ends as one line on stderr,
 `kextlog: error: ...`, and a non-zero exit; never a traceback."""
 
 from __future__ import annotations
