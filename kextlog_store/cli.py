@@ -1,10 +1,11 @@
 """The `kextlog` command.  Thin: each command parses its options, calls one
 library function and renders the result.
 
-Modules that are slow to import (SQLAlchemy through store/query, Alembic
-through migrate, cffi through wire/ingest/simulator, Datasette through web)
-are imported inside the commands that need them, so `kextlog query` never
-loads Alembic, cffi or Datasette.  Every error ends as one line on stderr,
+Modules that are slow to import (SQLAlchemy through store's engines,
+stats and sql, Alembic through migrate, cffi through wire/ingest/simulator,
+Datasette through web) are imported inside the commands that need them, so
+`kextlog query` on SQLite never loads SQLAlchemy, Alembic, cffi or
+Datasette.  Every error ends as one line on stderr,
 `kextlog: error: ...`, and a non-zero exit; never a traceback."""
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def query_command(
     from .follow import follow as follow_log
     from .levels import parse_level_range
     from .records import Cursor
-    from .store.engine import read_engine
+    from .store.engine import reader
     from .store.location import database_url
 
     if follow and output is RecordFormat.TABLE:
@@ -148,13 +149,13 @@ def query_command(
         lines=lines,
         reverse=reverse,
     )
-    engine = read_engine(database_url(db))
+    store = reader(database_url(db))
     try:
-        found = (follow_log if follow else query.entries)(engine, record_filter)
+        found = (follow_log if follow else query.entries)(store, record_filter)
         with closing(found):
             write_entries(found, record_filter, output, utc, follow, show_cursor, no_pager)
     finally:
-        engine.dispose()
+        store.dispose()
 
 
 # Exit status of `kextlog sql` when --max-rows or --max-bytes cut the result short.

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from .render.entries import RecordFormat, write_cursor, write_records
 from .terminal import color, pager
 
-if TYPE_CHECKING:  # query imports SQLAlchemy: only the commands that read load it
+if TYPE_CHECKING:  # the read path (query, the store's readers): only query loads it
     from .query import RecordFilter
     from .records import Entry
 

@@ -15,6 +15,23 @@ from .levels import Level
 INT64_MAX = 2**63 - 1  # SQLite's integers, PostgreSQL's bigint: the store's columns and counts
 PID_MAX = 2**31 - 1  # pid_t
 
+# A record's key is (instance, seq), packed into one 64-bit rowid: one B-tree
+# to write per record instead of a rowid plus a unique index (see migration
+# 0002).  The bounds are the wire header's (KEXTLOG_SEQ_BITS): the reader
+# refuses a seq past SEQ_MASK, so one instance's records never take another's
+# keys, and with at most INSTANCES_MAX instances no sum of counts or marks
+# overflows.  Written as a number so that reading the store loads no cffi;
+# ingest, the one writer, checks it against the compiled header at import.
+SEQ_BITS = 44
+SEQ_MASK = (1 << SEQ_BITS) - 1
+INSTANCES_MAX = (1 << (63 - SEQ_BITS)) - 1
+
+
+def record_id(instance_id: int, seq: int) -> int:
+    """The records table's key of an instance's seq."""
+    return instance_id << SEQ_BITS | seq
+
+
 # A record as ingest carries it, from the scanner (wire, kmsg) through the
 # accounting to the store's writer: a plain tuple, so that the hot path
 # makes no object per record.  Its fields, in this order, are the records

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, select, text, true
 from sqlalchemy import exc as sa_exc
 
+from .conditions import DIALECTS, Sql
 from .errors import UsageError
 from .levels import Level
 from .query import select_losses
@@ -210,13 +211,14 @@ def _collect(
                 f"{MAX_CHART_BUCKETS:,}: give a larger bucket or a narrower window"
             )
         buckets = _buckets(connection, window, origin, end, size)
-    placed = select_losses(since_ns, until_ns).subquery()
+    sql = Sql(DIALECTS[connection.dialect.name])
+    placed = select_losses(sql, since_ns, until_ns)
     losses = tuple(
         LossCount(reason, rows, int(lost))
-        for reason, rows, lost in connection.execute(
-            select(placed.c.reason, func.count(), func.sum(placed.c.count))
-            .group_by(placed.c.reason)
-            .order_by(placed.c.reason)
+        for reason, rows, lost in connection.exec_driver_sql(
+            f"SELECT reason, count(*), sum(count) FROM ({placed}) AS placed"
+            " GROUP BY reason ORDER BY reason",
+            tuple(sql.params),
         )
     )
     return Stats(

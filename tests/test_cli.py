@@ -437,7 +437,7 @@ def test_query_does_not_load_alembic_or_cffi(populated: PopulatedStore) -> None:
         "    cli.main()\n"
         "except SystemExit as exit:\n"
         "    assert exit.code == 0, exit.code\n"
-        "heavy = {'alembic', 'cffi', '_cffi_backend', 'rich', 'mako'}\n"
+        "heavy = {'alembic', 'cffi', '_cffi_backend', 'rich', 'mako', 'sqlalchemy', 're2'}\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy\n"
         "             or m.startswith('kextlog_store._native')), file=sys.stderr)\n"
     )

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
 
 from kextlog_store.errors import UsageError
 from kextlog_store.follow import FOLLOW_LINES, follow
@@ -24,7 +23,7 @@ from kextlog_store.levels import Level
 from kextlog_store.query import RecordFilter
 from kextlog_store.records import Cursor, Entry, Loss, Record
 from kextlog_store.store import schema
-from kextlog_store.store.engine import read_engine
+from kextlog_store.store.engine import Reader, reader
 from tests.conftest import NS, ROOT, PopulatedStore, wait_until
 from tests.processes import start_ingest, start_simulator, wait_for_socket
 from tests.test_cli import marker, short
@@ -35,7 +34,7 @@ POLL = 0.05
 class Follower:
     """follow() on a thread, its entries handed over through a queue."""
 
-    def __init__(self, engine: Engine, record_filter: RecordFilter) -> None:
+    def __init__(self, engine: Reader, record_filter: RecordFilter) -> None:
         self.stop = threading.Event()
         self.entries: queue.Queue[Entry | BaseException] = queue.Queue()
         found = follow(engine, record_filter, poll_seconds=POLL, stop=self.stop)
@@ -67,7 +66,7 @@ class Follower:
 
 @pytest.fixture
 def following(populated: PopulatedStore) -> Iterator[list[Follower]]:
-    engine = read_engine(populated.url)
+    engine = reader(populated.url)
     started: list[Follower] = []
     yield started
     for follower in started:
@@ -78,7 +77,7 @@ def following(populated: PopulatedStore) -> Iterator[list[Follower]]:
 def start_following(
     started: list[Follower], populated: PopulatedStore, **fields: object
 ) -> Follower:
-    follower = Follower(read_engine(populated.url), RecordFilter(**fields))  # type: ignore[arg-type]
+    follower = Follower(reader(populated.url), RecordFilter(**fields))  # type: ignore[arg-type]
     started.append(follower)
     return follower
 
@@ -222,7 +221,7 @@ def test_follow_from_since_or_a_cursor_shows_everything_after_it(
 def test_follow_refuses_reverse_and_until(
     populated: PopulatedStore, fields: dict[str, object], message: str
 ) -> None:
-    engine = read_engine(populated.url)
+    engine = reader(populated.url)
     with pytest.raises(UsageError, match=message):
         next(follow(engine, RecordFilter(**fields)))  # type: ignore[arg-type]
     engine.dispose()

@@ -26,26 +26,26 @@ BOTH_BACKENDS = True
 
 
 def buckets(url: str) -> tuple[dict[tuple[int, int, int], int], dict[tuple[int, int, int], int]]:
-    """(record_counts, the records counted by the same buckets), in one snapshot."""
+    """(record_counts, the records counted by the same buckets), in one
+    snapshot: one statement (two would each see their own while ingest
+    commits, on PostgreSQL's READ COMMITTED and on SQLite without BEGIN)."""
     engine = create_engine(url)
     try:
-        with engine.begin() as connection:
-            kept = connection.execute(
-                text("SELECT minute, level, instance_id, count FROM record_counts")
-            ).all()
-            counted = connection.execute(
+        with engine.connect() as connection:
+            rows = connection.execute(
                 text(
-                    f"SELECT {schema.minute_sql('time_ns')}, level, id >> {schema.SEQ_BITS},"
-                    " count(*) FROM records GROUP BY 1, 2, 3"
+                    "SELECT 1, minute, level, instance_id, count FROM record_counts UNION ALL"
+                    f" SELECT 0, {schema.minute_sql('time_ns')}, level, id >> {schema.SEQ_BITS},"
+                    " count(*) FROM records GROUP BY 2, 3, 4"
                 )
             ).all()
     finally:
         engine.dispose()
-
-    def as_dict(rows: list) -> dict[tuple[int, int, int], int]:
-        return {(int(m), int(lv), int(i)): int(c) for m, lv, i, c in rows}
-
-    return as_dict(kept), as_dict(counted)
+    kept: dict[tuple[int, int, int], int] = {}
+    counted: dict[tuple[int, int, int], int] = {}
+    for is_kept, minute, level, instance, count in rows:
+        (kept if is_kept else counted)[int(minute), int(level), int(instance)] = int(count)
+    return kept, counted
 
 
 def assert_true_counters(url: str) -> int:

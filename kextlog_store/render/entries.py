@@ -16,6 +16,7 @@ from datetime import tzinfo
 from enum import Enum
 from typing import Any, TextIO
 
+from ..levels import Level
 from ..records import Cursor, Entry, Loss, LossReason, Record
 from .rows import csv_texts, write_table
 from .text import LEVEL_STYLES, MARKER_STYLE, Clock, escape, json_text, paint, zone
@@ -33,12 +34,19 @@ class RecordFormat(str, Enum):
     CAT = "cat"
 
 
+# Each level's name as a line shows it, padded (an enum's .name is a call).
+_LEVEL_NAMES = {level: f"{level.name:<7}" for level in Level}
+
+
 def _line(stamp: str, record: Record) -> str:
     """STAMP LEVEL   process[pid:tid]: message, on one line: a trailing
     newline of the message is dropped, further lines are indented under the
     first, control characters escaped."""
-    head = f"{stamp} {record.level.name:<7} {escape(record.process)}[{record.pid}:{record.tid}]: "
-    message = escape(record.shown.rstrip("\n")).replace("\n", "\n" + " " * len(head))
+    process = escape(record.process)
+    head = f"{stamp} {_LEVEL_NAMES[record.level]} {process}[{record.pid}:{record.tid}]: "
+    message = escape(record.shown.rstrip("\n"))
+    if "\n" in message:
+        message = message.replace("\n", "\n" + " " * len(head))
     return head + message
 
 
@@ -153,11 +161,10 @@ def _lines(line: Callable[[Record, Clock], str]) -> RecordWriter:
         for entry in entries:
             if isinstance(entry, Record):
                 text = line(entry, clock)
-                out.write(paint(text, LEVEL_STYLES.get(entry.level)) if color else text)
+                out.write((paint(text, LEVEL_STYLES.get(entry.level)) if color else text) + "\n")
             else:
                 text = loss_short(entry)
-                out.write(paint(text, MARKER_STYLE) if color else text)
-            out.write("\n")
+                out.write((paint(text, MARKER_STYLE) if color else text) + "\n")
 
     return write
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from sqlalchemy import exc as sa_exc
-
 from ..errors import DatabaseError, one_line
 
 # What to do with a file kextlog cannot use; it never changes such a file.
@@ -74,9 +72,8 @@ _PG_PASSING = {
 
 def driver_error(error: BaseException) -> BaseException:
     """The driver's own error inside SQLAlchemy's wrapper (or error itself)."""
-    if isinstance(error, sa_exc.StatementError) and error.orig is not None:
-        return error.orig
-    return error
+    orig = getattr(error, "orig", None)  # SQLAlchemy's StatementError: not imported to ask
+    return orig if isinstance(orig, BaseException) else error
 
 
 def sqlite_code(error: BaseException) -> int | None:
@@ -121,7 +118,7 @@ def passing_failure(error: BaseException) -> str | None:
     held past the busy timeout, a lost server connection, a deadlock the
     server broke): the same transaction may succeed when tried again.  None when trying again cannot
     help: a damaged file, a missing table, a bug."""
-    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+    if getattr(error, "connection_invalidated", False):  # SQLAlchemy's DBAPIError
         return "connection lost"
     cause = driver_error(error)
     if not isinstance(cause, sqlite3.Error):

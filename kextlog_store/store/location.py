@@ -14,9 +14,6 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import exc as sa_exc
-from sqlalchemy import make_url
-
 from .. import paths, redact
 from ..errors import DatabaseError, Missing, UnsafePath, UsageError
 
@@ -61,9 +58,9 @@ def database_url(db: str | None = None) -> str:
 
 def _sqlite_file(url: str) -> Path | None:
     """The file of a SQLite URL (check_database has refused one without)."""
-    if not url.startswith("sqlite"):
-        return None
-    return Path(make_url(url).database or "")
+    from .engine import sqlite_path  # it imports this module
+
+    return sqlite_path(url)
 
 
 def check_database(value: str) -> None:
@@ -74,6 +71,10 @@ def check_database(value: str) -> None:
         raise UsageError("the database path has a NUL character")
     if "://" not in value:
         return
+    # A URL only: a path's query never loads SQLAlchemy.
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy import make_url
+
     redact.remember(value)
     scheme, rest = value.split("://", 1)
     if scheme in ("postgresql", "postgres"):
