@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kextlog_store.levels import Level
@@ -27,7 +27,7 @@ from kextlog_store.render.entries import (
 )
 from kextlog_store.render.figures import prune_lines
 from kextlog_store.render.rows import SqlFormat, table_lines, write_rows
-from kextlog_store.render.text import iso_time
+from kextlog_store.render.text import escape, iso_time
 
 UTC = timezone.utc
 NS = 1_000_000_000
@@ -517,8 +517,53 @@ def test_every_format_escapes_c1_and_bidi(message: str) -> None:
     for output in RecordFormat:
         text = terminal_text(output, [record(message=message, process="p\x9b1m")])
         assert not re.search(UNSAFE, text), (output, text)
-    assert record_cat(record(message="csi\x9b2J")) == "csi\\x9b2J"
+    assert record_cat(record(message="csi\x9b2J")) == "csi\\u009b2J"
     assert record_cat(record(message="rlo\u202e")) == "rlo\\u202e"
+
+
+def read_escapes(shown: str, *, newlines: bool = False) -> str:
+    """What a reader makes of escaped text: \\\\ a backslash, \\xHH a byte
+    (below 0x80 its character; above, a byte that is not text, as
+    surrogateescape keeps it), \\uHHHH a character, with newlines \\n a
+    newline; any other backslash is itself."""
+    out, at = [], 0
+    while at < len(shown):
+        if shown.startswith("\\\\", at):
+            out.append("\\")
+            at += 2
+        elif newlines and shown.startswith("\\n", at):
+            out.append("\n")
+            at += 2
+        elif re.match(r"\\x[0-9a-f]{2}", shown[at:]):
+            code = int(shown[at + 2 : at + 4], 16)
+            out.append(chr(code if code < 0x80 else 0xDC00 + code))
+            at += 4
+        elif re.match(r"\\u[0-9a-f]{4}", shown[at:]):
+            out.append(chr(int(shown[at + 2 : at + 6], 16)))
+            at += 6
+        else:
+            out.append(shown[at])
+            at += 1
+    return "".join(out)
+
+
+@settings(max_examples=500)
+@given(
+    st.text(
+        st.one_of(
+            st.sampled_from("\\xu0123456789abcdef\x1b\x9b\x00\n\u202e\udcff\udc9b\udc80"),
+            st.characters(max_codepoint=0x250, exclude_categories=("Cs",)),
+        ),
+        max_size=40,
+    )
+)
+def test_every_escape_shown_means_one_character(text: str) -> None:
+    """A literal backslash that would read as an escape is doubled, a C1
+    control is not taken for a byte that is not text: what is shown reads
+    back as the text (with a byte that is not text as surrogateescape has it)."""
+    assert read_escapes(escape(text)) == text
+    assert read_escapes(escape(text, newlines=True), newlines=True) == text
+    assert record_cat(record(message="a \\x41 \\\x1b")) == "a \\\\x41 \\\\\\x1b"
 
 
 @given(hostile_text)
@@ -554,7 +599,7 @@ def test_csv_on_a_terminal_is_escaped() -> None:
     assert "esc \\x1b[31mred" in text
     out = io.StringIO()
     write_rows(["c\x9b"], [("\x1b]0;x\x07",)], SqlFormat.CSV, out, terminal=True)
-    assert out.getvalue() == "c\\x9b\n\\x1b]0;x\\x07\n"
+    assert out.getvalue() == "c\\u009b\n\\x1b]0;x\\x07\n"
 
 
 @given(hostile_text, hostile_text)

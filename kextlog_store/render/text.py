@@ -32,8 +32,8 @@ _JSON_UNSAFE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 def escape(text: str, *, newlines: bool = False) -> str:
     """text safe to write to a terminal: every character that could drive it
     (C0 but tab and newline, DEL, C1, bidirectional overrides) as an escape
-    such as \\x1b or \\u202e, a byte that is not text (Record.shown) as
-    \\xff; with newlines, a newline too, as \\n (for what must stay on one
+    such as \\x1b, \\u009b or \\u202e, a byte that is not text (Record.shown)
+    as \\xff; with newlines, a newline too, as \\n (for what must stay on one
     line).  A literal backslash is doubled where it would read as an escape,
     so every escape shown means one character.  Every text output of
     kextlog goes through it."""
@@ -49,7 +49,8 @@ def _escaped(match: re.Match[str]) -> str:
         return "\\n"
     if 0xDC80 <= code <= 0xDCFF:  # a byte that is not text
         return f"\\x{code - 0xDC00:02x}"
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    # \x for a byte, \u for a character: a C1 control (U+009B) is not the byte 0x9b.
+    return f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}"
 
 
 def json_text(value: Any, indent: int | None = None) -> str:
