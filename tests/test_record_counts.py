@@ -1,7 +1,8 @@
-"""record_counts: the records per (minute, level, instance) that ingest and
-prune keep in the transactions that write and delete the records, checked
-against a count of the records after each way records come and go, on
-both back ends."""
+"""The counters: records per (minute, level, instance) in record_counts and
+per (pid, process, instance) in pid_counts, which ingest and prune keep in
+the transactions that write and delete the records, checked against a
+count of the records after each way records come and go, on both back
+ends."""
 
 from __future__ import annotations
 
@@ -24,35 +25,51 @@ from tests.processes import start_ingest, start_simulator
 
 BOTH_BACKENDS = True
 
+# Each counter table, and the same buckets counted from the records.
+COUNTERS = {
+    "record_counts": (
+        "SELECT minute, level, instance_id, count FROM record_counts",
+        f"SELECT {schema.minute_sql('time_ns')}, level, id >> {schema.SEQ_BITS}, count(*)"
+        " FROM records GROUP BY 1, 2, 3",
+    ),
+    "pid_counts": (
+        "SELECT pid, process, instance_id, count FROM pid_counts",
+        f"SELECT pid, process, id >> {schema.SEQ_BITS}, count(*) FROM records GROUP BY 1, 2, 3",
+    ),
+}
 
-def buckets(url: str) -> tuple[dict[tuple[int, int, int], int], dict[tuple[int, int, int], int]]:
-    """(record_counts, the records counted by the same buckets), in one snapshot."""
+Buckets = dict[tuple, int]
+
+
+def buckets(url: str) -> dict[str, tuple[Buckets, Buckets]]:
+    """Each counter table's buckets, and the records counted by the same
+    buckets, in one snapshot."""
     engine = create_engine(url)
     try:
         with engine.begin() as connection:
-            kept = connection.execute(
-                text("SELECT minute, level, instance_id, count FROM record_counts")
-            ).all()
-            counted = connection.execute(
-                text(
-                    f"SELECT {schema.minute_sql('time_ns')}, level, id >> {schema.SEQ_BITS},"
-                    " count(*) FROM records GROUP BY 1, 2, 3"
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+            else:
+                connection.exec_driver_sql("BEGIN")  # pysqlite would not, for reads
+            return {
+                table: tuple(  # type: ignore[misc]
+                    {tuple(row[:-1]): int(row[-1]) for row in connection.execute(text(sql))}
+                    for sql in (kept, counted)
                 )
-            ).all()
+                for table, (kept, counted) in COUNTERS.items()
+            }
     finally:
         engine.dispose()
 
-    def as_dict(rows: list) -> dict[tuple[int, int, int], int]:
-        return {(int(m), int(lv), int(i)): int(c) for m, lv, i, c in rows}
-
-    return as_dict(kept), as_dict(counted)
-
 
 def assert_true_counters(url: str) -> int:
-    """The counters equal a count of the records; returns how many records."""
-    kept, counted = buckets(url)
-    assert kept == counted
-    return sum(counted.values())
+    """Both tables of counters equal a count of the records, and none is
+    left at 0; returns how many records."""
+    tables = buckets(url)
+    for kept, counted in tables.values():
+        assert kept == counted
+        assert all(count > 0 for count in kept.values())
+    return sum(tables["record_counts"][1].values())
 
 
 def ingested(url: str, tmp_path: Path, count: int) -> None:
@@ -87,11 +104,8 @@ def test_prune_subtracts_what_it_removes(
     before = assert_true_counters(populated.url)
     result = kextlog("prune", *prune)
     assert result.returncode == 0, result.stderr
-    after = assert_true_counters(populated.url)
+    after = assert_true_counters(populated.url)  # emptied buckets went
     assert 0 < after < before
-    # Emptied buckets go: no counter is left at 0.
-    kept, _ = buckets(populated.url)
-    assert all(count > 0 for count in kept.values())
 
 
 @pytest.mark.sqlite_only
@@ -132,7 +146,7 @@ def test_retention_while_ingesting_keeps_them_true(store_url: str, tmp_path: Pat
 
 def debugging(url: str) -> bool:
     """Whether trace or debug records are stored."""
-    return any(level <= 2 for _, level, _ in buckets(url)[1])
+    return any(level <= 2 for _, level, _ in buckets(url)["record_counts"][1])
 
 
 def test_a_killed_ingest_leaves_them_true(store_url: str, tmp_path: Path) -> None:
