@@ -90,6 +90,26 @@ def test_ingest_counts_what_it_stores(store_url: str, tmp_path: Path) -> None:
     assert assert_true_counters(store_url) == 20_000
 
 
+def test_a_process_name_with_nul_is_counted_as_stored(store_url: str) -> None:
+    """PostgreSQL's text holds no NUL: the writer stores U+FFFD for it, and
+    counts the name as stored."""
+    writer = Writer(write_engine(store_url), host="test-host")
+    state = writer.register(
+        "ab" * 16, first_seq=1, source="unix:/s", name="sim", boot_id="b",
+        producer_version="1", now_ns=0,
+    )  # fmt: skip
+    rows = [
+        (seq, 10**18 + seq, 0, 3, 0, 7, 7, "a\x00b" if seq % 2 else "ab", "m") for seq in (1, 2, 3)
+    ]
+    state.high_water = 3
+    try:
+        writer.commit({state.id: rows}, [], [state], 0)
+    finally:
+        writer.engine.dispose()
+    assert assert_true_counters(store_url) == 3
+    assert len(buckets(store_url)["pid_counts"][0]) == 2
+
+
 @pytest.mark.parametrize(
     "prune",
     [

@@ -7,7 +7,8 @@ import socket
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from operator import itemgetter
+from itertools import repeat
+from operator import add, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, Row, Table, bindparam, func, select, update
@@ -36,7 +37,8 @@ class InstanceState:
 # KMSG_FIELDS after them in a row of the kernel's own log): a row of width n
 # fills the first n, its seq going into the key.
 COLUMNS = ROW_FIELDS + KMSG_FIELDS
-_time_ns, _level, _pid_process = itemgetter(TIME_NS), itemgetter(LEVEL), itemgetter(PID, PROCESS)
+_time_ns, _level = itemgetter(TIME_NS), itemgetter(LEVEL)
+_pid, _process = itemgetter(PID), itemgetter(PROCESS)
 # Their PostgreSQL types, for binary COPY (see schema.records).
 COPY_TYPES = {
     "time_ns": "int8", "mono_ns": "int8", "level": "int2", "flags": "int2", "pid": "int4",
@@ -238,17 +240,18 @@ class Counts:
             self.minutes.update(
                 (row[TIME_NS] // NS_PER_MINUTE, row[LEVEL], instance_id) for row in rows
             )
-        for (pid, process), count in Counter(map(_pid_process, rows)).items():
-            if nul_free and "\x00" in process:
-                process = process.replace("\x00", "\ufffd")
-            self.pids[pid, process, instance_id] += count
+        # Counted in C: a key per record, made by zip.
+        self.pids.update(zip(map(_pid, rows), map(_process, rows), repeat(instance_id)))
+        if nul_free:
+            for key in [key for key in self.pids if "\x00" in key[1]]:
+                pid, process, instance = key
+                self.pids[pid, process.replace("\x00", "\ufffd"), instance] += self.pids.pop(key)
 
 
 def add_counts(connection: Connection, counts: Counts) -> None:
     """Adds counts to the counters in the caller's transaction, a statement
     per bucket and never per record; a bucket left at 0 goes.  record_counts
-    first, then pid_counts, each in key order: two transactions that lock
-    the same buckets lock them alike."""
+    first, then pid_counts."""
     _add(connection, "record_counts", ("minute", "level", "instance_id"), counts.minutes)
     _add(connection, "pid_counts", ("pid", "process", "instance_id"), counts.pids)
 
@@ -260,14 +263,17 @@ def _add(
         return
     marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     columns, values = ", ".join(key), ", ".join(marker for _ in range(len(key) + 1))
-    buckets = sorted(counts.items())
+    # PostgreSQL: in key order, so that two transactions that lock the same
+    # buckets lock them alike.  (SQLite has one writer at a time.)
+    buckets = sorted(counts) if connection.dialect.name == "postgresql" else list(counts)
     connection.exec_driver_sql(
         f"INSERT INTO {table} ({columns}, count) VALUES ({values})"
         f" ON CONFLICT ({columns}) DO UPDATE SET count = {table}.count + excluded.count",
-        [(*bucket, count) for bucket, count in buckets],
+        # (*bucket, count) of each, made in C: a batch has thousands of pids.
+        list(map(add, buckets, zip(map(counts.__getitem__, buckets)))),
     )
-    emptied = [bucket for bucket, count in buckets if count < 0]
-    if emptied:
+    if min(counts.values()) < 0:
+        emptied = [bucket for bucket in buckets if counts[bucket] < 0]
         keys = " AND ".join(f"{column} = {marker}" for column in key)
         connection.exec_driver_sql(f"DELETE FROM {table} WHERE {keys} AND count = 0", emptied)
 
