@@ -185,8 +185,15 @@ def _collect(
     window = _Window(since_ns, until_ns)
     by_level = _counts(connection, window)
     levels = tuple(by_level.get((0, int(level)), 0) for level in Level)
+    # A subquery each: SQLite finds a lone min() or max() at an end of the
+    # time index, but reads the whole index for both in one SELECT.
     first_ns, last_ns = connection.execute(
-        select(func.min(_records.c.time_ns), func.max(_records.c.time_ns)).where(*window.terms)
+        select(
+            *(
+                select(extreme(_records.c.time_ns)).where(*window.terms).scalar_subquery()
+                for extreme in (func.min, func.max)
+            )
+        )
     ).one()
     processes = sorted(
         (
