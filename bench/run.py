@@ -322,8 +322,9 @@ def query_figures(report: Report, scratch: Path, sizes: Sizes) -> Path:
 
 def stats_figure(report: Report, db: Path, import_seconds: float, repeats: int) -> None:
     """`kextlog stats` of the whole store: levels, the rate chart and the
-    instances' stored records come from the counters; the table per process
-    still reads every record."""
+    instances' stored records add up record_counts, the table per process
+    pid_counts (the store's builder, single_writer, keeps both as ingest
+    does)."""
     report.add(
         "stats of the whole store: whole command",
         median_seconds([*KEXTLOG, "stats", "--db", str(db)], repeats) * 1000,

@@ -7,8 +7,9 @@
  * DB is a database `kextlog db upgrade` created.  COUNT records come from the
  * simulator's workload (same messages, pids, levels) and go in through C
  * prepared statements: the same columns, transactions of 10,000 records with
- * their counters (an upsert per minute and level of the batch, counted before
- * the statement, as ingest's writer does), and the same sorted pid_index
+ * their counters (an upsert per minute and level, and per pid and process, of
+ * the batch, counted before the statements, as ingest's writer does), and the
+ * same sorted pid_index
  * merge every 200,000 as ingest.  Times are the
  * clock's (DAYS absent) or spread evenly over the DAYS before now.  Prints one
  * JSON line: records, seconds spent in SQLite (making the records is not
@@ -37,6 +38,18 @@ struct kextlog_bucket {
 };
 static struct kextlog_bucket buckets[MINUTES];
 static int bucket_count;
+
+/* A batch's records per (pid, process), as the writer counts them: open
+ * addressing, counted out when half full (the workload has 3,000 pids). */
+#define PID_SLOTS 8192
+struct kextlog_pid_bucket {
+	uint32_t pid;
+	int64_t count; /* 0: a free slot */
+	char name[KEXTLOG_PROCESS_NAME_MAX];
+};
+static struct kextlog_pid_bucket pid_buckets[PID_SLOTS];
+static int pid_used[PID_SLOTS / 2];
+static int pid_used_count;
 
 static struct kextlog_workload workload;
 static char message[KEXTLOG_MESSAGE_MAX + 1];
@@ -112,6 +125,43 @@ static void count_record(sqlite3 *db, sqlite3_stmt *upsert, int64_t instance, in
 	buckets[bucket_count - 1].counts[level < LEVELS ? level : LEVELS - 1]++;
 }
 
+static void count_pids_out(sqlite3 *db, sqlite3_stmt *upsert, int64_t instance)
+{
+	for (int i = 0; i < pid_used_count; i++) {
+		struct kextlog_pid_bucket *bucket = &pid_buckets[pid_used[i]];
+
+		sqlite3_bind_int(upsert, 1, (int)bucket->pid);
+		sqlite3_bind_text(upsert, 2, bucket->name, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(upsert, 3, instance);
+		sqlite3_bind_int64(upsert, 4, bucket->count);
+		check(sqlite3_step(upsert), db, "pid counter upsert");
+		sqlite3_reset(upsert);
+		bucket->count = 0;
+	}
+	pid_used_count = 0;
+}
+
+static void count_pid(sqlite3 *db, sqlite3_stmt *upsert, int64_t instance, uint32_t pid,
+    const char *name)
+{
+	uint32_t slot = (pid * 2654435761u) & (PID_SLOTS - 1);
+
+	while (pid_buckets[slot].count && (pid_buckets[slot].pid != pid ||
+	    strncmp(pid_buckets[slot].name, name, KEXTLOG_PROCESS_NAME_MAX) != 0))
+		slot = (slot + 1) & (PID_SLOTS - 1);
+	if (!pid_buckets[slot].count) {
+		if (pid_used_count == PID_SLOTS / 2) {
+			count_pids_out(db, upsert, instance);
+			count_pid(db, upsert, instance, pid, name);
+			return;
+		}
+		pid_buckets[slot].pid = pid;
+		memcpy(pid_buckets[slot].name, name, KEXTLOG_PROCESS_NAME_MAX);
+		pid_used[pid_used_count++] = (int)slot;
+	}
+	pid_buckets[slot].count++;
+}
+
 static void merge_pids(sqlite3 *db, sqlite3_stmt *merge, int64_t first, int64_t last)
 {
 	sqlite3_bind_int64(merge, 1, first);
@@ -123,7 +173,7 @@ static void merge_pids(sqlite3 *db, sqlite3_stmt *merge, int64_t first, int64_t 
 int main(int argc, char **argv)
 {
 	sqlite3 *db;
-	sqlite3_stmt *insert, *merge, *upsert;
+	sqlite3_stmt *insert, *merge, *upsert, *pid_upsert;
 	uint64_t count, start_ns, time_ns, step_ns = 0, began, seconds_ns = 0;
 	int64_t instance, merged = 0;
 
@@ -156,6 +206,10 @@ int main(int argc, char **argv)
 	    " VALUES (?, ?, ?, ?) ON CONFLICT (minute, level, instance_id)"
 	    " DO UPDATE SET count = record_counts.count + excluded.count", -1, &upsert, NULL), db,
 	    "prepare upsert");
+	check(sqlite3_prepare_v2(db, "INSERT INTO pid_counts (pid, process, instance_id, count)"
+	    " VALUES (?, ?, ?, ?) ON CONFLICT (pid, process, instance_id)"
+	    " DO UPDATE SET count = pid_counts.count + excluded.count", -1, &pid_upsert, NULL), db,
+	    "prepare pid upsert");
 	kextlog_workload_init(&workload, 1);
 
 	for (uint64_t seq = 1; seq <= count; seq++) {
@@ -177,8 +231,10 @@ int main(int argc, char **argv)
 		check(sqlite3_step(insert), db, "insert");
 		sqlite3_reset(insert);
 		count_record(db, upsert, instance, (int64_t)time_ns, message_level);
+		count_pid(db, pid_upsert, instance, workload.current.pid, workload.current.name);
 		if (seq % BATCH == 0 || seq == count) {
 			count_out(db, upsert, instance);
+			count_pids_out(db, pid_upsert, instance);
 			run(db, "COMMIT");
 			if (id - merged >= PID_MERGE || seq == count) {
 				run(db, "BEGIN");
@@ -195,6 +251,7 @@ int main(int argc, char **argv)
 	sqlite3_finalize(insert);
 	sqlite3_finalize(merge);
 	sqlite3_finalize(upsert);
+	sqlite3_finalize(pid_upsert);
 	sqlite3_close(db);
 	printf("{\"records\": %llu, \"seconds\": %.3f, \"per_second\": %.0f}\n",
 	    (unsigned long long)count, seconds_ns / 1e9, count / (seconds_ns / 1e9));

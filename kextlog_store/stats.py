@@ -7,9 +7,9 @@ in one read transaction (one snapshot: the figures agree with each other
 while ingest commits).  Records per level, per bucket and per instance add
 up the counters (record_counts: a row per minute, level and instance),
 counting records only in the minutes a window cuts (and every record of
-the window for buckets shorter than a minute); per process is a scan of
-the window (the counters have no process).  Rendering is
-render.figures.write_stats.
+the window for buckets shorter than a minute).  Per process, the whole
+store adds up pid_counts (a row per pid, process and instance); a window
+counts its records.  Rendering is render.figures.write_stats.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, text, true
+from sqlalchemy import Connection, Select, and_, func, select, text, true
 from sqlalchemy import exc as sa_exc
 
 from .conditions import DIALECTS, Sql
@@ -186,16 +186,21 @@ def _collect(
     window = _Window(since_ns, until_ns)
     by_level = _counts(connection, window)
     levels = tuple(by_level.get((0, int(level)), 0) for level in Level)
+    # A subquery each: SQLite finds a lone min() or max() at an end of the
+    # time index, but reads the whole index for both in one SELECT.
     first_ns, last_ns = connection.execute(
-        select(func.min(_records.c.time_ns), func.max(_records.c.time_ns)).where(*window.terms)
+        select(
+            *(
+                select(extreme(_records.c.time_ns)).where(*window.terms).scalar_subquery()
+                for extreme in (func.min, func.max)
+            )
+        )
     ).one()
-    by_process = connection.execute(
-        select(_records.c.process, func.count(), func.count(_records.c.pid.distinct()))
-        .where(*window.terms)
-        .group_by(_records.c.process)
-    ).all()
     processes = sorted(
-        (ProcessCount(name, count, pids) for name, count, pids in by_process),
+        (
+            ProcessCount(name, int(count), pids)  # PostgreSQL sums bigints as numeric
+            for name, count, pids in connection.execute(_by_process(window))
+        ),
         key=lambda item: (-item.records, item.process),
     )
     size = bucket_ns
@@ -260,6 +265,21 @@ class _Window:
             self.edges.append((since_ns, self.first * NS_PER_MINUTE - 1))
         if self.last is not None and until_ns is not None:
             self.edges.append(((self.last + 1) * NS_PER_MINUTE, until_ns))
+
+
+def _by_process(window: _Window) -> Select:
+    """Records and distinct pids per process name: of the whole store, a row
+    of pid_counts per (pid, process, instance); of a window, its records."""
+    if not window.terms:
+        pids = schema.pid_counts
+        return select(
+            pids.c.process, func.sum(pids.c.count), func.count(pids.c.pid.distinct())
+        ).group_by(pids.c.process)
+    return (
+        select(_records.c.process, func.count(), func.count(_records.c.pid.distinct()))
+        .where(*window.terms)
+        .group_by(_records.c.process)
+    )
 
 
 def _counts(

@@ -27,7 +27,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,7 @@ from kextlog_store.records import Entry, Loss, Record
 from kextlog_store.store import migrate, schema
 from kextlog_store.store.engine import write_engine
 from kextlog_store.store.location import database_url
-from kextlog_store.store.writer import add_counts
+from kextlog_store.store.writer import Counts, add_counts
 from tests import postgres_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -317,17 +316,13 @@ def insert_records(url: str, instances: Iterable[Instance], records: Iterable[Re
         if rows:
             connection.execute(insert(schema.records), rows)
             # The records' counters, as the writer keeps them.
-            add_counts(
-                connection,
-                Counter(
-                    (
-                        row["time_ns"] // schema.NS_PER_MINUTE,
-                        row["level"],
-                        row["id"] >> schema.SEQ_BITS,
-                    )
-                    for row in rows
-                ),
-            )
+            counts = Counts()
+            for row in rows:
+                instance_id = row["id"] >> schema.SEQ_BITS
+                minute = row["time_ns"] // schema.NS_PER_MINUTE
+                counts.minutes[minute, row["level"], instance_id] += 1
+                counts.pids[row["pid"], row["process"], instance_id] += 1
+            add_counts(connection, counts)
         if indexed:
             connection.execute(insert(schema.pid_index), indexed)
         if connection.dialect.name == "postgresql":

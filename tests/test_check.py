@@ -253,7 +253,7 @@ def test_check_finds_rows_that_went_without_prune(lossy: PopulatedStore) -> None
     uuid1, uuid2 = (instance.uuid for instance in lossy.instances)
     # Instance 1: seq 100 is gone; instance 2: 6 lost seqs (55..60) with their row.
     lines = result.stdout.splitlines()
-    assert lines[-5:-2] == [
+    assert lines[-6:-3] == [
         "  FAIL  accounting (2 instances)",
         f"          instance {uuid1}: 181 seqs (1..181), but stored 168 + lost 9 + filtered 0"
         " + pruned 3 = 180 (1 not accounted for)",
@@ -269,16 +269,24 @@ def test_check_finds_rows_that_went_without_prune(lossy: PopulatedStore) -> None
         == (uuid1, gone.level, minute)
     ]  # fmt: skip
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(minute * 60))
-    assert lines[-2:] == [
-        f"  FAIL  counters ({lines[-2].split('(')[1]}",
+    # ... and its pid's, under the record's process.
+    same_pid = [
+        r for r in lossy.records
+        if (r.instance, r.pid, r.process) == (uuid1, gone.pid, gone.process)
+    ]  # fmt: skip
+    assert lines[-3:] == [
+        f"  FAIL  counters ({lines[-3].split('(')[1]}",
         f"          instance {uuid1}, level {int(gone.level)}, minute {when}:"
         f" counted {len(bucket)}, stored {len(bucket) - 1}",
+        f"          instance {uuid1}, pid {gone.pid} ({gone.process}):"
+        f" counted {len(same_pid)}, stored {len(same_pid) - 1}",
     ]
 
 
 def test_check_finds_counters_that_disagree_with_the_records(populated: PopulatedStore) -> None:
-    """A counter raised, one deleted, and one for a minute with no records:
-    each bucket is reported with both figures."""
+    """In each table of counters, a counter changed, one deleted, and one
+    for a bucket with no records: each bucket is reported with both
+    figures."""
     with sqlite3.connect(populated.path) as connection:
         (minute, level, instance, count), (minute2, level2, instance2, count2) = connection.execute(
             "SELECT minute, level, instance_id, count FROM record_counts"
@@ -294,6 +302,20 @@ def test_check_finds_counters_that_disagree_with_the_records(populated: Populate
             (minute2, level2, instance2),
         )
         connection.execute("INSERT INTO record_counts VALUES (7, 3, 1, 2)")
+        (pid, process, instance3, count3), (pid2, process2, instance4, count4) = connection.execute(
+            "SELECT pid, process, instance_id, count FROM pid_counts"
+            " ORDER BY pid, process, instance_id LIMIT 2"
+        ).fetchall()
+        connection.execute(
+            "UPDATE pid_counts SET count = count - 1 WHERE pid = ? AND process = ?"
+            " AND instance_id = ?",
+            (pid, process, instance3),
+        )
+        connection.execute(
+            "DELETE FROM pid_counts WHERE pid = ? AND process = ? AND instance_id = ?",
+            (pid2, process2, instance4),
+        )
+        connection.execute("INSERT INTO pid_counts VALUES (99999, 'ghost', 1, 4)")
     report = check.check(populated.url)
     failed = {finding.check: finding.problems for finding in report.failed}
     uuids = {instance.id: instance.uuid for instance in populated.instances}
@@ -308,8 +330,20 @@ def test_check_finds_counters_that_disagree_with_the_records(populated: Populate
             f" counted {count + 5}, stored {count}",
             f"instance {uuids[instance2]}, level {level2}, minute {when(minute2)}:"
             f" counted 0, stored {count2}",
+            f"instance {uuids[instance3]}, pid {pid} ({process}):"
+            f" counted {count3 - 1}, stored {count3}",
+            f"instance {uuids[instance4]}, pid {pid2} ({process2}): counted 0, stored {count4}",
+            f"instance {uuids[1]}, pid 99999 (ghost): counted 4, stored 0",
         )
     }
+
+
+def test_check_of_a_store_before_pid_counts(populated: PopulatedStore) -> None:
+    migrate.downgrade(populated.url, "0008")
+    report = check.check(populated.url)
+    assert report.failed == ()
+    (counters,) = [finding for finding in report.findings if finding.check == "counters"]
+    assert counters.note.endswith(" minute buckets") and not counters.skipped
 
 
 def test_check_of_a_store_before_pruned_counts(populated: PopulatedStore) -> None:

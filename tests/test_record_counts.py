@@ -1,7 +1,8 @@
-"""record_counts: the records per (minute, level, instance) that ingest and
-prune keep in the transactions that write and delete the records, checked
-against a count of the records after each way records come and go, on
-both back ends."""
+"""The counters: records per (minute, level, instance) in record_counts and
+per (pid, process, instance) in pid_counts, which ingest and prune keep in
+the transactions that write and delete the records, checked against a
+count of the records after each way records come and go, on both back
+ends."""
 
 from __future__ import annotations
 
@@ -24,35 +25,51 @@ from tests.processes import start_ingest, start_simulator
 
 BOTH_BACKENDS = True
 
+# Each counter table, and the same buckets counted from the records.
+COUNTERS = {
+    "record_counts": (
+        "SELECT minute, level, instance_id, count FROM record_counts",
+        f"SELECT {schema.minute_sql('time_ns')}, level, id >> {schema.SEQ_BITS}, count(*)"
+        " FROM records GROUP BY 1, 2, 3",
+    ),
+    "pid_counts": (
+        "SELECT pid, process, instance_id, count FROM pid_counts",
+        f"SELECT pid, process, id >> {schema.SEQ_BITS}, count(*) FROM records GROUP BY 1, 2, 3",
+    ),
+}
 
-def buckets(url: str) -> tuple[dict[tuple[int, int, int], int], dict[tuple[int, int, int], int]]:
-    """(record_counts, the records counted by the same buckets), in one
-    snapshot: one statement (two would each see their own while ingest
-    commits, on PostgreSQL's READ COMMITTED and on SQLite without BEGIN)."""
+Buckets = dict[tuple, int]
+
+
+def buckets(url: str) -> dict[str, tuple[Buckets, Buckets]]:
+    """Each counter table's buckets, and the records counted by the same
+    buckets, in one snapshot."""
     engine = create_engine(url)
     try:
-        with engine.connect() as connection:
-            rows = connection.execute(
-                text(
-                    "SELECT 1, minute, level, instance_id, count FROM record_counts UNION ALL"
-                    f" SELECT 0, {schema.minute_sql('time_ns')}, level, id >> {schema.SEQ_BITS},"
-                    " count(*) FROM records GROUP BY 2, 3, 4"
+        with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+            else:
+                connection.exec_driver_sql("BEGIN")  # pysqlite would not, for reads
+            return {
+                table: tuple(  # type: ignore[misc]
+                    {tuple(row[:-1]): int(row[-1]) for row in connection.execute(text(sql))}
+                    for sql in (kept, counted)
                 )
-            ).all()
+                for table, (kept, counted) in COUNTERS.items()
+            }
     finally:
         engine.dispose()
-    kept: dict[tuple[int, int, int], int] = {}
-    counted: dict[tuple[int, int, int], int] = {}
-    for is_kept, minute, level, instance, count in rows:
-        (kept if is_kept else counted)[int(minute), int(level), int(instance)] = int(count)
-    return kept, counted
 
 
 def assert_true_counters(url: str) -> int:
-    """The counters equal a count of the records; returns how many records."""
-    kept, counted = buckets(url)
-    assert kept == counted
-    return sum(counted.values())
+    """Both tables of counters equal a count of the records, and none is
+    left at 0; returns how many records."""
+    tables = buckets(url)
+    for kept, counted in tables.values():
+        assert kept == counted
+        assert all(count > 0 for count in kept.values())
+    return sum(tables["record_counts"][1].values())
 
 
 def ingested(url: str, tmp_path: Path, count: int) -> None:
@@ -73,6 +90,26 @@ def test_ingest_counts_what_it_stores(store_url: str, tmp_path: Path) -> None:
     assert assert_true_counters(store_url) == 20_000
 
 
+def test_a_process_name_with_nul_is_counted_as_stored(store_url: str) -> None:
+    """PostgreSQL's text holds no NUL: the writer stores U+FFFD for it, and
+    counts the name as stored."""
+    writer = Writer(write_engine(store_url), host="test-host")
+    state = writer.register(
+        "ab" * 16, first_seq=1, source="unix:/s", name="sim", boot_id="b",
+        producer_version="1", now_ns=0,
+    )  # fmt: skip
+    rows = [
+        (seq, 10**18 + seq, 0, 3, 0, 7, 7, "a\x00b" if seq % 2 else "ab", "m") for seq in (1, 2, 3)
+    ]
+    state.high_water = 3
+    try:
+        writer.commit({state.id: rows}, [], [state], 0)
+    finally:
+        writer.engine.dispose()
+    assert assert_true_counters(store_url) == 3
+    assert len(buckets(store_url)["pid_counts"][0]) == 2
+
+
 @pytest.mark.parametrize(
     "prune",
     [
@@ -87,11 +124,8 @@ def test_prune_subtracts_what_it_removes(
     before = assert_true_counters(populated.url)
     result = kextlog("prune", *prune)
     assert result.returncode == 0, result.stderr
-    after = assert_true_counters(populated.url)
+    after = assert_true_counters(populated.url)  # emptied buckets went
     assert 0 < after < before
-    # Emptied buckets go: no counter is left at 0.
-    kept, _ = buckets(populated.url)
-    assert all(count > 0 for count in kept.values())
 
 
 @pytest.mark.sqlite_only
@@ -132,7 +166,7 @@ def test_retention_while_ingesting_keeps_them_true(store_url: str, tmp_path: Pat
 
 def debugging(url: str) -> bool:
     """Whether trace or debug records are stored."""
-    return any(level <= 2 for _, level, _ in buckets(url)[1])
+    return any(level <= 2 for _, level, _ in buckets(url)["record_counts"][1])
 
 
 def test_a_killed_ingest_leaves_them_true(store_url: str, tmp_path: Path) -> None:

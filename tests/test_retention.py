@@ -311,6 +311,16 @@ def fill(path: Path, count: int, *, start_seq: int = 1, instance_id: int = 1) ->
                 schema.record_id(instance_id, last),
             ),
         )
+        connection.execute(
+            "INSERT INTO pid_counts SELECT pid, process, ?, count(*) FROM records"
+            " WHERE id >= ? AND id <= ? GROUP BY 1, 2 ON CONFLICT"
+            " DO UPDATE SET count = pid_counts.count + excluded.count",
+            (
+                instance_id,
+                schema.record_id(instance_id, start_seq),
+                schema.record_id(instance_id, last),
+            ),
+        )
     connection.close()
 
 

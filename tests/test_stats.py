@@ -143,6 +143,29 @@ def test_rows_gone_without_prune_are_a_discrepancy(kextlog: Kextlog, lossy: Popu
         assert check.returncode == 1 and "FAIL  counters" in check.stdout
 
 
+def test_the_whole_stores_processes_add_up_the_counters(lossy: PopulatedStore) -> None:
+    """The table per process of the whole store adds up pid_counts (a record
+    deleted behind kextlog's back is still in them); a window counts its
+    records."""
+    gone = lossy.record(1, 8)
+    engine = write_engine(lossy.url)
+    with engine.begin() as connection:
+        connection.execute(
+            delete(schema.records).where(schema.records.c.id == schema.record_id(1, 8))
+        )
+    engine.dispose()
+
+    def by_process(stats: Stats) -> dict[str, int]:
+        return {item.process: item.records for item in stats.processes}
+
+    whole = collect(lossy.url, top=100)
+    window = collect(lossy.url, since_ns=lossy.records[0].time_ns, top=100)
+    expected = Counter(record.process for record in lossy.records)
+    assert by_process(whole) == expected
+    assert by_process(window) == expected - Counter([gone.process])
+    assert whole.process_names == window.process_names == len(expected)
+
+
 def test_a_window(lossy: PopulatedStore) -> None:
     since, until = lossy.now_ns - 60 * MINUTE, lossy.now_ns - 5 * MINUTE
     stats = collect(lossy.url, since_ns=since, until_ns=until, top=2, bucket_ns=5 * MINUTE)
@@ -399,6 +422,7 @@ def test_figures_agree_while_ingest_commits(store_url: str) -> None:
             (instance,) = stats.instances
             assert stats.records == sum(bucket.total for bucket in stats.buckets)
             assert stats.records == instance.stored + instance.ahead
+            assert stats.records == sum(item.records for item in stats.processes)
             assert instance.discrepancy == 0
     finally:
         stop.set()

@@ -43,7 +43,7 @@ from ..timespec import parse_duration
 from . import schema
 from .engine import read_engine, write_engine
 from .errors import translate
-from .writer import add_counts
+from .writer import Counts, add_counts
 
 _records, _losses, _instances = schema.records, schema.losses, schema.instances
 
@@ -295,7 +295,13 @@ class _Run:
         statement = (
             delete(_records)
             .where(_records.c.id.in_(oldest.scalar_subquery()))
-            .returning(_records.c.id, _records.c.pid, _records.c.time_ns, _records.c.level)
+            .returning(
+                _records.c.id,
+                _records.c.pid,
+                _records.c.time_ns,
+                _records.c.level,
+                _records.c.process,
+            )
         )
         started = time.monotonic()
         with self.engine.begin() as connection:
@@ -314,11 +320,7 @@ class _Run:
                 seal.checkpoint(
                     connection, "records", (divmod(row[0], schema.SEQ_MASK + 1) for row in rows)
                 )
-                buckets = Counter(
-                    (row[2] // schema.NS_PER_MINUTE, row[3], row[0] >> schema.SEQ_BITS)
-                    for row in rows
-                )
-                add_counts(connection, {bucket: -count for bucket, count in buckets.items()})
+                add_counts(connection, _uncounted(rows))
                 removed = Counter(row[0] >> schema.SEQ_BITS for row in rows)
                 _count(connection, "pruned_records", removed)
         if not rows:
@@ -435,6 +437,17 @@ class _Run:
             self.stop.wait(seconds)
         else:
             time.sleep(seconds)
+
+
+def _uncounted(rows: list[Any]) -> Counts:
+    """What deleted records (id, pid, time_ns, level, process) take from
+    the counters."""
+    counts = Counts()
+    for key, pid, time_ns, level, process in rows:
+        instance_id = key >> schema.SEQ_BITS
+        counts.minutes[time_ns // schema.NS_PER_MINUTE, level, instance_id] -= 1
+        counts.pids[pid, process, instance_id] -= 1
+    return counts
 
 
 def _count(connection: Connection, column: str, removed: Counter[int]) -> None:
