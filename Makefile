@@ -32,11 +32,21 @@ install: $(STAMP)
 # Ctrl-C stops both.
 KMSG_SOURCE := $(if $(wildcard /dev/kmsg),--source kmsg)
 
+# Ingest starts once the simulator serves: one that cannot (its socket is in
+# use, by another make run say) ends make run with its error.  Its log is
+# emptied first, not by the background redirection (which may come after the
+# wait has read an earlier run's "serving").  Ingest's first line says where
+# the store is and how big it may grow.
 run: $(STAMP)
 	@mkdir -p $(RUN_DIR)
-	@echo "make run: simulated kext on $(SIM_SOCKET); query with: $(KEXTLOG) query --level error --since 1h"
-	@$(KEXTLOG) simulate --socket $(SIM_SOCKET) --quiet-losses & sim=$$!; \
+	@echo "make run: simulated kext on $(SIM_SOCKET), into the default store (KEXTLOG_DB=PATH for another); query with: $(KEXTLOG) query --level error --since 1h"
+	@: > $(RUN_DIR)/simulate.log
+	@$(KEXTLOG) simulate --socket $(SIM_SOCKET) --quiet-losses 2>>$(RUN_DIR)/simulate.log & sim=$$!; \
 	 trap 'kill $$sim 2>/dev/null; wait $$sim' EXIT INT TERM; \
+	 until grep -q '^kextlog simulate: serving ' $(RUN_DIR)/simulate.log; do \
+	     kill -0 $$sim 2>/dev/null || { cat $(RUN_DIR)/simulate.log >&2; wait $$sim; exit 1; }; \
+	     sleep 0.1; done; \
+	 cat $(RUN_DIR)/simulate.log >&2; \
 	 $(KEXTLOG) ingest --source unix:$(SIM_SOCKET) $(KMSG_SOURCE)
 
 test: $(STAMP)

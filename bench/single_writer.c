@@ -6,8 +6,11 @@
  *
  * DB is a database `kextlog db upgrade` created.  COUNT records come from the
  * simulator's workload (same messages, pids, levels) and go in through C
- * prepared statements: the same columns, transactions of 10,000 records, and
- * the same sorted pid_index merge every 200,000 as ingest.  Times are the
+ * prepared statements: the same columns, transactions of 10,000 records with
+ * their counters (an upsert per minute and level, and per pid and process, of
+ * the batch, counted before the statements, as ingest's writer does), and the
+ * same sorted pid_index
+ * merge every 200,000 as ingest.  Times are the
  * clock's (DAYS absent) or spread evenly over the DAYS before now.  Prints one
  * JSON line: records, seconds spent in SQLite (making the records is not
  * counted), records per second.
@@ -24,6 +27,29 @@
 #define BATCH 10000
 #define PID_MERGE 200000
 #define SEQ_BITS 44
+#define NS_PER_MINUTE 60000000000ll
+#define LEVELS 6 /* level numbers 1..5 */
+#define MINUTES 64 /* distinct minutes a batch may span before it is counted out */
+
+/* A batch's records per (minute, level), as the writer counts them. */
+struct kextlog_bucket {
+	int64_t minute;
+	int64_t counts[LEVELS];
+};
+static struct kextlog_bucket buckets[MINUTES];
+static int bucket_count;
+
+/* A batch's records per (pid, process), as the writer counts them: open
+ * addressing, counted out when half full (the workload has 3,000 pids). */
+#define PID_SLOTS 8192
+struct kextlog_pid_bucket {
+	uint32_t pid;
+	int64_t count; /* 0: a free slot */
+	char name[KEXTLOG_PROCESS_NAME_MAX];
+};
+static struct kextlog_pid_bucket pid_buckets[PID_SLOTS];
+static int pid_used[PID_SLOTS / 2];
+static int pid_used_count;
 
 static struct kextlog_workload workload;
 static char message[KEXTLOG_MESSAGE_MAX + 1];
@@ -68,6 +94,74 @@ static void run(sqlite3 *db, const char *sql)
 	check(sqlite3_exec(db, sql, NULL, NULL, NULL), db, sql);
 }
 
+static void count_out(sqlite3 *db, sqlite3_stmt *upsert, int64_t instance)
+{
+	for (int i = 0; i < bucket_count; i++) {
+		for (int level = 1; level < LEVELS; level++) {
+			if (!buckets[i].counts[level])
+				continue;
+			sqlite3_bind_int64(upsert, 1, buckets[i].minute);
+			sqlite3_bind_int(upsert, 2, level);
+			sqlite3_bind_int64(upsert, 3, instance);
+			sqlite3_bind_int64(upsert, 4, buckets[i].counts[level]);
+			check(sqlite3_step(upsert), db, "counter upsert");
+			sqlite3_reset(upsert);
+		}
+	}
+	bucket_count = 0;
+}
+
+static void count_record(sqlite3 *db, sqlite3_stmt *upsert, int64_t instance, int64_t time_ns,
+    uint32_t level)
+{
+	int64_t minute = time_ns / NS_PER_MINUTE; /* times after 1970: floor */
+
+	if (!bucket_count || buckets[bucket_count - 1].minute != minute) {
+		if (bucket_count == MINUTES)
+			count_out(db, upsert, instance);
+		memset(&buckets[bucket_count], 0, sizeof buckets[bucket_count]);
+		buckets[bucket_count++].minute = minute;
+	}
+	buckets[bucket_count - 1].counts[level < LEVELS ? level : LEVELS - 1]++;
+}
+
+static void count_pids_out(sqlite3 *db, sqlite3_stmt *upsert, int64_t instance)
+{
+	for (int i = 0; i < pid_used_count; i++) {
+		struct kextlog_pid_bucket *bucket = &pid_buckets[pid_used[i]];
+
+		sqlite3_bind_int(upsert, 1, (int)bucket->pid);
+		sqlite3_bind_text(upsert, 2, bucket->name, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(upsert, 3, instance);
+		sqlite3_bind_int64(upsert, 4, bucket->count);
+		check(sqlite3_step(upsert), db, "pid counter upsert");
+		sqlite3_reset(upsert);
+		bucket->count = 0;
+	}
+	pid_used_count = 0;
+}
+
+static void count_pid(sqlite3 *db, sqlite3_stmt *upsert, int64_t instance, uint32_t pid,
+    const char *name)
+{
+	uint32_t slot = (pid * 2654435761u) & (PID_SLOTS - 1);
+
+	while (pid_buckets[slot].count && (pid_buckets[slot].pid != pid ||
+	    strncmp(pid_buckets[slot].name, name, KEXTLOG_PROCESS_NAME_MAX) != 0))
+		slot = (slot + 1) & (PID_SLOTS - 1);
+	if (!pid_buckets[slot].count) {
+		if (pid_used_count == PID_SLOTS / 2) {
+			count_pids_out(db, upsert, instance);
+			count_pid(db, upsert, instance, pid, name);
+			return;
+		}
+		pid_buckets[slot].pid = pid;
+		memcpy(pid_buckets[slot].name, name, KEXTLOG_PROCESS_NAME_MAX);
+		pid_used[pid_used_count++] = (int)slot;
+	}
+	pid_buckets[slot].count++;
+}
+
 static void merge_pids(sqlite3 *db, sqlite3_stmt *merge, int64_t first, int64_t last)
 {
 	sqlite3_bind_int64(merge, 1, first);
@@ -79,7 +173,7 @@ static void merge_pids(sqlite3 *db, sqlite3_stmt *merge, int64_t first, int64_t 
 int main(int argc, char **argv)
 {
 	sqlite3 *db;
-	sqlite3_stmt *insert, *merge;
+	sqlite3_stmt *insert, *merge, *upsert, *pid_upsert;
 	uint64_t count, start_ns, time_ns, step_ns = 0, began, seconds_ns = 0;
 	int64_t instance, merged = 0;
 
@@ -108,6 +202,14 @@ int main(int argc, char **argv)
 	check(sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO pid_index (pid, time_ns, id)"
 	    " SELECT pid, time_ns, id FROM records WHERE id > ? AND id <= ?"
 	    " ORDER BY pid, time_ns, id", -1, &merge, NULL), db, "prepare merge");
+	check(sqlite3_prepare_v2(db, "INSERT INTO record_counts (minute, level, instance_id, count)"
+	    " VALUES (?, ?, ?, ?) ON CONFLICT (minute, level, instance_id)"
+	    " DO UPDATE SET count = record_counts.count + excluded.count", -1, &upsert, NULL), db,
+	    "prepare upsert");
+	check(sqlite3_prepare_v2(db, "INSERT INTO pid_counts (pid, process, instance_id, count)"
+	    " VALUES (?, ?, ?, ?) ON CONFLICT (pid, process, instance_id)"
+	    " DO UPDATE SET count = pid_counts.count + excluded.count", -1, &pid_upsert, NULL), db,
+	    "prepare pid upsert");
 	kextlog_workload_init(&workload, 1);
 
 	for (uint64_t seq = 1; seq <= count; seq++) {
@@ -128,7 +230,11 @@ int main(int argc, char **argv)
 		sqlite3_bind_text(insert, 8, message, -1, SQLITE_STATIC);
 		check(sqlite3_step(insert), db, "insert");
 		sqlite3_reset(insert);
+		count_record(db, upsert, instance, (int64_t)time_ns, message_level);
+		count_pid(db, pid_upsert, instance, workload.current.pid, workload.current.name);
 		if (seq % BATCH == 0 || seq == count) {
+			count_out(db, upsert, instance);
+			count_pids_out(db, pid_upsert, instance);
 			run(db, "COMMIT");
 			if (id - merged >= PID_MERGE || seq == count) {
 				run(db, "BEGIN");
@@ -144,6 +250,8 @@ int main(int argc, char **argv)
 	    " pid_indexed_seq = (SELECT max(seq) FROM records)");
 	sqlite3_finalize(insert);
 	sqlite3_finalize(merge);
+	sqlite3_finalize(upsert);
+	sqlite3_finalize(pid_upsert);
 	sqlite3_close(db);
 	printf("{\"records\": %llu, \"seconds\": %.3f, \"per_second\": %.0f}\n",
 	    (unsigned long long)count, seconds_ns / 1e9, count / (seconds_ns / 1e9));

@@ -13,8 +13,9 @@ last 30 minutes (so `--since -1h` selects those while the bench runs).
 Each read is then a whole command on both sides, output to /dev/null, run in
 turns R times (default 5); the medians, their ratio and issue 16's target
 are printed, with how many lines each side prints (they must agree; a run
-whose counts differ says so).  Commands without a journalctl peer are
-compared with their target.  systemd-journal-remote and journalctl come from
+whose counts differ says so and misses its target).  Commands without a
+journalctl peer are compared with their target.  `make bench` (bench/run.py)
+runs compare() into its own table.  systemd-journal-remote and journalctl come from
 Debian's packages (`tests/install-packages.sh journal` installs them).
 """
 
@@ -35,7 +36,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from run import ROOT, start, stop, wait_for
+from run import ROOT, Report, start, stop, wait_for
+
+from kextlog_store.records import SEQ_BITS, SEQ_MASK
 
 KEXTLOG_SCRIPT = Path(sys.executable).with_name("kextlog")
 KEXTLOG = (
@@ -44,7 +47,6 @@ KEXTLOG = (
     else [sys.executable, "-m", "kextlog_store.cli"]
 )
 MINUTE_NS = 60 * 10**9
-SEQ_MASK = (1 << 44) - 1  # records.id packs the instance above the seq
 # Levels as syslog priorities, as the kmsg source maps them back (kmsg.LEVELS):
 # err is the most severe that reads back as ERROR; trace has none below debug.
 PRIORITY = {"error": 3, "warning": 4, "info": 6, "debug": 7, "trace": 7}
@@ -137,13 +139,22 @@ def build_kextlog(scratch: Path, records: int) -> tuple[Path, Path, float]:
 
 
 def respread(db: Path, spread: Spread) -> None:
-    """Give the stored records (and the pid index) the spread's times."""
+    """Give the stored records (and the pid index) the spread's times, and
+    count them again by their new minutes (record_counts, which stats reads)."""
     import sqlite3
+
+    from kextlog_store.store.schema import minute_sql
 
     with sqlite3.connect(db, isolation_level=None) as connection:
         connection.execute("BEGIN IMMEDIATE")
         connection.execute(f"UPDATE records SET time_ns = {spread.sql('seq')}")
         connection.execute(f"UPDATE pid_index SET time_ns = {spread.sql(f'(id & {SEQ_MASK})')}")
+        connection.execute("DELETE FROM record_counts")
+        connection.execute(
+            "INSERT INTO record_counts (minute, level, instance_id, count)"
+            f" SELECT {minute_sql('time_ns')}, level, id >> {SEQ_BITS}, count(*) FROM records"
+            " GROUP BY 1, 2, 3"
+        )
         connection.execute("COMMIT")
         # Packed again as ingest's appends leave them.
         connection.execute("REINDEX ix_records_time_ns")
@@ -230,69 +241,78 @@ def shown(seconds: float) -> str:
     return f"{seconds:.2f} s" if seconds >= 1 else f"{seconds * 1000:.0f} ms"
 
 
+def compare(report: Report, scratch: Path, records: int, repeats: int) -> None:
+    """Both stores built from one workload in scratch, each work timed on
+    both sides: its figures added to report (bench/run.py's table)."""
+    journal_remote()  # installed before anything is built
+    scratch.mkdir(exist_ok=True)
+    db, sent, ingest_seconds = build_kextlog(scratch, records)
+    spread = Spread.over(records, time.time_ns())
+    respread(db, spread)
+    journal, remote_seconds = build_journal(scratch, sent, spread, records)
+    sent.unlink()
+    zone = os.environ.get("TZ", "the system's")
+    report.add(
+        f"{records:,} records, as journalctl reads: kextlog ingest",
+        ingest_seconds,
+        "s",
+        note=f"{disk_mb(db):,.0f} MB",
+    )
+    report.add(
+        "the same into systemd-journal-remote",
+        remote_seconds,
+        "s",
+        note=f"{disk_mb(journal):,.0f} MB; reads below: medians of {repeats}, TZ {zone}",
+    )
+    kextlog = [*KEXTLOG, "query", "--db", str(db), "--no-pager"]
+    journalctl = ["journalctl", "-D", str(journal), "--no-pager", "-q"]
+    (imported,) = medians([[sys.executable, "-c", "import sqlalchemy"]], repeats)
+    for pair in PAIRS:
+        ours, theirs = [*kextlog, *pair.arguments], [*journalctl, *pair.arguments]
+        counts = lines_of(ours), lines_of(theirs)
+        mine, peer = medians([ours, theirs], repeats)
+        lines = f"{counts[0]:,} lines" if counts[0] == counts[1] else (
+            f"LINES DIFFER: {counts[0]:,} != {counts[1]:,}"
+        )  # fmt: skip
+        note = f"kextlog {shown(mine)}, journalctl {shown(peer)}, {lines}"
+        agree = counts[0] == counts[1]
+        if pair.target == "journalctl":
+            report.add(
+                f"{pair.work}: kextlog / journalctl",
+                mine / peer,
+                "x",
+                "<= 1.0",
+                lambda ratio, agree=agree: agree and ratio <= 1.0,
+                note,
+            )
+        else:
+            report.add(
+                f"{pair.work}: kextlog / import sqlalchemy",
+                mine / imported,
+                "x",
+                "<= 0.7",
+                lambda ratio, agree=agree: agree and ratio <= 0.7,
+                f"import sqlalchemy {shown(imported)}; {note}",
+            )
+    (stats,) = medians([[*KEXTLOG, "stats", "--db", str(db)]], repeats)
+    report.add(
+        "kextlog stats on the same store: whole command",
+        stats * 1000,
+        "ms",
+        f"<= {(imported + 0.3) * 1000:.0f} ms",
+        lambda value: value <= (imported + 0.3) * 1000,
+        "import sqlalchemy + 300 ms",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=2_000_000, help="workload size")
     parser.add_argument("--repeats", type=int, default=5, help="runs of each command")
     args = parser.parse_args()
-    journal_remote()  # installed before anything is built
+    report = Report()
     with tempfile.TemporaryDirectory(prefix="kextlog-versus-journal-") as name:
-        scratch = Path(name)
-        db, sent, ingest_seconds = build_kextlog(scratch, args.records)
-        spread = Spread.over(args.records, time.time_ns())
-        respread(db, spread)
-        journal, remote_seconds = build_journal(scratch, sent, spread, args.records)
-        zone = os.environ.get("TZ", "the system's")
-        print(f"{args.records:,} records, {args.repeats} runs each, medians, TZ {zone}")
-        print(f"kextlog ingest stored them in {ingest_seconds:.1f} s, {disk_mb(db):,.0f} MB")
-        remote_mb = disk_mb(journal)
-        print(f"systemd-journal-remote stored them in {remote_seconds:.1f} s, {remote_mb:,.0f} MB")
-        print()
-        kextlog = [*KEXTLOG, "query", "--db", str(db), "--no-pager"]
-        journalctl = ["journalctl", "-D", str(journal), "--no-pager", "-q"]
-        (imported,) = medians([[sys.executable, "-c", "import sqlalchemy"]], args.repeats)
-        header = ("work", "kextlog", "journalctl", "ratio", "target", "verdict", "lines")
-        row = "{:<28} {:>9} {:>10} {:>8}  {:<28} {:<7} {}"
-        print(row.format(*header))
-        for pair in PAIRS:
-            ours, theirs = [*kextlog, *pair.arguments], [*journalctl, *pair.arguments]
-            counts = lines_of(ours), lines_of(theirs)
-            mine, peer = medians([ours, theirs], args.repeats)
-            if pair.target == "journalctl":
-                target, met = "<= 1.0x journalctl", mine <= peer
-            else:
-                limit = 0.7 * imported
-                target, met = f"<= 0.7x import = {shown(limit)}", mine <= limit
-            lines = (
-                f"{counts[0]:,}" if counts[0] == counts[1] else f"{counts[0]:,} != {counts[1]:,}!"
-            )
-            verdict = "met" if met else "MISSED"
-            print(
-                row.format(
-                    pair.work,
-                    shown(mine),
-                    shown(peer),
-                    f"{mine / peer:.1f}x",
-                    target,
-                    verdict,
-                    lines,
-                )
-            )
-        (stats,) = medians([[*KEXTLOG, "stats", "--db", str(db)]], args.repeats)
-        limit = imported + 0.3
-        print(row.format("import sqlalchemy", shown(imported), "", "", "", "", ""))
-        verdict = "met" if stats <= limit else "MISSED"
-        print(
-            row.format(
-                "kextlog stats",
-                shown(stats),
-                "",
-                "",
-                f"<= import + 300 ms = {shown(limit)}",
-                verdict,
-                "",
-            )
-        )
+        compare(report, Path(name), args.records, args.repeats)
 
 
 if __name__ == "__main__":

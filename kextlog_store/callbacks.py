@@ -1,6 +1,6 @@
 """What a connection that reads calls back into Python, on SQLite: REGEXP
 (RE2's, regex.py) and a progress handler that stops a statement at its
-deadline or on Ctrl-C; and a driver error of reading, told for what it was."""
+deadline or on Ctrl-C, and what a driver error they caused really was."""
 
 from __future__ import annotations
 
@@ -8,12 +8,8 @@ import sqlite3
 import time
 from typing import Any
 
-from sqlalchemy import Connection
-from sqlalchemy import exc as sa_exc
-
 from . import regex
 from .errors import UsageError
-from .store.errors import translate
 
 # How often SQLite calls back while a statement runs, in virtual machine
 # instructions: a few thousand a millisecond, so a time limit or a Ctrl-C
@@ -80,20 +76,3 @@ class Callbacks:
         """REGEXP (RE2's) and the progress handler, on a connection that reads."""
         connection.create_function("regexp", 2, self.regexp, deterministic=True)
         connection.set_progress_handler(self.progress, PROGRESS_INSTRUCTIONS)
-
-
-def prepare(connection: Connection) -> Callbacks | None:
-    """The callbacks of a read connection (SQLite's; PostgreSQL has its own ~)."""
-    driver = connection.connection.driver_connection
-    if not isinstance(driver, sqlite3.Connection):
-        return None
-    callbacks = Callbacks()
-    callbacks.attach(driver)
-    return callbacks
-
-
-def read_error(exc: sa_exc.DBAPIError, callbacks: Callbacks | None) -> BaseException:
-    """A driver error of reading as kextlog reports it."""
-    cause = exc.orig if exc.orig is not None else exc
-    found = callbacks.failure(cause) if callbacks is not None else None
-    return found if found is not None else translate(cause)

@@ -1,10 +1,11 @@
 """The `kextlog` command.  Thin: each command parses its options, calls one
 library function and renders the result.
 
-Modules that are slow to import (SQLAlchemy through store/query, Alembic
-through migrate, cffi through wire/ingest/simulator, Datasette through web)
-are imported inside the commands that need them, so `kextlog query` never
-loads Alembic, cffi or Datasette.  Every error ends as one line on stderr,
+Modules that are slow to import (SQLAlchemy through store's engines,
+stats and sql, Alembic through migrate, cffi through wire/ingest/simulator,
+Datasette through web) are imported inside the commands that need them, so
+`kextlog query` on SQLite never loads SQLAlchemy, Alembic, cffi or
+Datasette.  Every error ends as one line on stderr,
 `kextlog: error: ...`, and a non-zero exit; never a traceback."""
 
 from __future__ import annotations
@@ -13,9 +14,14 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "kextlog":
+    # Ctrl-C while it loads: a quiet 130 too (main() then raises KeyboardInterrupt).
+    signal.signal(signal.SIGINT, lambda _signal, _frame: os._exit(130))
+
+from collections.abc import Sequence
 from contextlib import closing
-from typing import TYPE_CHECKING, NoReturn, cast
+from typing import NoReturn, cast
 
 import typer
 
@@ -27,6 +33,7 @@ from . import cli_options as o
 from .cli_db import db_app
 from .cli_options import option, window
 from .errors import DatabaseError, KextlogError, UsageError
+from .query_output import write_entries
 from .redact import redact
 from .render.entries import RecordFormat
 from .render.figures import StatsFormat, StatusFormat
@@ -34,10 +41,6 @@ from .render.rows import SqlFormat
 from .render.text import escape
 from .terminal import color, hard_time_limit, pager, stop_on_signals
 from .web.command import web_command
-
-if TYPE_CHECKING:  # query imports SQLAlchemy: only the commands that read load it
-    from .query import RecordFilter
-    from .records import Entry
 
 app = typer.Typer(
     name="kextlog",
@@ -125,7 +128,7 @@ def query_command(
     from .follow import follow as follow_log
     from .levels import parse_level_range
     from .records import Cursor
-    from .store.engine import read_engine
+    from .store.engine import reader
     from .store.location import database_url
 
     if follow and output is RecordFormat.TABLE:
@@ -146,45 +149,13 @@ def query_command(
         lines=lines,
         reverse=reverse,
     )
-    engine = read_engine(database_url(db))
+    store = reader(database_url(db))
     try:
-        found = (follow_log if follow else query.entries)(engine, record_filter)
+        found = (follow_log if follow else query.entries)(store, record_filter)
         with closing(found):
-            _write_entries(found, record_filter, output, utc, follow, show_cursor, no_pager)
+            write_entries(found, record_filter, output, utc, follow, show_cursor, no_pager)
     finally:
-        engine.dispose()
-
-
-def _write_entries(
-    found: Iterator[Entry],
-    record_filter: RecordFilter,
-    output: RecordFormat,
-    utc: bool,
-    follow: bool,
-    show_cursor: bool,
-    no_pager: bool,
-) -> None:
-    """What `kextlog query` found, on stdout: through the pager, or with
-    --follow each record as soon as it is read (also into a pipe) until
-    Ctrl-C; then the cursor of the newest record shown, if asked for."""
-    from .query import CursorKeeper
-    from .render.entries import write_cursor, write_records
-
-    shown = CursorKeeper(found, newest_first=record_filter.reverse)
-    colored = color()  # of the terminal, before the pager takes stdout
-    if follow:
-        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    with pager(enabled=not (no_pager or follow)):
-        try:
-            write_records(
-                shown, output, sys.stdout, utc=utc, color=colored, terminal=sys.stdout.isatty()
-            )
-        except KeyboardInterrupt:
-            if not follow:
-                raise  # Ctrl-C is how one ends --follow: exit 0 then
-        newest = shown.cursor or record_filter.after_cursor or record_filter.cursor
-        if show_cursor and newest is not None:
-            write_cursor(newest, sys.stdout)
+        store.dispose()
 
 
 # Exit status of `kextlog sql` when --max-rows or --max-bytes cut the result short.
@@ -460,6 +431,7 @@ def simulate_command(
     record: o.RecordFile = None,
     seed: o.Seed = 1,
     quiet_losses: o.QuietLosses = False,
+    resume_timeout: o.ResumeTimeout = 1.0,
 ) -> None:
     """Stand in for the loaded kext: serve its protocol with records from a
     KAuth-like workload, through the kext's own C core.
@@ -487,6 +459,7 @@ def simulate_command(
         record=record,
         seed=seed,
         quiet_losses=quiet_losses,
+        resume_timeout=resume_timeout,
     )
     logs.to_stderr()
     counters = simulate(options, stop_on_signals(threading.Event()))
@@ -506,9 +479,10 @@ def _fail(message: str, code: int) -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The console script: run the app, turn every error into one line."""
-    command = typer.main.get_command(app)
-    o.take_pairs(command, "sql", "param")
     try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        command = typer.main.get_command(app)
+        o.take_pairs(command, "sql", "param")
         code = command.main(args=argv, prog_name="kextlog", standalone_mode=False)
         sys.stdout.flush()
     except KextlogError as exc:

@@ -112,12 +112,13 @@ def db_verify_command(db: o.Db = None, key: o.VerifyKey = None) -> None:
       kextlog db verify --db /mnt/copy/kextlog.db --key - < /media/offline/key
       kextlog db verify --db /mnt/copy/kextlog.db
     """
-    from .seal import report, verify
+    from .render.seal import lines
+    from .seal import verify
     from .store.location import database_url
 
     given = sys.stdin.readline() if key == "-" else key
     reports = verify.verify_store(database_url(db), given)
-    sys.stdout.write("".join(line + "\n" for line in report.lines(reports)))
+    sys.stdout.write("".join(line + "\n" for line in lines(reports)))
     if not reports:
         raise DatabaseError("the store is not sealed (kextlog db seal-setup turns sealing on)")
     if any(each.broken for each in reports):

@@ -38,10 +38,12 @@ def option(name: str, parse: Callable[[Any], T], value: object | None) -> T | No
 
 
 def window(since: str | None, until: str | None) -> tuple[int | None, int | None]:
-    """--since and --until as UTC nanoseconds; the first may not be later."""
-    from .timespec import parse_time
+    """--since and --until as UTC nanoseconds; the first may not be later.
+    --until covers the whole unit of its last digit, so a displayed time given
+    back includes its record (timespec.parse_until)."""
+    from .timespec import parse_time, parse_until
 
-    first, last = option("--since", parse_time, since), option("--until", parse_time, until)
+    first, last = option("--since", parse_time, since), option("--until", parse_until, until)
     if first is not None and last is not None and first > last:
         raise UsageError(f"--since {since!r} is later than --until {until!r}")
     return first, last
@@ -134,7 +136,8 @@ Levels = Annotated[
         "-p",
         metavar="LEVEL|A..B",
         help="LEVEL and everything more severe (trace, debug, info, warning, error; "
-        "warn, err), or the levels from A to B.",
+        "warn, err; or a syslog priority as in journalctl: 0..7, emerg..debug, 3 = err), "
+        "or the levels from A to B.",
         autocompletion=_complete_levels,
     ),
 ]
@@ -401,7 +404,8 @@ KeepUnder = Annotated[
     str | None,
     typer.Option(
         metavar="SIZE",
-        help="While running, remove the oldest records to keep the store under SIZE (e.g. 2GB).",
+        help="While running, remove the oldest records to keep the store under SIZE (e.g. 2GB; "
+        "0 for no cap). Default: 10% of its file system, at most 4 GiB (SQLite).",
     ),
 ]
 Echo = Annotated[bool, typer.Option("--echo", help="Print each record once it is stored.")]
@@ -513,6 +517,17 @@ QuietLosses = Annotated[
     bool,
     typer.Option(
         "--quiet-losses",
-        help="Do not print records the ring cannot take (the kernel printf stand-in).",
+        help="Do not print to stderr what the kext would give the kernel's printf: records"
+        " the ring cannot take, and at the stop those never acknowledged.",
+    ),
+]
+ResumeTimeout = Annotated[
+    float,
+    typer.Option(
+        min=0,
+        max=3600,
+        callback=finite,
+        help="Seconds a client has to RESUME before the stream starts from the oldest"
+        " record held (the kext's: 1).",
     ),
 ]

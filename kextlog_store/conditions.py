@@ -1,80 +1,88 @@
 """A RecordFilter in SQL: what it names looked up in the store (Scope), and
-the WHERE terms that select its records, for both back ends."""
+the WHERE terms that select its records.  One builder for both back ends:
+SQL text and its parameters (Sql), with what differs in a Dialect, run by
+the stdlib's sqlite3 on SQLite and through SQLAlchemy's connection on
+PostgreSQL (store/engine.py's readers).  No SQLAlchemy here: it costs the
+smallest query more than the query itself."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Boolean, ColumnElement, Connection, and_, func, literal, or_, select
-from sqlalchemy.ext.compiler import compiles
-
 from .errors import UsageError
 from .levels import Level
-from .records import INT64_MAX
-from .regex import glob_regex, grep_pattern, postgresql_regex
-from .store import schema
+from .records import INT64_MAX, SEQ_BITS, SEQ_MASK, record_id
+from .regex import glob_regex, grep_pattern, postgresql_regex, required_literals
 
 if TYPE_CHECKING:
     from .query import RecordFilter
+    from .store.engine import Reading
 
-_records = schema.records
-_instances = schema.instances
-_pid_index = schema.pid_index
 _GLOB = re.compile(r"[*?\[]")
 _OFFSET = re.compile(r"0|-[1-9][0-9]*")
 _HEX = re.compile(r"[0-9a-f]+")
+_LIKE_SPECIAL = re.compile(r"[\\%_]")
 
 
-class _Match(ColumnElement[bool]):
-    """value matches a pattern, written for each back end: SQLite's GLOB or
-    REGEXP (RE2's, see callbacks.py) with the pattern as it is; PostgreSQL's
-    ~ with the same pattern as a POSIX regular expression."""
+@dataclass(frozen=True)
+class Dialect:
+    """What the SQL of the read path writes differently per back end."""
 
-    type = Boolean()
-    inherit_cache = False  # the SQL depends on the patterns, not only on the structure
+    name: str
+    placeholder: str  # a parameter: sqlite3's qmark, psycopg's format
+    regexp: str  # value <regexp> pattern: SQLite's REGEXP (RE2's, callbacks.py), PostgreSQL's ~
+    glob: str  # value <glob> pattern
+    # instr/LIKE ahead of REGEXP: on SQLite REGEXP calls into Python for
+    # every row; PostgreSQL's ~ runs in the server, a prefilter saves little.
+    prefilter: bool
 
-    def __init__(
-        self, value: ColumnElement[Any], operator: str, pattern: str, postgresql_pattern: str
-    ) -> None:
-        self.value = value
-        self.operator = operator
-        self.pattern = pattern
-        self.postgresql_pattern = postgresql_pattern
+    def grep(self, pattern: str) -> str:
+        return pattern if self.name == "sqlite" else postgresql_regex(pattern)
 
-
-@compiles(_Match)
-def _match_sql(element: _Match, compiler: Any, **kw: Any) -> str:
-    value, pattern = element.value, literal(element.pattern)
-    return f"{compiler.process(value, **kw)} {element.operator} {compiler.process(pattern, **kw)}"
+    def glob_pattern(self, glob: str) -> str:
+        return glob if self.name == "sqlite" else glob_regex(glob)
 
 
-@compiles(_Match, "postgresql")
-def _match_postgresql(element: _Match, compiler: Any, **kw: Any) -> str:
-    value, pattern = element.value, literal(element.postgresql_pattern)
-    return f"{compiler.process(value, **kw)} ~ {compiler.process(pattern, **kw)}"
+SQLITE = Dialect("sqlite", "?", "REGEXP", "GLOB", prefilter=True)
+POSTGRESQL = Dialect("postgresql", "%s", "~", "~", prefilter=False)
+DIALECTS = {dialect.name: dialect for dialect in (SQLITE, POSTGRESQL)}
 
 
-def _glob(value: ColumnElement[Any], glob: str) -> _Match:
-    """value GLOB glob, as SQLite matches it: case-sensitive, * ? [...] [^...]."""
-    return _Match(value, "GLOB", glob, glob_regex(glob))
+class Sql:
+    """A statement's parameters, collected as its text is written."""
 
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self.params: list[Any] = []
 
-def _grep(value: ColumnElement[Any], pattern: str) -> _Match:
-    """value REGEXP pattern (RE2's syntax: a search)."""
-    return _Match(value, "REGEXP", pattern, postgresql_regex(pattern))
+    @classmethod
+    def on(cls, reading: Reading) -> Sql:
+        """A statement for reading's back end."""
+        return cls(DIALECTS[reading.name])
+
+    def param(self, value: Any) -> str:
+        self.params.append(value)
+        return self.dialect.placeholder
+
+    def among(self, values: Iterable[Any]) -> str:
+        """(?, ?, ...) of distinct values, in order."""
+        return "(" + ", ".join(self.param(value) for value in sorted(set(values))) + ")"
 
 
 def first_id(instance_id: int) -> int:
     """The lowest record id of an instance: the key packs (instance, seq)
-    (schema.record_id), so an instance's records are one rowid range, in
+    (records.record_id), so an instance's records are one rowid range, in
     seq order, and (time_ns, id) is logged order."""
-    return schema.record_id(instance_id, 0)
+    return record_id(instance_id, 0)
 
 
-def _of_instance(ids: ColumnElement[Any], instance_id: int) -> ColumnElement[bool]:
-    return and_(ids >= first_id(instance_id), ids < first_id(instance_id + 1))
+def instance_bounds(ids: str, instance: str) -> str:
+    """ids (an SQL expression) among the record ids of the instance whose
+    row id is the SQL expression instance (a correlated column)."""
+    return f"{ids} >= ({instance} << {SEQ_BITS}) AND {ids} < (({instance} + 1) << {SEQ_BITS})"
 
 
 @dataclass(frozen=True)
@@ -96,70 +104,71 @@ class Scope:
     new_losses: tuple[int, int] | None = None
 
 
-def look_up(connection: Connection, record_filter: RecordFilter) -> Scope:
+def look_up(reading: Reading, record_filter: RecordFilter) -> Scope:
     """What record_filter names (its --instance, cursor, pids' unmerged
-    records), looked up on connection; UsageError for what is not there."""
+    records), looked up through reading; UsageError for what is not there."""
     instance_id = None
     if record_filter.instance is not None:
-        instance_id = _resolve_instance(connection, record_filter.instance, record_filter)
+        instance_id = _resolve_instance(reading, record_filter.instance, record_filter)
     start, included = None, True
     cursor = record_filter.cursor or record_filter.after_cursor
     if cursor is not None:
         option = "--cursor" if record_filter.cursor is not None else "--after-cursor"
-        row_id = connection.execute(
-            select(_instances.c.id).where(_instances.c.uuid == cursor.instance)
-        ).scalar()
+        sql = Sql.on(reading)
+        rows = reading.execute(
+            f"SELECT id FROM instances WHERE uuid = {sql.param(cursor.instance)}", sql.params
+        )
+        row_id = next((row[0] for row in rows), None)
         if row_id is None:
             raise UsageError(f"{option}: instance {cursor.instance} is not in this store")
-        if (
-            not 0 <= cursor.seq <= schema.SEQ_MASK
-            or not -INT64_MAX - 1 <= cursor.time_ns <= INT64_MAX
-        ):
+        if not 0 <= cursor.seq <= SEQ_MASK or not -INT64_MAX - 1 <= cursor.time_ns <= INT64_MAX:
             raise UsageError(f"{option}: {cursor} is out of range: not a record's cursor")
-        start = (cursor.time_ns, schema.record_id(row_id, cursor.seq))
+        start = (cursor.time_ns, record_id(row_id, cursor.seq))
         included = record_filter.cursor is not None
     unindexed: tuple[tuple[int, int], ...] = ()
     if record_filter.pids:
         # pid_indexed_seq only grows, so a range read now may be wider than
         # it is by the time the records are read, never narrower: a record
         # in both is still matched once.
-        rows = connection.execute(select(_instances.c.id, _instances.c.pid_indexed_seq))
+        rows = reading.execute("SELECT id, pid_indexed_seq FROM instances", [])
         unindexed = tuple(
-            (schema.record_id(row_id, indexed), first_id(row_id + 1)) for row_id, indexed in rows
+            (record_id(row_id, indexed), first_id(row_id + 1)) for row_id, indexed in rows
         )
     return Scope(instance_id, start, included, unindexed)
 
 
-def _among(record_filter: RecordFilter) -> list[ColumnElement[bool]]:
-    """The instances a filter's --source and --host narrow to."""
+def among(record_filter: RecordFilter, sql: Sql, instances: str = "i") -> list[str]:
+    """The instances (the table as `instances`) a filter's --source and
+    --host narrow to."""
     terms = []
     if record_filter.sources:
-        terms.append(_instances.c.source.in_(sorted(set(record_filter.sources))))
+        terms.append(f"{instances}.source IN {sql.among(record_filter.sources)}")
     if record_filter.hosts:
-        terms.append(_instances.c.host.in_(sorted(set(record_filter.hosts))))
+        terms.append(f"{instances}.host IN {sql.among(record_filter.hosts)}")
     return terms
 
 
-def _resolve_instance(connection: Connection, spec: str, record_filter: RecordFilter) -> int:
+def _resolve_instance(reading: Reading, spec: str, record_filter: RecordFilter) -> int:
     text = spec.strip().lower()
-    among = _among(record_filter)
+    sql = Sql.on(reading)
+    narrowed = among(record_filter, sql)
+    where = f" WHERE {' AND '.join(narrowed)}" if narrowed else ""
     if _OFFSET.fullmatch(text):
-        ordered = (
-            select(_instances.c.id)
-            .where(*among)
-            .order_by(_instances.c.first_seen_ns.desc(), _instances.c.id.desc())
-        )
         offset = -int(text)
         found = None
         if offset <= INT64_MAX:  # no store has more instances
-            found = connection.execute(ordered.offset(offset).limit(1)).scalar()
+            rows = reading.execute(
+                f"SELECT i.id FROM instances AS i{where}"
+                f" ORDER BY i.first_seen_ns DESC, i.id DESC LIMIT 1 OFFSET {offset}",
+                sql.params,
+            )
+            found = next((row[0] for row in rows), None)
         if found is None:
-            known = connection.execute(
-                select(func.count()).select_from(ordered.subquery())
-            ).scalar_one()
-            narrowed = " of those sources and hosts" if among else ""
+            rows = reading.execute(f"SELECT count(*) FROM instances AS i{where}", sql.params)
+            known = next(iter(rows))[0]
+            among_them = " of those sources and hosts" if narrowed else ""
             raise UsageError(
-                f"--instance {text}: the store has {known} instance{'s' * (known != 1)}{narrowed}"
+                f"--instance {text}: the store has {known} instance{'s' * (known != 1)}{among_them}"
             )
         return int(found)
     digits = text.replace("-", "")
@@ -168,11 +177,11 @@ def _resolve_instance(connection: Connection, spec: str, record_filter: RecordFi
             f"--instance: {spec!r} is not an instance id, a prefix of one, "
             "0 (the newest) or -N (the Nth before it)"
         )
-    matches = connection.execute(
-        select(_instances.c.id)
-        .where(func.substr(_instances.c.uuid, 1, len(digits)) == digits, *among)
-        .limit(2)
-    ).all()
+    prefix = f"substr(i.uuid, 1, {len(digits)}) = {sql.param(digits)}"
+    terms = " AND ".join([*narrowed, prefix])
+    matches = list(
+        reading.execute(f"SELECT i.id FROM instances AS i WHERE {terms} LIMIT 2", sql.params)
+    )
     if not matches:
         raise UsageError(f"--instance: no instance {spec!r} in this store")
     if len(matches) > 1:
@@ -181,59 +190,87 @@ def _resolve_instance(connection: Connection, spec: str, record_filter: RecordFi
 
 
 def where(
-    record_filter: RecordFilter, scope: Scope, rows: Any = _records
-) -> list[ColumnElement[bool]]:
-    """The WHERE terms of a filter on rows: the records table, or (--follow)
-    a few new rows of it, which no index needs to find."""
-    c = rows.c
-    indexed = rows is _records
-    terms: list[ColumnElement[bool]] = []
+    record_filter: RecordFilter, scope: Scope, sql: Sql, *, indexed: bool = True
+) -> list[str]:
+    """The WHERE terms of a filter on the records as `r` joined to their
+    instances as `i`: the records table, or (indexed False: --follow) a few
+    new rows of it, which no index needs to find.  Levels and record ids are
+    integers written into the text (SQLite then sees that a query fits the
+    partial level index); everything else is a parameter."""
+    dialect = sql.dialect
+    terms: list[str] = []
     if record_filter.levels is not None:
         low, high = record_filter.levels
         if (low, high) != (min(Level), max(Level)):  # all levels: no term
             wanted = [int(level) for level in Level if low <= level <= high]
-            terms.append(c.level == wanted[0] if len(wanted) == 1 else c.level.in_(wanted))
+            listed = ", ".join(map(str, wanted))
+            terms.append(f"r.level = {wanted[0]}" if len(wanted) == 1 else f"r.level IN ({listed})")
             if indexed and low >= Level.WARNING:
                 # The level index holds only these levels (level >= 4); SQLite
                 # uses a partial index only for a query that says so itself.
-                terms.append(c.level >= int(Level.WARNING))
+                terms.append(f"r.level >= {int(Level.WARNING)}")
     if record_filter.since_ns is not None:
-        terms.append(c.time_ns >= record_filter.since_ns)
+        terms.append(f"r.time_ns >= {sql.param(record_filter.since_ns)}")
     if record_filter.until_ns is not None:
-        terms.append(c.time_ns <= record_filter.until_ns)
+        terms.append(f"r.time_ns <= {sql.param(record_filter.until_ns)}")
     if record_filter.pids:
-        pids = sorted(set(record_filter.pids))
-        terms.append(c.pid.in_(pids))
+        terms.append(f"r.pid IN {sql.among(record_filter.pids)}")
         if indexed:
             # Where to look: pid_index (bounded by the window, as its key is
             # pid, time_ns, id), and the records ingest has not merged yet.
-            window: list[ColumnElement[bool]] = [_pid_index.c.pid.in_(pids)]
+            window = [f"p.pid IN {sql.among(record_filter.pids)}"]
             if record_filter.since_ns is not None:
-                window.append(_pid_index.c.time_ns >= record_filter.since_ns)
+                window.append(f"p.time_ns >= {sql.param(record_filter.since_ns)}")
             if record_filter.until_ns is not None:
-                window.append(_pid_index.c.time_ns <= record_filter.until_ns)
-            terms.append(
-                or_(
-                    c.id.in_(select(_pid_index.c.id).where(*window)),
-                    *(and_(c.id > low, c.id < high) for low, high in scope.unindexed),
-                )
-            )
+                window.append(f"p.time_ns <= {sql.param(record_filter.until_ns)}")
+            places = [f"r.id IN (SELECT p.id FROM pid_index AS p WHERE {' AND '.join(window)})"]
+            places += [f"(r.id > {low} AND r.id < {high})" for low, high in scope.unindexed]
+            terms.append(f"({' OR '.join(places)})")
     if record_filter.processes:
-        exact = sorted({name for name in record_filter.processes if not _GLOB.search(name)})
+        exact = {name for name in record_filter.processes if not _GLOB.search(name)}
         globs = sorted({name for name in record_filter.processes if _GLOB.search(name)})
-        alternatives: list[ColumnElement[bool]] = [_glob(c.process, glob) for glob in globs]
+        alternatives = [
+            f"r.process {dialect.glob} {sql.param(dialect.glob_pattern(glob))}" for glob in globs
+        ]
         if exact:
-            alternatives.append(c.process.in_(exact))
-        terms.append(or_(*alternatives))
+            alternatives.append(f"r.process IN {sql.among(exact)}")
+        terms.append(f"({' OR '.join(alternatives)})")
     if record_filter.grep is not None:
-        terms.append(_grep(c.message, grep_pattern(record_filter.grep)))
+        pattern = grep_pattern(record_filter.grep)
+        if dialect.prefilter:
+            terms.extend(prefilter("r.message", pattern, sql))
+        terms.append(f"r.message {dialect.regexp} {sql.param(dialect.grep(pattern))}")
     if scope.instance_id is not None:
-        terms.append(_of_instance(c.id, scope.instance_id))
-    terms.extend(_among(record_filter))
+        low, high = first_id(scope.instance_id), first_id(scope.instance_id + 1)
+        terms.append(f"r.id >= {low} AND r.id < {high}")
+    terms.extend(among(record_filter, sql))
     if scope.start is not None:
-        time_ns, record_id = scope.start
-        at = c.id >= record_id if scope.start_included else c.id > record_id
+        time_ns, start_id = scope.start
         # The first term alone lets SQLite search the time index.
-        terms.append(c.time_ns >= time_ns)
-        terms.append(or_(c.time_ns > time_ns, at))
+        terms.append(f"r.time_ns >= {sql.param(time_ns)}")
+        at = ">=" if scope.start_included else ">"
+        terms.append(f"(r.time_ns > {sql.param(time_ns)} OR r.id {at} {start_id})")
+    return terms
+
+
+# Of a pattern's required literals, how many the prefilter checks: the
+# longest select best; each one more costs a scan of every message.
+PREFILTER_LITERALS = 2
+
+
+def prefilter(value: str, pattern: str, sql: Sql) -> list[str]:
+    """Terms that every text pattern matches passes, cheap to test ahead of
+    the regex: instr() for the pattern's required literals, LIKE (ASCII's
+    case folding, which regex.required_literals allows for) where case is
+    ignored.  No term when the pattern requires no literal of two characters
+    or more: one letter passes nearly every message."""
+    literals, insensitive = required_literals(pattern)
+    longest = sorted((text for text in literals if len(text) >= 2), key=len, reverse=True)
+    terms = []
+    for literal in longest[:PREFILTER_LITERALS]:
+        if insensitive:
+            like = "%" + _LIKE_SPECIAL.sub(lambda match: "\\" + match[0], literal) + "%"
+            terms.append(f"{value} LIKE {sql.param(like)} ESCAPE '\\'")
+        else:
+            terms.append(f"instr({value}, {sql.param(literal)}) > 0")
     return terms

@@ -28,8 +28,8 @@ import uuid
 from dataclasses import dataclass
 
 from .errors import ProtocolError, SourceDone, SourceError
-from .levels import Level
-from .records import LossReason
+from .levels import SYSLOG_LEVELS
+from .records import LossReason, message_text
 from .wire import SEQ_MAX, Frame, Hello, LogRun, LossFrame, Skipped
 
 DEVICE = "/dev/kmsg"
@@ -42,15 +42,18 @@ NOT_A_RECORD = "not a kmsg record"  # why a line was skipped (wire.Skipped)
 # since boot is 146 years); seqs are at most the wire's SEQ_MAX, as a kext's.
 PRIORITY_MAX, VALUE_MAX, USEC_MAX = 255 * 8 + 7, 2**63 - 1, 2**62 // 1000
 
-# syslog severities: emerg..err are errors, notice and info are info.
-LEVELS = (Level.ERROR,) * 4 + (Level.WARNING, Level.INFO, Level.INFO, Level.DEBUG)
 _ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
 
 
-def unescape(text: bytes) -> str:
-    raw = _ESCAPE.sub(lambda match: bytes([int(match.group(1), 16)]), text)
+def unescape(text: bytes) -> bytes:
+    """The bytes the kernel wrote as \\xHH (those that are not printable
+    ASCII, and the backslash)."""
+    return _ESCAPE.sub(lambda match: bytes([int(match.group(1), 16)]), text)
+
+
+def _field(text: bytes) -> str:
     # NUL stays escaped: it ends text in C and in SQL tools.
-    return raw.decode("utf-8", "backslashreplace").replace("\0", "\\x00")
+    return unescape(text).decode("utf-8", "backslashreplace").replace("\0", "\\x00")
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,9 @@ class KmsgRecord:
     seq: int
     usec: int  # since boot, by the kernel's clock
     tid: int  # the caller=T<tid> field when the kernel has CONFIG_PRINTK_CALLER
-    text: str
+    text: str  # as stored: records.message_text
     fields: dict[str, str]
+    flags: int = 0  # records.STORED_BYTES when the text is not UTF-8 text
 
 
 def parse_record(raw: bytes) -> KmsgRecord:
@@ -83,8 +87,9 @@ def parse_record(raw: bytes) -> KmsgRecord:
     for line in continuation:
         key, equals, field = line.strip().partition(b"=")
         if line.startswith(b" ") and equals:
-            fields[unescape(key)] = unescape(field)
-    return KmsgRecord(value & 7, value >> 3, seq, usec, tid, unescape(text), fields)
+            fields[_field(key)] = _field(field)
+    message, flags = message_text(unescape(text))
+    return KmsgRecord(value & 7, value >> 3, seq, usec, tid, message, fields, flags)
 
 
 def _not_a_record(line: bytes) -> ProtocolError:
@@ -140,7 +145,8 @@ class KmsgReader:
             time_ns = self.boot_time_ns + record.usec * 1000
             run.rows.append(
                 (
-                    record.seq, time_ns, record.usec * 1000, int(LEVELS[record.priority]), 0,
+                    record.seq, time_ns, record.usec * 1000, int(SYSLOG_LEVELS[record.priority]),
+                    record.flags,
                     0, record.tid, "kernel", record.text,
                     record.priority, record.facility,
                     json.dumps(record.fields) if record.fields else None,

@@ -3,8 +3,9 @@ they were logged, with the losses among them.  The filter's SQL is
 conditions.py's; following the log as it grows is follow.py's, read-only
 SQL sql.py's.
 
-Only what reading needs is imported here (SQLAlchemy Core and the store's
-table definitions): never Alembic, cffi or the CLI.
+Only what reading needs is imported here: SQL text for both back ends, read
+through store/engine.py's readers (on SQLite the stdlib's driver); never
+SQLAlchemy on SQLite, never Alembic, cffi or the CLI.
 """
 
 from __future__ import annotations
@@ -13,21 +14,13 @@ from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Select, func, select
-from sqlalchemy import exc as sa_exc
-
-from . import callbacks
-from .conditions import Scope, look_up, where
+from .conditions import Scope, Sql, look_up, where
 from .errors import DatabaseError, UsageError
 from .levels import Level
-from .records import INT64_MAX, PID_MAX, Cursor, Entry, Loss, LossReason, Record
+from .records import INT64_MAX, PID_MAX, SEQ_BITS, Cursor, Entry, Loss, LossReason, Record
 from .regex import grep_pattern
-from .store import schema
-from .store.errors import translate
+from .store.engine import Reader, Reading
 
-_records = schema.records
-_instances = schema.instances
-_losses = schema.losses
 _LEVELS = {level.value: level for level in Level}
 
 
@@ -80,65 +73,61 @@ class RecordFilter:
             grep_pattern(self.grep)  # a bad pattern fails here, before any reading
 
 
-def columns(rows: Any) -> tuple[ColumnElement[Any], ...]:
-    c = rows.c
-    return (
-        c.time_ns,
-        c.level,
-        c.pid,
-        c.tid,
-        c.process,
-        c.message,
-        c.seq,
-        _instances.c.uuid.label("instance"),
-        _instances.c.source,
-        c.flags,
-        c.syslog_priority,
-        c.facility,
-        c.fields,
-    )
+# A record's columns, of the records as `r` and their instances as `i`, in
+# the order as_record() takes them (Record's fields).
+COLUMNS = (
+    "r.time_ns, r.level, r.pid, r.tid, r.process, r.message, r.seq, i.uuid AS instance, i.source,"
+    " r.flags, r.syslog_priority, r.facility, r.fields, i.host"
+)
+RECORDS = "records AS r JOIN instances AS i ON r.instance_id = i.id"
 
 
-def select_records(record_filter: RecordFilter, scope: Scope | None = None) -> Select[Any]:
+def select_records(
+    record_filter: RecordFilter, sql: Sql, scope: Scope | None = None, rows: str = RECORDS
+) -> str:
     """The SELECT behind records(): in logged order (time, then the record
     key, that is instance and seq); newest first when only the last N are
     wanted or with reverse.  scope: what the filter's instance, cursors and
     pids name in the store (as entries() looks them up); None when the
-    filter names none of them."""
-    scope = scope or Scope()
-    statement = (
-        select(*columns(_records))
-        .select_from(_records.join(_instances, _records.c.instance_id == _instances.c.id))
-        .where(*where(record_filter, scope))
-    )
-    logged = (_records.c.time_ns, _records.c.id)
+    filter names none of them.  rows: the records as `r` with their
+    instances as `i` (--follow: a few new rows)."""
+    statement = select_matching(record_filter, sql, scope, rows)
     if record_filter.lines is None and not record_filter.reverse:
-        return statement.order_by(*logged)
-    newest_first = statement.order_by(*(column.desc() for column in logged))
-    return newest_first if record_filter.lines is None else newest_first.limit(record_filter.lines)
+        return statement + " ORDER BY r.time_ns, r.id"
+    statement += " ORDER BY r.time_ns DESC, r.id DESC"
+    if record_filter.lines is None:
+        return statement
+    return f"{statement} LIMIT {sql.param(record_filter.lines)}"
 
 
-def records(engine: Engine, record_filter: RecordFilter) -> Generator[Record, None, None]:
+def select_matching(
+    record_filter: RecordFilter, sql: Sql, scope: Scope | None = None, rows: str = RECORDS
+) -> str:
+    """The SELECT of the records a filter matches, in no order and all of
+    them (lines and reverse aside): select_records' own, to aggregate over
+    (kextlog web's facets and chart)."""
+    terms = where(record_filter, scope or Scope(), sql, indexed=rows == RECORDS)
+    statement = f"SELECT {COLUMNS} FROM {rows}"
+    return statement + " WHERE " + " AND ".join(terms) if terms else statement
+
+
+def records(reader: Reader, record_filter: RecordFilter) -> Generator[Record, None, None]:
     """The matching records in logged order (time, instance, seq), or newest
     first with reverse, streamed.
 
-    Close the generator (contextlib.closing) before disposing of the engine.
+    Close the generator (contextlib.closing) before disposing of the reader.
     Errors of the database come out as errors.DatabaseError while iterating.
     """
-    hooks = None
-    try:
-        with engine.connect() as connection:
-            hooks = callbacks.prepare(connection)
-            statement = select_records(record_filter, look_up(connection, record_filter))
-            result = connection.execute(statement)
-            if record_filter.lines is None or record_filter.reverse:
-                for row in result:
-                    yield as_record(row)
-            else:
-                for row in reversed(result.all()):
-                    yield as_record(row)
-    except sa_exc.DBAPIError as exc:
-        raise callbacks.read_error(exc, hooks) from None
+    with reader.connect() as reading:
+        sql = Sql.on(reading)
+        statement = select_records(record_filter, sql, look_up(reading, record_filter))
+        result = reading.execute(statement, sql.params)
+        if record_filter.lines is None or record_filter.reverse:
+            for row in result:
+                yield as_record(row)
+        else:
+            for row in reversed(list(result)):
+                yield as_record(row)
 
 
 def as_record(row: Sequence[Any]) -> Record:
@@ -153,82 +142,67 @@ def as_record(row: Sequence[Any]) -> Record:
 
 # --- losses among the records ----------------------------------------------
 
-# The time of the instance's first stored record after the loss: one search
+# Every loss placed among the records (its time: see records.Loss).  The
+# time of the instance's first stored record after the loss is one search
 # of the records' key per loss, made only when the loss's own time is
 # unknown (COALESCE stops at the first value that is not NULL).
-_NEXT_RECORD_TIME = (
-    select(_records.c.time_ns)
-    .where(
-        _records.c.id
-        > _losses.c.instance_id.op("<<")(schema.SEQ_SHIFT).op("|")(_losses.c.last_seq),
-        _records.c.id < (_losses.c.instance_id + 1).op("<<")(schema.SEQ_SHIFT),
-    )
-    .order_by(_records.c.id)
-    .limit(1)
-    .correlate(_losses)
-    .scalar_subquery()
+PLACED = (
+    "(SELECT coalesce(l.first_time_ns,"
+    " (SELECT records.time_ns FROM records"
+    f" WHERE records.id > ((l.instance_id << {SEQ_BITS}) | l.last_seq)"
+    f" AND records.id < ((l.instance_id + 1) << {SEQ_BITS})"
+    " ORDER BY records.id LIMIT 1), l.recorded_ns) AS time_ns,"
+    " i.uuid AS instance, l.first_seq, l.last_seq, l.count, l.reason, l.first_time_ns,"
+    " l.last_time_ns, l.recorded_ns, i.source, l.instance_id, l.id, i.host"
+    " FROM losses AS l JOIN instances AS i ON l.instance_id = i.id) AS placed"
 )
-_PLACED = (
-    select(
-        func.coalesce(_losses.c.first_time_ns, _NEXT_RECORD_TIME, _losses.c.recorded_ns).label(
-            "time_ns"
-        ),
-        _instances.c.uuid.label("instance"),
-        _losses.c.first_seq,
-        _losses.c.last_seq,
-        _losses.c.count,
-        _losses.c.reason,
-        _losses.c.first_time_ns,
-        _losses.c.last_time_ns,
-        _losses.c.recorded_ns,
-        _instances.c.source,
-        _losses.c.instance_id,
-        _losses.c.id,
-        _instances.c.host,
-    )
-    .select_from(_losses.join(_instances, _losses.c.instance_id == _instances.c.id))
-    .subquery("placed")
+# A Loss's fields, in its order.
+LOSS_COLUMNS = (
+    "time_ns, instance, first_seq, last_seq, count, reason, first_time_ns, last_time_ns,"
+    " recorded_ns, source"
 )
-_LOSS_ORDER = (_PLACED.c.time_ns, _PLACED.c.instance_id, _PLACED.c.first_seq)
 
 
 def select_losses(
+    sql: Sql,
     since_ns: int | None = None,
     until_ns: int | None = None,
     *,
     record_filter: RecordFilter | None = None,
     scope: Scope | None = None,
     newest_first: bool = False,
-) -> Select[Any]:
+) -> str:
     """The SELECT behind losses(): every loss placed within [since_ns, until_ns]
     (both included, None for open), in logged order (time, instance, first
     seq), or newest first.  record_filter and scope add the filter's
     --instance, --source and cursor (a loss shows after the cursor when it
     is placed after the cursor's time: it comes before records of its time)."""
     scope = scope or Scope()
-    terms: list[ColumnElement[bool]] = []
+    terms: list[str] = []
     if since_ns is not None:
-        terms.append(_PLACED.c.time_ns >= since_ns)
+        terms.append(f"time_ns >= {sql.param(since_ns)}")
     if until_ns is not None:
-        terms.append(_PLACED.c.time_ns <= until_ns)
+        terms.append(f"time_ns <= {sql.param(until_ns)}")
     if scope.instance_id is not None:
-        terms.append(_PLACED.c.instance_id == scope.instance_id)
+        terms.append(f"instance_id = {sql.param(scope.instance_id)}")
     if record_filter is not None and record_filter.sources:
-        terms.append(_PLACED.c.source.in_(sorted(set(record_filter.sources))))
+        terms.append(f"source IN {sql.among(record_filter.sources)}")
     if record_filter is not None and record_filter.hosts:
-        terms.append(_PLACED.c.host.in_(sorted(set(record_filter.hosts))))
+        terms.append(f"host IN {sql.among(record_filter.hosts)}")
     if scope.start is not None:
-        terms.append(_PLACED.c.time_ns > scope.start[0])
+        terms.append(f"time_ns > {sql.param(scope.start[0])}")
     if scope.new_losses is not None:
         low, high = scope.new_losses
-        terms.extend([_PLACED.c.id > low, _PLACED.c.id <= high])
-    columns = [c for c in _PLACED.c if c.name not in ("instance_id", "id", "host")]
-    order = [column.desc() for column in _LOSS_ORDER] if newest_first else _LOSS_ORDER
-    return select(*columns).where(*terms).order_by(*order)
+        terms.append(f"id > {sql.param(low)} AND id <= {sql.param(high)}")
+    statement = f"SELECT {LOSS_COLUMNS} FROM {PLACED}"
+    if terms:
+        statement += " WHERE " + " AND ".join(terms)
+    order = " DESC, ".join(("time_ns", "instance_id", "first_seq")) + " DESC"
+    return statement + " ORDER BY " + (order if newest_first else "time_ns, instance_id, first_seq")
 
 
 def losses(
-    engine: Engine, *, since_ns: int | None = None, until_ns: int | None = None
+    reader: Reader, *, since_ns: int | None = None, until_ns: int | None = None
 ) -> list[Loss]:
     """The losses placed within [since_ns, until_ns], in logged order.
 
@@ -236,23 +210,23 @@ def losses(
     unknown, just before the instance's first stored record after it; when
     there is none (yet), at the time ingest recorded it (see records.Loss).
     """
-    try:
-        with engine.connect() as connection:
-            return fetch_losses(connection, select_losses(since_ns, until_ns))
-    except sa_exc.DBAPIError as exc:
-        raise translate(exc) from None
+    with reader.connect() as reading:
+        sql = Sql.on(reading)
+        return fetch_losses(reading, select_losses(sql, since_ns, until_ns), sql)
 
 
-def fetch_losses(connection: Connection, statement: Select[Any]) -> list[Loss]:
+def fetch_losses(reading: Reading, statement: str, sql: Sql) -> list[Loss]:
     """The losses a select_losses() statement finds, each reason a
     LossReason where it is one."""
     return [
-        Loss(**{**row._mapping, "reason": LossReason.of(row.reason)})
-        for row in connection.execute(statement)
+        Loss(time_ns, instance, first, last, count, LossReason.of(reason), *rest)
+        for time_ns, instance, first, last, count, reason, *rest in reading.execute(
+            statement, sql.params
+        )
     ]
 
 
-def entries(engine: Engine, record_filter: RecordFilter) -> Generator[Entry, None, None]:
+def entries(reader: Reader, record_filter: RecordFilter) -> Generator[Entry, None, None]:
     """What `kextlog query` shows: the matching records in logged order, and
     a Loss wherever records are missing, streamed; with reverse, the same
     newest first.
@@ -270,53 +244,42 @@ def entries(engine: Engine, record_filter: RecordFilter) -> Generator[Entry, Non
     the end of the log needs to see.  When N covers every matching record,
     -n changes nothing; -n 0 shows nothing.
 
-    Close the generator (contextlib.closing) before disposing of the engine.
+    Close the generator (contextlib.closing) before disposing of the reader.
     Errors of the database come out as errors.DatabaseError while iterating.
     """
-    hooks = None
-    try:
-        with engine.connect() as connection:
-            hooks = callbacks.prepare(connection)
-            yield from entries_in(connection, record_filter, look_up(connection, record_filter))
-    except sa_exc.DBAPIError as exc:
-        raise callbacks.read_error(exc, hooks) from None
+    with reader.connect() as reading:
+        yield from entries_in(reading, record_filter, look_up(reading, record_filter))
 
 
-def entries_in(
-    connection: Connection, record_filter: RecordFilter, scope: Scope
-) -> Iterator[Entry]:
+def entries_in(reading: Reading, record_filter: RecordFilter, scope: Scope) -> Iterator[Entry]:
     since_ns, until_ns = record_filter.since_ns, record_filter.until_ns
     lines, reverse = record_filter.lines, record_filter.reverse
     if lines is None:
         # Losses are few: all of them in the window first, then the records
         # streamed past them.
-        found = fetch_losses(
-            connection,
-            select_losses(
-                since_ns,
-                until_ns,
-                record_filter=record_filter,
-                scope=scope,
-                newest_first=reverse,
-            ),
+        sql = Sql.on(reading)
+        statement = select_losses(
+            sql, since_ns, until_ns, record_filter=record_filter, scope=scope, newest_first=reverse
         )
-        rows = connection.execute(select_records(record_filter, scope))
-        yield from merge((as_record(row) for row in rows), found, newest_first=reverse)
+        found = fetch_losses(reading, statement, sql)
+        sql = Sql.on(reading)
+        rows = reading.execute(select_records(record_filter, sql, scope), sql.params)
+        yield from merge(map(as_record, rows), found, newest_first=reverse)
         return
     if lines == 0:
         return
     # One more than asked for tells whether -n left records out.
-    newest = connection.execute(
-        select_records(replace(record_filter, lines=min(lines + 1, INT64_MAX)), scope)
-    ).all()
-    shown = [as_record(row) for row in reversed(newest[:lines])]
+    sql = Sql.on(reading)
+    statement = select_records(replace(record_filter, lines=min(lines + 1, INT64_MAX)), sql, scope)
+    newest = list(reading.execute(statement, sql.params))
+    shown = list(map(as_record, reversed(newest[:lines])))
     if len(newest) > lines:
         # A loss at the time of the first shown record comes before it, so
         # it goes with the records left out.
         since_ns = shown[0].time_ns + 1
-    lost = fetch_losses(
-        connection, select_losses(since_ns, until_ns, record_filter=record_filter, scope=scope)
-    )
+    sql = Sql.on(reading)
+    statement = select_losses(sql, since_ns, until_ns, record_filter=record_filter, scope=scope)
+    lost = fetch_losses(reading, statement, sql)
     if reverse:
         yield from reversed(list(merge(shown, lost)))
     else:
@@ -328,6 +291,9 @@ def merge(
 ) -> Iterator[Entry]:
     """Records and losses, both in logged order, into one: a loss before the
     records of its time (newest first: both backwards, a loss after them)."""
+    if not lost:  # the common case: no loop of ours per record
+        yield from found
+        return
     pending = iter(lost)
     loss = next(pending, None)
     for record in found:
@@ -350,10 +316,15 @@ class CursorKeeper:
     def __init__(self, found: Iterable[Entry], *, newest_first: bool = False) -> None:
         self._found = found
         self._newest_first = newest_first
-        self.cursor: Cursor | None = None
+        self._newest: Record | None = None
+
+    @property
+    def cursor(self) -> Cursor | None:
+        return None if self._newest is None else Cursor.of(self._newest)
 
     def __iter__(self) -> Iterator[Entry]:
+        # The record is kept, its cursor made once at the end: no object per record.
         for entry in self._found:
-            if isinstance(entry, Record) and (self.cursor is None or not self._newest_first):
-                self.cursor = Cursor.of(entry)
+            if isinstance(entry, Record) and (self._newest is None or not self._newest_first):
+                self._newest = entry
             yield entry

@@ -15,6 +15,23 @@ from .levels import Level
 INT64_MAX = 2**63 - 1  # SQLite's integers, PostgreSQL's bigint: the store's columns and counts
 PID_MAX = 2**31 - 1  # pid_t
 
+# A record's key is (instance, seq), packed into one 64-bit rowid: one B-tree
+# to write per record instead of a rowid plus a unique index (see migration
+# 0002).  The bounds are the wire header's (KEXTLOG_SEQ_BITS): the reader
+# refuses a seq past SEQ_MASK, so one instance's records never take another's
+# keys, and with at most INSTANCES_MAX instances no sum of counts or marks
+# overflows.  Written as a number so that reading the store loads no cffi;
+# ingest, the one writer, checks it against the compiled header at import.
+SEQ_BITS = 44
+SEQ_MASK = (1 << SEQ_BITS) - 1
+INSTANCES_MAX = (1 << (63 - SEQ_BITS)) - 1
+
+
+def record_id(instance_id: int, seq: int) -> int:
+    """The records table's key of an instance's seq."""
+    return instance_id << SEQ_BITS | seq
+
+
 # A record as ingest carries it, from the scanner (wire, kmsg) through the
 # accounting to the store's writer: a plain tuple, so that the hot path
 # makes no object per record.  Its fields, in this order, are the records
@@ -24,6 +41,45 @@ ROW_FIELDS = ("seq", "time_ns", "mono_ns", "level", "flags", "pid", "tid", "proc
 KMSG_FIELDS = ("syslog_priority", "facility", "fields")
 SEQ, TIME_NS, MONO_NS, LEVEL, FLAGS, PID, TID, PROCESS, MESSAGE = range(len(ROW_FIELDS))
 PRIORITY, FACILITY, FIELDS = range(len(ROW_FIELDS), len(ROW_FIELDS) + len(KMSG_FIELDS))
+
+# A record's flag, set by ingest (kextlog_wire.h's KEXTLOG_STORED_BYTES, above
+# every flag a producer may send): its message held bytes that are not UTF-8
+# text, or NUL.  Its stored text has them as \xHH escapes and each literal
+# backslash doubled, so message_bytes() gives back the bytes exactly (a
+# literal "\xff" in a text message is not taken for the byte 0xff).
+STORED_BYTES = 0x4000
+_NOT_TEXT = re.compile("[\\\\\x00\udc80-\udcff]")  # a backslash, NUL, an undecodable byte
+_ESCAPE = re.compile(rb"\\(\\|x([0-9a-f]{2}))")
+
+
+def message_text(raw: bytes | memoryview) -> tuple[str, int]:
+    """The text to store of a message's bytes, and the flag it takes:
+    (the text, 0) for UTF-8 text without NUL, else (escaped, STORED_BYTES)."""
+    try:
+        text = str(raw, "utf-8")
+    except UnicodeDecodeError:
+        return escaped(bytes(raw)), STORED_BYTES
+    return (escaped(bytes(raw)), STORED_BYTES) if "\0" in text else (text, 0)
+
+
+def escaped(raw: bytes) -> str:
+    """raw as STORED_BYTES text: bytes that are not UTF-8 text, and NUL, as
+    \\xHH; a backslash doubled."""
+    return _NOT_TEXT.sub(_escape, raw.decode("utf-8", "surrogateescape"))
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match[0])
+    if code == 0x5C:
+        return "\\\\"
+    return f"\\x{code - 0xDC00 if code >= 0xDC80 else code:02x}"
+
+
+def message_bytes(text: str) -> bytes:
+    """The bytes of a STORED_BYTES message's text (escaped's inverse)."""
+    return _ESCAPE.sub(
+        lambda match: b"\\" if match[2] is None else bytes([int(match[2], 16)]), text.encode()
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +101,20 @@ class Record:
     priority: int | None = None
     facility: int | None = None
     fields: str | None = None
+    host: str = ""  # the host its instance is stored under (ingest --host)
+
+    @property
+    def message_raw(self) -> bytes | None:
+        """The message's bytes when they are not UTF-8 text (STORED_BYTES), else None."""
+        return message_bytes(self.message) if self.flags & STORED_BYTES else None
+
+    @property
+    def shown(self) -> str:
+        """The message for text outputs: bytes that are not UTF-8 text as
+        undecodable characters, which render.text.escape shows as \\xHH."""
+        if self.flags & STORED_BYTES:
+            return message_bytes(self.message).decode("utf-8", "surrogateescape")
+        return self.message
 
     @classmethod
     def of_row(cls, row: tuple, instance: str, source: str = "") -> Record:

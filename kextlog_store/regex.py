@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import functools
 import re
-
-import re2
-from re2 import _re2
+from typing import TYPE_CHECKING
 
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    from re2 import _re2
 
 # What RE2 says about a pattern Python's re takes, and what it means.
 _UNSUPPORTED = (
@@ -47,17 +48,22 @@ REPETITION_MAX = 1000
 MAX_MEM = 2 << 20
 
 
-def _options() -> re2.Options:
+_NOWHERE = (-1, -1)
+
+
+@functools.cache
+def _engine() -> tuple[type[_re2.RE2], object, object]:
+    """RE2's engine class, the options every pattern is compiled with, and
+    the anchor of a search: loaded at the first pattern, as a query without
+    one (the most common) need not pay for loading RE2."""
+    import re2
+    from re2 import _re2
+
     options = re2.Options()
     options.max_mem = MAX_MEM
     options.log_errors = False  # RE2 would print its own message on stderr
     options.never_capture = True  # a search needs no groups: faster
-    return options
-
-
-_OPTIONS = _options()
-_UNANCHORED = _re2.RE2.Anchor.UNANCHORED
-_NOWHERE = (-1, -1)
+    return _re2.RE2, options, _re2.RE2.Anchor.UNANCHORED
 
 
 class Pattern:
@@ -66,13 +72,14 @@ class Pattern:
     search (a generator and a match object a call: 7 us against 0.6 us on
     a log message), and keeps 128 patterns of its own."""
 
-    __slots__ = ("_engine",)
+    __slots__ = ("_anchor", "_engine")
 
-    def __init__(self, engine: _re2.RE2) -> None:
+    def __init__(self, engine: _re2.RE2, anchor: object) -> None:
         self._engine = engine
+        self._anchor = anchor
 
     def search(self, text: bytes) -> bool:
-        return self._engine.Match(_UNANCHORED, text, 0, len(text))[0] != _NOWHERE
+        return self._engine.Match(self._anchor, text, 0, len(text))[0] != _NOWHERE
 
 
 @functools.lru_cache(maxsize=64)
@@ -80,8 +87,9 @@ def compile(pattern: str) -> Pattern:
     """pattern compiled by RE2.  Raises UsageError, saying what RE2 does not
     support, for a pattern it refuses."""
     _check_repetitions(pattern)
+    engine_class, options, anchor = _engine()
     try:
-        engine = _re2.RE2(pattern.encode(), _OPTIONS)
+        engine = engine_class(pattern.encode(), options)
     except UnicodeEncodeError:
         raise UsageError(f"invalid regular expression {pattern!r}: not valid UTF-8") from None
     if not engine.ok():
@@ -91,7 +99,7 @@ def compile(pattern: str) -> Pattern:
             hint = "backreferences such as \\1 are not supported"
         reason = detail if hint is None else f"{detail}: {hint} (RE2's syntax)"
         raise UsageError(f"invalid regular expression {pattern!r} ({reason})")
-    return Pattern(engine)
+    return Pattern(engine, anchor)
 
 
 def _check_repetitions(pattern: str) -> None:
@@ -198,3 +206,127 @@ def glob_regex(glob: str) -> str:
             parts.append(re.escape(char))
         index += 1
     return "".join(parts) + "$"
+
+
+# --- what a match must contain ----------------------------------------------
+
+# Letters whose case-insensitive match in RE2 takes a character outside ASCII
+# (the Kelvin sign K, the long s), which SQL's LIKE would not: they end a
+# literal where case is ignored.
+_FOLDS_BEYOND_ASCII = frozenset("kKsS")
+_REPEAT_COUNT = re.compile(r"\{\d+(?:,\d*)?\}")
+_CASE_INSENSITIVE = re.compile(r"\(\?[a-zA-Z-]*i")
+_ESCAPE_ARGUMENT = re.compile(r"\{[^}]*\}|[0-9a-fA-F]{0,2}")
+_OCTAL_TAIL = re.compile(r"[0-7]{0,2}")
+LITERAL_MAX = 64  # a required literal's first characters are required too
+
+
+def required_literals(pattern: str) -> tuple[list[str], bool]:
+    """Texts that every text pattern (RE2's syntax, as compile takes it)
+    matches must contain, and whether they are to be found ignoring case
+    (ASCII letters only; then none has a letter whose case folds beyond
+    ASCII).  A prefilter of SQL's instr or LIKE on them ahead of the regex
+    passes a superset of what it matches: what this does not understand
+    ends a literal, it never adds one.  Only the top level's plain
+    characters count: groups, classes, escapes of classes are skipped, an
+    alternation there leaves none, a quantifier takes back the character
+    before it."""
+    insensitive = bool(_CASE_INSENSITIVE.search(pattern))
+    if "\\Q" in pattern:  # quoted text reads otherwise: not worth the risk
+        return [], insensitive
+    literals: list[str] = []
+    run: list[str] = []
+
+    def end_run() -> None:
+        if run:
+            literals.append("".join(run)[:LITERAL_MAX])
+            run.clear()
+
+    index, size = 0, len(pattern)
+    while index < size:
+        char = pattern[index]
+        index += 1
+        if char == "|":
+            return [], insensitive
+        if char == "\\" and index < size:
+            escaped = pattern[index]
+            index += 1
+            if escaped.isascii() and not escaped.isalnum():
+                literal = escaped
+            else:  # a class, an assertion, a code (\x41, \x{263a}, \101, \pL): not read
+                if escaped in "xpP":
+                    argument = _ESCAPE_ARGUMENT if escaped == "x" else re.compile(r"\{[^}]*\}|.")
+                    match = argument.match(pattern, index)
+                    index = match.end() if match else index
+                elif escaped in "01234567":
+                    match = _OCTAL_TAIL.match(pattern, index)
+                    index = match.end() if match else index
+                end_run()
+                continue
+        elif char in "*?+":
+            if run:
+                run.pop()
+            end_run()
+            index += pattern.startswith("?", index)  # lazy
+            continue
+        elif char == "{" and (count := _REPEAT_COUNT.match(pattern, index - 1)):
+            if run:
+                run.pop()
+            end_run()
+            index = count.end() + pattern.startswith("?", count.end())
+            continue
+        elif char == "(":
+            end_run()
+            index = _group_end(pattern, index)
+            continue
+        elif char == "[":
+            end_run()
+            index = _class_end(pattern, index)
+            continue
+        elif char in ".^$" or char == "\x00":
+            end_run()
+            continue
+        else:
+            literal = char
+        if insensitive and (not literal.isascii() or literal in _FOLDS_BEYOND_ASCII):
+            end_run()
+            continue
+        run.append(literal)
+    end_run()
+    return literals, insensitive
+
+
+def _class_end(pattern: str, index: int) -> int:
+    """The index just past the class [... that starts before index."""
+    index += pattern.startswith("^", index)
+    index += pattern.startswith("]", index)  # a ] first is a member
+    while index < len(pattern):
+        if pattern[index] == "\\":
+            index += 2
+        elif pattern.startswith("[:", index) and (close := pattern.find(":]", index + 2)) != -1:
+            index = close + 2
+        elif pattern[index] == "]":
+            return index + 1
+        else:
+            index += 1
+    return index
+
+
+def _group_end(pattern: str, index: int) -> int:
+    """The index just past the group ( ... that starts before index."""
+    depth = 1
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            index += 2
+            continue
+        index += 1
+        if char == "[":
+            index = _class_end(pattern, index)
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return index
+    return index

@@ -168,6 +168,7 @@ def simulate(options: SimulateOptions, stop: threading.Event) -> dict[str, objec
         "lost": counters.lost,
         "acked": counters.acked_seq,
         "truncated": counters.truncated,
+        "refused": counters.bad_input,  # client writes the core refused
         "ring_high_water": counters.ring_high_water,
         "connects": counters.connects,
         "printed_at_stop": counters.printed_at_stop,

@@ -3,22 +3,27 @@
 Records per level and per process, the rate over time in buckets (by
 level), the losses by reason, every instance with its accounting, the size
 of the database and the range of dates.  One collect() call reads them all
-with a handful of aggregate queries, each one pass over an index where
-there is one (level and time: ix_records_level_time_ns; instance and seq:
-the UNIQUE key); per process is a scan of the window.  Rendering is
-render.figures.write_stats.
+in one read transaction (one snapshot: the figures agree with each other
+while ingest commits).  Records per level, per bucket and per instance add
+up the counters (record_counts: a row per minute, level and instance),
+counting records only in the minutes a window cuts (and every record of
+the window for buckets shorter than a minute).  Per process, the whole
+store adds up pid_counts (a row per pid, process and instance); a window
+counts its records.  Rendering is render.figures.write_stats.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, Select, and_, func, select, text, true
 from sqlalchemy import exc as sa_exc
 
+from .conditions import DIALECTS, Sql
 from .errors import UsageError
 from .levels import Level
 from .query import select_losses
@@ -29,6 +34,7 @@ from .store.errors import translate
 from .timespec import NS_PER_SECOND
 
 _records, _instances, _losses = schema.records, schema.instances, schema.losses
+_counters, NS_PER_MINUTE = schema.record_counts, schema.NS_PER_MINUTE
 
 # Bucket sizes the rate chart picks from: the smallest that gives at most
 # max_buckets rows.  Round sizes, so that bucket starts are round times.
@@ -151,6 +157,8 @@ def collect(
     gives at most max_buckets buckets).  Buckets start at multiples of
     their size in local time (or UTC), so that hours and days begin on the
     hour and at midnight."""
+    if bucket_ns is not None and bucket_ns <= 0:
+        raise UsageError("--bucket: 0s is no bucket: give a duration above 0, e.g. 1h")
     engine = read_engine(url)
     try:
         with engine.connect() as connection:
@@ -171,28 +179,28 @@ def _collect(
     max_buckets: int,
     utc: bool,
 ) -> Stats:
-    window = []
-    if since_ns is not None:
-        window.append(_records.c.time_ns >= since_ns)
-    if until_ns is not None:
-        window.append(_records.c.time_ns <= until_ns)
-    by_level: dict[int, int] = {
-        int(level): int(count)
-        for level, count in connection.execute(
-            select(_records.c.level, func.count()).where(*window).group_by(_records.c.level)
-        )
-    }
-    levels = tuple(by_level.get(int(level), 0) for level in Level)
+    if connection.dialect.name == "sqlite":
+        # One read transaction: every figure from the same snapshot, while
+        # ingest commits (PostgreSQL's read engine is REPEATABLE READ).
+        connection.exec_driver_sql("BEGIN")
+    window = _Window(since_ns, until_ns)
+    by_level = _counts(connection, window)
+    levels = tuple(by_level.get((0, int(level)), 0) for level in Level)
+    # A subquery each: SQLite finds a lone min() or max() at an end of the
+    # time index, but reads the whole index for both in one SELECT.
     first_ns, last_ns = connection.execute(
-        select(func.min(_records.c.time_ns), func.max(_records.c.time_ns)).where(*window)
+        select(
+            *(
+                select(extreme(_records.c.time_ns)).where(*window.terms).scalar_subquery()
+                for extreme in (func.min, func.max)
+            )
+        )
     ).one()
-    by_process = connection.execute(
-        select(_records.c.process, func.count(), func.count(_records.c.pid.distinct()))
-        .where(*window)
-        .group_by(_records.c.process)
-    ).all()
     processes = sorted(
-        (ProcessCount(name, count, pids) for name, count, pids in by_process),
+        (
+            ProcessCount(name, int(count), pids)  # PostgreSQL sums bigints as numeric
+            for name, count, pids in connection.execute(_by_process(window))
+        ),
         key=lambda item: (-item.records, item.process),
     )
     size = bucket_ns
@@ -208,13 +216,14 @@ def _collect(
                 f"{MAX_CHART_BUCKETS:,}: give a larger bucket or a narrower window"
             )
         buckets = _buckets(connection, window, origin, end, size)
-    placed = select_losses(since_ns, until_ns).subquery()
+    sql = Sql(DIALECTS[connection.dialect.name])
+    placed = select_losses(sql, since_ns, until_ns)
     losses = tuple(
         LossCount(reason, rows, int(lost))
-        for reason, rows, lost in connection.execute(
-            select(placed.c.reason, func.count(), func.sum(placed.c.count))
-            .group_by(placed.c.reason)
-            .order_by(placed.c.reason)
+        for reason, rows, lost in connection.exec_driver_sql(
+            f"SELECT reason, count(*), sum(count) FROM ({placed}) AS placed"
+            " GROUP BY reason ORDER BY reason",
+            tuple(sql.params),
         )
     )
     return Stats(
@@ -232,6 +241,83 @@ def _collect(
         losses=losses,
         instances=_instance_accounts(connection),
     )
+
+
+class _Window:
+    """[since_ns, until_ns] (None: open) as the counters see it: the whole
+    minutes inside it, whose records record_counts counts, and at its ends
+    the parts of minutes it cuts, whose records are counted one by one
+    along the time index (at most a minute's records at each end)."""
+
+    def __init__(self, since_ns: int | None, until_ns: int | None) -> None:
+        self.terms: list[Any] = []
+        if since_ns is not None:
+            self.terms.append(_records.c.time_ns >= since_ns)
+        if until_ns is not None:
+            self.terms.append(_records.c.time_ns <= until_ns)
+        self.first = None if since_ns is None else -(-since_ns // NS_PER_MINUTE)
+        self.last = None if until_ns is None else (until_ns + 1) // NS_PER_MINUTE - 1
+        # False when no whole minute lies in it: then its records (a minute
+        # or two's) are all counted.
+        self.whole_minutes = self.first is None or self.last is None or self.first <= self.last
+        self.edges: list[tuple[int, int]] = []  # [from_ns, to_ns] of the minutes it cuts
+        if self.first is not None and since_ns is not None:
+            self.edges.append((since_ns, self.first * NS_PER_MINUTE - 1))
+        if self.last is not None and until_ns is not None:
+            self.edges.append(((self.last + 1) * NS_PER_MINUTE, until_ns))
+
+
+def _by_process(window: _Window) -> Select:
+    """Records and distinct pids per process name: of the whole store, a row
+    of pid_counts per (pid, process, instance); of a window, its records."""
+    if not window.terms:
+        pids = schema.pid_counts
+        return select(
+            pids.c.process, func.sum(pids.c.count), func.count(pids.c.pid.distinct())
+        ).group_by(pids.c.process)
+    return (
+        select(_records.c.process, func.count(), func.count(_records.c.pid.distinct()))
+        .where(*window.terms)
+        .group_by(_records.c.process)
+    )
+
+
+def _counts(
+    connection: Connection,
+    window: _Window,
+    key: Callable[[Any], Any] | None = None,
+    counters: bool = True,
+) -> dict[tuple[int, int], int]:
+    """Records in window by (key(time), level); key (None: all in one
+    group, 0) must give every time of a minute the same group when counters
+    is set: whole minutes come from record_counts, the rest from records."""
+    parts = []
+    if counters and window.whole_minutes:
+        minute = _counters.c.minute
+        group = [] if key is None else [key(minute * NS_PER_MINUTE)]
+        terms = [] if window.first is None else [minute >= window.first]
+        terms += [] if window.last is None else [minute <= window.last]
+        parts.append(
+            select(*group, _counters.c.level, func.sum(_counters.c.count))
+            .where(*terms)
+            .group_by(*group, _counters.c.level)
+        )
+        spans = [_records.c.time_ns.between(*edge) for edge in window.edges if edge[0] <= edge[1]]
+    else:
+        spans = [and_(true(), *window.terms)]
+    for span in spans:
+        group = [] if key is None else [key(_records.c.time_ns)]
+        parts.append(
+            select(*group, _records.c.level, func.count())
+            .where(span)
+            .group_by(*group, _records.c.level)
+        )
+    counts: dict[tuple[int, int], int] = {}
+    for part in parts:
+        for row in connection.execute(part):
+            number, level, count = (0, *row) if key is None else row
+            counts[int(number), int(level)] = counts.get((int(number), int(level)), 0) + int(count)
+    return counts
 
 
 def choose_bucket(span_ns: int, max_buckets: int = MAX_BUCKETS) -> int:
@@ -254,17 +340,16 @@ def _aligned(time_ns: int, size: int, utc: bool) -> int:
 
 
 def _buckets(
-    connection: Connection, window: list[Any], origin: int, end: int, size: int
+    connection: Connection, window: _Window, origin: int, end: int, size: int
 ) -> tuple[Bucket, ...]:
-    index = (_records.c.time_ns - origin) // size  # never negative: origin <= every time
+    def index(time_ns: Any) -> Any:
+        return (time_ns - origin) // size  # never negative: origin <= every time
+
+    # Buckets of whole minutes add up the counters; others count records.
+    whole = size % NS_PER_MINUTE == 0 and origin % NS_PER_MINUTE == 0
     counts: dict[int, list[int]] = {}
-    rows = connection.execute(
-        select(index, _records.c.level, func.count())
-        .where(*window)
-        .group_by(index, _records.c.level)
-    )
-    for number, level, count in rows:
-        counts.setdefault(int(number), [0] * len(Level))[int(level) - 1] = int(count)
+    for (number, level), count in _counts(connection, window, index, counters=whole).items():
+        counts.setdefault(number, [0] * len(Level))[level - 1] = count
     last = (end - origin) // size
     return tuple(
         Bucket(origin + number * size, tuple(counts.get(number, [0] * len(Level))))
@@ -284,8 +369,19 @@ def _instance_accounts(connection: Connection) -> tuple[InstanceAccount, ...]:
     def scalar(statement: Any) -> Any:
         return statement.correlate(i).scalar_subquery()
 
-    stored = scalar(select(func.count()).where(records.c.id >= first, records.c.id <= high_water))
+    # Stored: what the counters hold of it, less the records outside
+    # first_seq..high_water (none, normally: two searches of the key).
+    # Counting its range of the key instead reads every page of its records
+    # (5.7 s for 10M); a record gone behind kextlog's back shows in `kextlog
+    # db check` (the counters against the records) and instance_accounting.
+    held = (
+        select(_counters.c.instance_id, func.sum(_counters.c.count).label("records"))
+        .group_by(_counters.c.instance_id)
+        .subquery()
+    )
     ahead = scalar(select(func.count()).where(records.c.id > high_water, records.c.id < end))
+    before = scalar(select(func.count()).where(records.c.id >= base, records.c.id < first))
+    stored = func.coalesce(held.c.records, 0) - ahead - before
     lost = scalar(
         select(func.coalesce(func.sum(losses.c.count), 0)).where(losses.c.instance_id == i.c.id)
     )
@@ -317,35 +413,13 @@ def _instance_accounts(connection: Connection) -> tuple[InstanceAccount, ...]:
             ahead,
             record_time(records.c.id),
             record_time(records.c.id.desc()),
-        ).order_by(i.c.first_seen_ns, i.c.id)
-    )
-    accounts = []
-    for row in rows:
-        (uuid, source, name, boot, version, first_seen, last_seen, first_seq, high_water, kept,
-         gone, filtered, pruned_records, pruned_lost, beyond, first_record,
-         last_record) = row  # fmt: skip
-        accounts.append(
-            InstanceAccount(
-                instance=uuid,
-                source=source,
-                name=name,
-                boot_id=boot,
-                producer_version=version,
-                first_seen_ns=first_seen,
-                last_seen_ns=last_seen,
-                first_seq=first_seq,
-                high_water=high_water,
-                stored=kept,
-                lost=int(gone),
-                filtered=filtered,
-                pruned_records=pruned_records,
-                pruned_lost=pruned_lost,
-                ahead=beyond,
-                first_record_ns=first_record,
-                last_record_ns=last_record,
-            )
         )
-    return tuple(accounts)
+        .select_from(i.outerjoin(held, held.c.instance_id == i.c.id))
+        .order_by(i.c.first_seen_ns, i.c.id)
+    )
+    # The columns are InstanceAccount's fields, in order; PostgreSQL sums
+    # bigints as numeric (stored, lost).
+    return tuple(InstanceAccount(*row[:9], int(row[9]), int(row[10]), *row[11:]) for row in rows)
 
 
 def _database_size(connection: Connection, url: str) -> DatabaseSize | None:

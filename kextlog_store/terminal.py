@@ -26,11 +26,13 @@ def pager(*, enabled: bool) -> Iterator[None]:
     """Page stdout on a terminal, as journalctl does: $KEXTLOG_PAGER, else
     $PAGER, else less with LESS=FRSXMK (quit when it fits one screen, keep
     colours, chop long lines, no screen clearing, Ctrl-C quits) unless LESS
-    is set.  '' or cat means no pager.  When the reader quits the pager
-    early, the rest of the output is dropped quietly."""
+    is set.  '' or cat means no pager, and so does a terminal that cannot
+    run one (TERM dumb or unset, as systemd's pager decides).  When the
+    reader quits the pager early, the rest of the output is dropped quietly."""
     command = os.environ.get("KEXTLOG_PAGER", os.environ.get("PAGER", "less"))
     words = shlex.split(command)
-    if not enabled or not sys.stdout.isatty() or words in ([], ["cat"]):
+    dumb = os.environ.get("TERM") in (None, "dumb")
+    if not enabled or not sys.stdout.isatty() or dumb or words in ([], ["cat"]):
         yield
         return
     environment = {"LESS": "FRSXMK", "LESSCHARSET": "utf-8", **os.environ}

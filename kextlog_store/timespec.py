@@ -47,6 +47,10 @@ kextlog also takes what systemd refuses but people write:
   and the units ns (nsec), and the plurals mins, secs, hrs, msecs, usecs;
 - whitespace around the value.
 
+--until reads a time with parse_until: written to the second, or to a
+fraction of one, it ends where that unit ends, so a time as kextlog shows it
+(microseconds) selects its record though the store keeps nanoseconds.
+
 Durations (parse_duration) take the same units and need one after every
 number: ``--older-than 30`` could mean days, and as seconds it would remove
 nearly everything.
@@ -150,6 +154,13 @@ class _Wall(NamedTuple):
     weekday: int
 
 
+class _Parsed(NamedTuple):
+    """An instant in nanoseconds, and what the last digit written stands for (1: exact)."""
+
+    ns: int
+    span: int
+
+
 class _Instant(NamedTuple):
     """What localtime says of an instant: its wall clock (seconds, as if UTC), DST flag, name."""
 
@@ -202,6 +213,20 @@ def parse_time(text: str, *, now: datetime | None = None, tz: tzinfo | None = No
     tz: the local zone for values without one (default: the process's, $TZ).
     Raises UsageError with a one-line message for anything else.
     """
+    return _parse(text, now, tz)[0]
+
+
+def parse_until(text: str, *, now: datetime | None = None, tz: tzinfo | None = None) -> int:
+    """The last instant text names, as parse_time's: a time written to the
+    second or to a fraction of one covers that whole unit, so a displayed
+    time given back selects its record though the store keeps nanoseconds
+    (``10:00:30.123456`` ends at .123456999, ``10:00:30`` at .999999999)."""
+    start, span = _parse(text, now, tz)
+    return min(start + span - 1, _INT64)
+
+
+def _parse(text: str, now: datetime | None, tz: tzinfo | None) -> tuple[int, int]:
+    """parse_time's instant, and the span of the last digit written (1 ns: exact)."""
     value = text.strip(_C_SPACE)
     zone = _SYSTEM if tz is None else _zone_of(tz)
     now_ns = time.time_ns() if now is None else to_ns(_localize(now, tz))
@@ -214,7 +239,8 @@ def parse_time(text: str, *, now: datetime | None = None, tz: tzinfo | None = No
     if result is None:
         hint = " (seconds need a sign: -30)" if value.isdigit() else ""
         raise UsageError(f"invalid time {text!r}{hint}: expected e.g. {EXAMPLES}")
-    return min(result, _INT64)
+    instant, span = result
+    return min(instant, _INT64), span
 
 
 def parse_duration(text: str) -> int:
@@ -239,7 +265,7 @@ def to_ns(moment: datetime) -> int:
 # --- systemd's grammar -------------------------------------------------------
 
 
-def _systemd(text: str, now_ns: int, zone: _Zone) -> int | None:
+def _systemd(text: str, now_ns: int, zone: _Zone) -> _Parsed | None:
     """parse_timestamp: None where systemd refuses the text."""
     space = text.rfind(" ")
     if space >= 0 and not _ends_with_utc(text):
@@ -253,20 +279,20 @@ def _systemd(text: str, now_ns: int, zone: _Zone) -> int | None:
     return _timestamp(text, now_ns, zone, with_zone=False)
 
 
-def _timestamp(text: str, now_ns: int, zone: _Zone, *, with_zone: bool) -> int | None:
+def _timestamp(text: str, now_ns: int, zone: _Zone, *, with_zone: bool) -> _Parsed | None:
     """parse_timestamp_impl; with_zone: a zone name followed the text (now cut off)."""
     dst = -1
     if not with_zone:
         if text.startswith("@"):
             rest = text[1:].strip(_SYSTEMD_SPACE)
-            return _INT64 if rest == "infinity" else _duration(text[1:], default_unit=_S)
+            return _exact(_INT64 if rest == "infinity" else _duration(text[1:], default_unit=_S))
         if text == "now":
-            return now_ns
+            return _exact(now_ns)
         relative = _relative(text)
         if relative is not None:
             body, sign = relative
             duration = _duration(body, default_unit=_S)
-            return None if duration is None else _checked(now_ns + sign * duration)
+            return None if duration is None else _exact(_checked(now_ns + sign * duration))
         if _ends_with_utc(text):
             text, zone, dst = text[:-4], _UTC, 0
         else:
@@ -275,7 +301,7 @@ def _timestamp(text: str, now_ns: int, zone: _Zone, *, with_zone: bool) -> int |
     if text in ("today", "yesterday", "tomorrow"):
         shift = {"today": 0, "yesterday": -1, "tomorrow": 1}[text]
         midnight = today._replace(day=today.day + shift, hour=0, minute=0, second=0)
-        return _at(midnight, 0, dst, zone)
+        return _exact(_at(midnight, 0, dst, zone))
     weekday = -1
     folded = text.translate(_ASCII_LOWER)
     for name, number in _WEEKDAYS:
@@ -290,15 +316,29 @@ def _timestamp(text: str, now_ns: int, zone: _Zone, *, with_zone: bool) -> int |
         if rest.startswith(".") and spec.endswith("S"):
             if not rest[1:].isdigit() or not rest[1:].isascii():
                 return None
-            fraction_ns = int(rest[1:10].ljust(9, "0"))
+            fraction = rest[1:]
         elif rest:
             continue
         else:
-            fraction_ns = 0
+            fraction = ""
         if weekday >= 0 and wall.weekday != weekday:
             raise ValueError("the weekday is not the date's")
-        return _at(wall, fraction_ns, dst, zone)
+        span = _span(fraction) if spec.endswith("S") else 1
+        return _Parsed(_at(wall, _fraction_ns(fraction), dst, zone), span)
     return None
+
+
+def _span(fraction: str) -> int:
+    """What the last digit of a time written to the second, then fraction, stands for."""
+    return max(_S // 10 ** len(fraction), 1)
+
+
+def _fraction_ns(fraction: str) -> int:
+    return int(fraction[:9].ljust(9, "0"))
+
+
+def _exact(ns: int | None) -> _Parsed | None:
+    return None if ns is None else _Parsed(ns, 1)
 
 
 def _relative(text: str) -> tuple[str, int] | None:
@@ -485,7 +525,7 @@ def _duration(text: str, *, default_unit: int | None) -> int | None:
 # --- kextlog's extensions ----------------------------------------------------
 
 
-def _extension(value: str, now_ns: int, zone: _Zone) -> int | None:
+def _extension(value: str, now_ns: int, zone: _Zone) -> _Parsed | None:
     """ISO 8601 forms and bare durations, which systemd refuses."""
     if match := _ISO.fullmatch(value):
         fields = {field: int(match[field]) for field in ("year", "month", "day")}
@@ -496,17 +536,18 @@ def _extension(value: str, now_ns: int, zone: _Zone) -> int | None:
         today = (_fixed(match["zone"]) or zone).wall(now_ns // _S)
         return _iso_at({"year": today.year, "month": today.month, "day": today.day}, match, zone)
     duration = _duration(value, default_unit=None)
-    return None if duration is None else _checked(now_ns - duration)
+    return None if duration is None else _exact(_checked(now_ns - duration))
 
 
-def _iso_at(fields: dict[str, int], match: re.Match[str], zone: _Zone) -> int:
+def _iso_at(fields: dict[str, int], match: re.Match[str], zone: _Zone) -> _Parsed:
     hour, minute, second = (int(match[name] or 0) for name in ("hour", "minute", "second"))
     if hour > 23 or minute > 59 or second > 61:
         raise ValueError("no such time")
     wall = _Wall(fields["year"], fields["month"], fields["day"], hour, minute, second, 0)
-    fraction_ns = int((match["fraction"] or "")[:9].ljust(9, "0"))
+    fraction = match["fraction"] or ""
     fixed = _fixed(match["zone"])
-    return _at(wall, fraction_ns, -1 if fixed is None else 0, fixed or zone)
+    instant = _at(wall, _fraction_ns(fraction), -1 if fixed is None else 0, fixed or zone)
+    return _Parsed(instant, 1 if match["second"] is None else _span(fraction))
 
 
 def _fixed(text: str | None) -> _Zone | None:

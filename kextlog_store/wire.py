@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ._native import ffi, lib
-from .records import ROW_FIELDS, SEQ, LossReason
+from .records import ROW_FIELDS, SEQ, STORED_BYTES, LossReason, escaped
 
 # The highest seq a record may have (kextlog_wire.h's field bounds): past it,
 # its key (store.schema.record_id) would be another instance's.
@@ -100,6 +100,8 @@ class LogFrame(NamedTuple):
 
 if LogFrame._fields != ROW_FIELDS:
     raise ImportError("records.ROW_FIELDS changed: update kextlog_store.wire.LogFrame")
+if lib.KEXTLOG_STORED_BYTES != STORED_BYTES or STORED_BYTES <= lib.KEXTLOG_FLAGS_MAX:
+    raise ImportError("KEXTLOG_STORED_BYTES changed in kextlog_wire.h: update records.STORED_BYTES")
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,10 +286,14 @@ class FrameReader:
                 process = _text(bytes(view[name : name + name_length]))
                 if number == len(names):  # numbered just now
                     names.append(process)
-            message = str(view[at + MESSAGE_OFFSET : at + MESSAGE_OFFSET + length], "utf-8",
-                          "backslashreplace")  # fmt: skip
-            if nul:  # kept visible, as undecodable bytes are: NUL ends text in C and SQL tools
-                message = message.replace("\0", "\\x00")
+            raw = view[at + MESSAGE_OFFSET : at + MESSAGE_OFFSET + length]
+            try:
+                message = str(raw, "utf-8")
+                not_text = nul  # NUL ends text in C and SQL tools
+            except UnicodeDecodeError:
+                not_text = True
+            if not_text:  # kept as bytes that can be given back (records.STORED_BYTES)
+                message, flags = escaped(bytes(raw)), flags | STORED_BYTES
             run.rows.append((seq, time_ns, mono_ns, level, flags, pid, tid, process, message))
         view.release()
 

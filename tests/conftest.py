@@ -41,6 +41,7 @@ from kextlog_store.records import Entry, Loss, Record
 from kextlog_store.store import migrate, schema
 from kextlog_store.store.engine import write_engine
 from kextlog_store.store.location import database_url
+from kextlog_store.store.writer import Counts, add_counts
 from tests import postgres_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -263,6 +264,7 @@ def make_records(now_ns: int) -> tuple[tuple[Instance, ...], list[Record]]:
                     instance=instance.uuid,
                     source=instance.source,
                     flags=1 if seq % 17 == 0 else 0,
+                    host=HOST,
                 )
             )
     return instances, records
@@ -271,7 +273,7 @@ def make_records(now_ns: int) -> tuple[tuple[Instance, ...], list[Record]]:
 def insert_records(url: str, instances: Iterable[Instance], records: Iterable[Record]) -> None:
     """Insert through the store's tables, as ingest does: the key packs
     (instance, seq); pid_index holds each instance's records up to its
-    pid_indexed seq."""
+    pid_indexed seq; record_counts counts them."""
     instances, records = tuple(instances), tuple(records)
     by_uuid = {instance.uuid: instance for instance in instances}
     rows = [
@@ -313,6 +315,14 @@ def insert_records(url: str, instances: Iterable[Instance], records: Iterable[Re
             )
         if rows:
             connection.execute(insert(schema.records), rows)
+            # The records' counters, as the writer keeps them.
+            counts = Counts()
+            for row in rows:
+                instance_id = row["id"] >> schema.SEQ_BITS
+                minute = row["time_ns"] // schema.NS_PER_MINUTE
+                counts.minutes[minute, row["level"], instance_id] += 1
+                counts.pids[row["pid"], row["process"], instance_id] += 1
+            add_counts(connection, counts)
         if indexed:
             connection.execute(insert(schema.pid_index), indexed)
         if connection.dialect.name == "postgresql":
@@ -502,6 +512,22 @@ def postgres_database(
         for name in made:
             connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     admin.dispose()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MB file system of its own (tmpfs: we run as root)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        unavailable(f"cannot mount a small file system (tmpfs, as root): {mounted.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "--lazy", str(mount)], check=True)
 
 
 @pytest.fixture(scope="session")

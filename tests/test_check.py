@@ -10,12 +10,13 @@ import random
 import shutil
 import sqlite3
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from kextlog_store.store import check, migrate
+from kextlog_store.store import check, migrate, schema
 from kextlog_store.wire import SEQ_MAX
 from tests.conftest import PopulatedStore
 from tests.processes import COMMAND, environment, kextlog
@@ -169,7 +170,7 @@ def test_a_healthy_store_passes(populated: PopulatedStore) -> None:
     assert result.stderr == ""
     lines = result.stdout.splitlines()
     assert lines[0] == f"{populated.path}:"
-    assert [line.split()[0] for line in lines[1:]] == ["ok"] * 6
+    assert [line.split()[0] for line in lines[1:]] == ["ok"] * 7
     assert "(2 instances)" in result.stdout
     report = check.check(populated.url, quick=True)
     assert report.failed == () and report.findings[0].check == "quick_check"
@@ -182,10 +183,11 @@ def test_check_finds_damaged_pages(populated: PopulatedStore) -> None:
     result = kextlog("db", "check", "--db", str(populated.path))
     assert result.returncode == 1
     assert "FAIL  integrity_check" in result.stdout
-    # The high-water and accounting checks read the records too: they fail with the page.
+    # The high-water, accounting and counter checks read the records too:
+    # they fail with the page.
     assert result.stderr == (
-        f"kextlog: error: {populated.path}: 3 of 6 checks failed "
-        "(integrity_check, high-water marks, accounting)\n"
+        f"kextlog: error: {populated.path}: 4 of 7 checks failed "
+        "(integrity_check, high-water marks, accounting, counters)\n"
     )
     assert "          database disk image is malformed\n" in result.stdout
     assert_unchanged(populated.path, before)
@@ -245,16 +247,103 @@ def test_check_finds_rows_that_went_without_prune(lossy: PopulatedStore) -> None
         connection.execute("DELETE FROM losses WHERE instance_id = 2 AND first_seq = 55")
     result = kextlog("db", "check", "--db", str(lossy.path))
     assert result.returncode == 1
-    assert result.stderr == (f"kextlog: error: {lossy.path}: 1 of 6 checks failed (accounting)\n")
+    assert result.stderr == (
+        f"kextlog: error: {lossy.path}: 2 of 7 checks failed (accounting, counters)\n"
+    )
     uuid1, uuid2 = (instance.uuid for instance in lossy.instances)
     # Instance 1: seq 100 is gone; instance 2: 6 lost seqs (55..60) with their row.
-    assert result.stdout.splitlines()[-3:] == [
+    lines = result.stdout.splitlines()
+    assert lines[-6:-3] == [
         "  FAIL  accounting (2 instances)",
         f"          instance {uuid1}: 181 seqs (1..181), but stored 168 + lost 9 + filtered 0"
         " + pruned 3 = 180 (1 not accounted for)",
         f"          instance {uuid2}: 125 seqs (1..125), but stored 110 + lost 9 + filtered 0"
         " + pruned 0 = 119 (6 not accounted for)",
     ]
+    # The record's bucket holds one record fewer than its counter says.
+    gone = lossy.record(1, 100)
+    minute = gone.time_ns // schema.NS_PER_MINUTE
+    bucket = [
+        r for r in lossy.records
+        if (r.instance, r.level, r.time_ns // schema.NS_PER_MINUTE)
+        == (uuid1, gone.level, minute)
+    ]  # fmt: skip
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(minute * 60))
+    # ... and its pid's, under the record's process.
+    same_pid = [
+        r for r in lossy.records
+        if (r.instance, r.pid, r.process) == (uuid1, gone.pid, gone.process)
+    ]  # fmt: skip
+    assert lines[-3:] == [
+        f"  FAIL  counters ({lines[-3].split('(')[1]}",
+        f"          instance {uuid1}, level {int(gone.level)}, minute {when}:"
+        f" counted {len(bucket)}, stored {len(bucket) - 1}",
+        f"          instance {uuid1}, pid {gone.pid} ({gone.process}):"
+        f" counted {len(same_pid)}, stored {len(same_pid) - 1}",
+    ]
+
+
+def test_check_finds_counters_that_disagree_with_the_records(populated: PopulatedStore) -> None:
+    """In each table of counters, a counter changed, one deleted, and one
+    for a bucket with no records: each bucket is reported with both
+    figures."""
+    with sqlite3.connect(populated.path) as connection:
+        (minute, level, instance, count), (minute2, level2, instance2, count2) = connection.execute(
+            "SELECT minute, level, instance_id, count FROM record_counts"
+            " ORDER BY minute, level, instance_id LIMIT 2"
+        ).fetchall()
+        connection.execute(
+            "UPDATE record_counts SET count = count + 5 WHERE minute = ? AND level = ?"
+            " AND instance_id = ?",
+            (minute, level, instance),
+        )
+        connection.execute(
+            "DELETE FROM record_counts WHERE minute = ? AND level = ? AND instance_id = ?",
+            (minute2, level2, instance2),
+        )
+        connection.execute("INSERT INTO record_counts VALUES (7, 3, 1, 2)")
+        (pid, process, instance3, count3), (pid2, process2, instance4, count4) = connection.execute(
+            "SELECT pid, process, instance_id, count FROM pid_counts"
+            " ORDER BY pid, process, instance_id LIMIT 2"
+        ).fetchall()
+        connection.execute(
+            "UPDATE pid_counts SET count = count - 1 WHERE pid = ? AND process = ?"
+            " AND instance_id = ?",
+            (pid, process, instance3),
+        )
+        connection.execute(
+            "DELETE FROM pid_counts WHERE pid = ? AND process = ? AND instance_id = ?",
+            (pid2, process2, instance4),
+        )
+        connection.execute("INSERT INTO pid_counts VALUES (99999, 'ghost', 1, 4)")
+    report = check.check(populated.url)
+    failed = {finding.check: finding.problems for finding in report.failed}
+    uuids = {instance.id: instance.uuid for instance in populated.instances}
+
+    def when(minute: int) -> str:
+        return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(minute * 60))
+
+    assert failed == {
+        "counters": (
+            f"instance {uuids[1]}, level 3, minute 1970-01-01 00:07 UTC: counted 2, stored 0",
+            f"instance {uuids[instance]}, level {level}, minute {when(minute)}:"
+            f" counted {count + 5}, stored {count}",
+            f"instance {uuids[instance2]}, level {level2}, minute {when(minute2)}:"
+            f" counted 0, stored {count2}",
+            f"instance {uuids[instance3]}, pid {pid} ({process}):"
+            f" counted {count3 - 1}, stored {count3}",
+            f"instance {uuids[instance4]}, pid {pid2} ({process2}): counted 0, stored {count4}",
+            f"instance {uuids[1]}, pid 99999 (ghost): counted 4, stored 0",
+        )
+    }
+
+
+def test_check_of_a_store_before_pid_counts(populated: PopulatedStore) -> None:
+    migrate.downgrade(populated.url, "0008")
+    report = check.check(populated.url)
+    assert report.failed == ()
+    (counters,) = [finding for finding in report.findings if finding.check == "counters"]
+    assert counters.note.endswith(" minute buckets") and not counters.skipped
 
 
 def test_check_of_a_store_before_pruned_counts(populated: PopulatedStore) -> None:
@@ -285,7 +374,7 @@ def test_check_of_a_newer_schema(populated: PopulatedStore) -> None:
     assert [(finding.check, finding.problems) for finding in report.failed] == [
         ("schema revision", ("9999 is newer than this kextlog knows",))
     ]
-    assert [finding.skipped for finding in report.findings] == [False] * 3 + [True] * 3
+    assert [finding.skipped for finding in report.findings] == [False] * 3 + [True] * 4
 
 
 def test_check_never_creates_a_store(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,8 +24,10 @@ import pytest
 from kextlog_store import __version__
 from kextlog_store.levels import Level
 from kextlog_store.records import Entry, Loss, Record
+from kextlog_store.render.entries import RecordFormat
 from kextlog_store.store import migrate
 from tests.conftest import NS, ROOT, Kextlog, PopulatedStore, content_checksum
+from tests.processes import kextlog as run_kextlog
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 MINUTE = 60 * NS
@@ -75,6 +78,8 @@ def as_json(record: Record, offset: timedelta = timedelta(0)) -> dict[str, objec
         "message": record.message,
         "seq": record.seq,
         "instance": record.instance,
+        "host": record.host,
+        "cursor": f"i={record.instance},s={record.seq},t={record.time_ns}",
     }
 
 
@@ -112,6 +117,14 @@ def test_query_prints_everything_in_logged_order(
         ("err", {Level.ERROR}),
         ("debug..info", {Level.DEBUG, Level.INFO}),
         ("trace", set(Level)),
+        # syslog priorities, as journalctl -p: 3 = err; 0..3 are errors, 7 debug
+        ("3", {Level.ERROR}),
+        ("4", {Level.WARNING, Level.ERROR}),
+        ("6", {Level.INFO, Level.WARNING, Level.ERROR}),
+        ("7", set(Level) - {Level.TRACE}),
+        ("0..4", {Level.WARNING, Level.ERROR}),
+        ("5..7", {Level.DEBUG, Level.INFO}),
+        ("notice", {Level.INFO, Level.WARNING, Level.ERROR}),
     ],
 )
 def test_query_level(
@@ -179,6 +192,50 @@ def test_query_until_and_absolute_times(kextlog: Kextlog, populated: PopulatedSt
     assert lines_of(kextlog("query", "--since", local, "--until", until_text)) == got
 
 
+def displayed_times(kextlog: Kextlog, record: Record) -> dict[str, str]:
+    """The time each output format shows for record, taken from kextlog's own output."""
+    window = ("--since", f"@{record.time_ns // NS}", "--until", f"@{record.time_ns // NS + 1}")
+    chosen = ("--pid", str(record.pid), *window, "--grep", re.escape(record.message))
+
+    def shown(output: str) -> list[str]:
+        lines = lines_of(kextlog("query", "-o", output, *chosen))
+        assert lines, output
+        return lines
+
+    table = shown("table")
+    return {
+        "short": shown("short")[0][:22],  # Nov 27 10:22:36.123456
+        "short-iso": shown("short-iso")[0].split(" ")[0],
+        "json": json.loads(shown("json")[0])["time"],
+        "csv": next(csv.DictReader(io.StringIO("\n".join(shown("csv")))))["time"],
+        "table": table[2].split("  ")[0],
+    }
+
+
+def test_a_displayed_time_given_back_selects_its_record(
+    kextlog: Kextlog, populated: PopulatedStore
+) -> None:
+    """As in journalctl: a time copied from the output, at the precision shown
+    (microseconds, or cut to the second), includes its record as --since and
+    as --until, though the store keeps nanoseconds."""
+    seconds = Counter(r.time_ns // NS for r in populated.records)
+    record = next(r for r in populated.records[100:] if seconds[r.time_ns // NS] == 1)
+    assert record.time_ns % 1000 and record.time_ns % NS // 1000 % 1000  # below the shown unit
+    for output, stamp in displayed_times(kextlog, record).items():
+        to_second = re.sub(r"\.\d+", "", stamp)
+        for given in (stamp, to_second):
+            selected = kextlog("query", "-o", "json", "--since", given, "--until", given)
+            assert selected.returncode == 0, selected.stderr
+            keys = [(line["instance"], line["seq"]) for line in map(json.loads, lines_of(selected))]
+            assert (record.instance, record.seq) in keys, (output, given)
+            assert len(keys) == 1, (output, given)  # the only record of that second
+    # The shown unit, not more: the microseconds either side leave it out.
+    micro = record.time_ns // 1000 * 1000
+    for since, until in ((iso(micro + 1000), None), (None, iso(micro - 1000))):
+        bound = ("--since", since) if since else ("--until", str(until))
+        assert record.message not in kextlog("query", "-o", "cat", *bound).stdout
+
+
 def test_query_lines(kextlog: Kextlog, populated: PopulatedStore) -> None:
     assert lines_of(kextlog("query", "-n", "5")) == [short(r) for r in populated.records[-5:]]
     assert lines_of(kextlog("query", "--lines", "0")) == []
@@ -209,7 +266,14 @@ def test_query_json(kextlog: Kextlog, populated: PopulatedStore) -> None:
         "message",
         "seq",
         "instance",
+        "host",
+        "cursor",
     ]
+    assert json.loads(lines[0])["host"] == "test-host"
+    # A record's cursor is the one --after-cursor takes, as journalctl's __CURSOR.
+    cursor = json.loads(lines[99])["cursor"]
+    after = lines_of(kextlog("query", "-o", "json", "--after-cursor", cursor))
+    assert after == lines[100:]
 
 
 def test_query_marks_where_records_are_lost(kextlog: Kextlog, lossy: PopulatedStore) -> None:
@@ -289,6 +353,21 @@ def test_query_db_option_wins_over_the_environment(
     assert lines_of(result) == [short(record) for record in populated.records[-2:]]
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["query"], ["stats"], ["status"], ["prune", "--older-than", "1d"], ["sql", "SELECT 1"],
+        ["db", "upgrade"], ["db", "current"], ["ingest", "--source", "unix:/nonexistent.sock"],
+    ],
+)  # fmt: skip
+def test_a_directory_as_the_database_is_a_usage_error(tmp_path: Path, command: list[str]) -> None:
+    for given in (str(tmp_path), f"sqlite:///{tmp_path}"):
+        result = run_kextlog(*command, "--db", given)
+        assert_one_line_error(result, f"{tmp_path} is a directory: name the database file")
+        assert result.returncode == 2
+        assert list(tmp_path.iterdir()) == []
+
+
 def test_query_on_an_empty_store(kextlog: Kextlog, empty_store: Path) -> None:
     assert lines_of(kextlog("query")) == []
 
@@ -358,7 +437,7 @@ def test_query_does_not_load_alembic_or_cffi(populated: PopulatedStore) -> None:
         "    cli.main()\n"
         "except SystemExit as exit:\n"
         "    assert exit.code == 0, exit.code\n"
-        "heavy = {'alembic', 'cffi', '_cffi_backend', 'rich', 'mako'}\n"
+        "heavy = {'alembic', 'cffi', '_cffi_backend', 'rich', 'mako', 'sqlalchemy', 're2'}\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy\n"
         "             or m.startswith('kextlog_store._native')), file=sys.stderr)\n"
     )
@@ -631,8 +710,10 @@ def test_query_csv(kextlog: Kextlog, lossy: PopulatedStore) -> None:
     result = kextlog("query", "-o", "csv")
     assert result.returncode == 0 and result.stderr == ""
     rows = list(csv.reader(io.StringIO(result.stdout)))
-    assert rows[0] == ["time", "level", "pid", "tid", "process", "message", "seq", "instance"]
-    assert rows[1:] == [[str(value) for value in as_json(r).values()] for r in lossy.records]
+    assert rows[0] == [*as_json(lossy.records[0]), "priority", "facility", "fields"]
+    assert rows[1:] == [
+        [*(str(value) for value in as_json(r).values()), "", "", ""] for r in lossy.records
+    ]
     assert '"denied ""' in result.stdout  # quotes doubled, as CSV does
 
 
@@ -673,12 +754,16 @@ def test_query_table(kextlog: Kextlog, lossy: PopulatedStore) -> None:
 # --- colour and the pager, on a terminal ----------------------------------------
 
 
-def on_terminal(db: Path, *args: str, **env: str) -> tuple[int, str]:
-    """Run kextlog with its stdout on a pseudo-terminal; its exit status and
-    what the terminal got (without the terminal's own \\r)."""
+def on_terminal(db: Path, *args: str, **env: str | None) -> tuple[int, str]:
+    """Run kextlog with its stdout on a pseudo-terminal (TERM=xterm unless
+    env says, None: unset); its exit status and what the terminal got
+    (without the terminal's own \\r)."""
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "KEXTLOG_DB": str(db), "TZ": "UTC"}
     environment.pop("NO_COLOR", None)
-    environment.update(env)
+    environment["TERM"] = "xterm"
+    environment.update({name: value for name, value in env.items() if value is not None})
+    for name in [name for name, value in env.items() if value is None]:
+        environment.pop(name, None)
     main, child = pty.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "kextlog_store.cli", *args],
@@ -744,6 +829,32 @@ def test_the_pager_on_a_terminal(lossy: PopulatedStore) -> None:
     assert (code, text) == (0, "paged:one\npaged:---\npaged:  1\n")
 
 
+@pytest.mark.parametrize("term", ["dumb", None])
+def test_no_pager_on_a_terminal_that_cannot_run_one(
+    lossy: PopulatedStore, term: str | None
+) -> None:
+    """As journalctl: with TERM dumb or unset, less would wait for RETURN."""
+    pager = {"KEXTLOG_PAGER": "sed s/^/paged:/", "TERM": term, "NO_COLOR": "1"}
+    code, text = on_terminal(lossy.path, "query", "-n", "5", "-p", "err", **pager)
+    assert code == 0
+    assert text.splitlines() == as_text(lossy.entries(lines=5, levels={Level.ERROR}))
+    code, text = on_terminal(lossy.path, "sql", "SELECT 1 AS one", **pager)
+    assert (code, text) == (0, "one\n---\n  1\n")
+
+
+@pytest.mark.parametrize("output", [output.value for output in RecordFormat])
+def test_no_entries_on_a_terminal(populated: PopulatedStore, output: str) -> None:
+    """As journalctl: a query that shows no record says so on a terminal
+    (after the header of csv), and into a pipe prints nothing of it."""
+    for selection in (["-g", "no such message"], ["-n", "0"]):
+        args = ("query", "-o", output, *selection, "--no-pager")
+        code, text = on_terminal(populated.path, *args)
+        assert code == 0
+        assert text.endswith("\n-- No entries --\n") or text == "-- No entries --\n"
+        assert text.count("\n") <= {"csv": 2, "table": 3}.get(output, 1)  # and a header
+        assert "No entries" not in run_kextlog(*args, "--db", str(populated.path)).stdout
+
+
 def test_the_pager_gets_less_options_unless_less_has_its_own(populated: PopulatedStore) -> None:
     pager = {"PAGER": "sh -c 'echo LESS=$LESS; cat >/dev/null'"}
     assert on_terminal(populated.path, "query", **pager) == (0, "LESS=FRSXMK\n")
@@ -772,7 +883,7 @@ def test_no_pager_when_asked_or_following(lossy: PopulatedStore, args: list[str]
         line += os.read(main, 1)
     if args[0] == "-f":
         process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=30) == 0
+    assert process.wait(timeout=30) == (130 if args[0] == "-f" else 0)  # Ctrl-C ends -f
     os.close(main)
     assert line.decode().rstrip("\r\n") == lossy.records[-1].message
 
@@ -1139,6 +1250,69 @@ def test_ctrl_c_in_a_long_search_exits_130_quietly(ab_store: Path, args: list[st
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert (process.returncode, out, err) == (130, "", "")
+
+
+def has_open(process: subprocess.Popen[str], path: Path) -> bool:
+    """Whether process has path open: it has loaded and reached the store."""
+    fds = Path(f"/proc/{process.pid}/fd")
+    return any(os.path.realpath(fd) == str(path) for fd in fds.iterdir() if fd.exists())
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["query"],
+        ["query", "--follow"],
+        ["sql", "SELECT count(*) FROM log"],
+        ["stats"],
+        ["prune", "--older-than", "1s"],
+    ],
+    ids=lambda args: " ".join(args[:2]),
+)
+def test_ctrl_c_in_any_command_exits_130_quietly(
+    populated: PopulatedStore, args: list[str]
+) -> None:
+    """Each command, stopped while it works: here waiting for the store,
+    which another process holds locked (ingest while it commits, a backup)."""
+    assert populated.path is not None
+    holder = sqlite3.connect(populated.path, isolation_level=None)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")  # readers too must wait: a WAL store lets them
+    try:
+        process = kextlog_process(str(populated.path), *args)
+        deadline = time.monotonic() + 60
+        while not has_open(process, populated.path):
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert (process.returncode, out, err) == (130, "", "")
+    if args[0] == "prune":  # nothing was removed half-way
+        assert run_kextlog("sql", "--db", str(populated.path), "-o", "json",
+                           "SELECT count(*) AS n FROM records").stdout == (
+            f'{{"n": {len(populated.records)}}}\n'
+        )  # fmt: skip
+
+
+def test_ctrl_c_while_the_command_loads_exits_130_quietly(populated: PopulatedStore) -> None:
+    """Ctrl-C as soon as the command runs: kextlog's modules still loading
+    (Python reports each import as it ends, -X importtime)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), KEXTLOG_DB=str(populated.path))
+    command = [sys.executable, "-X", "importtime", "-m", "kextlog_store.cli", "query"]
+    for _ in range(3):
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        assert process.stderr is not None
+        while not process.stderr.readline().rstrip().endswith(" typer._click.exceptions"):
+            assert process.poll() is None
+        process.send_signal(signal.SIGINT)  # while the rest of typer and kextlog load
+        out, err = process.communicate(timeout=60)
+        assert (process.returncode, out) == (130, "")
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)

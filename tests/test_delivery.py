@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from kextlog_store.status import read_status
 from kextlog_store.store.location import database_url
 from tests.processes import kextlog, start_ingest, start_simulator
@@ -202,12 +204,21 @@ def test_a_reloaded_kext_is_a_new_instance_and_no_loss(tmp_path: Path) -> None:
         assert instances[run["instance"]]["losses"] == []
 
 
-def test_records_acknowledged_to_another_store_are_a_released_loss(tmp_path: Path) -> None:
+@pytest.mark.parametrize("resume", ["in time", "late"])
+def test_records_acknowledged_to_another_store_are_a_released_loss(
+    tmp_path: Path, resume: str
+) -> None:
+    """The producer released what the first store acknowledged: the second
+    store counts it `released`, whether its RESUME came in time (the
+    producer's RELEASED LOSS says so) or late (the stream began at the
+    oldest record held, which its HELLO named)."""
     sock, first, second = tmp_path / "sim.sock", tmp_path / "first.db", tmp_path / "second.db"
     count = 20_000
+    # Late: no time to RESUME at all; the producer refuses the RESUME that comes.
+    timeout = "0" if resume == "late" else "10"
     simulator = start_simulator(
         sock, "--rate", "2000", "--count", str(count),
-        "--ring", str(count), log=tmp_path / "sim.log",
+        "--ring", str(count), "--resume-timeout", timeout, log=tmp_path / "sim.log",
     )  # fmt: skip
     ingest = start_ingest(sock, first)
     wait_for_source(first, lambda source: (source["committed_seq"] or 0) >= 2000)
@@ -220,7 +231,10 @@ def test_records_acknowledged_to_another_store_are_a_released_loss(tmp_path: Pat
     assert simulator.returncode == 0
     stop(ingest)
 
-    assert json.loads(out)["lost"] == 0  # no ring-full loss: the only loss is the release
+    counters = json.loads(out)
+    assert counters["lost"] == 0  # no ring-full loss: the only loss is the release
+    # Each RESUME came late (refused) or in time (none refused).
+    assert counters["refused"] == (2 if resume == "late" else 0)
     (instance,) = accounting(second).values()
     assert instance["losses"] == [(1, released, released, None, None, "released")]
     assert instance["stored"] == list(range(released + 1, count + 1))

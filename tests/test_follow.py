@@ -1,5 +1,5 @@
 """--follow: the first output, then what is committed afterwards, promptly;
-in the library, as a command (exit 0 on SIGINT) and behind a real ingest."""
+in the library, as a command (Ctrl-C ends it: exit 130) and behind a real ingest."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
 
 from kextlog_store.errors import UsageError
 from kextlog_store.follow import FOLLOW_LINES, follow
@@ -24,7 +23,7 @@ from kextlog_store.levels import Level
 from kextlog_store.query import RecordFilter
 from kextlog_store.records import Cursor, Entry, Loss, Record
 from kextlog_store.store import schema
-from kextlog_store.store.engine import read_engine
+from kextlog_store.store.engine import Reader, reader
 from tests.conftest import NS, ROOT, PopulatedStore, wait_until
 from tests.processes import start_ingest, start_simulator, wait_for_socket
 from tests.test_cli import marker, short
@@ -35,7 +34,7 @@ POLL = 0.05
 class Follower:
     """follow() on a thread, its entries handed over through a queue."""
 
-    def __init__(self, engine: Engine, record_filter: RecordFilter) -> None:
+    def __init__(self, engine: Reader, record_filter: RecordFilter) -> None:
         self.stop = threading.Event()
         self.entries: queue.Queue[Entry | BaseException] = queue.Queue()
         found = follow(engine, record_filter, poll_seconds=POLL, stop=self.stop)
@@ -67,7 +66,7 @@ class Follower:
 
 @pytest.fixture
 def following(populated: PopulatedStore) -> Iterator[list[Follower]]:
-    engine = read_engine(populated.url)
+    engine = reader(populated.url)
     started: list[Follower] = []
     yield started
     for follower in started:
@@ -78,7 +77,7 @@ def following(populated: PopulatedStore) -> Iterator[list[Follower]]:
 def start_following(
     started: list[Follower], populated: PopulatedStore, **fields: object
 ) -> Follower:
-    follower = Follower(read_engine(populated.url), RecordFilter(**fields))  # type: ignore[arg-type]
+    follower = Follower(reader(populated.url), RecordFilter(**fields))  # type: ignore[arg-type]
     started.append(follower)
     return follower
 
@@ -92,9 +91,9 @@ class Writer:
 
     def records(self, instance_id: int, uuid: str, *items: tuple[int, int, Level, str]) -> list:
         """(seq, time_ns, level, message) each; returns the Records as query shows them."""
-        source = self.connection.execute(
-            "SELECT source FROM instances WHERE id = ?", (instance_id,)
-        ).fetchone()[0]
+        source, host = self.connection.execute(
+            "SELECT source, host FROM instances WHERE id = ?", (instance_id,)
+        ).fetchone()
         self.connection.execute("BEGIN")
         for seq, time_ns, level, message in items:
             self.connection.execute(
@@ -104,7 +103,7 @@ class Writer:
             )
         self.connection.execute("COMMIT")
         return [
-            Record(time_ns, level, 42, 4200, "writer", message, seq, uuid, source)
+            Record(time_ns, level, 42, 4200, "writer", message, seq, uuid, source, host=host)
             for seq, time_ns, level, message in items
         ]
 
@@ -222,7 +221,7 @@ def test_follow_from_since_or_a_cursor_shows_everything_after_it(
 def test_follow_refuses_reverse_and_until(
     populated: PopulatedStore, fields: dict[str, object], message: str
 ) -> None:
-    engine = read_engine(populated.url)
+    engine = reader(populated.url)
     with pytest.raises(UsageError, match=message):
         next(follow(engine, RecordFilter(**fields)))  # type: ignore[arg-type]
     engine.dispose()
@@ -255,7 +254,7 @@ def read_line(process: subprocess.Popen[str], timeout: float = 120.0) -> str:
         raise AssertionError(f"no line within {timeout} s") from None
 
 
-def test_follow_prints_a_new_record_promptly_and_exits_0_on_sigint(
+def test_follow_prints_a_new_record_promptly_and_exits_130_on_sigint(
     populated: PopulatedStore, writer: Writer
 ) -> None:
     process = kextlog_process(populated.path, "query", "-f", "-n", "2", "--show-cursor")
@@ -267,7 +266,7 @@ def test_follow_prints_a_new_record_promptly_and_exits_0_on_sigint(
     assert process.poll() is None
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
-    assert (process.returncode, err) == (0, "")
+    assert (process.returncode, err) == (130, "")  # as journalctl -f, quietly
     assert out == f"-- cursor: {Cursor.of(new)}\n"
 
 
@@ -283,7 +282,7 @@ def test_follow_with_a_filter_in_json_into_a_pipe(
     assert json.loads(read_line(process))["message"] == "x" == new.message
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
-    assert (process.returncode, out, err) == (0, "", "")
+    assert (process.returncode, out, err) == (130, "", "")
 
 
 def test_follow_shows_loss_markers(populated: PopulatedStore, writer: Writer) -> None:
@@ -294,7 +293,7 @@ def test_follow_shows_loss_markers(populated: PopulatedStore, writer: Writer) ->
         Loss(0, populated.instance(2).uuid, 121, 125, 5, "ring-full", None, None, 0)
     )
     process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=60) == 0
+    assert process.wait(timeout=60) == 130
 
 
 @pytest.mark.parametrize(
@@ -334,7 +333,7 @@ def test_follow_behind_a_real_ingest(tmp_path: Path) -> None:
         assert seqs[0] > seen - 50  # from where the store was, not from its start
         assert set(seqs) <= set(stored_seqs(db))
         follower.send_signal(signal.SIGINT)
-        assert follower.wait(timeout=60) == 0
+        assert follower.wait(timeout=60) == 130
     finally:
         for process in (follower, ingest, simulator):
             if process is not None and process.poll() is None:

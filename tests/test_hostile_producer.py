@@ -317,3 +317,39 @@ def test_a_flag_no_postgresql_column_holds_is_refused(
     assert shown.returncode == 0, shown.stderr
     (instance,) = json.loads(shown.stdout)["instances"]
     assert (instance["stored"], instance["lost"], instance["high_water"]) == (2, 1, 3)
+
+
+def test_bytes_that_are_not_text_are_told_apart_from_their_escapes(tmp_path: Path) -> None:
+    """A message with the byte 0xff and one with the text \\xff (and NUL):
+    stored apart, JSON gives the first as its bytes (as journalctl does),
+    short and cat show a literal backslash doubled where it reads as an
+    escape.  A producer cannot claim the store's own flag (bit 14)."""
+    sock = tmp_path / "producer.sock"
+    producer = Producer(sock)
+    daemon, db = ingest(tmp_path, sock)
+    sent = [b"byte \xff", b"text \\xff", b"nul \x00 and \\x00", b"path C:\\temp"]
+    try:
+        producer.accept()
+        producer.send(*(log_bytes(seq, message) for seq, message in enumerate(sent, start=1)))
+        producer.send(log_bytes(5, b"claims the flag", flags=lib.KEXTLOG_STORED_BYTES))
+        producer.send(log_bytes(6, b"after"))
+        producer.wait_for_ack(6)
+    finally:
+        stop(daemon)
+        producer.close()
+
+    result = kextlog("query", "--db", str(db), "-o", "json")
+    assert result.returncode == 0, result.stderr
+    shown = [json.loads(line)["message"] for line in result.stdout.splitlines()]
+    assert shown == [list(b"byte \xff"), "text \\xff", list(b"nul \x00 and \\x00"),
+                     "path C:\\temp", "after"]  # fmt: skip
+    cat = kextlog("query", "--db", str(db), "-o", "cat").stdout.splitlines()
+    assert [line for line in cat if not line.startswith("-- ")] == [
+        "byte \\xff", "text \\\\xff", "nul \\x00 and \\\\x00", "path C:\\temp", "after"
+    ]  # fmt: skip
+    short = kextlog("query", "--db", str(db), "-o", "short").stdout.splitlines()
+    short = [line for line in short if not line.startswith("-- ")]
+    assert short[0].endswith(": byte \\xff") and short[1].endswith(": text \\\\xff")
+    (instance,) = accounting(db).values()
+    assert instance["losses"] == [(5, 5, 1, None, None, "malformed")]
+    assert_store_clean(db)

@@ -4,6 +4,7 @@ processes, a real socket of each type, a real SQLite file."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import sqlite3
@@ -13,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from kextlog_store.config import IngestConfig
 from kextlog_store.ingest.committer import Latencies
+from kextlog_store.ingest.daemon import Daemon
 from kextlog_store.ingest.pipeline import Ingest, IngestOptions
 from kextlog_store.sources import parse_source
 from kextlog_store.store.location import database_url
@@ -127,6 +130,7 @@ def test_ingest_waits_for_a_producer_that_starts_later(tmp_path: Path) -> None:
     sock, db = tmp_path / "sim.sock", tmp_path / "k.db"
     ingest = start_ingest(sock, db)
     assert ingest.stderr is not None
+    assert ingest.stderr.readline().startswith(f"kextlog ingest: storing in {db}, ")
     first_complaint = ingest.stderr.readline()
     assert "No such file or directory; retrying" in first_complaint
     simulator = start_simulator(sock, "--count", "3000", "--rate", "0")
@@ -236,3 +240,41 @@ def test_the_daemon_applies_its_retention_while_it_commits(tmp_path: Path) -> No
     assert high_water == 60000  # pruning never moves the accounting back
     assert levels.get("info", 0) > 20000 and levels.get("error", 0) > 1000
     assert levels.get("trace", 0) + levels.get("debug", 0) == 0
+
+
+def test_a_store_without_a_size_setting_is_capped_as_journald_caps_its_own(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    """The smaller of 10% of the store's file system and 4 GiB, as
+    journald's SystemMaxUse=; --max-size wins, 0 for no cap."""
+    sock = tmp_path / "sim.sock"
+
+    def cap(db: str, max_size: str | None = None) -> int | None:
+        settings = IngestConfig(sources=(f"unix:{sock}",), database=db, max_size=max_size)
+        retention = Daemon(settings, None).options.retention
+        return None if retention is None else retention.max_size_bytes
+
+    disk = os.statvfs(small_disk)
+    assert cap(str(small_disk / "k.db")) == disk.f_blocks * disk.f_frsize // 10 == 1677721
+    assert cap(str(small_disk / "not" / "yet" / "k.db")) == 1677721  # where it will be
+    big = os.statvfs(tmp_path)
+    assert big.f_blocks * big.f_frsize > 40 << 30, "needs a file system over 40 GiB"
+    assert cap(str(tmp_path / "k.db")) == 4 << 30
+    assert cap(str(tmp_path / "k.db"), "2GB") == 2 << 30
+    assert cap(str(tmp_path / "k.db"), "0") is None
+    assert cap("postgresql://kextlog@localhost/kextlog") is None  # its files do not shrink
+
+    # The daemon says where it stores and how big the store may grow.
+    db = small_disk / "k.db"
+    simulator = start_simulator(sock, "--count", "100", "--rate", "0")
+    log = tmp_path / "ingest.log"
+    ingest = start_ingest(sock, db, log=log)
+    try:
+        assert simulator.wait(timeout=60) == 0
+    finally:
+        ingest.send_signal(signal.SIGTERM)
+        assert ingest.wait(timeout=30) == 0
+    assert log.read_text().splitlines()[0] == (
+        f"kextlog ingest: storing in {db}, the oldest records removed above 1.6 MiB "
+        "(the default: 10% of its file system, at most 4 GiB); --max-size 0 for no cap"
+    )

@@ -95,6 +95,21 @@ def test_a_gap_after_skipped_bytes_is_malformed_until_the_next_record() -> None:
     assert batch.losses == [loss(6, 7, "malformed"), loss(8, 9, "ring-full", (100, 200))]
 
 
+def test_seqs_below_the_oldest_held_at_the_connect_were_released() -> None:
+    """A RESUME too late for the producer: its stream began at the oldest
+    record it held (its HELLO's oldest_seq); what precedes that was
+    acknowledged to another store and released, not skipped."""
+    ledger = Ledger(state(high_water=2), oldest_held=6)
+    batch, _ = account(ledger, run(6, 7), run(9))
+    assert batch.losses == [loss(3, 5, "released"), loss(8, 8, "gap")]
+    # Across a LOSS frame too, and split where a gap runs past the oldest held.
+    ledger = Ledger(state(high_water=2), oldest_held=6)
+    batch, _ = account(ledger, LossFrame(8, 9, 100, 200, LossReason.RING_FULL))
+    assert batch.losses == [
+        loss(3, 5, "released"), loss(6, 7, "gap"), loss(8, 9, "ring-full", (100, 200))
+    ]  # fmt: skip
+
+
 def test_a_loss_frame_is_recorded_past_what_is_accounted_for() -> None:
     ledger = Ledger(state(high_water=10))
     batch, added = account(

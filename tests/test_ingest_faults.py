@@ -14,7 +14,7 @@ import resource
 import signal
 import sqlite3
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +22,7 @@ import pytest
 
 from kextlog_store.status import read_status
 from kextlog_store.store.location import database_url
-from tests.conftest import unavailable, wait_until
+from tests.conftest import wait_until
 from tests.processes import (
     COMMAND,
     environment,
@@ -48,22 +48,6 @@ class Squeeze:
     error: str  # SQLite's words for it
     take: Callable[[Path], list[str]]  # given the store; the command prefix ingest runs under
     give_back: Callable[[subprocess.Popen[str] | None], None]  # given the ingest still running
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 16 MB file system of its own (tmpfs: we run as root)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        unavailable(f"cannot mount a small file system (tmpfs, as root): {mounted.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "--lazy", str(mount)], check=True)
 
 
 @pytest.fixture(params=["tmpfs", "file size limit"])

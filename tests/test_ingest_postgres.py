@@ -146,3 +146,101 @@ def test_a_daemon_killed_mid_stream_stores_each_record_once(
     assert counters["lost"] == 0 and counters["connects"] == 2
     assert stored(url) == {"h": sent(record)}  # replayed records were not stored twice
     assert scalar(url, "SELECT count(*) FROM losses") == 0
+
+
+def waiting_on_a_lock(url: str, statement: str) -> bool:
+    """Whether a backend's statement starting with `statement` waits for a lock."""
+    return bool(
+        scalar(
+            url,
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            f" AND query LIKE '{statement}%'",
+        )
+    )
+
+
+def test_a_deadlock_the_server_breaks_is_tried_again(
+    tmp_path: Path, postgres_database: Callable[[bool], str]
+) -> None:
+    """Ingest's commit locks its counters, then its instance; a transaction
+    that takes them the other way round deadlocks with it.  The server
+    breaks the deadlock by rolling ingest's commit back: ingest tries the
+    batch again and acknowledges every record once."""
+    url = postgres_database(True)
+    count, sock = 20_000, tmp_path / "sim.sock"
+    simulator = start_simulator(sock, "--count", str(count), "--rate", "2000")
+    ingest = start_ingest(sock, url, log=tmp_path / "ingest.log")
+    other = create_engine(url)
+    try:
+        wait_until(lambda: (scalar(url, "SELECT max(high_water) FROM instances") or 0) > 0)
+        instance = scalar(url, "SELECT id FROM instances")
+        with other.connect() as connection:
+            # This side waits longest, so the server's check ends ingest's side.
+            connection.execute(text("SET deadlock_timeout = '10min'"))
+            connection.execute(
+                text("UPDATE instances SET last_seen_ns = last_seen_ns WHERE id = :id"),
+                {"id": instance},
+            )
+            wait_until(lambda: waiting_on_a_lock(url, "UPDATE instances SET last_seen_ns"))
+            minute = time.time_ns() // 60_000_000_000
+            # Every bucket ingest's commit may hold: this minute's and the last one's.
+            connection.execute(
+                text(
+                    "INSERT INTO record_counts (minute, level, instance_id, count)"
+                    " VALUES (:minute, :level, :id, 0) ON CONFLICT (minute, level, instance_id)"
+                    " DO UPDATE SET count = record_counts.count"
+                ),
+                [
+                    {"minute": when, "level": level, "id": instance}
+                    for when in (minute - 1, minute, minute + 1)
+                    for level in range(1, 6)
+                ],
+            )
+            connection.rollback()
+        out, _ = simulator.communicate(timeout=300)  # ends once all is acknowledged
+        assert json.loads(out)["last_seq"] == count
+    finally:
+        other.dispose()
+        if simulator.poll() is None:
+            simulator.kill()
+            simulator.wait()
+        stop(ingest)
+    log = (tmp_path / "ingest.log").read_text()
+    assert "deadlock" in log and "retrying" in log, log
+    assert scalar(url, "SELECT count(DISTINCT seq) FROM log") == count
+    assert scalar(url, "SELECT count(*) FROM log") == count
+    assert scalar(url, "SELECT sum(count) FROM record_counts") == count
+
+
+def test_prune_locks_the_counters_before_the_instance_as_ingest_does(
+    tmp_path: Path, postgres_database: Callable[[bool], str]
+) -> None:
+    """A prune waiting for a counter row holds no lock on its instance yet:
+    ingest's commits take them in that order, so the two cannot deadlock."""
+    url = postgres_database(True)
+    sock = tmp_path / "sim.sock"
+    simulator = start_simulator(sock, "--count", "5000", "--rate", "0")
+    ingest = start_ingest(sock, url, log=tmp_path / "ingest.log")
+    simulator.communicate(timeout=300)
+    stop(ingest)
+    instance = scalar(url, "SELECT id FROM instances")
+    holder, probe = create_engine(url), create_engine(url)
+    try:
+        with holder.connect() as connection:
+            connection.execute(text("SELECT 1 FROM record_counts FOR UPDATE"))
+            prune = start("prune", "--older-than", "0s", "--db", url)
+            wait_until(lambda: waiting_on_a_lock(url, "INSERT INTO record_counts"))
+            with probe.connect() as other:
+                free = other.execute(
+                    text("SELECT id FROM instances WHERE id = :id FOR UPDATE SKIP LOCKED"),
+                    {"id": instance},
+                ).all()
+                other.rollback()
+            connection.rollback()
+        assert prune.wait(timeout=60) == 0
+    finally:
+        holder.dispose()
+        probe.dispose()
+    assert free == [(instance,)]  # not held by the waiting prune
+    assert scalar(url, "SELECT count(*) FROM log") == 0
+    assert (scalar(url, "SELECT count(*) FROM record_counts")) == 0

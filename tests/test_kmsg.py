@@ -30,7 +30,7 @@ from kextlog_store.kmsg import (
     split_records,
     unescape,
 )
-from kextlog_store.records import LossReason
+from kextlog_store.records import STORED_BYTES, LossReason, message_bytes
 from kextlog_store.wire import SEQ_MAX, LogRun, LossFrame, Skipped
 from tests.conftest import unavailable, wait_until
 from tests.processes import kextlog, start
@@ -78,9 +78,13 @@ def test_every_field_form() -> None:
         b"3,8,100,-;two\\x0alines \\x5c and \\xff\n SUBSYSTEM=usb\n DEVICE=c189:1\n"
     )
     assert parsed.priority == 3
-    assert parsed.text == "two\nlines \\ and \\xff"
+    # Not UTF-8 text: kept as bytes that can be given back, a backslash doubled.
+    assert (parsed.text, parsed.flags) == ("two\nlines \\\\ and \\xff", STORED_BYTES)
+    assert message_bytes(parsed.text) == b"two\nlines \\ and \xff"
     assert parsed.fields == {"SUBSYSTEM": "usb", "DEVICE": "c189:1"}
-    assert unescape(b"caf\\xc3\\xa9") == "café"
+    assert unescape(b"caf\\xc3\\xa9") == "café".encode()
+    text = parse_record(b"6,9,1,-;caf\\xc3\\xa9 \\x5c\n")
+    assert text == KmsgRecord(6, 0, 9, 1, 0, "café \\", {})
 
 
 @pytest.mark.parametrize(
@@ -544,15 +548,26 @@ def line(prio: int, facility: int, seq: int, usec: int, tid: int, text: bytes) -
     return b"%d,%d,%d,-,caller=T%d;%s\n" % (value, seq, usec, tid, kernel_escape(text))
 
 
-def kept(text: bytes) -> str:
-    """What is stored of a record's text: undecodable bytes and NUL visible."""
-    return text.decode("utf-8", "backslashreplace").replace("\0", "\\x00")
+def is_text(raw: bytes) -> bool:
+    """UTF-8 without NUL: stored as it is."""
+    try:
+        return "\0" not in raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
 
 
 @given(records)
 def test_any_record_round_trips(fields: tuple) -> None:
-    prio, facility, seq, usec, tid, text = fields
-    assert parse_record(line(*fields)) == KmsgRecord(prio, facility, seq, usec, tid, kept(text), {})
+    """Its bytes come back exactly: as the text when they are UTF-8 text,
+    else from the escaped text its flag marks."""
+    text = fields[-1]
+    parsed = parse_record(line(*fields))
+    assert (parsed.priority, parsed.facility, parsed.seq, parsed.usec, parsed.tid) == fields[:5]
+    assert parsed.fields == {}
+    if is_text(text):
+        assert (parsed.text, parsed.flags) == (text.decode(), 0)
+    else:
+        assert (message_bytes(parsed.text), parsed.flags) == (text, STORED_BYTES)
 
 
 def test_a_seq_past_the_wire_bound_is_not_a_record() -> None:

@@ -33,15 +33,27 @@ def test_levels_are_ordered_by_severity() -> None:
         ("error", Level.ERROR),
         ("err", Level.ERROR),
         (" error ", Level.ERROR),
-        ("1", Level.TRACE),
-        ("5", Level.ERROR),
+        # syslog priorities, as journalctl -p takes them, as kmsg stores them
+        ("0", Level.ERROR),
+        ("emerg", Level.ERROR),
+        ("2", Level.ERROR),
+        ("CRIT", Level.ERROR),
+        ("3", Level.ERROR),
+        ("4", Level.WARNING),
+        ("5", Level.INFO),
+        ("notice", Level.INFO),
+        ("6", Level.INFO),
+        ("7", Level.DEBUG),
+        ("07", Level.DEBUG),
     ],
 )
 def test_parse_level(text: str, level: Level) -> None:
     assert parse_level(text) is level
 
 
-@pytest.mark.parametrize("text", ["", "fatal", "errors", "6", "0", "-1", "warn ing", "label"])
+@pytest.mark.parametrize(
+    "text", ["", "fatal", "errors", "8", "10", "-1", "+3", "٣", "warn ing", "label", "panic"]
+)
 def test_unknown_level_is_a_one_line_usage_error(text: str) -> None:
     with pytest.raises(UsageError) as caught:
         parse_level(text)
@@ -63,13 +75,21 @@ def test_unknown_level_is_a_one_line_usage_error(text: str) -> None:
         ("info..info", (Level.INFO, Level.INFO)),
         ("..info", (Level.TRACE, Level.INFO)),
         ("info..", (Level.INFO, Level.ERROR)),
+        ("0..3", (Level.ERROR, Level.ERROR)),  # two priorities: the more severe first
+        ("3..6", (Level.INFO, Level.ERROR)),
+        ("0..7", (Level.DEBUG, Level.ERROR)),
+        ("4..4", (Level.WARNING, Level.WARNING)),
+        ("7..", (Level.DEBUG, Level.ERROR)),
+        ("..4", (Level.TRACE, Level.WARNING)),
     ],
 )
 def test_parse_level_range(text: str, expected: tuple[Level, Level]) -> None:
     assert parse_level_range(text) == expected
 
 
-@pytest.mark.parametrize("text", ["error..trace", "info..debug", "bogus..error", "info..bogus"])
+@pytest.mark.parametrize(
+    "text", ["error..trace", "info..debug", "bogus..error", "info..bogus", "7..0", "8..9"]
+)
 def test_bad_level_range(text: str) -> None:
     with pytest.raises(UsageError) as caught:
         parse_level_range(text)
@@ -78,16 +98,19 @@ def test_bad_level_range(text: str) -> None:
 
 # -- properties --
 
-ALIASES = {Level.WARNING: ["warn"], Level.ERROR: ["err"]}
-SPELLINGS = {
-    level: [level.name, level.label, str(int(level)), *ALIASES.get(level, [])] for level in Level
+ALIASES = {
+    Level.DEBUG: ["7", "debug"],
+    Level.INFO: ["5", "6", "notice"],
+    Level.WARNING: ["warn", "4"],
+    Level.ERROR: ["err", "0", "1", "2", "3", "emerg", "alert", "crit"],
 }
+SPELLINGS = {level: [level.name, level.label, *ALIASES.get(level, [])] for level in Level}
 
 
 @st.composite
 def spelled(draw: st.DrawFn, level: Level) -> str:
-    """Any accepted spelling of level: a name, an alias or its number, in
-    any case, with blanks around."""
+    """Any accepted spelling of level: a name, an alias or a syslog priority,
+    in any case, with blanks around."""
     word = draw(st.sampled_from(SPELLINGS[level]))
     word = "".join(c.upper() if draw(st.booleans()) else c.lower() for c in word)
     return draw(st.sampled_from(["", " ", "\t"])) + word + draw(st.sampled_from(["", " ", "\n"]))
@@ -108,6 +131,8 @@ def test_ranges_in_any_spelling(data: st.DataObject, a: Level, b: Level, open_: 
     if open_:  # A.. and ..B
         assert parse_level_range(f"{low}..") == (a, Level.ERROR)
         assert parse_level_range(f"..{high}") == (Level.TRACE, b)
+    if low.strip().isdigit() and high.strip().isdigit():  # journalctl's order
+        a, b = b, a
     if a <= b:
         assert parse_level_range(f"{low}..{high}") == (a, b)
     else:

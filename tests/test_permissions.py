@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from kextlog_store.store.location import admin_group
+from kextlog_store.store.location import admin_group, private_directory
 from tests.conftest import unavailable
 from tests.processes import (
     COMMAND,
@@ -87,6 +87,8 @@ def test_the_store_is_private_to_its_user_and_the_admin_group(
     shared: Path, reachable_checkout: None
 ) -> None:
     sock, db = shared / "sim.sock", shared / "store" / "kextlog.db"
+    # Made as ingest makes the default store's directory (it makes no other).
+    private_directory(db.parent, create=True).close()
     simulator = start_simulator(sock, "--count", "300", "--rate", "0")
     ingest = start_ingest(sock, db)
     try:
@@ -129,6 +131,37 @@ def test_the_store_is_private_to_its_user_and_the_admin_group(
     finally:
         ingest.send_signal(signal.SIGTERM)
         assert ingest.wait(timeout=30) == 0
+
+
+def test_only_the_default_stores_own_directory_is_made(
+    shared: Path, reachable_checkout: None
+) -> None:
+    """A user's default store (no --db) gets its directory, private; a --db
+    whose directory is missing (a typo) is a one-line error that makes nothing."""
+    home = shared / "home"
+    home.mkdir()
+    os.chown(home, pwd.getpwnam("nobody").pw_uid, -1)
+    env = {**os.environ, "HOME": str(home), "XDG_DATA_HOME": f"{home}/data"}
+    env.pop("KEXTLOG_DB", None)
+
+    def upgrade(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [*NOBODY, *COMMAND, "db", "upgrade", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+
+    typo = home / "nonexistent" / "dir" / "k.db"
+    refused = upgrade("--db", str(typo))
+    assert (refused.returncode, refused.stderr) == (
+        1,
+        f"kextlog: error: cannot create the database {typo}: {typo.parent.parent}: "
+        "no such directory\n",
+    )
+    made = upgrade()
+    assert made.returncode == 0, made.stderr
+    assert sorted(path.name for path in home.iterdir()) == ["data"]
+    store = home / "data" / "kextlog"
+    assert (store / "kextlog.db").is_file()
+    setgid = "2" if sys.platform.startswith("linux") else "0"
+    assert mode_and_group(store) == (f"{setgid}750", "nogroup")
 
 
 def test_others_cannot_connect_to_the_simulator(shared: Path) -> None:
@@ -356,6 +389,7 @@ def test_prune_never_reaches_a_store_through_another_users_link(
     """root's store, and a link of another user's to it: prune through the
     link would remove root's records wherever the other user points it."""
     store = shared / "store"
+    store.mkdir()
     assert ingest_once(store / "k.db", capture).returncode == 0
     link = sticky / "link"
     plant_link(store, link)
@@ -448,6 +482,7 @@ def test_ingest_never_believes_a_producer_another_user_runs(sticky: Path) -> Non
     from tests.test_wire import hello_bytes, log_bytes
 
     sock, db = sticky / "kext.sock", sticky.parent / "store" / "k.db"
+    db.parent.mkdir()
     forger = subprocess.Popen(
         [*NOBODY, "/usr/bin/python3", "-c", FORGER, str(sock), hello_bytes().hex(),
          log_bytes(17, b"forged").hex()],
@@ -506,6 +541,7 @@ def test_ingest_never_logs_to_a_syslog_socket_another_user_planted(
         wait_for_socket(sock)
         config = sticky.parent / "kextlog.toml"
         config.write_text(f'syslog_socket = "{sock}"\n')
+        (sticky.parent / "store").mkdir()
         result = ingest_once(sticky.parent / "store" / "k.db", capture, "--config", str(config),
                              "--syslog")  # fmt: skip
         assert result.returncode == 0, result.stderr

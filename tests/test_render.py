@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kextlog_store.levels import Level
@@ -27,7 +27,7 @@ from kextlog_store.render.entries import (
 )
 from kextlog_store.render.figures import prune_lines
 from kextlog_store.render.rows import SqlFormat, table_lines, write_rows
-from kextlog_store.render.text import iso_time
+from kextlog_store.render.text import escape, iso_time
 
 UTC = timezone.utc
 NS = 1_000_000_000
@@ -111,11 +111,12 @@ def test_short_message_lines() -> None:
 
 
 def test_json_keys_values_and_order() -> None:
-    line = record_json(record(message='say "hi"\n café ✓'), utc=True)
+    line = record_json(record(message='say "hi"\n café ✓', host="mac-1"), utc=True)
     assert line == (
         '{"time": "2026-11-27T10:22:36.123456+00:00", "level": "error", "pid": 312,'
         ' "tid": 4411, "process": "mds_stores", "message": "say \\"hi\\"\\n café ✓",'
-        ' "seq": 7, "instance": "0123456789abcdef0123456789abcdef"}'
+        ' "seq": 7, "instance": "0123456789abcdef0123456789abcdef", "host": "mac-1",'
+        f' "cursor": "i=0123456789abcdef0123456789abcdef,s=7,t={T}"}}'
     )
     assert list(json.loads(line)) == [
         "time",
@@ -126,7 +127,11 @@ def test_json_keys_values_and_order() -> None:
         "message",
         "seq",
         "instance",
+        "host",
+        "cursor",
     ]
+    # The cursor is the one --show-cursor prints and --cursor takes.
+    assert Cursor.parse(json.loads(line)["cursor"]) == Cursor(INSTANCE, 7, T)
 
 
 def test_json_local_time_by_default(system_zone: str) -> None:
@@ -356,16 +361,33 @@ def test_json_pretty() -> None:
     assert [json.loads(item + "}")["seq"] for item in objects[:-1]] == [1, 5]
 
 
+HEADER = "time,level,pid,tid,process,message,seq,instance,host,cursor,priority,facility,fields\n"
+
+
 def test_csv() -> None:
     entries = [record(message='say "hi", then\nleave', seq=9), loss()]
     assert written(RecordFormat.CSV, iter(entries)) == (
-        "time,level,pid,tid,process,message,seq,instance\n"
-        '2026-11-27T10:22:36.123456+00:00,error,312,4411,mds_stores,"say ""hi"", then\n'
-        f'leave",9,{INSTANCE}\n'
+        HEADER + '2026-11-27T10:22:36.123456+00:00,error,312,4411,mds_stores,"say ""hi"", then\n'
+        f'leave",9,{INSTANCE},,"i={INSTANCE},s=9,t={T}",,,\n'
     )
-    assert (
-        written(RecordFormat.CSV, iter(())) == "time,level,pid,tid,process,message,seq,instance\n"
-    )
+    assert written(RecordFormat.CSV, iter(())) == HEADER
+
+
+def test_csv_has_the_fields_json_has() -> None:
+    """Every key of a record's JSON object is a column of CSV with the same
+    value (JSON's objects as their JSON text); keys a record has not are empty."""
+    fields = json.dumps({"SUBSYSTEM": "usb", "DEVICE": "+usb:1-1"})
+    kernel = record(priority=3, facility=0, fields=fields, host="mac-1", process="kernel", seq=2)
+    entries = [record(host="mac-1"), kernel]
+    rows = list(csv.DictReader(io.StringIO(written(RecordFormat.CSV, iter(entries)))))
+    objects = [json.loads(line) for line in written(RecordFormat.JSON, iter(entries)).splitlines()]
+    assert list(rows[0]) == list(objects[1])  # the kernel's record has every key
+    for row, fields_of in zip(rows, objects, strict=True):
+        as_text = {
+            key: value if isinstance(value, str) else json.dumps(value)
+            for key, value in fields_of.items()
+        }
+        assert row == {key: "" for key in rows[0]} | as_text
 
 
 def test_table_of_records_with_a_marker() -> None:
@@ -495,8 +517,53 @@ def test_every_format_escapes_c1_and_bidi(message: str) -> None:
     for output in RecordFormat:
         text = terminal_text(output, [record(message=message, process="p\x9b1m")])
         assert not re.search(UNSAFE, text), (output, text)
-    assert record_cat(record(message="csi\x9b2J")) == "csi\\x9b2J"
+    assert record_cat(record(message="csi\x9b2J")) == "csi\\u009b2J"
     assert record_cat(record(message="rlo\u202e")) == "rlo\\u202e"
+
+
+def read_escapes(shown: str, *, newlines: bool = False) -> str:
+    """What a reader makes of escaped text: \\\\ a backslash, \\xHH a byte
+    (below 0x80 its character; above, a byte that is not text, as
+    surrogateescape keeps it), \\uHHHH a character, with newlines \\n a
+    newline; any other backslash is itself."""
+    out, at = [], 0
+    while at < len(shown):
+        if shown.startswith("\\\\", at):
+            out.append("\\")
+            at += 2
+        elif newlines and shown.startswith("\\n", at):
+            out.append("\n")
+            at += 2
+        elif re.match(r"\\x[0-9a-f]{2}", shown[at:]):
+            code = int(shown[at + 2 : at + 4], 16)
+            out.append(chr(code if code < 0x80 else 0xDC00 + code))
+            at += 4
+        elif re.match(r"\\u[0-9a-f]{4}", shown[at:]):
+            out.append(chr(int(shown[at + 2 : at + 6], 16)))
+            at += 6
+        else:
+            out.append(shown[at])
+            at += 1
+    return "".join(out)
+
+
+@settings(max_examples=500)
+@given(
+    st.text(
+        st.one_of(
+            st.sampled_from("\\xu0123456789abcdef\x1b\x9b\x00\n\u202e\udcff\udc9b\udc80"),
+            st.characters(max_codepoint=0x250, exclude_categories=("Cs",)),
+        ),
+        max_size=40,
+    )
+)
+def test_every_escape_shown_means_one_character(text: str) -> None:
+    """A literal backslash that would read as an escape is doubled, a C1
+    control is not taken for a byte that is not text: what is shown reads
+    back as the text (with a byte that is not text as surrogateescape has it)."""
+    assert read_escapes(escape(text)) == text
+    assert read_escapes(escape(text, newlines=True), newlines=True) == text
+    assert record_cat(record(message="a \\x41 \\\x1b")) == "a \\\\x41 \\\\\\x1b"
 
 
 @given(hostile_text)
@@ -532,7 +599,7 @@ def test_csv_on_a_terminal_is_escaped() -> None:
     assert "esc \\x1b[31mred" in text
     out = io.StringIO()
     write_rows(["c\x9b"], [("\x1b]0;x\x07",)], SqlFormat.CSV, out, terminal=True)
-    assert out.getvalue() == "c\\x9b\n\\x1b]0;x\\x07\n"
+    assert out.getvalue() == "c\\u009b\n\\x1b]0;x\\x07\n"
 
 
 @given(hostile_text, hostile_text)

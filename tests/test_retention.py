@@ -301,6 +301,26 @@ def fill(path: Path, count: int, *, start_seq: int = 1, instance_id: int = 1) ->
             " ORDER BY pid, time_ns, id",
             (schema.record_id(instance_id, start_seq),),
         )
+        connection.execute(
+            f"INSERT INTO record_counts SELECT {schema.minute_sql('time_ns')}, level, ?, count(*)"
+            " FROM records WHERE id >= ? AND id <= ? GROUP BY 1, 2 ON CONFLICT"
+            " DO UPDATE SET count = record_counts.count + excluded.count",
+            (
+                instance_id,
+                schema.record_id(instance_id, start_seq),
+                schema.record_id(instance_id, last),
+            ),
+        )
+        connection.execute(
+            "INSERT INTO pid_counts SELECT pid, process, ?, count(*) FROM records"
+            " WHERE id >= ? AND id <= ? GROUP BY 1, 2 ON CONFLICT"
+            " DO UPDATE SET count = pid_counts.count + excluded.count",
+            (
+                instance_id,
+                schema.record_id(instance_id, start_seq),
+                schema.record_id(instance_id, last),
+            ),
+        )
     connection.close()
 
 
@@ -447,7 +467,8 @@ def test_prune_to_a_size_that_cannot_be_met(kextlog: Kextlog, lossy: PopulatedSt
         (["--max-size", "lots"], "--max-size: invalid size 'lots': expected e.g. 2GB, 500MB, 100K"),
         (
             ["--older-than", "1d", "--level", "loud"],
-            "--level: unknown level 'loud' (expected one of trace, debug, info, warning, error)",
+            "--level: unknown level 'loud' (expected one of trace, debug, info, warning, error,"
+            " or a syslog priority 0..7)",
         ),
     ],
 )

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import sqlite3
 import stat
 import time
 from pathlib import Path
@@ -22,7 +24,9 @@ from kextlog_store.store import migrate, schema
 from kextlog_store.store.engine import read_engine, write_engine
 from kextlog_store.store.location import database_url
 from kextlog_store.store.writer import InstanceState, Writer
-from tests.conftest import HOST, Kextlog, PopulatedStore
+from tests.conftest import HOST, Kextlog, PopulatedStore, wait_until
+from tests.processes import kextlog as run_cli
+from tests.processes import start, start_simulator
 
 BOTH_BACKENDS = True
 
@@ -396,3 +400,44 @@ def test_a_forged_seal_is_invalid_with_the_key_and_unseen_without(
     broken = _verify(lossy.url, key).broken
     assert broken is not None and broken.kind == "seal invalid"
     assert _verify(lossy.url, None).broken is None  # without the key, seals are not checked
+
+
+def test_a_reload_to_another_store_seals_what_it_leaves(tmp_path: Path) -> None:
+    """SIGHUP moves ingest to another store: the one it leaves is sealed up
+    to its last batch first, not left with an unsealed tail."""
+    sock, config, log = tmp_path / "sim.sock", tmp_path / "kextlog.toml", tmp_path / "ingest.log"
+    first, second = tmp_path / "a" / "k.db", tmp_path / "b" / "k.db"
+    for db in (first, second):
+        db.parent.mkdir()
+        assert run_cli("db", "upgrade", "--db", str(db)).returncode == 0
+    setup = run_cli("db", "seal-setup", "--db", str(first))
+    assert setup.returncode == 0, setup.stderr
+
+    def use(db: Path) -> None:  # sealed once an hour: only a stop or a reload seals here
+        config.write_text(
+            f'sources = ["unix:{sock}"]\ndatabase = "{db}"\n[seal]\ninterval = "1h"\n'
+        )
+
+    use(first)
+    simulator = start_simulator(sock, "--rate", "2000", "--count", "0")
+    ingest = start("ingest", "--config", str(config), log=log)
+    try:
+        wait_until(lambda: stored_in(first) > 1000, "records in the first store")
+        use(second)
+        ingest.send_signal(signal.SIGHUP)
+        wait_until(lambda: "reloaded" in log.read_text(), "the reload")
+        wait_until(lambda: stored_in(second) > 0, "records in the second store")
+    finally:
+        simulator.send_signal(signal.SIGINT)
+        simulator.wait(timeout=60)
+        ingest.send_signal(signal.SIGTERM)
+        assert ingest.wait(timeout=60) == 0
+    result = run_cli("db", "verify", "--db", str(first), "--key", setup.stdout.strip())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "unsealed tail" not in result.stdout
+    assert result.stdout.rstrip().endswith("OK"), result.stdout
+
+
+def stored_in(db: Path) -> int:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+        return connection.execute("SELECT count(*) FROM records").fetchone()[0]

@@ -7,6 +7,7 @@ syslog with their facility and priority."""
 from __future__ import annotations
 
 import json
+import os
 import plistlib
 import re
 import shutil
@@ -148,6 +149,8 @@ def write_config(path: Path, sock: Path, db: Path, records: int) -> None:
 def test_sighup_reloads_and_reopens_without_losing_or_repeating(tmp_path: Path) -> None:
     sock, config = tmp_path / "sim.sock", tmp_path / "kextlog.toml"
     first, second = tmp_path / "a" / "k.db", tmp_path / "b" / "k.db"
+    first.parent.mkdir()
+    second.parent.mkdir()
     count = 60_000
     simulator = start_simulator(
         sock, "--rate", "10000", "--count", str(count),
@@ -271,15 +274,16 @@ def test_messages_go_to_syslog_with_facility_and_priority(tmp_path: Path, journa
     ingest = start("ingest", "--config", str(config), "--db", str(db), log=log, **env)
     try:
         server.settimeout(120)
-        first = server.recv(65536).decode()
+        first = [server.recv(65536).decode() for _ in range(2)]  # where it stores, a retry
     finally:
         ingest.send_signal(signal.SIGTERM)
         assert ingest.wait(timeout=120) == 0
-    messages = [first, *receive_all(server)]
+    messages = [*first, *receive_all(server)]
     server.close()
     pid = ingest.pid
     # facility daemon (3): warning 3*8+4, info 3*8+6.
-    assert messages[0] == (
+    assert messages[0].startswith(f"<30>kextlog[{pid}]: ingest: storing in {db}, ")
+    assert messages[1] == (
         f"<28>kextlog[{pid}]: ingest: unix:{missing}: No such file or directory; retrying\x00"
     )
     assert re.fullmatch(
@@ -311,3 +315,36 @@ def test_without_a_syslog_one_warning_and_stderr(tmp_path: Path) -> None:
     )
     assert sum("no syslog" in line for line in lines) == 1
     assert lines[-1].startswith("kextlog ingest: stopped: 0 records stored")
+
+
+# --- make run -------------------------------------------------------------------
+
+
+def make_run(sock: Path, db: Path, **options: object) -> subprocess.Popen[str]:
+    """`make run` on a socket and store of the test's (the host's kernel log left out)."""
+    command = ["make", "-s", "-C", str(ROOT), "run", f"SIM_SOCKET={sock}", "KMSG_SOURCE="]
+    env = {**os.environ, "KEXTLOG_DB": str(db)}
+    return subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, text=True, **options)
+
+
+def test_make_run_says_where_it_stores_and_a_second_one_stops(tmp_path: Path) -> None:
+    if shutil.which("make") is None:
+        unavailable("needs make(1)")
+    sock, db = tmp_path / "sim.sock", tmp_path / "k.db"
+    log = tmp_path / "make-run.log"
+    first = make_run(sock, db, stdout=subprocess.DEVNULL, stderr=log.open("w"),
+                     start_new_session=True)  # fmt: skip
+    try:
+        wait_for_line(log, f"kextlog ingest: storing in {db}, the oldest records removed above ", 1)
+        # The simulator of a second make run finds its socket in use: make
+        # run ends with that error, and no ingest reconnects for ever.
+        second = make_run(sock, tmp_path / "other.db", stderr=subprocess.PIPE)
+        _, errors = second.communicate(timeout=60)
+        assert second.returncode != 0
+        assert f"kextlog: error: simulate: {sock} is in use by another producer\n" in errors
+        assert "kextlog ingest" not in errors
+        assert not (tmp_path / "other.db").exists()
+    finally:
+        os.killpg(first.pid, signal.SIGINT)  # Ctrl-C at its terminal
+        first.wait(timeout=60)
+    assert "10% of its file system, at most 4 GiB" in log.read_text()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
+import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
@@ -13,10 +15,11 @@ from sqlalchemy import delete, update
 
 from kextlog_store.levels import Level
 from kextlog_store.records import Record
-from kextlog_store.render.figures import bar, format_size, stats_lines
+from kextlog_store.render.figures import bar, format_count, format_size, stats_lines
 from kextlog_store.stats import BUCKET_SIZES, Stats, choose_bucket, collect
 from kextlog_store.store import schema
 from kextlog_store.store.engine import sqlite_path, write_engine
+from kextlog_store.store.writer import Writer
 from kextlog_store.wire import TIME_MAX
 from tests.conftest import NS, Instance, Kextlog, PopulatedStore, insert_records
 
@@ -102,8 +105,11 @@ def test_records_beyond_the_high_water_mark_are_ahead(lossy: PopulatedStore) -> 
 
 
 def test_rows_gone_without_prune_are_a_discrepancy(kextlog: Kextlog, lossy: PopulatedStore) -> None:
-    """A record and a loss row deleted behind kextlog's back are not pruned:
-    stats, its JSON and the view instance_accounting show them missing."""
+    """A record and a loss row deleted behind kextlog's back are not pruned.
+    The loss row shows missing in stats, its JSON and the view
+    instance_accounting; the record in the view, which counts records (stats
+    counts an instance's records by its counters, which still hold it: `db
+    check` compares them with the records)."""
     engine = write_engine(lossy.url)
     with engine.begin() as connection:
         connection.execute(
@@ -116,7 +122,7 @@ def test_rows_gone_without_prune_are_a_discrepancy(kextlog: Kextlog, lossy: Popu
         )
     engine.dispose()
     first, second = collect(lossy.url).instances
-    assert (first.stored, first.lost, first.pruned, first.discrepancy) == (168, 9, 3, 1)
+    assert (first.stored, first.lost, first.pruned, first.discrepancy) == (169, 9, 3, 0)
     assert (second.stored, second.lost, second.pruned, second.discrepancy) == (110, 13, 0, 2)
     sql = kextlog(
         "sql", "-o", "json", "SELECT instance, pruned, discrepancy FROM instance_accounting"
@@ -126,13 +132,38 @@ def test_rows_gone_without_prune_are_a_discrepancy(kextlog: Kextlog, lossy: Popu
         {"instance": lossy.instance(2).uuid, "pruned": 0, "discrepancy": 2},
     ]
     got = json.loads(kextlog("stats", "-o", "json").stdout)["instances"]
-    assert [(i["pruned"], i["discrepancy"]) for i in got] == [(3, 1), (0, 2)]
+    assert [(i["pruned"], i["discrepancy"]) for i in got] == [(3, 0), (0, 2)]
     text = kextlog("stats").stdout.splitlines()
     assert [line for line in text if "neither stored" in line] == [
-        f"  instance {lossy.instance(n).uuid[:8]}: {seqs} seqs up to its high-water mark are"
+        f"  instance {lossy.instance(2).uuid[:8]}: 2 seqs up to its high-water mark are"
         " neither stored, lost, filtered nor pruned: rows went without prune (`kextlog db check`)"
-        for n, seqs in ((1, 1), (2, 2))
     ]
+    if lossy.path is not None:  # db check reads SQLite stores
+        check = kextlog("db", "check")
+        assert check.returncode == 1 and "FAIL  counters" in check.stdout
+
+
+def test_the_whole_stores_processes_add_up_the_counters(lossy: PopulatedStore) -> None:
+    """The table per process of the whole store adds up pid_counts (a record
+    deleted behind kextlog's back is still in them); a window counts its
+    records."""
+    gone = lossy.record(1, 8)
+    engine = write_engine(lossy.url)
+    with engine.begin() as connection:
+        connection.execute(
+            delete(schema.records).where(schema.records.c.id == schema.record_id(1, 8))
+        )
+    engine.dispose()
+
+    def by_process(stats: Stats) -> dict[str, int]:
+        return {item.process: item.records for item in stats.processes}
+
+    whole = collect(lossy.url, top=100)
+    window = collect(lossy.url, since_ns=lossy.records[0].time_ns, top=100)
+    expected = Counter(record.process for record in lossy.records)
+    assert by_process(whole) == expected
+    assert by_process(window) == expected - Counter([gone.process])
+    assert whole.process_names == window.process_names == len(expected)
 
 
 def test_a_window(lossy: PopulatedStore) -> None:
@@ -231,12 +262,16 @@ def test_stats_text(kextlog: Kextlog, lossy: PopulatedStore) -> None:
     text = result.stdout.splitlines()
     records = lossy.select(since_ns=lossy.now_ns - HOUR)
     counts = dict(zip(Level, level_counts(records), strict=True))
-    width = max(len("records"), *(len(str(n)) for n in counts.values()))
+    width = len("high water")  # the widest heading of a numeric column: every table's
     at = text.index("By level")
-    assert text[at + 1] == f"  level    {'records':>{width}}  share"
+    assert text[at + 1] == f"  level    {'records':>{width}}   share"
     for line, level in zip(text[at + 3 : at + 8], sorted(Level, reverse=True), strict=True):
         share = f"{100 * counts[level] / len(records):.1f}%"
-        assert line.split() == [level.label, str(counts[level]), share]
+        assert line == f"  {level.label:7}  {counts[level]:>{width},}  {share:>6}"
+    # The same column of numbers in the chart, the losses and the instances.
+    chart = next(i for i, line in enumerate(text) if line.startswith("Records per 15m")) + 1
+    assert text[chart][2:].split("  ", 1)[1][:width].strip().isdigit()
+    assert len(text[chart][2:].split("  ", 1)[1][:width]) == width
     assert "By process (the top 2 of 6)" in text
     assert any(line.startswith("Records per 15m (█ error  ▓ warning  ▒ info") for line in text)
     lost = [loss for loss in lossy.losses if loss.time_ns >= lossy.now_ns - HOUR]
@@ -313,6 +348,12 @@ def test_format_size(size: int, text: str) -> None:
     assert format_size(size) == text
 
 
+def test_format_count() -> None:
+    assert format_count(1234567) == "1,234,567"
+    assert format_count(999, 6) == "   999"
+    assert format_count(1234567, 6) == "1,234,567"  # never cut
+
+
 def test_store_url_of_another_back_end_has_no_size() -> None:
     assert sqlite_path("postgresql://h/db") is None
 
@@ -322,6 +363,8 @@ def test_stats_window_errors(kextlog: Kextlog, populated: PopulatedStore) -> Non
         (["-S", "1h", "-U", "2h"], "--since '1h' is later than --until '2h'"),
         (["--until", "soonish"], "--until: invalid time 'soonish'"),
         (["--bucket", "today"], "--bucket: invalid duration 'today'"),
+        (["--bucket", "0s"], "--bucket: 0s is no bucket: give a duration above 0, e.g. 1h"),
+        (["--bucket", "0m"], "--bucket: 0s is no bucket: give a duration above 0, e.g. 1h"),
     ]:
         result = kextlog("stats", *args)
         assert (result.returncode, result.stdout) == (2, "")
@@ -348,3 +391,41 @@ def test_records_at_the_time_bounds_in_any_zone(
     assert shown.returncode == 0, shown.stderr
     stats = json.loads(shown.stdout)
     assert stats["records"] == 2 and sum(bucket["total"] for bucket in stats["rate"]) == 2
+
+
+def test_figures_agree_while_ingest_commits(store_url: str) -> None:
+    """stats reads one snapshot: while a writer commits batch after batch,
+    the records per level, per bucket and per instance add up alike."""
+    writer = Writer(write_engine(store_url), host="test-host")
+    state = writer.register(
+        "ab" * 16, first_seq=1, source="unix:/s", name="sim", boot_id="b",
+        producer_version="1", now_ns=0,
+    )  # fmt: skip
+    stop = threading.Event()
+
+    def commit_batches() -> None:
+        now_ns = time.time_ns()
+        while not stop.is_set():
+            first = state.high_water + 1
+            rows = [
+                (seq, now_ns + seq * 1_000_000, 0, 1 + seq % 5, 0, 7, 7, "p", "m")
+                for seq in range(first, first + 50)
+            ]
+            state.high_water = rows[-1][0]
+            writer.commit({state.id: rows}, [], [state], now_ns)
+
+    committer = threading.Thread(target=commit_batches)
+    committer.start()
+    try:
+        for _ in range(30):
+            stats = collect(store_url)
+            (instance,) = stats.instances
+            assert stats.records == sum(bucket.total for bucket in stats.buckets)
+            assert stats.records == instance.stored + instance.ahead
+            assert stats.records == sum(item.records for item in stats.processes)
+            assert instance.discrepancy == 0
+    finally:
+        stop.set()
+        committer.join(timeout=60)
+        writer.engine.dispose()
+    assert state.high_water > 0

@@ -316,7 +316,7 @@ def test_producer_text_is_escaped_in_status_and_on_stderr(tmp_path: Path) -> Non
         ingest.send_signal(signal.SIGTERM)
         assert ingest.wait(timeout=30) == 0
         listener.close()
-    escaped = "kext\\x1b[2J\\x9b31m\\nkextlog: error: forged\\x0d"
+    escaped = "kext\\x1b[2J\\u009b31m\\nkextlog: error: forged\\x0d"
     for output in (shown.stdout, log.read_text()):
         assert escaped in output, output
         assert not any(character in output for character in "\x1b\u009b\r")

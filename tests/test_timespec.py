@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kextlog_store.errors import UsageError
-from kextlog_store.timespec import UNITS, parse_duration, parse_time, to_ns
+from kextlog_store.timespec import UNITS, parse_duration, parse_time, parse_until, to_ns
 from tests.conftest import unavailable
 
 UTC = timezone.utc
@@ -410,8 +410,8 @@ def kextlog(value: str, now_ns: int, tz: tzinfo | None = None) -> int | None:
 def disagreement(value: str, zone: str, before: int, want: int | None, after: int) -> str | None:
     """What kextlog makes of value differently from systemd (which read it
     between before and after), in zone; None when they agree.  kextlog
-    keeps nanoseconds where systemd rounds to microseconds, and ends at the
-    store's last nanosecond."""
+    keeps nanoseconds where systemd rounds each number it reads down to
+    microseconds, and ends at the store's last nanosecond."""
     with local_zone(zone):
         low, high = kextlog(value, before), kextlog(value, after)
     named = kextlog(value, before, tz=ZoneInfo(zone))
@@ -431,7 +431,9 @@ def disagreement(value: str, zone: str, before: int, want: int | None, after: in
             if low == high == INT64
             else f"{value!r} in {zone}: past the store, kextlog gives {low}"
         )
-    if not low - 1000 < want < high + 1000:
+    # systemd drops what is below a microsecond of each number it reads.
+    slack = 1000 * max(1, len(re.findall(r"[0-9.]+", value)))
+    if not low - slack < want < high + 1000:
         return f"{value!r} in {zone}: systemd gives {want}, kextlog {low}..{high}"
     return None
 
@@ -803,3 +805,31 @@ def test_durations_beyond_the_store_are_refused(weeks: int) -> None:
     # A fuzzer's finding: the value went on unchecked to a 64-bit column.
     with pytest.raises(UsageError, match="out of range"):
         parse_duration(f"{weeks}w")
+
+
+@pytest.mark.parametrize(
+    ("text", "span"),
+    [
+        ("2026-11-27 10:00:30.123456", 1_000),  # as short and short-iso show times
+        ("Nov 27 10:00:30.123456", 1_000),
+        ("2026-11-27T10:00:30.123456+00:00", 1_000),
+        ("2026-11-27 10:00:30.5", 100_000_000),
+        ("2026-11-27 10:00:30.123456789", 1),
+        ("2026-11-27 10:00:30.1234567891", 1),  # digits past nanoseconds are cut
+        ("2026-11-27 10:00:30", NS),
+        ("10:00:30 UTC", NS),
+        ("Fri 2026-11-27 10:00:30", NS),
+        ("2026-11-27T10:00:30Z", NS),
+        ("2026-11-27 10:00", 1),  # no seconds written: the instant itself
+        ("2026-11-27", 1),
+        ("today", 1),
+        ("@1795774956.5", 1),
+        ("-1h", 1),
+        ("30s", 1),
+    ],
+)
+def test_until_covers_the_unit_of_the_last_digit(text: str, span: int) -> None:
+    """--until of a displayed time includes its record: the store keeps
+    nanoseconds, the display microseconds or seconds (as journalctl)."""
+    start = parse_time(text, now=NOW, tz=UTC)
+    assert parse_until(text, now=NOW, tz=UTC) == start + span - 1

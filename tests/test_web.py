@@ -24,6 +24,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,6 +313,22 @@ def test_filters_show_what_kextlog_query_shows(
     assert all(urllib.parse.quote_plus(v) in link or v in link for v in typed.values())
 
 
+@pytest.mark.parametrize("query", ["", "level=warning", "grep=denied&process=mds*"])
+def test_facets_count_what_kextlog_query_shows(server: Server, ingested: Store, query: str) -> None:
+    status, _, body = server.get(f"/-/kextlog/facets.json?{query}")
+    assert status == 200, body
+    found = {facet["name"]: facet for facet in json.loads(body)["facets"]}
+    options = [f"--{name}={value}" for name, value in urllib.parse.parse_qsl(query)]
+    records = query_json(ingested.path, *options)
+    assert records
+    for name in ("level", "instance", "host"):
+        counts = {value["value"]: value["count"] for value in found[name]["values"]}
+        assert counts == Counter(record[name] for record in records), name
+    by_process = Counter(record["process"] for record in records)
+    shown = [(value["value"], value["count"]) for value in found["process"]["values"]]
+    assert shown == sorted(by_process.items(), key=lambda item: (-item[1], item[0]))[:15]
+
+
 def test_losses_are_marked_in_place(browser: Any, server: Server, ingested: Store) -> None:
     open_log(browser, server, f"instance={ingested.hostile}")
     cells = browser.execute_script(
@@ -350,6 +367,16 @@ def test_the_chart_has_one_series_per_level_present(
             ".filter(d => d.stack === 'records').map(d => d.label);"
         )
         assert series == levels
+        # Every record of the view is in a bucket: the chart adds up to a count.
+        charted = browser.execute_script(
+            "return Chart.getChart(document.getElementById('rate')).data.datasets"
+            ".filter(d => d.stack === 'records')"
+            ".reduce((n, d) => n + d.data.reduce((a, b) => a + (b || 0), 0), 0);"
+        )
+        lowest = 4 if query else 1
+        counted = kextlog("sql", "--db", str(ingested.path), "-o", "json",
+                          f"SELECT count(*) AS n FROM records WHERE level >= {lowest}")  # fmt: skip
+        assert charted == json.loads(counted.stdout)["n"] > 0
         lost = browser.execute_script(
             "return Chart.getChart(document.getElementById('rate')).data.datasets"
             ".filter(d => d.label === 'lost').map(d => d.data.reduce((a, b) => a + (b || 0), 0));"

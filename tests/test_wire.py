@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from kextlog_store._native import ffi, lib
 from kextlog_store.levels import Level
+from kextlog_store.records import STORED_BYTES, message_bytes
 from kextlog_store.wire import (
     SCAN_ENTRIES,
     SCAN_ENTRY,
@@ -348,9 +349,38 @@ def test_a_message_ending_in_the_start_of_a_magic_is_not_held_back() -> None:
         assert reader.pending == 0
 
 
-def test_nul_bytes_in_text_are_kept_visible() -> None:
-    (frame,) = feed(log_bytes(message=b"before\x00after \xff"))
-    assert frame.message == "before\\x00after \\xff"
+def test_bytes_that_are_not_text_are_kept_as_bytes() -> None:
+    """NUL and bytes that are not UTF-8 text are escaped, and so is every
+    backslash of that message, under a flag: a literal "\\xff" is text."""
+    (frame,) = feed(log_bytes(message=b"before\x00after \xff \\x41"))
+    assert frame.message == "before\\x00after \\xff \\\\x41"
+    assert (
+        frame.flags == STORED_BYTES
+        and message_bytes(frame.message) == b"before\x00after \xff \\x41"
+    )
+    (frame,) = feed(log_bytes(message=b"text \\xff"))
+    assert (frame.message, frame.flags) == ("text \\xff", 0)
+
+
+def stored(text: bytes) -> tuple[str, int]:
+    """What ingest keeps of a message: UTF-8 text without NUL as it is;
+    else, under the flag, each byte outside UTF-8 text and NUL as \\xHH and
+    each backslash doubled."""
+    try:
+        decoded = text.decode()
+        if "\0" not in decoded:
+            return decoded, 0
+    except UnicodeDecodeError:
+        pass
+    shown = []
+    for char in text.decode("utf-8", "surrogateescape"):
+        if char == "\\":
+            shown.append("\\\\")
+        elif char == "\0" or "\udc80" <= char <= "\udcff":
+            shown.append("\\x%02x" % (ord(char) & 0xFF))
+        else:
+            shown.append(char)
+    return "".join(shown), STORED_BYTES
 
 
 def test_ack_and_resume_come_from_the_c_encoders() -> None:
@@ -387,7 +417,7 @@ def test_any_log_frame_round_trips(
         tid,
         level,
     )
-    assert frame.message == message.decode("utf-8", "backslashreplace").replace("\0", "\\x00")
+    assert (frame.message, frame.flags) == stored(message)
 
 
 def test_status_round_trip() -> None:
@@ -423,10 +453,10 @@ def test_scan_entries_unpack_as_the_compiler_laid_them_out() -> None:
 
 
 def valid_log(seq: int, time_ns: int, pid: int, tid: int, level: int, text: bytes) -> tuple:
-    message = text.decode("utf-8", "backslashreplace").replace("\0", "\\x00")
+    message, flags = stored(text)
     return (
         log_bytes(seq, text, level, time_ns=time_ns, pid=pid, tid=tid),
-        LogFrame(seq, time_ns, 42, level, 0, pid, tid, "mds_stores", message),
+        LogFrame(seq, time_ns, 42, level, flags, pid, tid, "mds_stores", message),
     )
 
 

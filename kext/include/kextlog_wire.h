@@ -55,7 +55,13 @@
 #define KEXTLOG_TIME_MAX      ((uint64_t)1 << 62)
 #define KEXTLOG_TID_MAX       (((uint64_t)1 << 63) - 1u) /* a signed 64-bit column */
 #define KEXTLOG_PID_MAX       0x7fffffffu /* a pid_t */
-#define KEXTLOG_FLAGS_MAX     0x7fffu /* LOG flags: bit 15 is reserved (a signed 16-bit column) */
+/* LOG flags: bit 15 is reserved (a signed 16-bit column), bit 14 is the
+ * consumer's (KEXTLOG_STORED_BYTES). */
+#define KEXTLOG_FLAGS_MAX     0x3fffu
+/* Set by the consumer in a stored record's flags, never sent: its message
+ * held bytes that are not UTF-8 text (or NUL), stored as \xHH escapes with
+ * each literal backslash doubled, so the bytes can be given back. */
+#define KEXTLOG_STORED_BYTES  0x4000u
 
 /* Frame types in numbered ranges: 1-63 kernel to user, 64-127 user to kernel. */
 enum kextlog_frame_type {

@@ -3,8 +3,11 @@ lost or filtered, exactly once (docs/protocol.md, the delivery contract).
 
 Pure: the frames of one read go in, records and losses come out in a Batch,
 and the instance's state moves on; no threads, no store, no clock.  A seq
-the producer skipped without a LOSS is a gap, and one whose frame the
-reader skipped is malformed.
+the producer skipped without a LOSS is a gap, one whose frame the reader
+skipped is malformed, and one below the oldest the producer held when the
+connection began (its HELLO's oldest_seq) was released: acknowledged to
+another store, as the producer's RELEASED LOSS says when the RESUME comes
+in time.
 """
 
 from __future__ import annotations
@@ -41,16 +44,24 @@ class Batch:
 
 @dataclass
 class Ledger:
-    """One connection's account of its instance: the instance's state, and
-    whether bytes were skipped since its last seq (a gap there is their
+    """One connection's account of its instance: the instance's state,
+    the oldest seq the producer held as the connection began (its HELLO's),
+    and whether bytes were skipped since its last seq (a gap there is their
     records: malformed, not a gap)."""
 
     state: InstanceState
+    oldest_held: int = 0
     skipping: bool = False
 
-    @property
-    def gap_reason(self) -> LossReason:
-        return LossReason.MALFORMED if self.skipping else LossReason.GAP
+    def _missing(self, batch: Batch, first: int, last: int, now_ns: int) -> None:
+        """Seqs first..last that never came, and no LOSS named."""
+        released = min(last, self.oldest_held - 1)
+        if first <= released:
+            self._lose(batch, first, released, None, None, LossReason.RELEASED, now_ns)
+            first = released + 1
+        if first <= last:
+            reason = LossReason.MALFORMED if self.skipping else LossReason.GAP
+            self._lose(batch, first, last, None, None, reason, now_ns)
 
     def account(
         self, batch: Batch, frames: Iterable[Frame], min_level: Level, now_ns: int
@@ -67,11 +78,11 @@ class Ledger:
                 self.skipping = False
             elif isinstance(frame, LossFrame):
                 first = max(frame.first_seq, state.high_water + 1)
-                reason, self.skipping = self.gap_reason, False
+                if first <= frame.last_seq and first > state.high_water + 1:
+                    self._missing(batch, state.high_water + 1, first - 1, now_ns)
+                self.skipping = False
                 if first > frame.last_seq:
                     continue
-                if first > state.high_water + 1:
-                    self._lose(batch, state.high_water + 1, first - 1, None, None, reason, now_ns)
                 times = frame.first_time_ns, frame.last_time_ns
                 self._lose(batch, first, frame.last_seq, *times, frame.reason, now_ns)
             elif isinstance(frame, Skipped):
@@ -89,8 +100,7 @@ class Ledger:
                 if row[SEQ] <= state.high_water:
                     continue
                 if row[SEQ] > state.high_water + 1:
-                    first, last = state.high_water + 1, row[SEQ] - 1
-                    self._lose(batch, first, last, None, None, self.gap_reason, now_ns)
+                    self._missing(batch, state.high_water + 1, row[SEQ] - 1, now_ns)
                 self.skipping = False  # nothing was skipped between the rows of a run
                 rows.append(row)
                 state.high_water = row[SEQ]

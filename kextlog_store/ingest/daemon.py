@@ -28,13 +28,13 @@ from ..kmsg import DEVICE, KmsgSource
 from ..records import Record
 from ..redact import redact, redact_all
 from ..render.entries import record_short
-from ..render.figures import live_line
+from ..render.figures import format_size, live_line
 from ..seal.chain import Sealer
 from ..sources import Source, exclusive_key, parse_source
 from ..store import migrate
 from ..store.engine import sqlite_path
 from ..store.location import PRIVATE_UMASK, check_private, database_url
-from ..store.retention import RetentionPolicy
+from ..store.retention import RetentionPolicy, parse_size
 from ..store.writer import Writer
 from .pipeline import Ingest, IngestOptions
 
@@ -75,8 +75,8 @@ class Daemon:
         for source in self.sources:
             if isinstance(source, KmsgSource):  # a file root is pointed at, read as records
                 paths.check_owned(Path(source.path), what="the kmsg source")
-        self.options = ingest_options(self.settings, self.sources)
         self.url = database_url(self.settings.database)
+        self.options = ingest_options(self.settings, self.sources, self.url)
         self._claims: dict[str, status.Claim] = {}  # by URL (see _claim)
         self._live: LiveLine | None = None
         self._ingest: Ingest | None = None
@@ -122,8 +122,12 @@ class Daemon:
                 key = exclusive_key(source)
                 if key is not None:
                     held.callback(status.claim_source(source.spec, key))
+            writer = self._open(self.url)
+            where = sqlite_path(self.url)
+            cap = _cap_words(self.options, self.settings, sqlite=where is not None)
+            log.info("storing in %s, %s", where or redact(self.url), cap)
             self._ingest = Ingest(
-                self._open(self.url),
+                writer,
                 self.options,
                 stop,
                 echo=_echo if echo else None,
@@ -173,8 +177,8 @@ class Daemon:
 
     def _reopen(self) -> tuple[Writer, IngestOptions]:
         fresh = self._read_settings()
-        options = ingest_options(fresh, self.sources)
         url = database_url(fresh.database)
+        options = ingest_options(fresh, self.sources, url)
         self._claim(url)
         writer = self._open(url)
         restart = [
@@ -194,12 +198,34 @@ class Daemon:
         return writer, options
 
 
-def ingest_options(settings: IngestConfig, sources: list[Source]) -> IngestOptions:
-    """The pipeline's options from settings; the built-in defaults where
-    they say nothing."""
+# As journald's SystemMaxUse=: 10% of the store's file system, at most 4 GiB.
+DEFAULT_CAP_SHARE = 10
+DEFAULT_CAP_MOST = 4 << 30
+
+
+def default_max_size(path: Path) -> int:
+    """The size cap of a SQLite store at path that no setting names: the
+    smaller of a tenth of its file system (where it is, or will be) and 4 GiB."""
+    where = path.parent
+    while not where.exists():  # the default store's directory, not made yet
+        where = where.parent
+    info = os.statvfs(where)
+    return min(info.f_blocks * info.f_frsize // DEFAULT_CAP_SHARE, DEFAULT_CAP_MOST)
+
+
+def ingest_options(settings: IngestConfig, sources: list[Source], url: str) -> IngestOptions:
+    """The pipeline's options from settings for the store at url; the
+    built-in defaults where they say nothing: on SQLite a size cap
+    (default_max_size; max_size 0 for none), on PostgreSQL none (its
+    files do not shrink: retention.check)."""
+    max_size = None if settings.max_size is None else parse_size(settings.max_size)
+    path = sqlite_path(url)
+    if max_size is None and path is not None:
+        max_size = default_max_size(path)
     retention = None
-    if settings.retain is not None or settings.max_size is not None:
-        retention = RetentionPolicy.parse(settings.retain or "", settings.max_size)
+    if settings.retain is not None or max_size:
+        ages = RetentionPolicy.parse(settings.retain or "")
+        retention = replace(ages, max_size_bytes=max_size or None)
     said = {
         "min_level": settings.min_level,
         "batch_records": settings.batch_records,
@@ -213,6 +239,15 @@ def ingest_options(settings: IngestConfig, sources: list[Source]) -> IngestOptio
         retention=retention,
         **{name: value for name, value in said.items() if value is not None},
     )
+
+
+def _cap_words(options: IngestOptions, settings: IngestConfig, *, sqlite: bool) -> str:
+    """How big the store may grow, for the log as ingest starts."""
+    cap = None if options.retention is None else options.retention.max_size_bytes
+    if cap is None:
+        return "no size cap" + (" (--max-size SIZE sets one)" if sqlite else "")
+    why = "" if settings.max_size else " (the default: 10% of its file system, at most 4 GiB)"
+    return f"the oldest records removed above {format_size(cap)}{why}; --max-size 0 for no cap"
 
 
 def _echo(record: Record) -> None:

@@ -211,7 +211,9 @@ class Ingest:
             )
             # One state object per instance across reconnects: the writer's
             # view of what is accounted for must not go back.
-            session.ledger = Ledger(self._states.setdefault(hello.instance, registered))
+            session.ledger = Ledger(
+                self._states.setdefault(hello.instance, registered), oldest_held=hello.oldest_seq
+            )
             self._greetings[hello.instance] = (session.source.spec, hello)
         return session.ledger
 
@@ -270,6 +272,9 @@ class Ingest:
         other store)."""
         if self.reopen is None:
             return
+        # What the store holds is sealed before ingest may leave it (and a
+        # reopened sealer of the same store loads the key this seal moved on).
+        self.committer.seal(0)
         try:
             writer, options = self.reopen()
             fresh = {uuid: self._carry(writer, uuid, state) for uuid, state in self._states.items()}

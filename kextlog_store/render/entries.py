@@ -16,6 +16,7 @@ from datetime import tzinfo
 from enum import Enum
 from typing import Any, TextIO
 
+from ..levels import Level
 from ..records import Cursor, Entry, Loss, LossReason, Record
 from .rows import csv_texts, write_table
 from .text import LEVEL_STYLES, MARKER_STYLE, Clock, escape, json_text, paint, zone
@@ -33,12 +34,19 @@ class RecordFormat(str, Enum):
     CAT = "cat"
 
 
+# Each level's name as a line shows it, padded (an enum's .name is a call).
+_LEVEL_NAMES = {level: f"{level.name:<7}" for level in Level}
+
+
 def _line(stamp: str, record: Record) -> str:
     """STAMP LEVEL   process[pid:tid]: message, on one line: a trailing
     newline of the message is dropped, further lines are indented under the
     first, control characters escaped."""
-    head = f"{stamp} {record.level.name:<7} {escape(record.process)}[{record.pid}:{record.tid}]: "
-    message = escape(record.message.rstrip("\n")).replace("\n", "\n" + " " * len(head))
+    process = escape(record.process)
+    head = f"{stamp} {_LEVEL_NAMES[record.level]} {process}[{record.pid}:{record.tid}]: "
+    message = escape(record.shown.rstrip("\n"))
+    if "\n" in message:
+        message = message.replace("\n", "\n" + " " * len(head))
     return head + message
 
 
@@ -55,11 +63,18 @@ def record_short_iso(record: Record, tz: tzinfo | None = None) -> str:
 def record_cat(record: Record) -> str:
     """The message alone, as journalctl -o cat: a trailing newline dropped,
     control characters escaped."""
-    return escape(record.message.rstrip("\n"))
+    return escape(record.shown.rstrip("\n"))
 
 
-# The keys of the json formats and the columns of csv, in their order.
-RECORD_KEYS = ("time", "level", "pid", "tid", "process", "message", "seq", "instance")
+# The keys of the json formats, in their order: the cursor names the record
+# for --cursor/--after-cursor, as journalctl's __CURSOR.
+RECORD_KEYS = (
+    "time", "level", "pid", "tid", "process", "message", "seq", "instance", "host", "cursor"
+)  # fmt: skip
+# ... and for a record of the kernel's own log (kmsg) these after them.
+KMSG_KEYS = ("priority", "facility", "fields")
+# The columns of -o csv: every key json has, empty where a record has none.
+CSV_KEYS = RECORD_KEYS + KMSG_KEYS
 # The columns of -o table: the instance and seq are for machines (and cursors).
 TABLE_KEYS = RECORD_KEYS[:6]
 
@@ -71,8 +86,12 @@ def record_fields(record: Record, tz: tzinfo | None = None) -> dict[str, Any]:
 
 def _fields(record: Record, clock: Clock) -> dict[str, Any]:
     """RECORD_KEYS, and for a record of the kernel's own log its syslog
-    priority, facility and KEY=value fields (as journalctl's JSON has them)."""
-    fields = dict(zip(RECORD_KEYS, _values(record, clock), strict=True))
+    priority, facility and KEY=value fields (as journalctl's JSON has them).
+    A message that is not UTF-8 text is its bytes, an array of numbers (as
+    journalctl shows such a field)."""
+    raw = record.message_raw
+    message = record.message if raw is None else list(raw)
+    fields = dict(zip(RECORD_KEYS, _values(record, clock, message), strict=True))
     if record.priority is not None:
         fields["priority"] = record.priority
         fields["facility"] = record.facility
@@ -80,16 +99,18 @@ def _fields(record: Record, clock: Clock) -> dict[str, Any]:
     return fields
 
 
-def _values(record: Record, clock: Clock) -> tuple[Any, ...]:
+def _values(record: Record, clock: Clock, message: Any) -> tuple[Any, ...]:
     return (
         clock.iso(record.time_ns),
         record.level.label,
         record.pid,
         record.tid,
         record.process,
-        record.message,
+        message,
         record.seq,
         record.instance,
+        record.host,
+        str(Cursor.of(record)),
     )
 
 
@@ -140,11 +161,10 @@ def _lines(line: Callable[[Record, Clock], str]) -> RecordWriter:
         for entry in entries:
             if isinstance(entry, Record):
                 text = line(entry, clock)
-                out.write(paint(text, LEVEL_STYLES.get(entry.level)) if color else text)
+                out.write((paint(text, LEVEL_STYLES.get(entry.level)) if color else text) + "\n")
             else:
                 text = loss_short(entry)
-                out.write(paint(text, MARKER_STYLE) if color else text)
-            out.write("\n")
+                out.write((paint(text, MARKER_STYLE) if color else text) + "\n")
 
     return write
 
@@ -153,10 +173,15 @@ def _record_csv(
     entries: Iterable[Entry], out: TextIO, tz: tzinfo | None, _color: bool, terminal: bool
 ) -> None:
     """-o csv: the records' fields as rows, no markers (machines read losses
-    from the `lost` view)."""
+    from the `lost` view); a message as stored (one that is not UTF-8 text
+    with its bytes as \\xHH escapes)."""
     clock = Clock(tz)
-    found = (_values(entry, clock) for entry in entries if isinstance(entry, Record))
-    for line in csv_texts(RECORD_KEYS, found, terminal=terminal):
+    found = (
+        (*_values(entry, clock, entry.message), entry.priority, entry.facility, entry.fields)
+        for entry in entries
+        if isinstance(entry, Record)
+    )
+    for line in csv_texts(CSV_KEYS, found, terminal=terminal):
         out.write(line)
 
 
@@ -186,7 +211,7 @@ def _record_table(
     styles: list[str | None] = []
     for entry in entries:
         if isinstance(entry, Record):
-            rows.append(_values(entry, clock)[:6])
+            rows.append(_values(entry, clock, entry.shown)[:6])
             styles.append(LEVEL_STYLES.get(entry.level))
         else:
             rows.append((clock.iso(entry.time_ns), None, None, None, None, loss_short(entry)))

@@ -57,6 +57,29 @@ def format_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
+def format_count(value: int, width: int = 0) -> str:
+    """A number in stats' tables and lines: thousands separators, right-aligned in width."""
+    return f"{value:>{width},}"
+
+
+def _share(part: int, total: int) -> str:
+    return f"{100 * part / (total or 1):.1f}%".rjust(len("100.0%"))
+
+
+def _count_width(stats: Stats) -> int:
+    """One width for the numbers of every stats table: the widest of them,
+    or of the numeric columns' headings."""
+    numbers = [stats.records, *stats.levels, *(bucket.total for bucket in stats.buckets)]
+    numbers += [number for item in stats.processes for number in (item.records, item.pids)]
+    numbers += [number for item in stats.losses for number in (item.losses, item.records)]
+    numbers += [
+        number
+        for item in stats.instances
+        for number in (item.high_water, item.stored, item.lost, item.filtered, item.pruned)
+    ]
+    return max(len("high water"), *(len(format_count(number)) for number in numbers))
+
+
 def _when(time_ns: int | None, tz: tzinfo | None) -> str:
     """2026-11-27 10:22:36 (seconds are enough to say where a range lies)."""
     return "-" if time_ns is None else Clock(tz).iso(time_ns)[:19].replace("T", " ")
@@ -205,23 +228,38 @@ def _summary_lines(stats: Stats, tz: tzinfo | None) -> list[str]:
 
 
 def _share_lines(stats: Stats) -> list[str]:
-    total = stats.records or 1
+    width = _count_width(stats)
     levels = [
-        (level.label, stats.levels[level - 1], f"{100 * stats.levels[level - 1] / total:.1f}%")
+        (
+            level.label,
+            format_count(stats.levels[level - 1], width),
+            _share(stats.levels[level - 1], stats.records),
+        )
         for level in sorted(Level, reverse=True)
     ]
     processes = [
-        (item.process, item.records, f"{100 * item.records / total:.1f}%", item.pids)
+        (
+            item.process,
+            format_count(item.records, width),
+            _share(item.records, stats.records),
+            format_count(item.pids, width),
+        )
         for item in stats.processes
     ]
+    records, pids = _heading("records", width), _heading("pids", width)
     return [
         "",
         "By level",
-        *_indent(table_lines(("level", "records", "share"), levels)),
+        *_indent(table_lines(("level", records, _heading("share", 6)), levels)),
         "",
-        f"By process (the top {len(stats.processes)} of {stats.process_names})",
-        *_indent(table_lines(("process", "records", "share", "pids"), processes)),
+        f"By process (the top {len(stats.processes)} of {stats.process_names:,})",
+        *_indent(table_lines(("process", records, _heading("share", 6), pids), processes)),
     ]
+
+
+def _heading(name: str, width: int) -> str:
+    """A numeric column's heading, right-aligned over its numbers."""
+    return name.rjust(width)
 
 
 def _chart_lines(stats: Stats, tz: tzinfo | None, color: bool) -> list[str]:
@@ -230,8 +268,9 @@ def _chart_lines(stats: Stats, tz: tzinfo | None, color: bool) -> list[str]:
     scale = max(bucket.total for bucket in stats.buckets)
     legend = "  ".join(f"{LEVEL_GLYPHS[level]} {level.label}" for level in sorted(Level)[::-1])
     lines = ["", f"Records per {_duration(stats.bucket_ns)} ({legend})"]
+    width = _count_width(stats)
     chart = [
-        (_bucket_label(bucket.start_ns, stats.bucket_ns, tz), bucket.total, "")
+        (_bucket_label(bucket.start_ns, stats.bucket_ns, tz), format_count(bucket.total, width), "")
         for bucket in stats.buckets
     ]
     for line, bucket in zip(
@@ -248,33 +287,40 @@ def _loss_lines(stats: Stats) -> list[str]:
     rows = sum(item.losses for item in stats.losses)
     lines = ["", f"Losses    {lost:,} records in {rows:,} losses"]
     if stats.losses:
+        width = _count_width(stats)
         by_reason = [
-            (LOSS_REASON_WORDS.get(item.reason, item.reason), item.losses, item.records)
+            (
+                LOSS_REASON_WORDS.get(item.reason, item.reason),
+                format_count(item.losses, width),
+                format_count(item.records, width),
+            )
             for item in stats.losses
         ]
-        lines += _indent(table_lines(("reason", "losses", "records"), by_reason))
+        headings = ("reason", _heading("losses", width), _heading("records", width))
+        lines += _indent(table_lines(headings, by_reason))
     return lines
 
 
 def _instance_lines(stats: Stats, tz: tzinfo | None) -> list[str]:
-    lines = ["", f"Instances {len(stats.instances)} (every seq up to the high-water mark"]
+    lines = ["", f"Instances {len(stats.instances):,} (every seq up to the high-water mark"]
     lines[-1] += " is stored, lost, filtered or pruned)"
+    width = _count_width(stats)
     accounts = [
         (
             item.instance[:8],
             item.source,
-            item.high_water,
-            item.stored,
-            item.lost,
-            item.filtered,
-            item.pruned,
+            *(
+                format_count(number, width)
+                for number in (item.high_water, item.stored, item.lost, item.filtered, item.pruned)
+            ),
             _when(item.first_record_ns, tz),
             _when(item.last_record_ns, tz),
         )
         for item in stats.instances
     ]
     if accounts:
-        columns = ("instance", "source", "high water", "stored", "lost", "filtered", "pruned",
+        numeric = ("high water", "stored", "lost", "filtered", "pruned")
+        columns = ("instance", "source", *(_heading(name, width) for name in numeric),
                    "first record", "last record")  # fmt: skip
         lines += _indent(table_lines(columns, accounts))
     for item in stats.instances:

@@ -17,9 +17,13 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 # controls but tab and newline, DEL, C1 controls (U+009B is an 8-bit CSI,
 # U+0085 a newline to some), and the bidirectional embeddings, overrides and
 # isolates that reorder what is shown ("Trojan Source").
-_UNSAFE = "\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
-_CONTROL = re.compile(f"[{_UNSAFE}]")
-_CONTROL_OR_NEWLINE = re.compile(f"[{_UNSAFE}\n]")
+# And the bytes of a message that are not UTF-8 text, which a decode with
+# surrogateescape leaves as U+DC80..U+DCFF.  Each is shown as an escape, and
+# so is a backslash where it would read as one: before an escape, a
+# backslash, or an x, u (or n) that an escape starts with.
+_UNSAFE = "\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\udc80-\udcff"
+_CONTROL = re.compile(f"[{_UNSAFE}]|\\\\(?=[\\\\xu{_UNSAFE}])")
+_CONTROL_OR_NEWLINE = re.compile(f"[{_UNSAFE}\n]|\\\\(?=[\\\\xun{_UNSAFE}\n])")
 # The same in JSON text, where json.dumps has escaped C0 already and these
 # can only stand inside strings, so a \uXXXX escape keeps the value.
 _JSON_UNSAFE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -28,17 +32,25 @@ _JSON_UNSAFE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 def escape(text: str, *, newlines: bool = False) -> str:
     """text safe to write to a terminal: every character that could drive it
     (C0 but tab and newline, DEL, C1, bidirectional overrides) as an escape
-    such as \\x1b or \\u202e; with newlines, a newline too, as \\n (for what
-    must stay on one line).  Every text output of kextlog goes through it."""
+    such as \\x1b, \\u009b or \\u202e, a byte that is not text (Record.shown)
+    as \\xff; with newlines, a newline too, as \\n (for what must stay on one
+    line).  A literal backslash is doubled where it would read as an escape,
+    so every escape shown means one character.  Every text output of
+    kextlog goes through it."""
     pattern = _CONTROL_OR_NEWLINE if newlines else _CONTROL
     return pattern.sub(_escaped, text)
 
 
 def _escaped(match: re.Match[str]) -> str:
     code = ord(match[0])
+    if code == 0x5C:
+        return "\\\\"
     if code == 0x0A:
         return "\\n"
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that is not text
+        return f"\\x{code - 0xDC00:02x}"
+    # \x for a byte, \u for a character: a C1 control (U+009B) is not the byte 0x9b.
+    return f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}"
 
 
 def json_text(value: Any, indent: int | None = None) -> str:

@@ -6,13 +6,17 @@ revision is one this kextlog knows, every instance's high-water mark
 covers its stored records, no loss overlaps a stored record or another
 loss (an index search per instance or per loss), and each instance's seqs
 up to its high-water mark add up: stored, lost, filtered and pruned, each
-counted on its own (a pass over its records' key).  The file is opened
-read-only: checking never changes it, also when it is damaged.
+counted on its own (a pass over its records' key), and the counters
+(record_counts, pid_counts) equal a count of the records (a pass over the
+records for each).  The file is
+opened read-only: checking never changes it, also when it is damaged.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -20,7 +24,7 @@ from urllib.parse import quote
 from ..errors import DatabaseError, one_line
 from .engine import known_revisions, sqlite_path
 from .location import check_private
-from .schema import SEQ_BITS, SEQ_MASK
+from .schema import SEQ_BITS, SEQ_MASK, minute_sql
 
 SHOWN_PROBLEMS = 10  # of each check, at most; the count says how many more
 
@@ -64,12 +68,17 @@ def check(url: str, *, quick: bool = False) -> CheckReport:
         revision = _revision(connection)
         findings.append(revision)
         if revision.ok and not revision.skipped:
-            findings += [_high_water(connection), _losses(connection), _accounting(connection)]
+            findings += [
+                _high_water(connection),
+                _losses(connection),
+                _accounting(connection),
+                _counters(connection),
+            ]
         else:
             reason = "skipped: the schema is not one this kextlog knows"
             findings += [
                 Finding(name, (), reason, skipped=True)
-                for name in ("high-water marks", "losses", "accounting")
+                for name in ("high-water marks", "losses", "accounting", "counters")
             ]
     finally:
         connection.close()
@@ -214,3 +223,61 @@ def _accounting(connection: sqlite3.Connection) -> Finding:
                 f" ({off})"
             )
     return _finding(name, problems, f"{len(rows):,} instances")
+
+
+def _counters(connection: sqlite3.Connection) -> Finding:
+    """The counters hold, for each of their buckets, the number of records
+    stored there: record_counts per (minute, level, instance), pid_counts
+    per (pid, process, instance), each against the records counted afresh
+    by the same buckets."""
+    name = "counters"
+    try:
+        tables = {row[0] for row in _run(connection, "SELECT name FROM sqlite_master")}
+        if "record_counts" not in tables:
+            note = "skipped: this revision has no record counters: `kextlog db upgrade`"
+            return Finding(name, (), note, skipped=True)
+        uuids = dict(_run(connection, "SELECT id, uuid FROM instances"))
+        problems, notes = [], []
+        for table, keys, of_records, label in _COUNTERS:
+            if table not in tables:  # before 0009
+                continue
+            kept = _buckets(connection, f"SELECT {keys}, count FROM {table}")
+            counted = _buckets(
+                connection, f"SELECT {of_records}, count(*) FROM records GROUP BY 1, 2, 3"
+            )
+            for key in sorted(kept.keys() | counted.keys()):
+                if kept.get(key, 0) != counted.get(key, 0):
+                    instance = uuids.get(key[-1], f"#{key[-1]}")
+                    problems.append(
+                        f"instance {instance}, {label(*key[:-1])}:"
+                        f" counted {kept.get(key, 0):,}, stored {counted.get(key, 0):,}"
+                    )
+            notes.append(f"{len(counted):,} {keys.split(',')[0]} buckets")
+    except sqlite3.Error as error:
+        return _failure(name, error)
+    return _finding(name, problems, ", ".join(notes))
+
+
+def _buckets(connection: sqlite3.Connection, sql: str) -> dict[tuple, int]:
+    return {tuple(row[:-1]): row[-1] for row in _run(connection, sql)}
+
+
+def _minute(minute: int, level: int) -> str:
+    return f"level {level}, minute {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(minute * 60))}"
+
+
+def _pid(pid: int, process: str) -> str:
+    return f"pid {pid} ({process})"
+
+
+# Each table of counters: its key (instance_id last), the same key of a
+# record, and how a bucket is named.
+_COUNTERS: tuple[tuple[str, str, str, Callable[..., str]], ...] = (
+    (
+        "record_counts",
+        "minute, level, instance_id",
+        f"{minute_sql('time_ns')}, level, id >> {SEQ_BITS}",
+        _minute,
+    ),
+    ("pid_counts", "pid, process, instance_id", f"pid, process, id >> {SEQ_BITS}", _pid),
+)

@@ -1,24 +1,32 @@
 """How the store is opened: engines that write (the daemon, prune, upgrades)
-and engines that only read (every other command), and the first look at a
-SQLite file before anything opens it for real.
+and engines that only read (every other command); the readers of the read
+path (`kextlog query`), which on SQLite do not load SQLAlchemy; and the
+first look at a SQLite file before anything opens it for real.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
-from sqlalchemy import Engine, create_engine, event, make_url
-from sqlalchemy.engine import ExceptionContext
-
 from .. import migrations, redact
+from ..callbacks import Callbacks
 from ..errors import DatabaseError
-from .errors import ADVICE, damaged, is_damaged
+from .errors import ADVICE, damaged, is_damaged, translate
 from .location import check_private, create_file, locate_database
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
+    from sqlalchemy.engine import ExceptionContext
 
 
 def _engine(url: str, **options: object) -> Engine:
+    from sqlalchemy import create_engine
+
     try:
         return create_engine(url, **options)
     except ImportError as exc:  # the driver is an optional extra (psycopg for PostgreSQL)
@@ -32,6 +40,11 @@ def _engine(url: str, **options: object) -> Engine:
 
 def sqlite_path(url: str) -> Path | None:
     """The database file of a SQLite URL, None for other back ends."""
+    plain = url.removeprefix("sqlite:///")
+    if plain != url and plain and plain != ":memory:" and not any(c in plain for c in "?%"):
+        return Path(plain)  # as location.database_url writes a path: no need to parse
+    from sqlalchemy import make_url
+
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return None
@@ -51,6 +64,8 @@ def write_engine(url: str) -> Engine:
     """An engine that may create and change the database: a path no other
     user can steer (locate_database), a file made private when new, and
     an existing one kextlog can use (check_file)."""
+    from sqlalchemy import event
+
     path = sqlite_path(url)
     if path is None:
         return _engine(url)
@@ -85,13 +100,9 @@ def read_engine(url: str) -> Engine:
             isolation_level="REPEATABLE READ",
             execution_options={"postgresql_readonly": True},
         )
-    if not path.exists():
-        raise DatabaseError(
-            f"no kextlog database at {path} (start `kextlog ingest` or pass --db / KEXTLOG_DB)"
-        )
-    check_private(path)  # SQLite opens its -wal and -shm by name beside it
-    check_file(path)
-    uri = f"file:{quote(str(path))}?mode=ro"
+    from sqlalchemy import create_engine, event
+
+    uri = _read_only(path)
 
     def connect() -> sqlite3.Connection:
         return sqlite3.connect(uri, uri=True, check_same_thread=False)
@@ -102,9 +113,146 @@ def read_engine(url: str) -> Engine:
     return engine
 
 
+def _read_only(path: Path) -> str:
+    """The URI that opens an existing store read-only, once it is checked."""
+    if not path.exists():
+        raise DatabaseError(
+            f"no kextlog database at {path} (start `kextlog ingest` or pass --db / KEXTLOG_DB)"
+        )
+    check_private(path)  # SQLite opens its -wal and -shm by name beside it
+    check_file(path)
+    return f"file:{quote(str(path))}?mode=ro"
+
+
+# --- the read path's readers ------------------------------------------------
+
+
+class Reading(Protocol):
+    """A connection of the read path: SQL text and parameters as
+    conditions.Sql writes them for its back end (name)."""
+
+    name: str  # "sqlite" or "postgresql"
+
+    def execute(self, statement: str, params: Sequence[Any]) -> Iterable[Sequence[Any]]: ...
+
+    def begin(self) -> None:
+        """One snapshot from here to rollback()."""
+
+    def rollback(self) -> None: ...
+
+
+class Reader(Protocol):
+    """A store opened for reading; connect() as often as needed, dispose() at the end."""
+
+    def connect(self) -> AbstractContextManager[Reading]: ...
+
+    def dispose(self) -> None: ...
+
+
+def reader(url: str, *, deadline: float | None = None) -> Reader:
+    """The read path's reader of an existing store: SQLite through the
+    stdlib's driver (importing SQLAlchemy costs a small query several times
+    its work), PostgreSQL through the read engine.  deadline: on SQLite,
+    time.monotonic() past which its statements stop (kextlog web's time
+    limit; the web reads SQLite only)."""
+    path = sqlite_path(url)
+    return _PostgresqlReader(read_engine(url)) if path is None else _SqliteReader(path, deadline)
+
+
+class _SqliteReading:
+    name = "sqlite"
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+
+    def execute(self, statement: str, params: Sequence[Any]) -> Iterable[Sequence[Any]]:
+        return self._connection.execute(statement, params)
+
+    def begin(self) -> None:
+        self._connection.execute("BEGIN")
+
+    def rollback(self) -> None:
+        if self._connection.in_transaction:
+            self._connection.execute("ROLLBACK")
+
+
+class _SqliteReader:
+    def __init__(self, path: Path, deadline: float | None) -> None:
+        self._path = path
+        self._uri = _read_only(path)
+        self._deadline = deadline
+
+    @contextmanager
+    def connect(self) -> Iterator[Reading]:
+        """A read-only connection with RE2's REGEXP and the progress handler
+        (callbacks.py); a driver error while it is used comes out as what it
+        was (a Ctrl-C, a refused pattern) or as a DatabaseError."""
+        callbacks = Callbacks(self._deadline)
+        try:
+            connection = sqlite3.connect(
+                self._uri, uri=True, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as error:
+            raise self._error(error, None) from None
+        try:
+            _tune_sqlite(connection, None)
+            callbacks.attach(connection)
+            yield _SqliteReading(connection)
+        except sqlite3.Error as error:
+            raise self._error(error, callbacks) from None
+        finally:
+            connection.close()
+
+    def _error(self, error: sqlite3.Error, callbacks: Callbacks | None) -> BaseException:
+        found = callbacks.failure(error) if callbacks is not None else None
+        if found is not None:
+            return found
+        # A damaged page found by any statement (a first look at the start
+        # cannot read every page).
+        return damaged(self._path, error) if is_damaged(error) else translate(error)
+
+    def dispose(self) -> None:
+        pass  # each connection closes with its block
+
+
+class _PostgresqlReading:
+    name = "postgresql"
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def execute(self, statement: str, params: Sequence[Any]) -> Iterable[Sequence[Any]]:
+        return self._connection.exec_driver_sql(statement, tuple(params))
+
+    def begin(self) -> None:
+        pass  # the read engine's transactions are one snapshot (REPEATABLE READ)
+
+    def rollback(self) -> None:
+        self._connection.rollback()
+
+
+class _PostgresqlReader:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @contextmanager
+    def connect(self) -> Iterator[Reading]:
+        from sqlalchemy import exc as sa_exc
+
+        try:
+            with self._engine.connect() as connection:
+                yield _PostgresqlReading(connection)
+        except sa_exc.DBAPIError as error:
+            raise translate(error) from None
+
+    def dispose(self) -> None:
+        self._engine.dispose()
+
+
 def _name_damage(engine: Engine, path: Path) -> None:
     """A damaged page found by any statement of engine (a first look at
     start cannot read every page) is reported as damaged(path)."""
+    from sqlalchemy import event
 
     def handle_error(context: ExceptionContext) -> None:
         if is_damaged(context.original_exception):

@@ -12,8 +12,6 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from sqlalchemy import exc as sa_exc
-
 from ..errors import DatabaseError, one_line
 
 # What to do with a file kextlog cannot use; it never changes such a file.
@@ -60,13 +58,22 @@ _PASSING = {
 # PostgreSQL's error codes of a missing table or column: undefined_table,
 # undefined_column.
 _PG_UNDEFINED = frozenset({"42P01", "42703"})
+# ... and of write failures that can pass: the server rolled the transaction
+# back (a deadlock, a serialization failure), or is short of resources.
+_PG_PASSING = {
+    "40001": "serialization failure",
+    "40P01": "deadlock",
+    "53100": "disk full",
+    "53200": "out of memory",
+    "53300": "too many connections",
+    "57P03": "server starting or stopping",
+}
 
 
 def driver_error(error: BaseException) -> BaseException:
     """The driver's own error inside SQLAlchemy's wrapper (or error itself)."""
-    if isinstance(error, sa_exc.StatementError) and error.orig is not None:
-        return error.orig
-    return error
+    orig = getattr(error, "orig", None)  # SQLAlchemy's StatementError: not imported to ask
+    return orig if isinstance(orig, BaseException) else error
 
 
 def sqlite_code(error: BaseException) -> int | None:
@@ -108,11 +115,12 @@ def damaged(path: Path, error: BaseException) -> DatabaseError:
 def passing_failure(error: BaseException) -> str | None:
     """What failed, in a few words, when a write to the store failed in a way
     that can pass (a full disk, a read-only or failing file system, a lock
-    held past the busy timeout, a lost server connection): the same
-    transaction may succeed when tried again.  None when trying again cannot
+    held past the busy timeout, a lost server connection, a deadlock the
+    server broke): the same transaction may succeed when tried again.  None when trying again cannot
     help: a damaged file, a missing table, a bug."""
-    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+    if getattr(error, "connection_invalidated", False):  # SQLAlchemy's DBAPIError
         return "connection lost"
-    if not isinstance(driver_error(error), sqlite3.Error):
-        return None
+    cause = driver_error(error)
+    if not isinstance(cause, sqlite3.Error):
+        return _PG_PASSING.get(getattr(cause, "sqlstate", None) or "")
     return _PASSING.get(sqlite_code(error) or 0)

@@ -14,9 +14,6 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import exc as sa_exc
-from sqlalchemy import make_url
-
 from .. import paths, redact
 from ..errors import DatabaseError, Missing, UnsafePath, UsageError
 
@@ -50,9 +47,20 @@ def database_url(db: str | None = None) -> str:
     value = db or os.environ.get("KEXTLOG_DB") or str(default_database_path())
     check_database(value)
     if "://" not in value:
-        return "sqlite:///" + os.path.abspath(os.path.expanduser(value))
-    scheme, rest = value.split("://", 1)
-    return f"postgresql+psycopg://{rest}" if scheme in ("postgresql", "postgres") else value
+        url = "sqlite:///" + os.path.abspath(os.path.expanduser(value))
+    else:
+        scheme, rest = value.split("://", 1)
+        url = f"postgresql+psycopg://{rest}" if scheme in ("postgresql", "postgres") else value
+    if (path := _sqlite_file(url)) is not None and path.is_dir():
+        raise UsageError(f"{path} is a directory: name the database file, e.g. {path}/kextlog.db")
+    return url
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (check_database has refused one without)."""
+    from .engine import sqlite_path  # it imports this module
+
+    return sqlite_path(url)
 
 
 def check_database(value: str) -> None:
@@ -63,6 +71,10 @@ def check_database(value: str) -> None:
         raise UsageError("the database path has a NUL character")
     if "://" not in value:
         return
+    # A URL only: a path's query never loads SQLAlchemy.
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy import make_url
+
     redact.remember(value)
     scheme, rest = value.split("://", 1)
     if scheme in ("postgresql", "postgres"):
@@ -118,17 +130,23 @@ def _made_private(create: bool) -> dict[str, Any]:
     return {"mode": DIRECTORY_MODE | setgid, "group": admin_group()}
 
 
+def _default_directories() -> tuple[Path, ...]:
+    return system_database_path().parent, default_database_path().parent
+
+
 # SQLite's own files beside the database, which it opens by name.
 COMPANIONS = ("-wal", "-shm", "-journal")
 
 
 def locate_database(path: Path, *, create: bool) -> tuple[paths.Directory, str]:
     """The database's directory and the file's name in it, where a link at
-    path leads (paths.locate; with create, missing directories are made as
-    private_directory makes them, else they raise Missing); refused
-    when others could change either, or SQLite's files there."""
+    path leads (paths.locate); refused when others could change either, or
+    SQLite's files there.  A missing directory raises Missing, or with
+    create a DatabaseError: only the default store's own directory is made
+    (as private_directory makes it), as a typo in --db must not make a tree."""
+    default = create and Path(os.path.abspath(path)).parent in _default_directories()
     try:
-        directory, name = paths.locate(path, **_made_private(create))
+        directory, name = paths.locate(path, **_made_private(default))
         try:
             for suffix in ("", *COMPANIONS):
                 info = directory.lstat(name + suffix)
@@ -137,7 +155,9 @@ def locate_database(path: Path, *, create: bool) -> tuple[paths.Directory, str]:
         except BaseException:
             directory.close()
             raise
-    except Missing:
+    except Missing as missing:
+        if create:
+            raise DatabaseError(f"cannot create the database {path}: {missing}") from None
         raise  # the caller's to tell: nothing to read, or nothing made yet
     except UnsafePath as error:
         raise DatabaseError(f"refusing the database {path}: {error}") from None

@@ -43,6 +43,7 @@ from ..timespec import parse_duration
 from . import schema
 from .engine import read_engine, write_engine
 from .errors import translate
+from .writer import Counts, add_counts
 
 _records, _losses, _instances = schema.records, schema.losses, schema.instances
 
@@ -145,7 +146,10 @@ class PruneResult:
     size_after: int = 0  # ... and after
     file_before: int = 0  # bytes in all the database's pages (the file after a checkpoint)
     file_after: int = 0  # ... after reclaiming
-    fits: bool | None = None  # whether the size cap is met (None: no cap)
+    # Whether the records there when prune began were pruned to the size cap
+    # (None: no cap); size_after can be above it when another writer (ingest,
+    # its pid index) added pages since.
+    fits: bool | None = None
     stopped: bool = False  # stop was set before the end
 
     @property
@@ -220,7 +224,7 @@ class _Run:
         if set(policy.max_age_ns) == set(Level):
             everything_before = now_ns - max(policy.max_age_ns.values())
         if policy.max_size_bytes is not None:
-            newest = self._fit(policy.max_size_bytes)
+            newest, result.fits = self._fit(policy.max_size_bytes)
             if newest is not None:
                 everything_before = (
                     newest if everything_before is None else max(newest, everything_before)
@@ -229,8 +233,6 @@ class _Run:
             self._delete_losses(everything_before)
         self._reclaim()
         result.size_after, result.file_after = self._size()
-        if policy.max_size_bytes is not None:
-            result.fits = result.size_after <= policy.max_size_bytes
         result.stopped = self._stopped()
         return result
 
@@ -254,13 +256,13 @@ class _Run:
                 return
             from_ns = removed
 
-    def _fit(self, max_bytes: int) -> int | None:
+    def _fit(self, max_bytes: int) -> tuple[int | None, bool]:
         """The oldest records until the pages in use fit max_bytes; the time
-        of the newest record it removed (None: none)."""
+        of the newest record it removed (None: none), and whether they fit."""
         with self.engine.connect() as connection:
             used = self._used(connection)
             if used <= max_bytes:
-                return None
+                return None, True
             count, newest_ns = connection.execute(
                 select(func.count(), func.max(_records.c.time_ns))
             ).one()
@@ -278,7 +280,7 @@ class _Run:
             with self.engine.connect() as connection:
                 used = self._used(connection)
                 count = connection.execute(select(func.count()).select_from(_records)).scalar_one()
-        return removed_ns
+        return removed_ns, used <= max_bytes
 
     def _delete_oldest(self, terms: list[Any], limit: int) -> int | None:
         """One transaction: the oldest `limit` records matching terms, and
@@ -293,7 +295,13 @@ class _Run:
         statement = (
             delete(_records)
             .where(_records.c.id.in_(oldest.scalar_subquery()))
-            .returning(_records.c.id, _records.c.pid, _records.c.time_ns, _records.c.level)
+            .returning(
+                _records.c.id,
+                _records.c.pid,
+                _records.c.time_ns,
+                _records.c.level,
+                _records.c.process,
+            )
         )
         started = time.monotonic()
         with self.engine.begin() as connection:
@@ -307,10 +315,12 @@ class _Run:
                     f" AND id = {marker}",
                     [(row[1], row[2], row[0]) for row in rows],
                 )
-                # The chain before the instances: ingest's commits lock them in that order.
+                # The chain, the counters, then the instances: ingest's
+                # commits lock them in that order (else two deadlock).
                 seal.checkpoint(
                     connection, "records", (divmod(row[0], schema.SEQ_MASK + 1) for row in rows)
                 )
+                add_counts(connection, _uncounted(rows))
                 removed = Counter(row[0] >> schema.SEQ_BITS for row in rows)
                 _count(connection, "pruned_records", removed)
         if not rows:
@@ -427,6 +437,17 @@ class _Run:
             self.stop.wait(seconds)
         else:
             time.sleep(seconds)
+
+
+def _uncounted(rows: list[Any]) -> Counts:
+    """What deleted records (id, pid, time_ns, level, process) take from
+    the counters."""
+    counts = Counts()
+    for key, pid, time_ns, level, process in rows:
+        instance_id = key >> schema.SEQ_BITS
+        counts.minutes[time_ns // schema.NS_PER_MINUTE, level, instance_id] -= 1
+        counts.pids[pid, process, instance_id] -= 1
+    return counts
 
 
 def _count(connection: Connection, column: str, removed: Counter[int]) -> None:

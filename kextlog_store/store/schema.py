@@ -24,6 +24,10 @@ from sqlalchemy import (
     text,
 )
 
+from ..records import INSTANCES_MAX as INSTANCES_MAX
+from ..records import SEQ_BITS, SEQ_MASK
+from ..records import record_id as record_id
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -69,23 +73,11 @@ instances = Table(
     UniqueConstraint("host", "uuid"),
 )
 
-# A record's key is (instance, seq), packed into one 64-bit rowid: one B-tree
-# to write per record instead of a rowid plus a unique index (see migration
-# 0002).  The bounds are the wire header's (KEXTLOG_SEQ_BITS): the reader
-# refuses a seq past SEQ_MASK, so one instance's records never take another's
-# keys, and with at most INSTANCES_MAX instances no sum of counts or marks
-# overflows.  Written as a number so that reading the store loads no cffi;
-# ingest, the one writer, checks it against the compiled header at import.
-SEQ_BITS = 44
-SEQ_MASK = (1 << SEQ_BITS) - 1
-INSTANCES_MAX = (1 << (63 - SEQ_BITS)) - 1
+# A record's key packs (instance, seq) into one 64-bit rowid (records.py
+# says how, without SQLAlchemy, for the read path).
 # The shift in SQL (instance_id << SEQ_SHIFT): a plain integer literal, as
 # PostgreSQL shifts a bigint by an int, not by a bigint parameter.
 SEQ_SHIFT = literal_column(str(SEQ_BITS))
-
-
-def record_id(instance_id: int, seq: int) -> int:
-    return instance_id << SEQ_BITS | seq
 
 
 records = Table(
@@ -174,3 +166,41 @@ seals = Table(
     Column("flags", SmallInteger, nullable=False),  # set up, stopped cleanly
     Column("mac", LargeBinary, nullable=False),
 )
+
+# Records per (minute, level, instance): kept by ingest in each batch's
+# transaction and by prune in each delete's, so that `kextlog stats` and
+# the view level_counts add up a row per minute instead of counting records
+# (migration 0008).  minute: time_ns floor-divided by NS_PER_MINUTE.  A
+# bucket that prune empties is removed, so a row's count is never 0.
+NS_PER_MINUTE = 60_000_000_000
+record_counts = Table(
+    "record_counts",
+    metadata,
+    Column("minute", BigInteger, primary_key=True),
+    Column("level", SmallInteger, primary_key=True),
+    Column("instance_id", BigInteger, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+# Records per (pid, process, instance), for the whole store: kept as
+# record_counts is (migration 0009), so that the table per process of
+# `kextlog stats` and the view process_counts add up a row per pid instead
+# of counting records.  Not per minute: a pid logs in most minutes it
+# lives, so per-minute rows would be nearly as many as a minute's records.
+pid_counts = Table(
+    "pid_counts",
+    metadata,
+    Column("pid", Integer, primary_key=True),
+    Column("process", Text, primary_key=True),
+    Column("instance_id", BigInteger, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+
+def minute_sql(time_ns: str) -> str:
+    """The minute of a time in SQL, floored as Python's // is (both back
+    ends truncate integer division towards zero)."""
+    m = NS_PER_MINUTE
+    return f"(({time_ns}) - ((({time_ns}) % {m}) + {m}) % {m}) / {m}"

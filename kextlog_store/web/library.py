@@ -5,37 +5,42 @@ Everything the pages need from the read path, the SQL sandbox, the stats,
 the renderers and the store goes through here, so that a change of the
 library's layout changes this module alone.  The few functions below are
 thin: they put together the read path's parts (a filter's scope from
-conditions.py, its rows as records) or add what a web page needs that the
-CLI does not (a record by its key, an instance's seq window, a time limit
-on every read of the process).
+conditions.py, its SQL from query.py, read through store.engine's reader
+as `kextlog query` reads) or add what a web page needs that the CLI does
+not (a record by its key, an instance's seq window, a time limit on every
+read of the process).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, event, select
-from sqlalchemy import exc as sa_exc
+from sqlalchemy import event
 from sqlalchemy.pool import Pool
 
-from kextlog_store import callbacks, conditions, query, stats
+from kextlog_store import conditions, query, stats
 from kextlog_store.cli_options import option
+from kextlog_store.conditions import Sql
 from kextlog_store.errors import DatabaseError, KextlogError, ReadOnlyError, UsageError
 from kextlog_store.follow import follow
 from kextlog_store.levels import Level, parse_level_range
 from kextlog_store.query import (
+    COLUMNS,
+    LOSS_COLUMNS,
+    PLACED,
+    RECORDS,
     as_record,
-    entries_in,
+    entries,
     fetch_losses,
     select_losses,
-    select_records,
+    select_matching,
 )
-from kextlog_store.records import Cursor, Entry, Loss, Record
+from kextlog_store.records import Cursor, Entry, Loss, Record, record_id
 from kextlog_store.render.entries import (
     LOSS_REASON_WORDS,
     RecordFormat,
@@ -50,22 +55,21 @@ from kextlog_store.sql import SqlResult, run_sql
 from kextlog_store.stats import Stats, choose_bucket
 from kextlog_store.stats import collect as collect_stats
 from kextlog_store.store import schema
-from kextlog_store.store.engine import read_engine, sqlite_path
-from kextlog_store.store.errors import translate
+from kextlog_store.store.engine import Reader, Reading, reader, sqlite_path
 from kextlog_store.store.location import database_url
-from kextlog_store.timespec import NS_PER_SECOND, parse_time
+from kextlog_store.timespec import NS_PER_SECOND, parse_time, parse_until
 
 __all__ = [
     "LOSS_REASON_WORDS",
     "NS_PER_SECOND",
     "Cursor",
     "DatabaseError",
-    "DriverError",
     "Entry",
     "KextlogError",
     "Level",
     "Loss",
     "ReadOnlyError",
+    "Reader",
     "Record",
     "RecordFilter",
     "RecordFormat",
@@ -73,12 +77,11 @@ __all__ = [
     "SqlResult",
     "Stats",
     "UsageError",
+    "aggregate",
     "bucket_start",
     "choose_bucket",
     "collect_stats",
-    "database_error",
     "entries",
-    "filtered",
     "follow",
     "format_size",
     "instance_hosts",
@@ -90,6 +93,7 @@ __all__ = [
     "option",
     "parse_level_range",
     "parse_time",
+    "parse_until",
     "record_fields",
     "record_row",
     "run_sql",
@@ -101,12 +105,6 @@ __all__ = [
 ]
 
 RecordFilter = query.RecordFilter
-DriverError = sa_exc.DBAPIError  # a read that fails in the driver (SQLAlchemy wraps it)
-
-
-def database_error(exc: DriverError) -> DatabaseError:
-    """A driver's error as the read path words it (one line)."""
-    return translate(exc)  # it unwraps SQLAlchemy's wrapper
 
 
 def open_store(db: str | None) -> str:
@@ -119,20 +117,19 @@ def open_store(db: str | None) -> str:
             "kextlog web reads SQLite stores only (its table browser is Datasette's): "
             "use kextlog query and kextlog sql on a PostgreSQL store"
         )
-    read_engine(url).dispose()
+    reader(url).dispose()
     return url
 
 
 @contextmanager
-def reading(url: str) -> Iterator[Engine]:
-    """A read-only engine for one thread's reads, disposed of afterwards
-    (the read engine's pool is not one connections may move across
-    threads in)."""
-    engine = read_engine(url)
+def reading(url: str) -> Iterator[Reader]:
+    """The read path's reader for one thread's reads, its statements
+    stopped at time_limit()'s deadline; disposed of afterwards."""
+    store = reader(url, deadline=_deadline.get())
     try:
-        yield engine
+        yield store
     finally:
-        engine.dispose()
+        store.dispose()
 
 
 def database_path(url: str) -> str:
@@ -170,114 +167,98 @@ def _on_checkout(driver: Any, _record: Any, _proxy: Any) -> None:
 
 
 def install_time_limits() -> None:
-    """Every pool of this process (the read path's engines, the stats')
-    gets the progress handler of time_limit()."""
+    """Every SQLAlchemy pool of this process (the stats' engines; the read
+    path's readers take the deadline in reading()) gets the progress
+    handler of time_limit()."""
     if not event.contains(Pool, "checkout", _on_checkout):
         event.listen(Pool, "checkout", _on_checkout)
-
-
-def _prepare(connection: Connection) -> callbacks.Callbacks | None:
-    """The read path's callbacks (REGEXP for --grep), whose progress handler
-    replaces the pool's: it gets time_limit()'s deadline."""
-    hooks = callbacks.prepare(connection)
-    if hooks is not None:
-        hooks.deadline = _deadline.get()
-    return hooks
 
 
 # --- what the read path has, reached here ------------------------------------
 
 
-def filtered(connection: Connection, record_filter: RecordFilter) -> Select[Any]:
-    """The records of a filter (its lines and order aside) as a SELECT to
-    aggregate over: the read path's own selection, with what the filter
-    names (instance, cursors, pids) looked up as `kextlog query` does."""
-    _prepare(connection)
-    scope = conditions.look_up(connection, record_filter)
-    plain = RecordFilter(**{**record_filter.__dict__, "lines": None, "reverse": False})
-    return select_records(plain, scope).order_by(None)
+def aggregate(
+    reading: Reading, record_filter: RecordFilter, columns: str, rest: str = ""
+) -> Iterable[Sequence[Any]]:
+    """SELECT columns FROM the records of a filter (its lines and order
+    aside; the columns of query.COLUMNS, by name) rest: the read path's own
+    selection, with what the filter names (instance, cursors, pids) looked
+    up as `kextlog query` does.  columns and rest hold no parameter (the
+    selection's are positional): integers are written in."""
+    sql = Sql.on(reading)
+    matching = select_matching(record_filter, sql, conditions.look_up(reading, record_filter))
+    return reading.execute(f"SELECT {columns} FROM ({matching}) AS f {rest}", sql.params)
 
 
-def entries(engine: Engine, record_filter: RecordFilter) -> Generator[Entry, None, None]:
-    """query.entries(), what `kextlog query` shows, under time_limit()."""
-    hooks = None
-    try:
-        with engine.connect() as connection:
-            hooks = _prepare(connection)
-            scope = conditions.look_up(connection, record_filter)
-            yield from entries_in(connection, record_filter, scope)
-    except DriverError as exc:
-        raise callbacks.read_error(exc, hooks) from None
-
-
-def losses_of(connection: Connection, record_filter: RecordFilter) -> list[Loss]:
+def losses_of(reading: Reading, record_filter: RecordFilter) -> list[Loss]:
     """The losses `kextlog query` shows among a filter's records (those of
     its window, instance, sources and hosts), in logged order."""
-    scope = conditions.look_up(connection, record_filter)
+    scope = conditions.look_up(reading, record_filter)
+    sql = Sql.on(reading)
     statement = select_losses(
-        record_filter.since_ns, record_filter.until_ns, record_filter=record_filter, scope=scope
+        sql,
+        record_filter.since_ns,
+        record_filter.until_ns,
+        record_filter=record_filter,
+        scope=scope,
     )
-    return fetch_losses(connection, statement)
+    return fetch_losses(reading, statement, sql)
 
 
-def instance_hosts(connection: Connection) -> dict[str, str]:
+def instance_hosts(reading: Reading) -> dict[str, str]:
     """Each instance id's host."""
-    instances = schema.instances
-    return {
-        uuid: host for uuid, host in connection.execute(select(instances.c.uuid, instances.c.host))
-    }
+    return {uuid: host for uuid, host in reading.execute("SELECT uuid, host FROM instances", [])}
 
 
-def _key(connection: Connection, instance: str, seq: int) -> int | None:
+def _key(reading: Reading, instance: str, seq: int) -> int | None:
     """The record key of (instance id, seq), None for an instance not in the store."""
-    row_id = connection.execute(
-        select(schema.instances.c.id).where(schema.instances.c.uuid == instance)
-    ).scalar()
-    return None if row_id is None else schema.record_id(int(row_id), seq)
+    sql = Sql.on(reading)
+    rows = reading.execute(
+        f"SELECT id FROM instances WHERE uuid = {sql.param(instance)}", sql.params
+    )
+    row_id = next((row[0] for row in rows), None)
+    return None if row_id is None else record_id(int(row_id), seq)
 
 
-def record_row(connection: Connection, instance: str, seq: int) -> dict[str, Any] | None:
+def record_row(reading: Reading, instance: str, seq: int) -> dict[str, Any] | None:
     """Every stored column of one record (by its key: instance id and seq)
     and its instance's, or None."""
-    records, instances = schema.records, schema.instances
-    key = _key(connection, instance, seq)
+    key = _key(reading, instance, seq)
     if key is None:
         return None
-    row = connection.execute(
-        select(
-            records,
-            instances.c.uuid.label("instance"),
-            instances.c.source,
-            instances.c.host,
-            instances.c.name.label("producer"),
-            instances.c.boot_id,
-        )
-        .select_from(records.join(instances, records.c.instance_id == instances.c.id))
-        .where(records.c.id == key)
-    ).one_or_none()
-    return None if row is None else dict(row._mapping)
+    names = [column.name for column in schema.records.columns]
+    own = ", ".join(f"r.{name}" for name in names)
+    rows = reading.execute(
+        f"SELECT {own}, i.uuid, i.source, i.host, i.name, i.boot_id FROM {RECORDS}"
+        f" WHERE r.id = {key}",
+        [],
+    )
+    row = next(iter(rows), None)
+    names += ["instance", "source", "host", "producer", "boot_id"]
+    return None if row is None else dict(zip(names, row, strict=True))
 
 
 def instance_window(
-    connection: Connection, instance: str, first_seq: int, last_seq: int
+    reading: Reading, instance: str, first_seq: int, last_seq: int
 ) -> tuple[list[Record], list[Loss]]:
     """An instance's records with seqs first_seq..last_seq (one range of the
     record key), and the losses that overlap those seqs, in seq order."""
-    base = _key(connection, instance, 0)
+    base = _key(reading, instance, 0)
     if base is None:
         return [], []
-    rows = connection.execute(
-        select_records(RecordFilter())
-        .where(schema.records.c.id >= base + first_seq, schema.records.c.id <= base + last_seq)
-        .order_by(None)
-        .order_by(schema.records.c.id)
+    rows = reading.execute(
+        f"SELECT {COLUMNS} FROM {RECORDS}"
+        f" WHERE r.id >= {base + first_seq} AND r.id <= {base + last_seq} ORDER BY r.id",
+        [],
     )
-    placed = select_losses().order_by(None)
-    columns = placed.selected_columns
-    overlapping = placed.where(
-        columns.instance == instance, columns.first_seq <= last_seq, columns.last_seq >= first_seq
-    ).order_by(columns.first_seq)
-    return [as_record(row) for row in rows], fetch_losses(connection, overlapping)
+    found = list(map(as_record, rows))
+    sql = Sql.on(reading)
+    overlapping = (
+        f"SELECT {LOSS_COLUMNS} FROM {PLACED} WHERE instance = {sql.param(instance)}"
+        f" AND first_seq <= {sql.param(last_seq)} AND last_seq >= {sql.param(first_seq)}"
+        " ORDER BY first_seq"
+    )
+    return found, fetch_losses(reading, overlapping, sql)
 
 
 def bucket_start(time_ns: int, size_ns: int, utc: bool) -> int:

@@ -10,12 +10,21 @@ import threading
 from collections.abc import Callable
 from contextlib import closing, suppress
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from datasette.utils.asgi import Request, Response
 
 from . import jsontext, library, params
-from .library import Cursor, KextlogError, Level, Record, RecordFilter, RecordFormat, UsageError
+from .library import (
+    Cursor,
+    KextlogError,
+    Level,
+    Reader,
+    Record,
+    RecordFilter,
+    RecordFormat,
+    UsageError,
+)
 from .pages import (
     LEVELS,
     MAX_LIVE,
@@ -31,9 +40,6 @@ from .pages import (
 )
 from .params import View
 
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
 FACET_SECONDS = 3.0  # the facets are extras: they give up sooner than the page
 CHART_BUCKETS = 60
 FACET_VALUES = 15
@@ -42,7 +48,7 @@ LIVE_KEEPALIVE_S = 15.0  # a quiet live stream gets a comment line this often
 
 async def log_page(site: Site, request: Request) -> Response:
     view = View.parse(pairs(request))
-    found = await read(site, site.timeout, lambda engine: newest_first(engine, view))
+    found = await read(site, site.timeout, lambda store: newest_first(store, view))
     rows = [shown(entry, view.utc) for entry in found]
     newest = next((row for row in rows if row["kind"] == "record"), None)
     oldest = next((row for row in reversed(rows) if row["kind"] == "record"), None)
@@ -79,10 +85,10 @@ async def export(site: Site, request: Request, format: str) -> Response:
     view = View.parse(pairs(request))
     output = RecordFormat(format)
 
-    def written(engine: Engine) -> str:
+    def written(store: Reader) -> str:
         out = io.StringIO()
         wanted = replace(view.record_filter, lines=view.lines)
-        with closing(library.entries(engine, wanted)) as found:
+        with closing(library.entries(store, wanted)) as found:
             library.write_records(found, output, out, utc=view.utc)
         return out.getvalue()
 
@@ -98,36 +104,34 @@ async def facets(site: Site, request: Request) -> Response:
     view = View.parse(pairs(request))
     seconds = min(FACET_SECONDS, site.timeout)
 
-    def counted(engine: Engine, column: str, limit: int | None = None) -> list[tuple[Any, int]]:
-        from sqlalchemy import func, select
-
-        with engine.connect() as connection:
-            records = library.filtered(connection, view.record_filter).subquery()
-            statement = (
-                select(records.c[column], func.count())
-                .group_by(records.c[column])
-                .order_by(func.count().desc(), records.c[column])
-                .limit(limit)
+    def counted(store: Reader, column: str, limit: int | None = None) -> list[tuple[Any, int]]:
+        order = f"GROUP BY {column} ORDER BY count(*) DESC, {column}"
+        with store.connect() as reading:
+            rows = library.aggregate(
+                reading,
+                view.record_filter,
+                f"{column}, count(*)",
+                order if limit is None else f"{order} LIMIT {int(limit)}",
             )
-            return [(value, int(count)) for value, count in connection.execute(statement)]
+            return [(value, int(count)) for value, count in rows]
 
     def values(found: list[tuple[Any, int]], name: str, spelled: Callable[[Any], str]):  # type: ignore[no-untyped-def]
         return [{"value": value, "count": count, "href": view.link(**{name: [spelled(value)]})}
                 for value, count in found]  # fmt: skip
 
-    def by_level(engine: Engine) -> dict[str, Any]:
-        counts = dict(counted(engine, "level"))
+    def by_level(store: Reader) -> dict[str, Any]:
+        counts = dict(counted(store, "level"))
         levels = [(level.label, counts[level]) for level in LEVELS if level in counts]
         return {"level": values(levels, "level", lambda name: f"{name}..{name}")}
 
-    def by_process(engine: Engine) -> dict[str, Any]:
-        found = counted(engine, "process", FACET_VALUES)
+    def by_process(store: Reader) -> dict[str, Any]:
+        found = counted(store, "process", FACET_VALUES)
         return {"process": values(found, "process", params.exact_glob)}
 
-    def by_instance(engine: Engine) -> dict[str, Any]:
-        counts = counted(engine, "instance")
-        with engine.connect() as connection:
-            hosts = library.instance_hosts(connection)
+    def by_instance(store: Reader) -> dict[str, Any]:
+        counts = counted(store, "instance")
+        with store.connect() as reading:
+            hosts = library.instance_hosts(reading)
         totals: dict[str, int] = {}
         for uuid, count in counts:
             totals[hosts.get(uuid, "")] = totals.get(hosts.get(uuid, ""), 0) + count
@@ -135,7 +139,7 @@ async def facets(site: Site, request: Request) -> Response:
         return {"instance": values(counts[:FACET_VALUES], "instance", str),
                 "host": values(by_host, "host", str)}  # fmt: skip
 
-    async def facet(count: Callable[[Engine], dict[str, Any]], *names: str) -> dict[str, Any]:
+    async def facet(count: Callable[[Reader], dict[str, Any]], *names: str) -> dict[str, Any]:
         try:
             found = await read(site, seconds, count)
         except KextlogError as exc:
@@ -152,33 +156,31 @@ async def facets(site: Site, request: Request) -> Response:
     )
 
 
-def chart_data(engine: Engine, record_filter: RecordFilter, utc: bool) -> dict[str, Any]:
+def chart_data(store: Reader, record_filter: RecordFilter, utc: bool) -> dict[str, Any]:
     """Records per bucket of the filter's range, per level (the levels
     present), and the records lost per bucket: the rate chart."""
-    from sqlalchemy import func, select
-
-    with engine.connect() as connection:
-        records = library.filtered(connection, record_filter).subquery()
+    with store.connect() as reading:
         start, end = record_filter.since_ns, record_filter.until_ns
         if start is None or end is None:
-            first, last = connection.execute(
-                select(func.min(records.c.time_ns), func.max(records.c.time_ns))
-            ).one()
+            ((first, last),) = library.aggregate(
+                reading, record_filter, "min(time_ns), max(time_ns)"
+            )
             if first is None:
                 return {"labels": [], "series": [], "lost": [], "bucket_seconds": None}
             start = first if start is None else start
             end = last if end is None else end
         size = library.choose_bucket(end - start, CHART_BUCKETS)
         origin = library.bucket_start(start, size, utc)
-        index = (records.c.time_ns - origin) // size
         counts: dict[int, dict[int, int]] = {}
-        for number, level, count in connection.execute(
-            select(index, records.c.level, func.count()).group_by(index, records.c.level)
+        # Never negative: origin <= every time of the range.
+        index = f"(time_ns - {int(origin)}) / {int(size)}"
+        for number, level, count in library.aggregate(
+            reading, record_filter, f"{index}, level, count(*)", f"GROUP BY {index}, level"
         ):
             counts.setdefault(int(level), {})[int(number)] = int(count)
         buckets = (end - origin) // size + 1
         lost = [0] * buckets
-        for loss in library.losses_of(connection, record_filter):
+        for loss in library.losses_of(reading, record_filter):
             lost[min(max((loss.time_ns - origin) // size, 0), buckets - 1)] += loss.count
     tz = library.zone(utc)
     return {
@@ -196,7 +198,7 @@ def chart_data(engine: Engine, record_filter: RecordFilter, utc: bool) -> dict[s
 async def chart(site: Site, request: Request) -> Response:
     view = View.parse(pairs(request))
     data = await read(
-        site, site.timeout, lambda engine: chart_data(engine, view.record_filter, view.utc)
+        site, site.timeout, lambda store: chart_data(store, view.record_filter, view.utc)
     )
     return json_response({"ok": True, **data})
 
@@ -246,8 +248,8 @@ async def _stream(site: Site, wanted: RecordFilter, utc: bool, send: Any, receiv
     def follow() -> None:
         try:
             with (
-                library.reading(site.url) as engine,
-                closing(library.follow(engine, wanted, stop=stop)) as found,
+                library.reading(site.url) as store,
+                closing(library.follow(store, wanted, stop=stop)) as found,
             ):
                 for entry in found:
                     if stop.is_set():

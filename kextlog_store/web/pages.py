@@ -18,17 +18,14 @@ import threading
 from collections.abc import Awaitable, Callable
 from contextlib import closing
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from datasette.utils.asgi import Request, Response
 
 from . import jsontext, library
-from .library import Cursor, DatabaseError, Entry, KextlogError, Level, Loss
+from .library import Cursor, DatabaseError, Entry, KextlogError, Level, Loss, Reader
 from .params import View
-
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
 
 log = logging.getLogger("kextlog.web")
 T = TypeVar("T")
@@ -63,24 +60,22 @@ class Site:
 # --- running reads, reporting failures ----------------------------------------
 
 
-async def read(site: Site, seconds: float, work: Callable[[Engine], T]) -> T:
-    """work(engine) on a worker thread, its reads stopped after `seconds`.
-    The engine is the thread's own, disposed of afterwards: a SQLite
+async def read(site: Site, seconds: float, work: Callable[[Reader], T]) -> T:
+    """work(reader) on a worker thread, its reads stopped after `seconds`.
+    The reader is the thread's own, disposed of afterwards: a SQLite
     connection never serves two threads."""
 
     def limited() -> T:
-        with library.time_limit(seconds), library.reading(site.url) as engine:
+        with library.time_limit(seconds), library.reading(site.url) as store:
             try:
-                return work(engine)
-            except (DatabaseError, library.DriverError) as exc:
+                return work(store)
+            except DatabaseError:
                 if library.timed_out():
                     raise DatabaseError(
                         f"reading took longer than {seconds:g} s: narrow the filters "
                         "(a shorter since/until, a level, an instance)"
                     ) from None
-                if isinstance(exc, DatabaseError):
-                    raise
-                raise library.database_error(exc) from None
+                raise
 
     return await asyncio.to_thread(limited)
 
@@ -181,11 +176,11 @@ def shown(entry: Entry, utc: bool) -> dict[str, Any]:
     }
 
 
-def newest_first(engine: Engine, view: View) -> list[Entry]:
+def newest_first(store: Reader, view: View) -> list[Entry]:
     """The last view.lines records of the view, newest first, with the
     losses among them, as `kextlog query -n N -r` shows them."""
     wanted = replace(view.record_filter, lines=view.lines, reverse=True)
-    with closing(library.entries(engine, wanted)) as found:
+    with closing(library.entries(store, wanted)) as found:
         return list(found)
 
 

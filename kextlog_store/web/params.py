@@ -148,7 +148,8 @@ def record_filter(given: dict[str, list[str]]) -> RecordFilter:
         return given[name][0] if name in given else None
 
     since_ns = option("since", library.parse_time, one("since"))
-    until_ns = option("until", library.parse_time, one("until"))
+    # As --until: the whole unit of its last digit (a displayed time selects its record).
+    until_ns = option("until", library.parse_until, one("until"))
     if since_ns is not None and until_ns is not None and since_ns > until_ns:
         raise UsageError(f"since {one('since')!r} is later than until {one('until')!r}")
     return RecordFilter(

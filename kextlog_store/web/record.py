@@ -7,17 +7,14 @@ import io
 import re
 from contextlib import closing
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from datasette.utils.asgi import Request, Response
 
 from . import jsontext, library, params
-from .library import Cursor, Entry, Loss, Record, RecordFilter, RecordFormat, UsageError
+from .library import Cursor, Entry, Loss, Reader, Record, RecordFilter, RecordFormat, UsageError
 from .pages import Site, epoch, error, pairs, read, render, shown
 from .params import View
-
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
 
 NEIGHBOURS = 10  # the same instance's records, seqs on each side
 MAX_NEIGHBOURS = 1_000
@@ -33,17 +30,17 @@ def _record_key(instance: str, seq: str) -> tuple[str, int]:
     return instance, params.integer("seq", seq, 0, _SEQ_LIMIT)
 
 
-def around(engine: Engine, record: Record) -> tuple[list[Entry], list[Entry], bool, bool]:
+def around(store: Reader, record: Record) -> tuple[list[Entry], list[Entry], bool, bool]:
     """Every source's entries within CONTEXT_NS of the record, at most
     CONTEXT_RECORDS records on each side, nearest kept: (before, after,
     whether more were before, after)."""
     t = record.time_ns
     plain = RecordFilter()
     before_filter = replace(plain, since_ns=t - CONTEXT_NS, until_ns=t - 1, lines=CONTEXT_RECORDS)
-    with closing(library.entries(engine, before_filter)) as found:
+    with closing(library.entries(store, before_filter)) as found:
         before = list(found)
     # The same nanosecond: what comes before the record in logged order.
-    with closing(library.entries(engine, replace(plain, since_ns=t, until_ns=t))) as found:
+    with closing(library.entries(store, replace(plain, since_ns=t, until_ns=t))) as found:
         for entry in found:
             if isinstance(entry, Record) and (entry.instance, entry.seq) == (
                 record.instance,
@@ -57,7 +54,7 @@ def around(engine: Engine, record: Record) -> tuple[list[Entry], list[Entry], bo
     after_filter = replace(plain, cursor=Cursor.of(record), until_ns=t + CONTEXT_NS)
     after: list[Entry] = []
     more_after = False
-    with closing(library.entries(engine, after_filter)) as found:
+    with closing(library.entries(store, after_filter)) as found:
         for entry in found:
             if isinstance(entry, Record) and (entry.instance, entry.seq) == (
                 record.instance,
@@ -81,16 +78,16 @@ async def record_page(
         radius = params.integer("n", values["n"][0], 0, MAX_NEIGHBOURS)
     utc = values.get("utc", ["0"])[0] == "1"
 
-    def look(engine: Engine) -> dict[str, Any] | None:
-        with engine.connect() as connection:
-            row = library.record_row(connection, *key)
+    def look(store: Reader) -> dict[str, Any] | None:
+        with store.connect() as reading:
+            row = library.record_row(reading, *key)
             if row is None:
                 return None
             records, losses = library.instance_window(
-                connection, key[0], key[1] - radius, key[1] + radius
+                reading, key[0], key[1] - radius, key[1] + radius
             )
         record = next(item for item in records if item.seq == key[1])
-        before, after, more_before, more_after = around(engine, record)
+        before, after, more_before, more_after = around(store, record)
         return {"row": row, "record": record, "instance": _by_seq(records, losses),
                 "before": before, "after": after, "more_before": more_before,
                 "more_after": more_after}  # fmt: skip

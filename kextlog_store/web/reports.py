@@ -39,7 +39,7 @@ async def stats_page(site: Site, request: Request, format: str | None = None) ->
     figures = await read(
         site,
         site.timeout,
-        lambda _engine: library.collect_stats(
+        lambda _store: library.collect_stats(
             site.url, since_ns=window.since_ns, until_ns=window.until_ns, top=top, utc=utc
         ),
     )

@@ -1,10 +1,10 @@
-"""verify's report as lines of text: per chain, what holds and where it
-breaks first."""
+"""`kextlog db verify`'s report as lines of text: per chain, what holds and
+where it breaks first."""
 
 from __future__ import annotations
 
-from ..render.text import escape, iso_time, zone
-from .verify import Break, ChainReport, stopped_cleanly
+from ..seal.verify import Break, ChainReport, stopped_cleanly
+from .text import escape, iso_time, zone
 
 _UTC = zone(utc=True)
 
