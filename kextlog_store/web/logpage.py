@@ -162,9 +162,10 @@ def chart_data(store: Reader, record_filter: RecordFilter, utc: bool) -> dict[st
     with store.connect() as reading:
         start, end = record_filter.since_ns, record_filter.until_ns
         if start is None or end is None:
-            ((first, last),) = library.aggregate(
-                reading, record_filter, "min(time_ns), max(time_ns)"
-            )
+            # One each: SQLite reads a lone min() or max() at an end of the
+            # time index, but the whole index for both in one SELECT.
+            ((first,),) = library.aggregate(reading, record_filter, "min(time_ns)")
+            ((last,),) = library.aggregate(reading, record_filter, "max(time_ns)")
             if first is None:
                 return {"labels": [], "series": [], "lost": [], "bucket_seconds": None}
             start = first if start is None else start
