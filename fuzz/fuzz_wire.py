@@ -17,6 +17,7 @@ from harness import Choices, instrumented, main
 
 with instrumented():
     from kextlog_store._native import ffi, lib
+    from kextlog_store.records import message_text
     from kextlog_store.wire import FrameReader, LogFrame, LogRun, LossFrame, Skipped
 
 MAGIC_FIRST = b"K"
@@ -32,9 +33,9 @@ def log_frame(choices: Choices) -> tuple[bytes, LogFrame]:
         ffi.cast("struct kextlog_log_frame *", frame), seq, time_ns, 7, pid, tid, b"fuzz",
         level, 0, message, len(message),
     )  # fmt: skip
-    text = message.decode("utf-8", "backslashreplace").replace("\0", "\\x00")
+    text, flags = message_text(message)  # its own tests check the text (tests/test_wire.py)
     return bytes(ffi.buffer(frame, length)), LogFrame(
-        seq, time_ns, 7, level, 0, pid, tid, "fuzz", text
+        seq, time_ns, 7, level, flags, pid, tid, "fuzz", text
     )
 
 
