@@ -55,14 +55,15 @@ def wait_for_socket(path: Path, timeout: float = 15.0) -> None:
 
 
 def connect(path: Path, kind: int = socket.SOCK_SEQPACKET) -> socket.socket:
-    """A client connection, retried while the producer starts listening."""
+    """A client connection, retried while the producer starts listening (or
+    replaces a stale socket file: it removes the file, then binds its own)."""
     wait_for_socket(path)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30  # generous: it only bounds a failure
     while True:
         client = socket.socket(socket.AF_UNIX, kind)
         try:
             client.connect(str(path))
-        except ConnectionRefusedError:
+        except (ConnectionRefusedError, FileNotFoundError):
             client.close()
             if time.monotonic() > deadline:
                 raise
