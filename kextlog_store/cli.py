@@ -151,7 +151,7 @@ def query_command(
     )
     store = reader(database_url(db))
     try:
-        found = (follow_log if follow else query.entries)(store, record_filter)
+        found = (follow_log if follow else query.found)(store, record_filter)
         with closing(found):
             write_entries(found, record_filter, output, utc, follow, show_cursor, no_pager)
     finally:

@@ -10,14 +10,14 @@ from .conditions import Scope, Sql, first_id, instance_bounds, look_up
 from .errors import UsageError
 from .query import (
     RecordFilter,
-    as_record,
-    entries_in,
+    batched,
     fetch_losses,
+    found_in,
     merge,
     select_losses,
     select_records,
 )
-from .records import Entry
+from .records import Entry, Found, one_by_one
 from .store.engine import Reader, Reading
 
 FOLLOW_LINES = 10  # what --follow shows first without -n, as journalctl -f
@@ -57,7 +57,7 @@ def follow(
         scope = look_up(reading, record_filter)
         reading.begin()  # one snapshot for the first output and its end
         seen = _newest_ids(reading)
-        yield from entries_in(reading, replace(record_filter, lines=lines), scope)
+        yield from one_by_one(found_in(reading, replace(record_filter, lines=lines), scope))
         reading.rollback()
         later = replace(record_filter, lines=None)
         stop = stop or threading.Event()
@@ -70,7 +70,7 @@ def follow(
                     if last > seen[0].get(instance, first_id(instance))
                 )
                 window = replace(scope, new_records=windows, new_losses=(seen[1], newest[1]))
-                yield from _new_entries(reading, later, window)
+                yield from one_by_one(_new_entries(reading, later, window))
                 seen = newest
             reading.rollback()  # no read transaction while waiting
 
@@ -99,7 +99,7 @@ _NEW = (
 )
 
 
-def _new_entries(reading: Reading, record_filter: RecordFilter, scope: Scope) -> Iterator[Entry]:
+def _new_entries(reading: Reading, record_filter: RecordFilter, scope: Scope) -> Iterator[Found]:
     """The rows of one poll, in logged order.  The new records are taken
     apart first (a materialized CTE, found by their ids alone), so that no
     index of the filter's columns tempts SQLite into scanning the store."""
@@ -115,4 +115,4 @@ def _new_entries(reading: Reading, record_filter: RecordFilter, scope: Scope) ->
     sql = Sql.on(reading)
     joined = "new AS r JOIN instances AS i ON r.instance_id = i.id"
     rows = reading.execute(new + select_records(record_filter, sql, scope, joined), sql.params)
-    yield from merge(map(as_record, rows), lost)
+    yield from merge(batched(rows), lost)

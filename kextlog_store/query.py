@@ -10,18 +10,31 @@ SQLAlchemy on SQLite, never Alembic, cffi or the CLI.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Generator, Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, replace
+from itertools import islice
 from typing import Any
 
 from .conditions import Scope, Sql, look_up, where
-from .errors import DatabaseError, UsageError
+from .errors import UsageError
 from .levels import Level
-from .records import INT64_MAX, PID_MAX, SEQ_BITS, Cursor, Entry, Loss, LossReason, Record
+from .records import (
+    INT64_MAX,
+    PID_MAX,
+    SEQ_BITS,
+    Cursor,
+    Entry,
+    Found,
+    Loss,
+    LossReason,
+    Record,
+    Records,
+    one_by_one,
+)
 from .regex import grep_pattern
 from .store.engine import Reader, Reading
-
-_LEVELS = {level.value: level for level in Level}
 
 
 @dataclass(frozen=True)
@@ -74,7 +87,7 @@ class RecordFilter:
 
 
 # A record's columns, of the records as `r` and their instances as `i`, in
-# the order as_record() takes them (Record's fields).
+# the order Record.of_columns() takes them (Record's fields).
 COLUMNS = (
     "r.time_ns, r.level, r.pid, r.tid, r.process, r.message, r.seq, i.uuid AS instance, i.source,"
     " r.flags, r.syslog_priority, r.facility, r.fields, i.host"
@@ -123,21 +136,25 @@ def records(reader: Reader, record_filter: RecordFilter) -> Generator[Record, No
         statement = select_records(record_filter, sql, look_up(reading, record_filter))
         result = reading.execute(statement, sql.params)
         if record_filter.lines is None or record_filter.reverse:
-            for row in result:
-                yield as_record(row)
+            yield from map(Record.of_columns, result)
         else:
-            for row in reversed(list(result)):
-                yield as_record(row)
+            yield from map(Record.of_columns, reversed(list(result)))
 
 
-def as_record(row: Sequence[Any]) -> Record:
-    """A Record of a row of columns(); DatabaseError for a level no Level has."""
-    time_ns, level, pid, tid, process, message, seq, instance, source, *rest = row
-    try:
-        known = _LEVELS[level]
-    except KeyError:
-        raise DatabaseError(f"record {instance}:{seq} has an unknown level {level!r}") from None
-    return Record(time_ns, known, pid, tid, process, message, seq, instance, source, *rest)
+# Rows to a batch (Records): enough that a batch's one Python call per
+# record format is nothing beside its rows, few enough to stream.
+BATCH_ROWS = 1000
+
+
+def batched(rows: Iterable[Sequence[Any]]) -> Iterator[Records]:
+    """rows as Records of BATCH_ROWS (the last fewer), as they come."""
+    if isinstance(rows, list):
+        for start in range(0, len(rows), BATCH_ROWS):
+            yield Records(rows[start : start + BATCH_ROWS])
+        return
+    pending = iter(rows)
+    while batch := list(islice(pending, BATCH_ROWS)):
+        yield Records(batch)
 
 
 # --- losses among the records ----------------------------------------------
@@ -226,7 +243,7 @@ def fetch_losses(reading: Reading, statement: str, sql: Sql) -> list[Loss]:
     ]
 
 
-def entries(reader: Reader, record_filter: RecordFilter) -> Generator[Entry, None, None]:
+def found(reader: Reader, record_filter: RecordFilter) -> Generator[Found, None, None]:
     """What `kextlog query` shows: the matching records in logged order, and
     a Loss wherever records are missing, streamed; with reverse, the same
     newest first.
@@ -244,14 +261,25 @@ def entries(reader: Reader, record_filter: RecordFilter) -> Generator[Entry, Non
     the end of the log needs to see.  When N covers every matching record,
     -n changes nothing; -n 0 shows nothing.
 
+    The records come in batches (Records), as a renderer takes them fastest;
+    entries() gives them one by one.
+
     Close the generator (contextlib.closing) before disposing of the reader.
     Errors of the database come out as errors.DatabaseError while iterating.
     """
     with reader.connect() as reading:
-        yield from entries_in(reading, record_filter, look_up(reading, record_filter))
+        yield from found_in(reading, record_filter, look_up(reading, record_filter))
 
 
-def entries_in(reading: Reading, record_filter: RecordFilter, scope: Scope) -> Iterator[Entry]:
+def entries(reader: Reader, record_filter: RecordFilter) -> Generator[Entry, None, None]:
+    """found(), each record on its own (a Record).
+
+    Close the generator (contextlib.closing) before disposing of the reader."""
+    with closing(found(reader, record_filter)) as batches:
+        yield from one_by_one(batches)
+
+
+def found_in(reading: Reading, record_filter: RecordFilter, scope: Scope) -> Iterator[Found]:
     since_ns, until_ns = record_filter.since_ns, record_filter.until_ns
     lines, reverse = record_filter.lines, record_filter.reverse
     if lines is None:
@@ -261,10 +289,10 @@ def entries_in(reading: Reading, record_filter: RecordFilter, scope: Scope) -> I
         statement = select_losses(
             sql, since_ns, until_ns, record_filter=record_filter, scope=scope, newest_first=reverse
         )
-        found = fetch_losses(reading, statement, sql)
+        lost = fetch_losses(reading, statement, sql)
         sql = Sql.on(reading)
         rows = reading.execute(select_records(record_filter, sql, scope), sql.params)
-        yield from merge(map(as_record, rows), found, newest_first=reverse)
+        yield from merge(batched(rows), lost, newest_first=reverse)
         return
     if lines == 0:
         return
@@ -272,40 +300,57 @@ def entries_in(reading: Reading, record_filter: RecordFilter, scope: Scope) -> I
     sql = Sql.on(reading)
     statement = select_records(replace(record_filter, lines=min(lines + 1, INT64_MAX)), sql, scope)
     newest = list(reading.execute(statement, sql.params))
-    shown = list(map(as_record, reversed(newest[:lines])))
+    shown = newest[:lines]
+    if not reverse:
+        shown.reverse()
     if len(newest) > lines:
         # A loss at the time of the first shown record comes before it, so
         # it goes with the records left out.
-        since_ns = shown[0].time_ns + 1
+        since_ns = newest[lines - 1][0] + 1
     sql = Sql.on(reading)
-    statement = select_losses(sql, since_ns, until_ns, record_filter=record_filter, scope=scope)
-    lost = fetch_losses(reading, statement, sql)
-    if reverse:
-        yield from reversed(list(merge(shown, lost)))
-    else:
-        yield from merge(shown, lost)
+    statement = select_losses(
+        sql, since_ns, until_ns, record_filter=record_filter, scope=scope, newest_first=reverse
+    )
+    yield from merge(batched(shown), fetch_losses(reading, statement, sql), newest_first=reverse)
 
 
 def merge(
-    found: Iterable[Record], lost: Sequence[Loss], newest_first: bool = False
-) -> Iterator[Entry]:
-    """Records and losses, both in logged order, into one: a loss before the
-    records of its time (newest first: both backwards, a loss after them)."""
-    if not lost:  # the common case: no loop of ours per record
+    found: Iterable[Records], lost: Sequence[Loss], newest_first: bool = False
+) -> Iterator[Found]:
+    """Batches of records and losses, both in logged order, into one: a loss
+    before the records of its time (newest first: both backwards, a loss
+    after them).  A batch is cut where a loss comes between its records."""
+    if not lost:  # the common case: no loop of ours per batch
         yield from found
         return
     pending = iter(lost)
     loss = next(pending, None)
-    for record in found:
-        while loss is not None and (
-            loss.time_ns > record.time_ns if newest_first else loss.time_ns <= record.time_ns
-        ):
+    for batch in found:
+        rows, start = batch.rows, 0
+        while loss is not None and start < len(rows):
+            if newest_first:  # after the records of a later time than its own
+                end = bisect_right(rows, -loss.time_ns, lo=start, key=_backwards)
+            else:  # before the records of its time and later
+                end = bisect_left(rows, loss.time_ns, lo=start, key=_time)
+            if end == len(rows):
+                break
+            if end > start:
+                yield Records(rows[start:end])
             yield loss
-            loss = next(pending, None)
-        yield record
+            loss, start = next(pending, None), end
+        if start < len(rows):
+            yield Records(rows[start:]) if start else batch
     if loss is not None:
         yield loss
         yield from pending
+
+
+def _time(row: Sequence[Any]) -> int:
+    return row[0]  # type: ignore[no-any-return]
+
+
+def _backwards(row: Sequence[Any]) -> int:
+    return -row[0]  # type: ignore[no-any-return]
 
 
 class CursorKeeper:
@@ -313,7 +358,7 @@ class CursorKeeper:
     among them (the last in logged order; the first with newest_first),
     for --show-cursor."""
 
-    def __init__(self, found: Iterable[Entry], *, newest_first: bool = False) -> None:
+    def __init__(self, found: Iterable[Found], *, newest_first: bool = False) -> None:
         self._found = found
         self._newest_first = newest_first
         self._newest: Record | None = None
@@ -322,9 +367,12 @@ class CursorKeeper:
     def cursor(self) -> Cursor | None:
         return None if self._newest is None else Cursor.of(self._newest)
 
-    def __iter__(self) -> Iterator[Entry]:
+    def __iter__(self) -> Iterator[Found]:
         # The record is kept, its cursor made once at the end: no object per record.
         for entry in self._found:
-            if isinstance(entry, Record) and (self._newest is None or not self._newest_first):
-                self._newest = entry
+            if self._newest is None or not self._newest_first:
+                if isinstance(entry, Record):
+                    self._newest = entry
+                elif isinstance(entry, Records) and entry.rows:
+                    self._newest = Record.of_columns(entry.rows[0 if self._newest_first else -1])
             yield entry

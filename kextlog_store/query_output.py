@@ -12,11 +12,11 @@ from .terminal import color, pager
 
 if TYPE_CHECKING:  # the read path (query, the store's readers): only query loads it
     from .query import RecordFilter
-    from .records import Entry
+    from .records import Found
 
 
 def write_entries(
-    found: Iterator[Entry],
+    found: Iterator[Found],
     record_filter: RecordFilter,
     output: RecordFormat,
     utc: bool,

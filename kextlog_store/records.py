@@ -6,14 +6,17 @@ SQLAlchemy, no cffi."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
-from .errors import UsageError
+from .errors import DatabaseError, UsageError
 from .levels import Level
 
 INT64_MAX = 2**63 - 1  # SQLite's integers, PostgreSQL's bigint: the store's columns and counts
 PID_MAX = 2**31 - 1  # pid_t
+NS_PER_SECOND = 1_000_000_000  # a record's times are nanoseconds
 
 # A record's key is (instance, seq), packed into one 64-bit rowid: one B-tree
 # to write per record instead of a rowid plus a unique index (see migration
@@ -82,6 +85,9 @@ def message_bytes(text: str) -> bytes:
     )
 
 
+_LEVELS = {level.value: level for level in Level}
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     """One stored log record with the identity of the kext instance that sent it."""
@@ -115,6 +121,17 @@ class Record:
         if self.flags & STORED_BYTES:
             return message_bytes(self.message).decode("utf-8", "surrogateescape")
         return self.message
+
+    @classmethod
+    def of_columns(cls, row: Sequence[Any]) -> Record:
+        """The Record of a row of the read path's columns (query.COLUMNS:
+        Record's fields in their order); DatabaseError for a level no Level has."""
+        time_ns, level, pid, tid, process, message, seq, instance, source, *rest = row
+        try:
+            known = _LEVELS[level]
+        except KeyError:
+            raise DatabaseError(f"record {instance}:{seq} has an unknown level {level!r}") from None
+        return cls(time_ns, known, pid, tid, process, message, seq, instance, source, *rest)
 
     @classmethod
     def of_row(cls, row: tuple, instance: str, source: str = "") -> Record:
@@ -175,8 +192,41 @@ class Loss:
     source: str = ""  # where ingest read the instance
 
 
-# What `kextlog query` shows, in logged order: records, and losses where records are missing.
+class Records:
+    """Records in logged order as the read path fetched them: rows of its
+    columns (Record.of_columns), a Record made of one only where it is
+    needed, so that a renderer writes a whole batch with no Python object or
+    call per record (render/entries.py).  Iterating gives the Records."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self, rows: Sequence[Sequence[Any]]) -> None:
+        self.rows = rows
+
+    def __iter__(self) -> Iterator[Record]:
+        return map(Record.of_columns, self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __repr__(self) -> str:
+        return f"Records({len(self.rows)} rows)"
+
+
+# What the read path finds, in logged order: records one by one or in
+# batches, and losses where records are missing.
 Entry = Record | Loss
+Found = Entry | Records
+
+
+def one_by_one(found: Iterable[Found]) -> Iterator[Entry]:
+    """Entries with each batch of records (Records) as its records."""
+    for entry in found:
+        if isinstance(entry, Records):
+            yield from entry
+        else:
+            yield entry
+
 
 _CURSOR = re.compile(r"i=(?P<instance>[0-9a-f]{32}),s=(?P<seq>\d+),t=(?P<time>-?\d+)")
 

@@ -69,8 +69,8 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from .errors import UsageError
+from .records import NS_PER_SECOND
 
-NS_PER_SECOND = 1_000_000_000
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _INT64 = 2**63 - 1
 _SYSTEMD_LAST_NS = 253_402_214_399_999_999_999  # Thu 9999-12-30 23:59:59.999999999 UTC

@@ -10,7 +10,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from uuid import UUID
 import pytest
 from sqlalchemy import text as sql_text
 
+from kextlog_store import query
 from kextlog_store.conditions import SQLITE, Sql
 from kextlog_store.errors import DatabaseError, UsageError
 from kextlog_store.follow import follow
@@ -27,11 +28,12 @@ from kextlog_store.query import (
     CursorKeeper,
     RecordFilter,
     entries,
+    found,
     losses,
     records,
     select_losses,
 )
-from kextlog_store.records import Cursor, Entry, Loss, Record
+from kextlog_store.records import Cursor, Entry, Loss, Record, Records
 from kextlog_store.regex import grep_pattern
 from kextlog_store.store import schema
 from kextlog_store.store.engine import Reader, Reading, reader, write_engine
@@ -331,6 +333,35 @@ def test_entries_put_each_loss_in_place(lossy_engine: Reader, lossy: PopulatedSt
     assert got[got.index(lossy.record(1, 101)) + 1] == lossy.record(2, 61)
     # After the last record: known time, then the time it was recorded.
     assert got[-3:] == [lossy.records[-1], lossy.loss(1, 181), lossy.loss(2, 121)]
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 7])
+@pytest.mark.parametrize(
+    "fields",
+    [{}, {"lines": 40}, {"lines": 280}, {"reverse": True}, {"lines": 40, "reverse": True},
+     {"since_ns": -30 * MINUTE}, {"levels": (Level.WARNING, Level.ERROR)}],
+)  # fmt: skip
+def test_batches_are_cut_where_losses_come_between_their_records(
+    lossy_engine: Reader,
+    lossy: PopulatedStore,
+    monkeypatch: pytest.MonkeyPatch,
+    rows: int,
+    fields: dict[str, Any],
+) -> None:
+    """found() hands records over in batches (Records) of up to BATCH_ROWS:
+    with batches of a few rows, losses fall at their edges and inside them."""
+    monkeypatch.setattr(query, "BATCH_ROWS", rows)
+    expected = dict(fields)
+    if "since_ns" in fields:
+        fields = expected = {"since_ns": lossy.now_ns + fields["since_ns"]}
+    if "levels" in fields:
+        expected = {"levels": {Level.WARNING, Level.ERROR}}
+    with closing(found(lossy_engine, RecordFilter(**fields))) as batches:
+        got = list(batches)
+    assert all(len(entry) in range(1, rows + 1) for entry in got if isinstance(entry, Records))
+    assert any(isinstance(entry, Loss) for entry in got)
+    flat = [item for entry in got for item in (entry if isinstance(entry, Records) else [entry])]
+    assert flat == lossy.entries(**expected)
 
 
 def test_entries_without_losses_are_the_records(engine: Reader, populated: PopulatedStore) -> None:

@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kextlog_store.errors import DatabaseError
 from kextlog_store.levels import Level
-from kextlog_store.records import Cursor, Entry, Loss, Record
+from kextlog_store.records import STORED_BYTES, Cursor, Entry, Found, Loss, Record, Records, escaped
 from kextlog_store.render.entries import (
     RecordFormat,
     loss_short,
@@ -510,6 +511,70 @@ def test_no_text_format_writes_a_control_character(message: str, process: str) -
     for output in RecordFormat:
         text = terminal_text(output, entries)
         assert not re.search(UNSAFE, text), (output, text)
+
+
+def columns(record: Record) -> tuple[object, ...]:
+    """A record as the read path's row of it (Record.of_columns' order)."""
+    return (
+        record.time_ns, int(record.level), record.pid, record.tid, record.process,
+        record.message, record.seq, record.instance, record.source, record.flags,
+        record.priority, record.facility, record.fields, record.host,
+    )  # fmt: skip
+
+
+@st.composite
+def stored_records(draw: st.DrawFn) -> Record:
+    """Any record a store can hold: hostile text, any time and level, a
+    message of bytes that are not text, the kernel's own log's fields."""
+    fields: dict[str, object] = {
+        "time_ns": draw(st.integers(-(2**63), 2**63 - 1) | st.integers(T, T + 3 * NS)),
+        "level": draw(st.sampled_from(Level)),
+        "pid": draw(st.integers(0, 2**31 - 1)),
+        "tid": draw(st.integers(0, 2**63 - 1)),
+        "process": draw(hostile_text | st.just("kernel_task")),
+        "host": draw(hostile_text | st.just("mac-mini")),
+    }
+    raw = draw(st.none() | st.binary(max_size=12))
+    if raw is None:
+        fields["message"] = draw(hostile_text | st.just("plain message"))
+    else:
+        fields["message"], fields["flags"] = escaped(raw), STORED_BYTES
+    if draw(st.booleans()):
+        fields["priority"], fields["facility"] = draw(st.integers(0, 7)), draw(st.integers(0, 23))
+        fields["fields"] = json.dumps({"SUBSYSTEM": draw(hostile_text)})
+    return record(**fields)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(stored_records(), max_size=8),
+    st.sampled_from(RecordFormat),
+    st.booleans(),
+    st.booleans(),
+)
+def test_a_batch_is_written_as_its_records_one_by_one(
+    records: list[Record], output: RecordFormat, utc: bool, color: bool
+) -> None:
+    """The read path hands records over in batches (Records), which the
+    line formats and json write in one go: the text is the records' own,
+    whatever they hold, between markers too."""
+    one_by_one: list[Entry] = [*records[:3], loss(), *records[3:]]
+    batches: list[Found] = [
+        Records([columns(each) for each in records[:3]]),
+        loss(),
+        Records([columns(each) for each in records[3:]]),
+    ]
+    expected, got = io.StringIO(), io.StringIO()
+    write_records(iter(one_by_one), output, expected, utc=utc, color=color)
+    write_records(iter(batches), output, got, utc=utc, color=color)
+    assert got.getvalue() == expected.getvalue()
+
+
+@pytest.mark.parametrize("output", list(RecordFormat))
+def test_a_batch_with_a_level_no_level_has_is_a_database_error(output: RecordFormat) -> None:
+    row = (*columns(record())[:1], 9, *columns(record())[2:])
+    with pytest.raises(DatabaseError, match="unknown level 9"):
+        write_records(iter([Records([row])]), output, io.StringIO())
 
 
 @pytest.mark.parametrize("message", HOSTILE)

@@ -6,6 +6,14 @@ and a marker line where records are lost) or rows (json, json-pretty, csv,
 table: the record's fields, written by the row writers of rows.py that
 write SQL results too).  Adding a format is one RecordFormat member and one
 entry in WRITERS.
+
+The read path hands records over in batches (Records).  The line formats
+and json write a batch as one comprehension over its rows, as the record's
+own renderer would write each: the fields with nothing to escape in them
+are the same text either way (what the batch then shows is checked for
+that once, as one text), and a record that needs more (an escape, more
+lines, bytes that are not text, a kmsg record's fields) is written by its
+own renderer.
 """
 
 from __future__ import annotations
@@ -14,12 +22,33 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import tzinfo
 from enum import Enum
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any, TextIO
 
 from ..levels import Level
-from ..records import Cursor, Entry, Loss, LossReason, Record
+from ..records import (
+    NS_PER_SECOND,
+    STORED_BYTES,
+    Cursor,
+    Found,
+    Loss,
+    LossReason,
+    Record,
+    Records,
+    one_by_one,
+)
 from .rows import csv_texts, write_table
-from .text import LEVEL_STYLES, MARKER_STYLE, Clock, escape, json_text, paint, zone
+from .text import (
+    LEVEL_STYLES,
+    MARKER_STYLE,
+    PLAIN_BREAKERS,
+    Clock,
+    escape,
+    json_safe,
+    json_text,
+    paint,
+    zone,
+)
 
 
 class RecordFormat(str, Enum):
@@ -36,6 +65,7 @@ class RecordFormat(str, Enum):
 
 # Each level's name as a line shows it, padded (an enum's .name is a call).
 _LEVEL_NAMES = {level: f"{level.name:<7}" for level in Level}
+_LEVEL_LABELS = {level: level.label for level in Level}
 
 
 def _line(stamp: str, record: Record) -> str:
@@ -148,18 +178,24 @@ def loss_short(loss: Loss) -> str:
 
 
 # (entries, out, zone, colour by level, writing to a terminal)
-RecordWriter = Callable[[Iterable[Entry], TextIO, tzinfo | None, bool, bool], None]
+RecordWriter = Callable[[Iterable[Found], TextIO, tzinfo | None, bool, bool], None]
+# A record's own line (without its newline), and a batch's lines (each with
+# its newline) as that would write them where nothing is to be escaped.
+LineOf = Callable[[Record, Clock], str]
+BatchLines = Callable[[Sequence[Sequence[Any]], Clock], list[str]]
 
 
-def _lines(line: Callable[[Record, Clock], str]) -> RecordWriter:
+def _lines(line: LineOf, batch_lines: BatchLines) -> RecordWriter:
     """A text format: a line per record, a marker line per loss."""
 
     def write(
-        entries: Iterable[Entry], out: TextIO, tz: tzinfo | None, color: bool, _terminal: bool
+        entries: Iterable[Found], out: TextIO, tz: tzinfo | None, color: bool, _terminal: bool
     ) -> None:
         clock = Clock(tz)
         for entry in entries:
-            if isinstance(entry, Record):
+            if isinstance(entry, Records):
+                out.write(_batch_text(entry, line, batch_lines, clock, color))
+            elif isinstance(entry, Record):
                 text = line(entry, clock)
                 out.write((paint(text, LEVEL_STYLES.get(entry.level)) if color else text) + "\n")
             else:
@@ -169,8 +205,55 @@ def _lines(line: Callable[[Record, Clock], str]) -> RecordWriter:
     return write
 
 
+def _batch_text(
+    batch: Records, line: LineOf, batch_lines: BatchLines, clock: Clock, color: bool
+) -> str:
+    """A batch's lines as one text: as batch_lines writes them when there
+    is nothing in them to escape or indent, else line by line, each record
+    with something in it by its own renderer."""
+    try:
+        lines = batch_lines(batch.rows, clock)
+    except KeyError:  # a level no Level has: the record says so (DatabaseError)
+        lines = [line(record, clock) + "\n" for record in batch]
+    text = "".join(lines)
+    if not lines or not color and text.count("\n") == len(lines) and PLAIN_BREAKERS.search(text) is None:
+        return text
+    shown = []
+    for plain, row in zip(lines, batch.rows, strict=True):
+        if plain.count("\n") == 1 and PLAIN_BREAKERS.search(plain) is None:
+            text = plain[:-1]
+        else:
+            text = line(Record.of_columns(row), clock)
+        shown.append(paint(text, LEVEL_STYLES.get(row[1])) if color else text)
+    return "\n".join(shown) + "\n"
+
+
+def _short_lines(rows: Sequence[Sequence[Any]], clock: Clock) -> list[str]:
+    shorts, names = clock.shorts, _LEVEL_NAMES
+    return [
+        f"{shorts[t // NS_PER_SECOND]}.{t // 1000 % 1_000_000:06d} {names[level]}"
+        f" {process}[{pid}:{tid}]: {message}\n"
+        for t, level, pid, tid, process, message, _, _, _, _, _, _, _, _ in rows
+    ]
+
+
+def _short_iso_lines(rows: Sequence[Sequence[Any]], clock: Clock) -> list[str]:
+    isos, offsets, names = clock.isos, clock.offsets, _LEVEL_NAMES
+    return [
+        f"{isos[t // NS_PER_SECOND]}.{t // 1000 % 1_000_000:06d}{offsets[t // NS_PER_SECOND]}"
+        f" {names[level]} {process}[{pid}:{tid}]: {message}\n"
+        for t, level, pid, tid, process, message, _, _, _, _, _, _, _, _ in rows
+    ]
+
+
+def _cat_lines(rows: Sequence[Sequence[Any]], _clock: Clock) -> list[str]:
+    if not {row[1] for row in rows} <= _LEVEL_NAMES.keys():
+        raise KeyError("a level no Level has")  # as the other formats find it
+    return [f"{row[5]}\n" for row in rows]
+
+
 def _record_csv(
-    entries: Iterable[Entry], out: TextIO, tz: tzinfo | None, _color: bool, terminal: bool
+    entries: Iterable[Found], out: TextIO, tz: tzinfo | None, _color: bool, terminal: bool
 ) -> None:
     """-o csv: the records' fields as rows, no markers (machines read losses
     from the `lost` view); a message as stored (one that is not UTF-8 text
@@ -178,7 +261,7 @@ def _record_csv(
     clock = Clock(tz)
     found = (
         (*_values(entry, clock, entry.message), entry.priority, entry.facility, entry.fields)
-        for entry in entries
+        for entry in one_by_one(entries)
         if isinstance(entry, Record)
     )
     for line in csv_texts(CSV_KEYS, found, terminal=terminal):
@@ -190,26 +273,54 @@ def _objects(indent: int | None) -> RecordWriter:
     (machines read losses from the `lost` view)."""
 
     def write(
-        entries: Iterable[Entry], out: TextIO, tz: tzinfo | None, _color: bool, _terminal: bool
+        entries: Iterable[Found], out: TextIO, tz: tzinfo | None, _color: bool, _terminal: bool
     ) -> None:
         clock = Clock(tz)
         for entry in entries:
-            if isinstance(entry, Record):
-                out.write(json_text(_fields(entry, clock), indent))
-                out.write("\n")
+            if isinstance(entry, Records) and indent is None:
+                out.write(json_safe("".join(_json_lines(entry, clock))))
+            elif not isinstance(entry, Loss):
+                for record in [entry] if isinstance(entry, Record) else entry:
+                    out.write(json_text(_fields(record, clock), indent) + "\n")
 
     return write
 
 
+def _json_lines(batch: Records, clock: Clock) -> list[str]:
+    """A batch's lines of -o json as json_text() writes each record's (but
+    for the escapes json_safe() adds), with a record that is more than its
+    columns (bytes that are not text, a kmsg record's fields) by _fields."""
+    isos, offsets, labels, text = clock.isos, clock.offsets, _LEVEL_LABELS, encode_basestring
+    try:
+        lines = [
+            f'{{"time": "{isos[t // NS_PER_SECOND]}.{t // 1000 % 1_000_000:06d}'
+            f'{offsets[t // NS_PER_SECOND]}", "level": "{labels[level]}", "pid": {pid:d},'
+            f' "tid": {tid:d}, "process": {text(process)}, "message": {text(message)},'
+            f' "seq": {seq:d}, "instance": {text(instance)}, "host": {text(host)},'
+            f' "cursor": {text(f"i={instance},s={seq},t={t}")}}}\n'
+            if not flags & STORED_BYTES and priority is None
+            else None
+            for t, level, pid, tid, process, message, seq, instance, _, flags, priority, _, _, host
+            in batch.rows
+        ]  # fmt: skip
+    except (KeyError, TypeError, ValueError):  # a column no record has: its Record says which
+        lines = [None] * len(batch)
+    if None in lines:
+        for index, record in enumerate(batch):
+            if lines[index] is None:
+                lines[index] = json_text(_fields(record, clock)) + "\n"
+    return lines  # type: ignore[return-value]
+
+
 def _record_table(
-    entries: Iterable[Entry], out: TextIO, tz: tzinfo | None, color: bool, _terminal: bool
+    entries: Iterable[Found], out: TextIO, tz: tzinfo | None, color: bool, _terminal: bool
 ) -> None:
     """-o table: the columns aligned over every row (so it is written at the
     end), a marker in the message column of a row of its own."""
     clock = Clock(tz)
     rows: list[Sequence[Any]] = []
     styles: list[str | None] = []
-    for entry in entries:
+    for entry in one_by_one(entries):
         if isinstance(entry, Record):
             rows.append(_values(entry, clock, entry.shown)[:6])
             styles.append(LEVEL_STYLES.get(entry.level))
@@ -220,9 +331,13 @@ def _record_table(
 
 
 WRITERS: dict[RecordFormat, RecordWriter] = {
-    RecordFormat.SHORT: _lines(lambda record, clock: _line(clock.short(record.time_ns), record)),
-    RecordFormat.SHORT_ISO: _lines(lambda record, clock: _line(clock.iso(record.time_ns), record)),
-    RecordFormat.CAT: _lines(lambda record, _clock: record_cat(record)),
+    RecordFormat.SHORT: _lines(
+        lambda record, clock: _line(clock.short(record.time_ns), record), _short_lines
+    ),
+    RecordFormat.SHORT_ISO: _lines(
+        lambda record, clock: _line(clock.iso(record.time_ns), record), _short_iso_lines
+    ),
+    RecordFormat.CAT: _lines(lambda record, _clock: record_cat(record), _cat_lines),
     RecordFormat.JSON: _objects(indent=None),
     RecordFormat.JSON_PRETTY: _objects(indent=2),
     RecordFormat.CSV: _record_csv,
@@ -231,7 +346,7 @@ WRITERS: dict[RecordFormat, RecordWriter] = {
 
 
 def write_records(
-    entries: Iterable[Entry],
+    entries: Iterable[Found],
     output: RecordFormat,
     out: TextIO,
     *,

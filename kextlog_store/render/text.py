@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from ..levels import Level
+from ..records import NS_PER_SECOND
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -24,6 +26,8 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 _UNSAFE = "\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\udc80-\udcff"
 _CONTROL = re.compile(f"[{_UNSAFE}]|\\\\(?=[\\\\xu{_UNSAFE}])")
 _CONTROL_OR_NEWLINE = re.compile(f"[{_UNSAFE}\n]|\\\\(?=[\\\\xun{_UNSAFE}\n])")
+# What escape() may change: text with none of these is shown as it is.
+PLAIN_BREAKERS = re.compile(f"[{_UNSAFE}\\\\]")
 # The same in JSON text, where json.dumps has escaped C0 already and these
 # can only stand inside strings, so a \uXXXX escape keeps the value.
 _JSON_UNSAFE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -57,7 +61,14 @@ def json_text(value: Any, indent: int | None = None) -> str:
     """value as JSON (UTF-8 as it is, not \\u escapes) with nothing in it that
     drives a terminal: json.dumps escapes C0 controls, this the rest (DEL,
     C1, bidirectional overrides), which json.loads reads back the same."""
-    text = json.dumps(value, ensure_ascii=False, indent=indent)
+    return json_safe(json.dumps(value, ensure_ascii=False, indent=indent))
+
+
+def json_safe(text: str) -> str:
+    """JSON text with what json.dumps leaves as it is and would drive a
+    terminal (DEL, C1, bidirectional overrides) as \\uXXXX escapes."""
+    if _JSON_UNSAFE.search(text) is None:  # the common case: no copy
+        return text
     return _JSON_UNSAFE.sub(lambda match: f"\\u{ord(match[0]):04x}", text)
 
 
@@ -103,33 +114,47 @@ def iso_time(time_ns: int, tz: tzinfo | None = None) -> str:
 class Clock:
     """Formats record times, computing the calendar once per second: records
     come in time order, many to a second, and strftime is most of the cost
-    of a short line.  One per output (the local zone may change between)."""
+    of a short line.  One per output (the local zone may change between).
+    shorts, isos and offsets: each second's text, by seconds since the epoch,
+    for the renderers of a batch of records."""
 
     def __init__(self, tz: tzinfo | None) -> None:
         self.tz = tz
-        self._second: int | None = None
-        self._short = self._iso = self._offset = ""
+        self.shorts = _Seconds(self._short)
+        self.isos = _Seconds(lambda seconds: self._moment(seconds).isoformat()[:19])
+        self.offsets = _Seconds(lambda seconds: self._moment(seconds).isoformat()[19:])
 
-    def _at(self, seconds: int) -> None:
-        moment = (EPOCH + timedelta(seconds=seconds)).astimezone(self.tz)
-        self._short = f"{_MONTHS[moment.month - 1]} {moment:%d %H:%M:%S}"
-        iso = moment.isoformat()
-        self._iso, self._offset = iso[:19], iso[19:]
-        self._second = seconds
+    def _moment(self, seconds: int) -> datetime:
+        return (EPOCH + timedelta(seconds=seconds)).astimezone(self.tz)
+
+    def _short(self, seconds: int) -> str:
+        moment = self._moment(seconds)
+        return f"{_MONTHS[moment.month - 1]} {moment:%d %H:%M:%S}"
 
     def short(self, time_ns: int) -> str:
         """Nov 27 10:22:36.123456"""
-        seconds, nanos = divmod(time_ns, 1_000_000_000)
-        if seconds != self._second:
-            self._at(seconds)
-        return f"{self._short}.{nanos // 1000:06d}"
+        seconds, nanos = divmod(time_ns, NS_PER_SECOND)
+        return f"{self.shorts[seconds]}.{nanos // 1000:06d}"
 
     def iso(self, time_ns: int) -> str:
         """2026-11-27T10:22:36.123456+00:00"""
-        seconds, nanos = divmod(time_ns, 1_000_000_000)
-        if seconds != self._second:
-            self._at(seconds)
-        return f"{self._iso}.{nanos // 1000:06d}{self._offset}"
+        seconds, nanos = divmod(time_ns, NS_PER_SECOND)
+        return f"{self.isos[seconds]}.{nanos // 1000:06d}{self.offsets[seconds]}"
+
+
+class _Seconds(dict[int, str]):
+    """Each second's text, made once; the oldest forgotten now and then, so
+    that a long output keeps no more than a few thousand."""
+
+    def __init__(self, text: Callable[[int], str]) -> None:
+        super().__init__()
+        self._text = text
+
+    def __missing__(self, seconds: int) -> str:
+        if len(self) >= 4096:
+            self.clear()
+        value = self[seconds] = self._text(seconds)
+        return value
 
 
 def local_time(time_ns: int) -> str:

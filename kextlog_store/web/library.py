@@ -34,7 +34,6 @@ from kextlog_store.query import (
     LOSS_COLUMNS,
     PLACED,
     RECORDS,
-    as_record,
     entries,
     fetch_losses,
     select_losses,
@@ -251,7 +250,7 @@ def instance_window(
         f" WHERE r.id >= {base + first_seq} AND r.id <= {base + last_seq} ORDER BY r.id",
         [],
     )
-    found = list(map(as_record, rows))
+    found = list(map(Record.of_columns, rows))
     sql = Sql.on(reading)
     overlapping = (
         f"SELECT {LOSS_COLUMNS} FROM {PLACED} WHERE instance = {sql.param(instance)}"
