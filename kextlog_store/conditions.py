@@ -192,9 +192,9 @@ def _resolve_instance(reading: Reading, spec: str, record_filter: RecordFilter) 
 def where(
     record_filter: RecordFilter, scope: Scope, sql: Sql, *, indexed: bool = True
 ) -> list[str]:
-    """The WHERE terms of a filter on the records as `r` joined to their
-    instances as `i`: the records table, or (indexed False: --follow) a few
-    new rows of it, which no index needs to find.  Levels and record ids are
+    """The WHERE terms of a filter on the records as `r`: the records table,
+    or (indexed False: --follow) a few new rows of it, which no index needs
+    to find.  Levels and record ids are
     integers written into the text (SQLite then sees that a query fits the
     partial level index); everything else is a parameter."""
     dialect = sql.dialect
@@ -243,7 +243,10 @@ def where(
     if scope.instance_id is not None:
         low, high = first_id(scope.instance_id), first_id(scope.instance_id + 1)
         terms.append(f"r.id >= {low} AND r.id < {high}")
-    terms.extend(among(record_filter, sql))
+    narrowed = among(record_filter, sql)
+    if narrowed:
+        found = f"SELECT i.id FROM instances AS i WHERE {' AND '.join(narrowed)}"
+        terms.append(f"r.instance_id IN ({found})")
     if scope.start is not None:
         time_ns, start_id = scope.start
         # The first term alone lets SQLite search the time index.

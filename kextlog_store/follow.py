@@ -9,6 +9,7 @@ from dataclasses import replace
 from .conditions import Scope, Sql, first_id, instance_bounds, look_up
 from .errors import UsageError
 from .query import (
+    InstanceRows,
     RecordFilter,
     batched,
     fetch_losses,
@@ -113,6 +114,5 @@ def _new_entries(reading: Reading, record_filter: RecordFilter, scope: Scope) ->
     ids = " OR ".join(f"(id > {low} AND id <= {high})" for low, high in windows)
     new = f"WITH new AS MATERIALIZED (SELECT {_NEW} FROM records WHERE {ids}) "
     sql = Sql.on(reading)
-    joined = "new AS r JOIN instances AS i ON r.instance_id = i.id"
-    rows = reading.execute(new + select_records(record_filter, sql, scope, joined), sql.params)
-    yield from merge(batched(rows), lost)
+    rows = reading.execute(new + select_records(record_filter, sql, scope, "new AS r"), sql.params)
+    yield from merge(batched(rows, InstanceRows(reading)), lost)

@@ -18,7 +18,7 @@ from itertools import islice
 from typing import Any
 
 from .conditions import Scope, Sql, look_up, where
-from .errors import UsageError
+from .errors import DatabaseError, UsageError
 from .levels import Level
 from .records import (
     INT64_MAX,
@@ -86,13 +86,14 @@ class RecordFilter:
             grep_pattern(self.grep)  # a bad pattern fails here, before any reading
 
 
-# A record's columns, of the records as `r` and their instances as `i`, in
-# the order Record.of_columns() takes them (Record's fields).
-COLUMNS = (
-    "r.time_ns, r.level, r.pid, r.tid, r.process, r.message, r.seq, i.uuid AS instance, i.source,"
-    " r.flags, r.syslog_priority, r.facility, r.fields, i.host"
+# A record's columns, of the records as `r`, in the order Record.of_columns()
+# takes them: no join of the instances, which costs a search per record
+# (a third of reading the record); a batch of rows names its instances
+# (Instances) by the record key.
+COLUMNS = "r.time_ns, r.level, r.pid, r.tid, r.process, r.message, r.id, r.flags," + (
+    " r.syslog_priority, r.facility, r.fields"
 )
-RECORDS = "records AS r JOIN instances AS i ON r.instance_id = i.id"
+RECORDS = "records AS r"
 
 
 def select_records(
@@ -102,8 +103,8 @@ def select_records(
     key, that is instance and seq); newest first when only the last N are
     wanted or with reverse.  scope: what the filter's instance, cursors and
     pids name in the store (as entries() looks them up); None when the
-    filter names none of them.  rows: the records as `r` with their
-    instances as `i` (--follow: a few new rows)."""
+    filter names none of them.  rows: the records as `r` (--follow: a few
+    new rows)."""
     statement = select_matching(record_filter, sql, scope, rows)
     if record_filter.lines is None and not record_filter.reverse:
         return statement + " ORDER BY r.time_ns, r.id"
@@ -134,11 +135,10 @@ def records(reader: Reader, record_filter: RecordFilter) -> Generator[Record, No
     with reader.connect() as reading:
         sql = Sql.on(reading)
         statement = select_records(record_filter, sql, look_up(reading, record_filter))
-        result = reading.execute(statement, sql.params)
-        if record_filter.lines is None or record_filter.reverse:
-            yield from map(Record.of_columns, result)
-        else:
-            yield from map(Record.of_columns, reversed(list(result)))
+        rows: Iterable[Sequence[Any]] = reading.execute(statement, sql.params)
+        if record_filter.lines is not None and not record_filter.reverse:
+            rows = list(rows)[::-1]
+        yield from one_by_one(batched(rows, InstanceRows(reading)))
 
 
 # Rows to a batch (Records): enough that a batch's one Python call per
@@ -146,15 +146,32 @@ def records(reader: Reader, record_filter: RecordFilter) -> Generator[Record, No
 BATCH_ROWS = 1000
 
 
-def batched(rows: Iterable[Sequence[Any]]) -> Iterator[Records]:
+def batched(rows: Iterable[Sequence[Any]], instances: InstanceRows) -> Iterator[Records]:
     """rows as Records of BATCH_ROWS (the last fewer), as they come."""
-    if isinstance(rows, list):
-        for start in range(0, len(rows), BATCH_ROWS):
-            yield Records(rows[start : start + BATCH_ROWS])
-        return
     pending = iter(rows)
     while batch := list(islice(pending, BATCH_ROWS)):
-        yield Records(batch)
+        instances.cover(batch)
+        yield Records(batch, instances)
+
+
+class InstanceRows(dict[int, tuple[str, str, str]]):
+    """The instances of a reading's records (records.Instances), read again
+    when a record of one not read yet comes: instances are added, never
+    removed."""
+
+    def __init__(self, reading: Reading) -> None:
+        super().__init__()
+        self._reading = reading
+
+    def cover(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Have the instance of every row (by its record key, column 6)."""
+        wanted = {row[6] >> SEQ_BITS for row in rows}
+        if wanted <= self.keys():
+            return
+        found = self._reading.execute("SELECT id, uuid, source, host FROM instances", [])
+        self.update((row_id, (uuid, source, host)) for row_id, uuid, source, host in found)
+        for missing in wanted - self.keys():
+            raise DatabaseError(f"records of instance row {missing}, which the store does not have")
 
 
 # --- losses among the records ----------------------------------------------
@@ -292,7 +309,7 @@ def found_in(reading: Reading, record_filter: RecordFilter, scope: Scope) -> Ite
         lost = fetch_losses(reading, statement, sql)
         sql = Sql.on(reading)
         rows = reading.execute(select_records(record_filter, sql, scope), sql.params)
-        yield from merge(batched(rows), lost, newest_first=reverse)
+        yield from merge(batched(rows, InstanceRows(reading)), lost, newest_first=reverse)
         return
     if lines == 0:
         return
@@ -311,7 +328,8 @@ def found_in(reading: Reading, record_filter: RecordFilter, scope: Scope) -> Ite
     statement = select_losses(
         sql, since_ns, until_ns, record_filter=record_filter, scope=scope, newest_first=reverse
     )
-    yield from merge(batched(shown), fetch_losses(reading, statement, sql), newest_first=reverse)
+    lost = fetch_losses(reading, statement, sql)
+    yield from merge(batched(shown, InstanceRows(reading)), lost, newest_first=reverse)
 
 
 def merge(
@@ -335,11 +353,11 @@ def merge(
             if end == len(rows):
                 break
             if end > start:
-                yield Records(rows[start:end])
+                yield Records(rows[start:end], batch.instances)
             yield loss
             loss, start = next(pending, None), end
         if start < len(rows):
-            yield Records(rows[start:]) if start else batch
+            yield Records(rows[start:], batch.instances) if start else batch
     if loss is not None:
         yield loss
         yield from pending
@@ -374,5 +392,6 @@ class CursorKeeper:
                 if isinstance(entry, Record):
                     self._newest = entry
                 elif isinstance(entry, Records) and entry.rows:
-                    self._newest = Record.of_columns(entry.rows[0 if self._newest_first else -1])
+                    newest = entry.rows[0 if self._newest_first else -1]
+                    self._newest = Record.of_columns(newest, entry.instances)
             yield entry

@@ -6,7 +6,7 @@ SQLAlchemy, no cffi."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -86,6 +86,9 @@ def message_bytes(text: str) -> bytes:
 
 
 _LEVELS = {level.value: level for level in Level}
+# Each instance's id (HELLO's), source and host, by its row id: what a row
+# of the read path's columns names by its record key.
+Instances = Mapping[int, tuple[str, str, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,15 +126,21 @@ class Record:
         return self.message
 
     @classmethod
-    def of_columns(cls, row: Sequence[Any]) -> Record:
+    def of_columns(cls, row: Sequence[Any], instances: Instances) -> Record:
         """The Record of a row of the read path's columns (query.COLUMNS:
-        Record's fields in their order); DatabaseError for a level no Level has."""
-        time_ns, level, pid, tid, process, message, seq, instance, source, *rest = row
+        Record's own, the record key in place of seq and the instance,
+        whose id, source and host instances has by row id); DatabaseError
+        for a level no Level has."""
+        time_ns, level, pid, tid, process, message, key, *rest = row
+        instance, source, host = instances[key >> SEQ_BITS]
         try:
             known = _LEVELS[level]
         except KeyError:
-            raise DatabaseError(f"record {instance}:{seq} has an unknown level {level!r}") from None
-        return cls(time_ns, known, pid, tid, process, message, seq, instance, source, *rest)
+            raise DatabaseError(
+                f"record {instance}:{key & SEQ_MASK} has an unknown level {level!r}"
+            ) from None
+        seq = key & SEQ_MASK
+        return cls(time_ns, known, pid, tid, process, message, seq, instance, source, *rest, host)
 
     @classmethod
     def of_row(cls, row: tuple, instance: str, source: str = "") -> Record:
@@ -194,17 +203,19 @@ class Loss:
 
 class Records:
     """Records in logged order as the read path fetched them: rows of its
-    columns (Record.of_columns), a Record made of one only where it is
-    needed, so that a renderer writes a whole batch with no Python object or
-    call per record (render/entries.py).  Iterating gives the Records."""
+    columns and their instances (Record.of_columns), a Record made of a row
+    only where one is needed, so that a renderer writes a whole batch with
+    no Python object or call per record (render/entries.py).  Iterating
+    gives the Records."""
 
-    __slots__ = ("rows",)
+    __slots__ = ("instances", "rows")
 
-    def __init__(self, rows: Sequence[Sequence[Any]]) -> None:
+    def __init__(self, rows: Sequence[Sequence[Any]], instances: Instances) -> None:
         self.rows = rows
+        self.instances = instances
 
     def __iter__(self) -> Iterator[Record]:
-        return map(Record.of_columns, self.rows)
+        return (Record.of_columns(row, self.instances) for row in self.rows)
 
     def __len__(self) -> int:
         return len(self.rows)

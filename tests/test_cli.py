@@ -572,7 +572,7 @@ def test_an_unexpected_failure_is_still_one_line(
     def broken(*_args: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(query, "entries", broken)
+    monkeypatch.setattr(query, "found", broken)
     monkeypatch.delenv("KEXTLOG_DEBUG", raising=False)
     assert run_main(["query", "--db", str(populated.path)]) == 1
     out, err = capsys.readouterr()
@@ -596,7 +596,7 @@ def test_ctrl_c_exits_130_quietly(
     def interrupted(*_args: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(query, "entries", interrupted)
+    monkeypatch.setattr(query, "found", interrupted)
     assert run_main(["query", "--db", str(populated.path)]) == 130
     assert capsys.readouterr() == ("", "")
 

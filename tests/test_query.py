@@ -467,15 +467,17 @@ def test_lines_with_filters(lossy_engine: Reader, lossy: PopulatedStore) -> None
     assert none == list(lossy.losses)
 
 
-def test_entries_take_two_statements_however_many_losses(
+def test_entries_take_three_statements_however_many_losses(
     lossy_engine: Reader, lossy: PopulatedStore
 ) -> None:
+    """The losses, the records, and their instances (read once, not joined)."""
     counting = Counting(lossy_engine)
     assert len(fetch_entries(counting)) == len(lossy.records) + len(lossy.losses)
-    assert len(counting.statements) == 2
+    assert len(counting.statements) == 3
+    assert "FROM instances" in counting.statements[-1]
     counting.statements.clear()
     fetch_entries(counting, lines=5)
-    assert len(counting.statements) == 2
+    assert len(counting.statements) == 3
 
 
 class Counting:

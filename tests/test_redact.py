@@ -178,7 +178,7 @@ def test_a_traceback_never_shows_the_password(
     def failing(*_args: object) -> None:
         raise RuntimeError(f"could not use {url} (password {PASSWORD!r})")
 
-    monkeypatch.setattr(query, "entries", failing)
+    monkeypatch.setattr(query, "found", failing)
     monkeypatch.setattr(query, "RecordFilter", lambda **_: None)
     for debug in ("1", ""):
         monkeypatch.setenv("KEXTLOG_DEBUG", debug)

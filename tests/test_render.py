@@ -15,7 +15,17 @@ from hypothesis import strategies as st
 
 from kextlog_store.errors import DatabaseError
 from kextlog_store.levels import Level
-from kextlog_store.records import STORED_BYTES, Cursor, Entry, Found, Loss, Record, Records, escaped
+from kextlog_store.records import (
+    STORED_BYTES,
+    Cursor,
+    Entry,
+    Found,
+    Loss,
+    Record,
+    Records,
+    escaped,
+    record_id,
+)
 from kextlog_store.render.entries import (
     RecordFormat,
     loss_short,
@@ -513,13 +523,20 @@ def test_no_text_format_writes_a_control_character(message: str, process: str) -
         assert not re.search(UNSAFE, text), (output, text)
 
 
-def columns(record: Record) -> tuple[object, ...]:
-    """A record as the read path's row of it (Record.of_columns' order)."""
-    return (
-        record.time_ns, int(record.level), record.pid, record.tid, record.process,
-        record.message, record.seq, record.instance, record.source, record.flags,
-        record.priority, record.facility, record.fields, record.host,
-    )  # fmt: skip
+def batch(records: list[Record]) -> Records:
+    """Records as the read path fetches them: rows of its columns
+    (Record.of_columns' order), each instance a row of its own."""
+    instances: dict[int, tuple[str, str, str]] = {}
+    rows = []
+    for each in records:
+        instance_row = len(instances) + 1
+        instances[instance_row] = (each.instance, each.source, each.host)
+        rows.append((
+            each.time_ns, int(each.level), each.pid, each.tid, each.process, each.message,
+            record_id(instance_row, each.seq), each.flags, each.priority, each.facility,
+            each.fields,
+        ))  # fmt: skip
+    return Records(rows, instances)
 
 
 @st.composite
@@ -560,9 +577,9 @@ def test_a_batch_is_written_as_its_records_one_by_one(
     whatever they hold, between markers too."""
     one_by_one: list[Entry] = [*records[:3], loss(), *records[3:]]
     batches: list[Found] = [
-        Records([columns(each) for each in records[:3]]),
+        batch(records[:3]),
         loss(),
-        Records([columns(each) for each in records[3:]]),
+        batch(records[3:]),
     ]
     expected, got = io.StringIO(), io.StringIO()
     write_records(iter(one_by_one), output, expected, utc=utc, color=color)
@@ -572,9 +589,10 @@ def test_a_batch_is_written_as_its_records_one_by_one(
 
 @pytest.mark.parametrize("output", list(RecordFormat))
 def test_a_batch_with_a_level_no_level_has_is_a_database_error(output: RecordFormat) -> None:
-    row = (*columns(record())[:1], 9, *columns(record())[2:])
+    rows = batch([record()])
+    rows.rows[0] = (rows.rows[0][0], 9, *rows.rows[0][2:])  # type: ignore[index]
     with pytest.raises(DatabaseError, match="unknown level 9"):
-        write_records(iter([Records([row])]), output, io.StringIO())
+        write_records(iter([rows]), output, io.StringIO())
 
 
 @pytest.mark.parametrize("message", HOSTILE)

@@ -28,6 +28,8 @@ from typing import Any, TextIO
 from ..levels import Level
 from ..records import (
     NS_PER_SECOND,
+    SEQ_BITS,
+    SEQ_MASK,
     STORED_BYTES,
     Cursor,
     Found,
@@ -41,12 +43,12 @@ from .rows import csv_texts, write_table
 from .text import (
     LEVEL_STYLES,
     MARKER_STYLE,
-    PLAIN_BREAKERS,
     Clock,
     escape,
     json_safe,
     json_text,
     paint,
+    plain,
     zone,
 )
 
@@ -216,14 +218,14 @@ def _batch_text(
     except KeyError:  # a level no Level has: the record says so (DatabaseError)
         lines = [line(record, clock) + "\n" for record in batch]
     text = "".join(lines)
-    if not lines or not color and text.count("\n") == len(lines) and PLAIN_BREAKERS.search(text) is None:
+    if not lines or (not color and text.count("\n") == len(lines) and plain(text)):
         return text
     shown = []
-    for plain, row in zip(lines, batch.rows, strict=True):
-        if plain.count("\n") == 1 and PLAIN_BREAKERS.search(plain) is None:
-            text = plain[:-1]
+    for written, row in zip(lines, batch.rows, strict=True):
+        if written.count("\n") == 1 and plain(written):
+            text = written[:-1]
         else:
-            text = line(Record.of_columns(row), clock)
+            text = line(Record.of_columns(row, batch.instances), clock)
         shown.append(paint(text, LEVEL_STYLES.get(row[1])) if color else text)
     return "\n".join(shown) + "\n"
 
@@ -233,7 +235,7 @@ def _short_lines(rows: Sequence[Sequence[Any]], clock: Clock) -> list[str]:
     return [
         f"{shorts[t // NS_PER_SECOND]}.{t // 1000 % 1_000_000:06d} {names[level]}"
         f" {process}[{pid}:{tid}]: {message}\n"
-        for t, level, pid, tid, process, message, _, _, _, _, _, _, _, _ in rows
+        for t, level, pid, tid, process, message, _, _, _, _, _ in rows
     ]
 
 
@@ -242,7 +244,7 @@ def _short_iso_lines(rows: Sequence[Sequence[Any]], clock: Clock) -> list[str]:
     return [
         f"{isos[t // NS_PER_SECOND]}.{t // 1000 % 1_000_000:06d}{offsets[t // NS_PER_SECOND]}"
         f" {names[level]} {process}[{pid}:{tid}]: {message}\n"
-        for t, level, pid, tid, process, message, _, _, _, _, _, _, _, _ in rows
+        for t, level, pid, tid, process, message, _, _, _, _, _ in rows
     ]
 
 
@@ -291,17 +293,18 @@ def _json_lines(batch: Records, clock: Clock) -> list[str]:
     for the escapes json_safe() adds), with a record that is more than its
     columns (bytes that are not text, a kmsg record's fields) by _fields."""
     isos, offsets, labels, text = clock.isos, clock.offsets, _LEVEL_LABELS, encode_basestring
+    instances = batch.instances
     try:
         lines = [
             f'{{"time": "{isos[t // NS_PER_SECOND]}.{t // 1000 % 1_000_000:06d}'
             f'{offsets[t // NS_PER_SECOND]}", "level": "{labels[level]}", "pid": {pid:d},'
             f' "tid": {tid:d}, "process": {text(process)}, "message": {text(message)},'
-            f' "seq": {seq:d}, "instance": {text(instance)}, "host": {text(host)},'
-            f' "cursor": {text(f"i={instance},s={seq},t={t}")}}}\n'
+            f' "seq": {key & SEQ_MASK:d}, "instance": {text(instance)}, "host": {text(host)},'
+            f' "cursor": {text(f"i={instance},s={key & SEQ_MASK},t={t}")}}}\n'
             if not flags & STORED_BYTES and priority is None
             else None
-            for t, level, pid, tid, process, message, seq, instance, _, flags, priority, _, _, host
-            in batch.rows
+            for t, level, pid, tid, process, message, key, flags, priority, _, _ in batch.rows
+            for instance, _, host in (instances[key >> SEQ_BITS],)
         ]  # fmt: skip
     except (KeyError, TypeError, ValueError):  # a column no record has: its Record says which
         lines = [None] * len(batch)

@@ -34,12 +34,14 @@ from kextlog_store.query import (
     LOSS_COLUMNS,
     PLACED,
     RECORDS,
+    InstanceRows,
+    batched,
     entries,
     fetch_losses,
     select_losses,
     select_matching,
 )
-from kextlog_store.records import Cursor, Entry, Loss, Record, record_id
+from kextlog_store.records import SEQ_BITS, Cursor, Entry, Loss, Record, one_by_one, record_id
 from kextlog_store.render.entries import (
     LOSS_REASON_WORDS,
     RecordFormat,
@@ -61,6 +63,7 @@ from kextlog_store.timespec import NS_PER_SECOND, parse_time, parse_until
 __all__ = [
     "LOSS_REASON_WORDS",
     "NS_PER_SECOND",
+    "SEQ_BITS",
     "Cursor",
     "DatabaseError",
     "Entry",
@@ -83,8 +86,8 @@ __all__ = [
     "entries",
     "follow",
     "format_size",
-    "instance_hosts",
     "instance_window",
+    "instances_by_row",
     "iso_time",
     "loss_short",
     "losses_of",
@@ -204,9 +207,11 @@ def losses_of(reading: Reading, record_filter: RecordFilter) -> list[Loss]:
     return fetch_losses(reading, statement, sql)
 
 
-def instance_hosts(reading: Reading) -> dict[str, str]:
-    """Each instance id's host."""
-    return {uuid: host for uuid, host in reading.execute("SELECT uuid, host FROM instances", [])}
+def instances_by_row(reading: Reading) -> dict[int, tuple[str, str]]:
+    """Each instance's id and host by its row id (the record key's high bits,
+    `id >> SEQ_BITS` of a record)."""
+    rows = reading.execute("SELECT id, uuid, host FROM instances", [])
+    return {row_id: (uuid, host) for row_id, uuid, host in rows}
 
 
 def _key(reading: Reading, instance: str, seq: int) -> int | None:
@@ -229,7 +234,7 @@ def record_row(reading: Reading, instance: str, seq: int) -> dict[str, Any] | No
     own = ", ".join(f"r.{name}" for name in names)
     rows = reading.execute(
         f"SELECT {own}, i.uuid, i.source, i.host, i.name, i.boot_id FROM {RECORDS}"
-        f" WHERE r.id = {key}",
+        f" JOIN instances AS i ON r.instance_id = i.id WHERE r.id = {key}",
         [],
     )
     row = next(iter(rows), None)
@@ -250,7 +255,7 @@ def instance_window(
         f" WHERE r.id >= {base + first_seq} AND r.id <= {base + last_seq} ORDER BY r.id",
         [],
     )
-    found = list(map(Record.of_columns, rows))
+    found = list(one_by_one(batched(rows, InstanceRows(reading))))
     sql = Sql.on(reading)
     overlapping = (
         f"SELECT {LOSS_COLUMNS} FROM {PLACED} WHERE instance = {sql.param(instance)}"

@@ -129,12 +129,16 @@ async def facets(site: Site, request: Request) -> Response:
         return {"process": values(found, "process", params.exact_glob)}
 
     def by_instance(store: Reader) -> dict[str, Any]:
-        counts = counted(store, "instance")
+        by_row = counted(store, f"id >> {library.SEQ_BITS}")
         with store.connect() as reading:
-            hosts = library.instance_hosts(reading)
+            instances = library.instances_by_row(reading)
+        counts = sorted(
+            ((instances[row][0], count) for row, count in by_row),
+            key=lambda item: (-item[1], item[0]),
+        )
         totals: dict[str, int] = {}
-        for uuid, count in counts:
-            totals[hosts.get(uuid, "")] = totals.get(hosts.get(uuid, ""), 0) + count
+        for row, count in by_row:
+            totals[instances[row][1]] = totals.get(instances[row][1], 0) + count
         by_host = sorted(totals.items(), key=lambda item: (-item[1], item[0]))
         return {"instance": values(counts[:FACET_VALUES], "instance", str),
                 "host": values(by_host, "host", str)}  # fmt: skip
