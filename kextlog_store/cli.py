@@ -35,9 +35,7 @@ from .cli_options import option, window
 from .errors import DatabaseError, KextlogError, UsageError
 from .query_output import write_entries
 from .redact import redact
-from .render.entries import RecordFormat
-from .render.figures import StatsFormat, StatusFormat
-from .render.rows import SqlFormat
+from .render.formats import RecordFormat, SqlFormat, StatsFormat, StatusFormat
 from .render.text import escape
 from .terminal import color, hard_time_limit, pager, stop_on_signals
 from .web.command import web_command

@@ -17,9 +17,7 @@ import typer
 from . import __version__
 from .errors import UsageError
 from .records import INT64_MAX, PID_MAX
-from .render.entries import RecordFormat
-from .render.figures import StatsFormat, StatusFormat
-from .render.rows import SqlFormat
+from .render.formats import RecordFormat, SqlFormat, StatsFormat, StatusFormat
 
 if TYPE_CHECKING:  # config imports the store's modules: only ingest loads it
     from .config import IngestConfig

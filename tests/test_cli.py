@@ -24,7 +24,7 @@ import pytest
 from kextlog_store import __version__
 from kextlog_store.levels import Level
 from kextlog_store.records import Entry, Loss, Record
-from kextlog_store.render.entries import RecordFormat
+from kextlog_store.render.formats import RecordFormat
 from kextlog_store.store import migrate
 from tests.conftest import NS, ROOT, Kextlog, PopulatedStore, content_checksum
 from tests.processes import kextlog as run_kextlog
@@ -429,6 +429,8 @@ def test_query_streams_into_a_closed_pipe_quietly(populated: PopulatedStore) -> 
 
 
 def test_query_does_not_load_alembic_or_cffi(populated: PopulatedStore) -> None:
+    """Nor the renderers of other commands (the CLI declares their formats
+    from render/formats.py)."""
     probe = (
         "import sys\n"
         "from kextlog_store import cli\n"
@@ -438,7 +440,8 @@ def test_query_does_not_load_alembic_or_cffi(populated: PopulatedStore) -> None:
         "except SystemExit as exit:\n"
         "    assert exit.code == 0, exit.code\n"
         "heavy = {'alembic', 'cffi', '_cffi_backend', 'rich', 'mako', 'sqlalchemy', 're2'}\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy\n"
+        "others = {'kextlog_store.render.figures', 'kextlog_store.render.rows'}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in others\n"
         "             or m.startswith('kextlog_store._native')), file=sys.stderr)\n"
     )
     env = dict(os.environ, PYTHONPATH=str(ROOT), KEXTLOG_DB=str(populated.path))

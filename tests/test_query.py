@@ -38,7 +38,7 @@ from kextlog_store.regex import grep_pattern
 from kextlog_store.store import schema
 from kextlog_store.store.engine import Reader, Reading, reader, write_engine
 from kextlog_store.store.location import database_url
-from tests.conftest import NS, PopulatedStore, make_records
+from tests.conftest import NS, Kextlog, PopulatedStore, make_records
 
 MINUTE = 60 * NS
 BOTH_BACKENDS = True
@@ -203,6 +203,22 @@ def test_an_unknown_level_in_the_store_is_a_database_error(populated: PopulatedS
     with pytest.raises(DatabaseError, match="unknown level 9"):
         fetch(engine)
     engine.dispose()
+
+
+@pytest.mark.sqlite_only
+def test_records_of_an_instance_the_store_lacks_are_a_database_error(
+    kextlog: Kextlog, populated: PopulatedStore
+) -> None:
+    """The records are read without a join of their instances: records
+    whose instance row is gone (deleted behind kextlog's back; SQLite does
+    not enforce the key) are told, not left out."""
+    with sqlite3.connect(populated.path) as connection:
+        connection.execute("DELETE FROM instances WHERE id = 2")
+    result = kextlog("query")
+    assert result.returncode == 1
+    assert result.stderr == (
+        "kextlog: error: records of instance row 2, which the store does not have\n"
+    )
 
 
 @pytest.mark.sqlite_only

@@ -37,7 +37,8 @@ from kextlog_store.render.entries import (
     write_records,
 )
 from kextlog_store.render.figures import prune_lines
-from kextlog_store.render.rows import SqlFormat, table_lines, write_rows
+from kextlog_store.render.formats import SqlFormat
+from kextlog_store.render.rows import table_lines, write_rows
 from kextlog_store.render.text import escape, iso_time
 
 UTC = timezone.utc

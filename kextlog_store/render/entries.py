@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import tzinfo
-from enum import Enum
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any, TextIO
 
@@ -39,7 +38,7 @@ from ..records import (
     Records,
     one_by_one,
 )
-from .rows import csv_texts, write_table
+from .formats import RecordFormat
 from .text import (
     LEVEL_STYLES,
     MARKER_STYLE,
@@ -51,19 +50,6 @@ from .text import (
     plain,
     zone,
 )
-
-
-class RecordFormat(str, Enum):
-    """--output of `kextlog query`."""
-
-    SHORT = "short"
-    SHORT_ISO = "short-iso"
-    JSON = "json"
-    JSON_PRETTY = "json-pretty"
-    CSV = "csv"
-    TABLE = "table"
-    CAT = "cat"
-
 
 # Each level's name as a line shows it, padded (an enum's .name is a call).
 _LEVEL_NAMES = {level: f"{level.name:<7}" for level in Level}
@@ -260,6 +246,8 @@ def _record_csv(
     """-o csv: the records' fields as rows, no markers (machines read losses
     from the `lost` view); a message as stored (one that is not UTF-8 text
     with its bytes as \\xHH escapes)."""
+    from .rows import csv_texts  # CSV and tables only: not loaded for the rest
+
     clock = Clock(tz)
     found = (
         (*_values(entry, clock, entry.message), entry.priority, entry.facility, entry.fields)
@@ -320,6 +308,8 @@ def _record_table(
 ) -> None:
     """-o table: the columns aligned over every row (so it is written at the
     end), a marker in the message column of a row of its own."""
+    from .rows import write_table
+
     clock = Clock(tz)
     rows: list[Sequence[Any]] = []
     styles: list[str | None] = []

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import tzinfo
-from enum import Enum
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..levels import Level
 from .entries import LOSS_REASON_WORDS
+from .formats import StatsFormat, StatusFormat
 from .rows import table_lines
 from .text import LEVEL_STYLES, Clock, escape, json_text, local_time, paint, zone
 
@@ -20,20 +20,6 @@ if TYPE_CHECKING:  # stats imports SQLAlchemy; rendering its figures does not ne
     from ..status import IngestStatus
     from ..store.check import CheckReport
     from ..store.retention import PruneResult
-
-
-class StatsFormat(str, Enum):
-    """--output of `kextlog stats`."""
-
-    TEXT = "text"
-    JSON = "json"
-
-
-class StatusFormat(str, Enum):
-    """--output of `kextlog status`."""
-
-    TEXT = "text"
-    JSON = "json"
 
 
 # Bars that read without colour: one glyph per level, the severe ones darkest.

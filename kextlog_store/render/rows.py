@@ -6,19 +6,10 @@ from __future__ import annotations
 import csv
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
-from enum import Enum
 from typing import Any, TextIO
 
+from .formats import SqlFormat
 from .text import escape, json_text, paint
-
-
-class SqlFormat(str, Enum):
-    """--output of `kextlog sql`."""
-
-    TABLE = "table"
-    JSON = "json"
-    JSON_PRETTY = "json-pretty"
-    CSV = "csv"
 
 
 def truncation_note(written: int, limit: str, max_bytes: str) -> str:

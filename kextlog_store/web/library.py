@@ -50,7 +50,8 @@ from kextlog_store.render.entries import (
     write_records,
 )
 from kextlog_store.render.figures import format_size, stats_fields
-from kextlog_store.render.rows import SqlFormat, write_rows
+from kextlog_store.render.formats import SqlFormat
+from kextlog_store.render.rows import write_rows
 from kextlog_store.render.text import iso_time, zone
 from kextlog_store.sql import SqlResult, run_sql
 from kextlog_store.stats import Stats, choose_bucket
