@@ -154,10 +154,16 @@ def batched(rows: Iterable[Sequence[Any]], instances: InstanceRows) -> Iterator[
         yield Records(batch, instances)
 
 
+def instances_of(reading: Reading) -> dict[int, tuple[str, str, str]]:
+    """Each instance's id (HELLO's), source and host, by its row id (a
+    record key's high bits: records.Instances)."""
+    rows = reading.execute("SELECT id, uuid, source, host FROM instances", [])
+    return {row_id: (uuid, source, host) for row_id, uuid, source, host in rows}
+
+
 class InstanceRows(dict[int, tuple[str, str, str]]):
-    """The instances of a reading's records (records.Instances), read again
-    when a record of one not read yet comes: instances are added, never
-    removed."""
+    """The instances of a reading's records (instances_of), read again when
+    a record of one not read yet comes: instances are added, never removed."""
 
     def __init__(self, reading: Reading) -> None:
         super().__init__()
@@ -168,10 +174,12 @@ class InstanceRows(dict[int, tuple[str, str, str]]):
         wanted = {row[6] >> SEQ_BITS for row in rows}
         if wanted <= self.keys():
             return
-        found = self._reading.execute("SELECT id, uuid, source, host FROM instances", [])
-        self.update((row_id, (uuid, source, host)) for row_id, uuid, source, host in found)
-        for missing in wanted - self.keys():
-            raise DatabaseError(f"records of instance row {missing}, which the store does not have")
+        self.update(instances_of(self._reading))
+        missing = wanted - self.keys()
+        if missing:
+            raise DatabaseError(
+                f"records of instance row {min(missing)}, which the store does not have"
+            )
 
 
 # --- losses among the records ----------------------------------------------

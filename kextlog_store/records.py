@@ -133,13 +133,11 @@ class Record:
         for a level no Level has."""
         time_ns, level, pid, tid, process, message, key, *rest = row
         instance, source, host = instances[key >> SEQ_BITS]
+        seq = key & SEQ_MASK
         try:
             known = _LEVELS[level]
         except KeyError:
-            raise DatabaseError(
-                f"record {instance}:{key & SEQ_MASK} has an unknown level {level!r}"
-            ) from None
-        seq = key & SEQ_MASK
+            raise DatabaseError(f"record {instance}:{seq} has an unknown level {level!r}") from None
         return cls(time_ns, known, pid, tid, process, message, seq, instance, source, *rest, host)
 
     @classmethod

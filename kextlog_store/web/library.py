@@ -38,6 +38,7 @@ from kextlog_store.query import (
     batched,
     entries,
     fetch_losses,
+    instances_of,
     select_losses,
     select_matching,
 )
@@ -88,7 +89,7 @@ __all__ = [
     "follow",
     "format_size",
     "instance_window",
-    "instances_by_row",
+    "instances_of",
     "iso_time",
     "loss_short",
     "losses_of",
@@ -206,13 +207,6 @@ def losses_of(reading: Reading, record_filter: RecordFilter) -> list[Loss]:
         scope=scope,
     )
     return fetch_losses(reading, statement, sql)
-
-
-def instances_by_row(reading: Reading) -> dict[int, tuple[str, str]]:
-    """Each instance's id and host by its row id (the record key's high bits,
-    `id >> SEQ_BITS` of a record)."""
-    rows = reading.execute("SELECT id, uuid, host FROM instances", [])
-    return {row_id: (uuid, host) for row_id, uuid, host in rows}
 
 
 def _key(reading: Reading, instance: str, seq: int) -> int | None:

@@ -131,17 +131,19 @@ async def facets(site: Site, request: Request) -> Response:
     def by_instance(store: Reader) -> dict[str, Any]:
         by_row = counted(store, f"id >> {library.SEQ_BITS}")
         with store.connect() as reading:
-            instances = library.instances_by_row(reading)
-        counts = sorted(
-            ((instances[row][0], count) for row, count in by_row),
-            key=lambda item: (-item[1], item[0]),
-        )
-        totals: dict[str, int] = {}
+            instances = library.instances_of(reading)
+        by_uuid: dict[str, int] = {}
+        by_host: dict[str, int] = {}
         for row, count in by_row:
-            totals[instances[row][1]] = totals.get(instances[row][1], 0) + count
-        by_host = sorted(totals.items(), key=lambda item: (-item[1], item[0]))
-        return {"instance": values(counts[:FACET_VALUES], "instance", str),
-                "host": values(by_host, "host", str)}  # fmt: skip
+            uuid, _, host = instances[row]
+            by_uuid[uuid] = by_uuid.get(uuid, 0) + count
+            by_host[host] = by_host.get(host, 0) + count
+
+        def most(counts: dict[str, int]) -> list[tuple[str, int]]:
+            return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+        return {"instance": values(most(by_uuid)[:FACET_VALUES], "instance", str),
+                "host": values(most(by_host), "host", str)}  # fmt: skip
 
     async def facet(count: Callable[[Reader], dict[str, Any]], *names: str) -> dict[str, Any]:
         try:
